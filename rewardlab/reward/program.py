@@ -1,0 +1,178 @@
+"""Reward programs: untrusted source text turned into a safe, callable reward.
+
+A reward program defines ``compute_dense_reward(self, action)`` (Text2Reward) or
+``compute_dense_reward(self, action, obs)`` (its MetaWorld variant) and returns either a float
+or ``(reward, {component_name: value})`` (Eureka style).
+
+Example:
+    >>> program = RewardProgram.compile('''
+    ... import numpy as np
+    ... def compute_dense_reward(self, action):
+    ...     speed = self.robot.v
+    ...     return speed - 0.1 * float(np.sum(np.square(action))), {"speed": speed}
+    ... ''')
+    >>> from types import SimpleNamespace
+    >>> me = SimpleNamespace(robot=SimpleNamespace(v=2.0))
+    >>> program(me, [1.0, 1.0], None)
+    (1.8, {'speed': 2.0})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rewardlab.reward.sandbox import (
+    DEFAULT_TICKS,
+    Budget,
+    BudgetExceeded,
+    Finding,
+    instrument,
+    sandbox_globals,
+    vet,
+)
+
+ENTRY = "compute_dense_reward"
+MAX_ABS_REWARD = 1e4
+"""Largest per-step reward magnitude accepted as sane."""
+
+
+class RewardProgramError(Exception):
+    """A reward program was rejected; ``findings`` says what was wrong and where."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+        super().__init__("reward program rejected:\n" + "\n".join(f"  {f}" for f in findings))
+
+
+class RewardRuntimeError(Exception):
+    """A reward program failed on one call; carries the :class:`Finding`."""
+
+    def __init__(self, finding: Finding) -> None:
+        self.finding = finding
+        super().__init__(str(finding))
+
+
+def _scalar(value: Any, what: str) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return float(value.reshape(()))
+    raise TypeError(f"{what} must be a number, got {type(value).__name__}")
+
+
+def _traceback_line(exc: BaseException) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<reward>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+@dataclass
+class RewardProgram:
+    """A vetted, instrumented, compiled reward program. Call it as ``program(me, action, obs)``.
+
+    Attributes:
+        source: the program text, unchanged.
+        takes_obs: whether the entry function takes ``obs`` as its third argument.
+        max_abs: per-step magnitude above which an output is rejected as insane.
+    """
+
+    source: str
+    takes_obs: bool
+    budget: Budget
+    max_abs: float = MAX_ABS_REWARD
+    _fn: Any = field(default=None, repr=False)
+
+    @classmethod
+    def compile(
+        cls,
+        source: str,
+        *,
+        self_paths: set[str] | None = None,
+        self_leaves: set[str] | None = None,
+        ticks: int = DEFAULT_TICKS,
+        max_abs: float = MAX_ABS_REWARD,
+    ) -> RewardProgram:
+        """Vet, instrument and compile ``source``; raise :class:`RewardProgramError` if rejected.
+
+        ``self_paths``/``self_leaves`` (from an environment card) enable the check that every
+        ``self.`` attribute the program reads exists.
+        """
+        tree, findings = vet(source, entry=ENTRY, self_paths=self_paths, self_leaves=self_leaves)
+        if findings or tree is None:
+            raise RewardProgramError(findings)
+        budget = Budget(ticks)
+        namespace = sandbox_globals(budget)
+        try:
+            code = compile(instrument(tree), "<reward>", "exec")
+            exec(code, namespace)  # noqa: S102 - vetted, instrumented, restricted globals
+        except BudgetExceeded as exc:
+            raise RewardProgramError([Finding("timeout", str(exc))]) from None
+        except Exception as exc:  # module-level code failed (e.g. bad constant expression)
+            raise RewardProgramError(
+                [Finding("compile", f"{type(exc).__name__}: {exc}", _traceback_line(exc))]
+            ) from None
+        fn = namespace[ENTRY]
+        takes_obs = fn.__code__.co_argcount == 3
+        return cls(source=source, takes_obs=takes_obs, budget=budget, max_abs=max_abs, _fn=fn)
+
+    @property
+    def digest(self) -> str:
+        """Short content hash of the source (names reward versions)."""
+        return hashlib.sha256(self.source.encode()).hexdigest()[:12]
+
+    def __call__(self, me: Any, action: Any, obs: Any = None) -> tuple[float, dict[str, float]]:
+        """Evaluate on one state; return ``(reward, components)``.
+
+        Raises:
+            RewardRuntimeError: the program raised, ran over budget, or returned something
+                that is not a finite, sane number (the finding says which and where).
+        """
+        self.budget.reset()
+        try:
+            out = self._fn(me, action, obs) if self.takes_obs else self._fn(me, action)
+        except BudgetExceeded as exc:
+            raise RewardRuntimeError(Finding("timeout", str(exc), self.budget.line)) from None
+        except MemoryError:
+            raise RewardRuntimeError(Finding("runtime", "MemoryError: the program allocated too much memory")) from None
+        except RecursionError as exc:
+            raise RewardRuntimeError(Finding("runtime", f"RecursionError: {exc}", _traceback_line(exc))) from None
+        except Exception as exc:
+            raise RewardRuntimeError(
+                Finding("runtime", f"{type(exc).__name__}: {exc}", _traceback_line(exc))
+            ) from None
+        return self._validate(out)
+
+    def _validate(self, out: Any) -> tuple[float, dict[str, float]]:
+        components: dict[str, float] = {}
+        try:
+            if isinstance(out, tuple):
+                if len(out) != 2 or not isinstance(out[1], dict):
+                    raise TypeError("a tuple return must be (reward, {name: value})")
+                reward = _scalar(out[0], "reward")
+                for name, value in out[1].items():
+                    if not isinstance(name, str):
+                        raise TypeError(f"component names must be strings, got {name!r}")
+                    components[name] = _scalar(value, f"component {name!r}")
+            else:
+                reward = _scalar(out, "reward")
+        except (TypeError, ValueError) as exc:
+            raise RewardRuntimeError(Finding("output", str(exc))) from None
+        for name, value in [("reward", reward), *components.items()]:
+            if not math.isfinite(value):
+                raise RewardRuntimeError(Finding("output", f"{name} is not finite ({value})"))
+        if abs(reward) > self.max_abs:
+            raise RewardRuntimeError(
+                Finding("output", f"reward magnitude {reward:.3g} exceeds {self.max_abs:g} per step")
+            )
+        return reward, components

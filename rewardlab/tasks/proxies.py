@@ -1,0 +1,221 @@
+"""Executable compact representations: proxy objects read live from the simulator.
+
+Reward programs receive ``self``: an :class:`EnvProxy` whose attributes are the ones an
+environment card declares (``self.hopper.top.position_x``, ``self.ant.torso.velocity_x`` ...).
+Every value is read from ``MjData`` when the attribute is accessed, so the same object stays
+valid across steps and resets, and no reward source is ever rewritten.
+
+Reading an attribute the card does not define raises :class:`AttributeError` naming the full
+path and the attributes that do exist.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import mujoco
+import numpy as np
+
+
+class Proxy:
+    """Base of all proxies: attributes are the card's names, misses get a precise error."""
+
+    __slots__ = ("_path",)
+    _fields: tuple[str, ...] = ()
+
+    def __init__(self, path: str) -> None:
+        object.__setattr__(self, "_path", path)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: an attribute the card does not define.
+        raise AttributeError(
+            f"{self._path} has no attribute {name!r}; "
+            f"the card defines: {', '.join(self.fields()) or '(nothing)'}"
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{self._path} is read-only (tried to set {name!r})")
+
+    def fields(self) -> tuple[str, ...]:
+        """Names this proxy exposes to reward code."""
+        return self._fields
+
+    def snapshot(self) -> dict[str, Any]:
+        """Current values of all fields (nested proxies become nested dicts)."""
+        out: dict[str, Any] = {}
+        for name in self.fields():
+            value = getattr(self, name)
+            out[name] = value.snapshot() if isinstance(value, Proxy) else value
+        return out
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._path}>"
+
+
+def _joint_id(model: mujoco.MjModel, name: str) -> int:
+    jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+    if jid < 0:
+        raise KeyError(f"joint {name!r} not in model")
+    return int(jid)
+
+
+class HingeJoint(Proxy):
+    """A hinge: ``angle`` (rad, unwrapped) and ``angular_velocity`` (rad/s)."""
+
+    __slots__ = ("_data", "_qa", "_va")
+    _fields = ("angle", "angular_velocity")
+
+    def __init__(self, path: str, model: mujoco.MjModel, data: mujoco.MjData, joint: str) -> None:
+        super().__init__(path)
+        jid = _joint_id(model, joint)
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_qa", int(model.jnt_qposadr[jid]))
+        object.__setattr__(self, "_va", int(model.jnt_dofadr[jid]))
+
+    @property
+    def angle(self) -> float:
+        return float(self._data.qpos[self._qa])
+
+    @property
+    def angular_velocity(self) -> float:
+        return float(self._data.qvel[self._va])
+
+
+class SlideJoint(Proxy):
+    """A planar root made of an x slide and a z slide joint (Text2Reward's ``SlideJoint``)."""
+
+    __slots__ = ("_data", "_qx", "_qz", "_vx", "_vz")
+    _fields = ("position_x", "position_z", "velocity_x", "velocity_z")
+
+    def __init__(
+        self, path: str, model: mujoco.MjModel, data: mujoco.MjData, joints: list[str]
+    ) -> None:
+        super().__init__(path)
+        jx, jz = (_joint_id(model, j) for j in joints)
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_qx", int(model.jnt_qposadr[jx]))
+        object.__setattr__(self, "_qz", int(model.jnt_qposadr[jz]))
+        object.__setattr__(self, "_vx", int(model.jnt_dofadr[jx]))
+        object.__setattr__(self, "_vz", int(model.jnt_dofadr[jz]))
+
+    @property
+    def position_x(self) -> float:
+        return float(self._data.qpos[self._qx])
+
+    @property
+    def position_z(self) -> float:
+        return float(self._data.qpos[self._qz])
+
+    @property
+    def velocity_x(self) -> float:
+        return float(self._data.qvel[self._vx])
+
+    @property
+    def velocity_z(self) -> float:
+        return float(self._data.qvel[self._vz])
+
+
+class FreeJoint(Proxy):
+    """A free-floating root (Text2Reward's ``FreeJoint``), world-frame quantities.
+
+    ``quaternion`` (w, x, y, z) and ``up_z`` (z component of the body's up axis, 1 upright,
+    -1 upside down) are rewardlab extensions beyond the published representation.
+    """
+
+    __slots__ = ("_data", "_q", "_v", "_body")
+    _fields = (
+        "position_x", "position_y", "position_z",
+        "velocity_x", "velocity_y", "velocity_z",
+        "angular_velocity_x", "angular_velocity_y", "angular_velocity_z",
+        "quaternion", "up_z",
+    )  # fmt: skip
+
+    def __init__(
+        self, path: str, model: mujoco.MjModel, data: mujoco.MjData, joint: str, body: str
+    ) -> None:
+        super().__init__(path)
+        jid = _joint_id(model, joint)
+        bid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body)
+        if bid < 0:
+            raise KeyError(f"body {body!r} not in model")
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_q", int(model.jnt_qposadr[jid]))
+        object.__setattr__(self, "_v", int(model.jnt_dofadr[jid]))
+        object.__setattr__(self, "_body", int(bid))
+
+    position_x = property(lambda self: float(self._data.qpos[self._q]))
+    position_y = property(lambda self: float(self._data.qpos[self._q + 1]))
+    position_z = property(lambda self: float(self._data.qpos[self._q + 2]))
+    # A free joint's linear velocity is in the world frame, its angular velocity in the body
+    # frame; rotate the latter to the world frame with the body's orientation matrix.
+    velocity_x = property(lambda self: float(self._data.qvel[self._v]))
+    velocity_y = property(lambda self: float(self._data.qvel[self._v + 1]))
+    velocity_z = property(lambda self: float(self._data.qvel[self._v + 2]))
+
+    def _world_angular_velocity(self) -> np.ndarray:
+        xmat = self._data.xmat[self._body].reshape(3, 3)
+        result: np.ndarray = xmat @ self._data.qvel[self._v + 3 : self._v + 6]
+        return result
+
+    angular_velocity_x = property(lambda self: float(self._world_angular_velocity()[0]))
+    angular_velocity_y = property(lambda self: float(self._world_angular_velocity()[1]))
+    angular_velocity_z = property(lambda self: float(self._world_angular_velocity()[2]))
+
+    @property
+    def quaternion(self) -> np.ndarray:
+        return np.array(self._data.qpos[self._q + 3 : self._q + 7], dtype=np.float64)
+
+    @property
+    def up_z(self) -> float:
+        w, x, y, z = self._data.qpos[self._q + 3 : self._q + 7]
+        norm = w * w + x * x + y * y + z * z
+        return float(1.0 - 2.0 * (x * x + y * y) / norm) if norm > 0 else math.nan
+
+
+PART_TYPES: dict[str, type[Proxy]] = {
+    "HingeJoint": HingeJoint,
+    "SlideJoint": SlideJoint,
+    "FreeJoint": FreeJoint,
+}
+
+
+class Group(Proxy):
+    """A named collection of parts (the robot), or the environment itself."""
+
+    __slots__ = ("_names", "__dict__")
+
+    def __init__(self, path: str, members: dict[str, Any]) -> None:
+        super().__init__(path)
+        object.__setattr__(self, "_names", tuple(members))
+        for name, value in members.items():
+            object.__setattr__(self, name, value)
+
+    def fields(self) -> tuple[str, ...]:
+        return self._names
+
+
+EnvProxy = Group
+"""The ``self`` that reward programs see: the robot under its card name, plus ``dt``."""
+
+
+def build_env_proxy(card: Any, model: mujoco.MjModel, data: mujoco.MjData, dt: float) -> Group:
+    """Build the ``self`` proxy for ``card`` over a live ``(model, data)`` pair.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> from rewardlab.tasks.cards import load_card
+        >>> env = gym.make("Hopper-v5"); _ = env.reset(seed=0)
+        >>> me = build_env_proxy(load_card("mujoco/hopper"), env.unwrapped.model,
+        ...                      env.unwrapped.data, env.unwrapped.dt)
+        >>> round(me.hopper.top.position_z, 1), me.dt
+        (1.2, 0.008)
+    """
+    robot_path = f"self.{card.robot}"
+    parts: dict[str, Proxy] = {}
+    for name, spec in card.parts.items():
+        kind = PART_TYPES[spec["type"]]
+        kwargs = {k: v for k, v in spec.items() if k not in ("type", "doc")}
+        parts[name] = kind(f"{robot_path}.{name}", model, data, **kwargs)
+    robot = Group(robot_path, parts)
+    return Group("self", {card.robot: robot, "dt": float(dt)})

@@ -1,0 +1,111 @@
+"""The task registry: ``"<benchmark>/<task>"`` -> :class:`TaskSpec`, and environment making.
+
+Tasks are declared in ``envs/<benchmark>/tasks.yaml``. A benchmark is a folder of cards plus
+that file; adding a benchmark needs no code here beyond its proxy part types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from typing import Any
+
+import gymnasium as gym
+import yaml
+
+from rewardlab.paths import data_dir
+from rewardlab.tasks.cards import Card, load_card, render_card
+
+
+@dataclass
+class SuccessSpec:
+    """Which success metric decides a task, and its parameters."""
+
+    metric: str = "displacement"
+    """Name in ``rewardlab.tasks.success.METRICS``."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the metric (attribute paths and thresholds)."""
+
+
+@dataclass
+class TaskSpec:
+    """A task: environment + card + instruction + success metric + horizon.
+
+    Also the Hydra ``task`` config group node, so ``task.horizon=500`` overrides work.
+    """
+
+    name: str = "mujoco/hopper_forward"
+    """Registry name ``<benchmark>/<task>``."""
+    card: str = "mujoco/hopper"
+    """Environment card reference (``envs/<card>.yaml``)."""
+    instruction: str = ""
+    """The plain-language goal."""
+    horizon: int = 1000
+    """Episode length in environment steps (time limit)."""
+    env_id: str = ""
+    """gymnasium id; empty means the card's ``env_id``."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for ``gymnasium.make``."""
+    success: SuccessSpec = field(default_factory=SuccessSpec)
+    """The success metric computed from simulator state."""
+
+    @property
+    def benchmark(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    def load_card(self) -> Card:
+        return load_card(self.card)
+
+    def resolved_env_id(self) -> str:
+        return self.env_id or self.load_card().env_id
+
+    def card_text(self) -> str:
+        """The card as the LLM sees it."""
+        env = gym.make(self.resolved_env_id(), **self.env_kwargs)
+        try:
+            return render_card(self.load_card(), float(env.unwrapped.dt))  # type: ignore[attr-defined]
+        finally:
+            env.close()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TaskSpec:
+        """Build from a plain mapping (e.g. a Hydra ``DictConfig`` converted to a dict)."""
+        data = dict(data)
+        success = data.pop("success", {}) or {}
+        return cls(success=SuccessSpec(**dict(success)), **data)
+
+
+@cache
+def _registry() -> dict[str, TaskSpec]:
+    tasks: dict[str, TaskSpec] = {}
+    for spec_file in sorted(data_dir("envs").glob("*/tasks.yaml")):
+        benchmark = spec_file.parent.name
+        for short, raw in (yaml.safe_load(spec_file.read_text()) or {}).items():
+            name = f"{benchmark}/{short}"
+            tasks[name] = TaskSpec.from_dict({"name": name, **raw})
+    return tasks
+
+
+def list_tasks() -> list[TaskSpec]:
+    """All registered tasks, sorted by name."""
+    return [_registry()[k] for k in sorted(_registry())]
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look up a task by name; the error lists close matches.
+
+    Example:
+        >>> get_task("mujoco/hopper_backflip").success.metric
+        'flip'
+    """
+    try:
+        return _registry()[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, _registry(), n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown task {name!r}{hint} (see `rewardlab tasks`)") from None
