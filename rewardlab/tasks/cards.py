@@ -80,21 +80,26 @@ def load_card(ref: str) -> Card:
     return Card(**raw)
 
 
-def render_card(card: Card, dt: float) -> str:
+def render_card(card: Card, dt: float, initial: dict[str, float] | None = None) -> str:
     """The class-like text shown to the LLM (Text2Reward's prompt style).
 
+    ``initial`` maps attribute paths (``"self.hopper.top.position_z"``) to their values in the
+    initial state; they are shown in ``__init__`` as in Text2Reward's cards.
+
     Example:
-        >>> text = render_card(load_card("mujoco/hopper"), 0.008)
-        >>> "self.top : SlideJoint" in text and "self.dt : float" in text
+        >>> text = render_card(load_card("mujoco/hopper"), 0.008, {"self.hopper.top.position_z": 1.25})
+        >>> "self.top : SlideJoint" in text and "self.hopper.top.position_z = 1.25" in text
         True
     """
     lines = [
         "class BaseEnv(gym.Env):",
         f"    self.{card.robot} : {card.robot_class}",
         f"    self.dt : float # the time between two actions, in seconds, default is {dt:g} s",
-        "",
-        f"class {card.robot_class}:",
     ]
+    if initial:
+        lines.append(f"    def __init__(self): # initial state of the {card.robot_class}")
+        lines += [f"        {path} = {value:g}" for path, value in initial.items()]
+    lines += ["", f"class {card.robot_class}:"]
     lines += [f"    self.{name} : {spec['type']} # {spec['doc']}" for name, spec in card.parts.items()]
     for type_name in dict.fromkeys(spec["type"] for spec in card.parts.values()):
         lines += ["", f"class {type_name}:"]

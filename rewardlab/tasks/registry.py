@@ -60,12 +60,16 @@ class TaskSpec:
         return self.env_id or self.load_card().env_id
 
     def card_text(self) -> str:
-        """The card as the LLM sees it."""
-        env = gym.make(self.resolved_env_id(), **self.env_kwargs)
-        try:
-            return render_card(self.load_card(), float(env.unwrapped.dt))  # type: ignore[attr-defined]
-        finally:
-            env.close()
+        """The card as the LLM sees it (with the initial pose, as in Text2Reward)."""
+        return render_card(self.load_card(), self.dt(), self.initial_state())
+
+    def dt(self) -> float:
+        """Seconds between two actions."""
+        return _probe(self.resolved_env_id(), _freeze(self.env_kwargs), self.card)[0]
+
+    def initial_state(self) -> dict[str, float]:
+        """Root position and pitch of the initial pose (noise-free), by attribute path."""
+        return dict(_probe(self.resolved_env_id(), _freeze(self.env_kwargs), self.card)[1])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +80,36 @@ class TaskSpec:
         data = dict(data)
         success = data.pop("success", {}) or {}
         return cls(success=SuccessSpec(**dict(success)), **data)
+
+
+def _freeze(kwargs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, v) for k, v in dict(kwargs).items()))
+
+
+@cache
+def _probe(
+    env_id: str, env_kwargs: tuple[tuple[str, Any], ...], card_ref: str
+) -> tuple[float, dict[str, float]]:
+    """``(dt, initial root pose by attribute path)`` read once from a fresh env."""
+    from rewardlab.tasks.proxies import Proxy, build_env_proxy
+
+    env = gym.make(env_id, **dict(env_kwargs))
+    try:
+        base: Any = env.unwrapped
+        base.set_state(base.init_qpos, base.init_qvel)  # the noise-free initial pose
+        card = load_card(card_ref)
+        robot = getattr(build_env_proxy(card, base.model, base.data, base.dt), card.robot)
+        shown: dict[str, float] = {}
+        for part in robot.fields():
+            value = getattr(robot, part)
+            if not isinstance(value, Proxy):
+                continue
+            names = ("angle",) if part == "top_joint" else ("position_x", "position_y", "position_z")
+            for name in (n for n in names if n in value.fields()):
+                shown[f"self.{card.robot}.{part}.{name}"] = round(getattr(value, name), 3)
+        return float(base.dt), shown
+    finally:
+        env.close()
 
 
 @cache

@@ -1,0 +1,130 @@
+"""Structured configs (Hydra): one typed schema, option files in ``conf/``.
+
+Every task of the registry is also a Hydra option of the ``task`` group, so
+``task=mujoco/hopper_backflip`` selects it and ``task.horizon=500`` overrides a field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from rewardlab.tasks.registry import TaskSpec, list_tasks
+
+
+@dataclass
+class LLMConfig:
+    """Which reward writer to use and how to reach it."""
+
+    backend: str = "offline"
+    """``offline`` (deterministic term synthesizer, no network) or ``openai`` (any
+    OpenAI-compatible chat-completions server)."""
+    model: str = "rewardlab-offline-v1"
+    """Model name sent to the server (ignored by ``offline``)."""
+    base_url: str | None = None
+    """Server URL, e.g. ``http://127.0.0.1:11434/v1`` for Ollama; ``None`` = OpenAI."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable that holds the API key (never stored in run records)."""
+    temperature: float = 0.7
+    max_tokens: int = 2048
+    timeout_s: float = 120.0
+    """Per-request timeout."""
+    max_retries: int = 3
+    """Retries on 429/5xx/timeouts, with exponential backoff."""
+    backoff_s: float = 1.0
+    """First backoff delay; doubles per retry."""
+    fix_attempts: int = 3
+    """How many times a rejected program is sent back with its errors for a fix."""
+
+
+@dataclass
+class AlgoConfig:
+    """The stable-baselines3 algorithm."""
+
+    name: str = "ppo"
+    """``ppo`` or ``sac``."""
+    policy: str = "MlpPolicy"
+    normalize_obs: bool = True
+    """Wrap the training env in ``VecNormalize`` for observations."""
+    normalize_reward: bool = True
+    """... and for rewards (PPO only; generated reward scales vary widely)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the SB3 constructor (learning_rate, n_steps, policy_kwargs ...)."""
+
+
+@dataclass
+class TrainConfig:
+    """Budget, evaluation, checkpoints and outputs of a training run."""
+
+    total_timesteps: int = 200_000
+    n_envs: int = 4
+    """Parallel environments (in-process ``DummyVecEnv``)."""
+    seed: int = 0
+    eval_freq: int = 25_000
+    """Evaluate every this many environment steps (summed over envs)."""
+    eval_episodes: int = 5
+    checkpoint_freq: int = 50_000
+    """Save model + normalisation (+ replay buffer) every this many environment steps."""
+    stop_at_success: float = 0.0
+    """Stop early once an evaluation reaches this success rate (0 = never)."""
+    video_episodes: int = 2
+    """Evaluation episodes recorded to mp4 at the end (0 = none)."""
+    video_size: int = 320
+    device: str = "cpu"
+    torch_threads: int = 1
+    progress_bar: bool = True
+    memory_limit_gb: float = 0.0
+    """Cap on this process's data segment so reward code cannot eat all memory
+    (0 = 80% of physical memory, negative = no cap)."""
+    max_reward_error_rate: float = 0.05
+    """Stop training when more than this fraction of recent reward calls fail."""
+
+
+@dataclass
+class CheckConfig:
+    """The pre-use check of reward programs."""
+
+    steps: int = 200
+    """Real states (random-action rollout) the program is smoke-run on."""
+    timeout_s: float = 60.0
+    memory_mb: int = 4096
+    """Address-space limit of the smoke-run subprocess."""
+
+
+@dataclass
+class RewardLabConfig:
+    """Root config shared by all commands (each reads what it needs)."""
+
+    defaults: list[Any] = field(
+        default_factory=lambda: ["_self_", {"task": "mujoco/hopper_backflip"}, {"llm": "offline"}, {"algo": "ppo"}]
+    )
+    task: TaskSpec = MISSING
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
+    instruction: str | None = None
+    """Overrides the task's instruction (e.g. a new behaviour on the same robot)."""
+    reward_file: str | None = None
+    """Train on this reward program instead of generating one."""
+    file: str | None = None
+    """``check``: the reward program to validate; ``generate``: where to also write it."""
+    run: str | None = None
+    """``evaluate``/``train``: an existing run directory (``train`` resumes it)."""
+    episodes: int = 10
+    """``evaluate``: number of episodes."""
+    runs_dir: str = "runs"
+    """Where new run directories are created."""
+
+
+def register_configs() -> None:
+    """Register the schema and every task as a ``task`` group option."""
+    cs = ConfigStore.instance()
+    cs.store(name="rewardlab_schema", node=RewardLabConfig)
+    cs.store(group="llm", name="schema_llm", node=LLMConfig)
+    cs.store(group="algo", name="schema_algo", node=AlgoConfig)
+    for task in list_tasks():
+        cs.store(group="task", name=task.name, node=task)

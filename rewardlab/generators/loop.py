@@ -1,0 +1,135 @@
+"""Generate a reward program that passes the checks: prompt -> reply -> code -> check -> fix.
+
+Every call is recorded under ``<out_dir>/llm/attempt_<n>.json`` (messages, raw reply, model,
+parameters, token usage, latency, extracted code, findings) before the next one starts, so
+nothing is lost when a later call fails.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rewardlab.config import CheckConfig, LLMConfig
+from rewardlab.generators.base import (
+    GenerationRequest,
+    Generator,
+    GeneratorError,
+    Reply,
+    extract_code,
+)
+from rewardlab.generators.prompts import fix_messages, generation_messages
+from rewardlab.reward.check import CheckReport, check_program
+from rewardlab.rundir import write_json
+from rewardlab.tasks.registry import TaskSpec
+
+
+def make_generator(llm: LLMConfig) -> Generator:
+    """The back-end named by ``llm.backend``."""
+    if llm.backend == "offline":
+        from rewardlab.generators.offline import OfflineGenerator
+
+        return OfflineGenerator()
+    if llm.backend == "openai":
+        from rewardlab.generators.openai_backend import OpenAIConfig, OpenAIGenerator
+
+        return OpenAIGenerator(
+            OpenAIConfig(
+                model=llm.model, base_url=llm.base_url, api_key_env=llm.api_key_env,
+                temperature=llm.temperature, max_tokens=llm.max_tokens, timeout_s=llm.timeout_s,
+                max_retries=llm.max_retries, backoff_s=llm.backoff_s,
+            )  # fmt: skip
+        )
+    raise ValueError(f"unknown llm.backend {llm.backend!r}; use 'offline' or 'openai'")
+
+
+@dataclass
+class Attempt:
+    """One call to the back-end and what came of it."""
+
+    index: int
+    messages: list[dict[str, str]]
+    reply: dict[str, Any] | None = None
+    source: str | None = None
+    findings: list[str] = field(default_factory=list)
+    check: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class GenerationResult:
+    """The accepted program (or ``None``) and every attempt."""
+
+    source: str | None
+    report: CheckReport | None
+    attempts: list[Attempt]
+
+    @property
+    def ok(self) -> bool:
+        return self.source is not None
+
+    def failure_summary(self) -> str:
+        last = self.attempts[-1] if self.attempts else None
+        if last is None:
+            return "no attempt was made"
+        if last.error:
+            return last.error
+        return "\n".join(f"  {f}" for f in last.findings)
+
+
+def generate_reward(
+    task: TaskSpec,
+    instruction: str,
+    generator: Generator,
+    *,
+    fix_attempts: int,
+    check: CheckConfig,
+    out_dir: Path | None = None,
+) -> GenerationResult:
+    """Ask ``generator`` for a program; on rejection send the findings back, up to
+    ``fix_attempts`` times. A back-end failure (after its own retries) ends the loop."""
+    messages = generation_messages(task, instruction)
+    attempts: list[Attempt] = []
+    previous: str | None = None
+    findings: list[str] = []
+    report: CheckReport | None = None
+    for index in range(fix_attempts + 1):
+        attempt = Attempt(index=index, messages=messages)
+        attempts.append(attempt)
+        request = GenerationRequest(
+            task=task, instruction=instruction, messages=messages, attempt=index,
+            previous_source=previous, feedback=findings,
+        )  # fmt: skip
+        started = time.time()
+        try:
+            reply: Reply = generator.propose(request)
+        except GeneratorError as exc:
+            attempt.error = f"{generator.name} back-end failed after {time.time() - started:.1f}s: {exc}"
+            _record(out_dir, attempt)
+            return GenerationResult(None, report, attempts)
+        attempt.reply = asdict(reply)
+        source = extract_code(reply.text)
+        attempt.source = source
+        if source is None:
+            findings = ["the reply contains no ```python code block defining compute_dense_reward(self, action)"]
+        else:
+            report = check_program(
+                task, source, steps=check.steps, timeout_s=check.timeout_s, memory_mb=check.memory_mb
+            )
+            attempt.check = report.to_dict()
+            findings = [str(f) for f in report.findings]
+            if report.ok:
+                _record(out_dir, attempt)
+                return GenerationResult(source, report, attempts)
+        attempt.findings = findings
+        _record(out_dir, attempt)
+        previous = source
+        messages = fix_messages(messages, reply.text, source or reply.text, findings)
+    return GenerationResult(None, report, attempts)
+
+
+def _record(out_dir: Path | None, attempt: Attempt) -> None:
+    if out_dir is not None:
+        write_json(out_dir / "llm" / f"attempt_{attempt.index}.json", asdict(attempt))

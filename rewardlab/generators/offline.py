@@ -1,0 +1,249 @@
+"""The offline reward synthesizer: a deterministic, documented, non-LLM reward writer.
+
+It is **not** a language model. It matches the instruction against a small set of behaviour
+keywords (move forward/backward, flip, jump, lie down, stand up, wave a limb) and the card's
+vocabulary (the robot's root part, its pitch hinge, limb joints named in the instruction),
+then composes named reward terms from a fixed library:
+
+============== ===================================================================
+term           meaning
+============== ===================================================================
+progress       velocity along +x or -x (locomotion)
+alive          constant bonus while the robot is in a healthy pose
+upright        cos(pitch) for planar robots, the up-axis z component for 3D ones
+height         closeness of the root height to a target height
+rotation       pitch angular velocity in the flip direction (before the flip is done)
+lift           upward velocity while rotating (height buys time to rotate)
+landing        staged: after a full turn, being upright and high
+stay           staying near the start position (in-place behaviours)
+swing          angular speed of the named joint (waving)
+steady         low root velocity (stay balanced while doing something else)
+action         small quadratic action penalty
+============== ===================================================================
+
+The result is source code of the same kind an LLM writes (``compute_dense_reward(self,
+action)`` returning ``(reward, components)``), and it goes through the same checks. Runs record
+``model = "rewardlab-offline-v1"`` so nobody mistakes it for an LLM.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from rewardlab.generators.base import GenerationRequest, Reply
+from rewardlab.tasks.cards import Card
+from rewardlab.tasks.registry import TaskSpec
+
+MODEL_NAME = "rewardlab-offline-v1"
+
+
+@dataclass(frozen=True)
+class Term:
+    """One named reward term: ``weight * (expr)``."""
+
+    name: str
+    weight: float
+    expr: str
+    comment: str
+
+
+@dataclass
+class RewardPlan:
+    """What the synthesizer decided: the behaviour, the variables read, the terms."""
+
+    behaviour: str
+    variables: dict[str, str] = field(default_factory=dict)
+    """Local variable -> expression on ``self`` (read once per call)."""
+    flags: dict[str, str] = field(default_factory=dict)
+    """Boolean stage variables -> expression on the variables."""
+    terms: list[Term] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Robot:
+    """What the synthesizer needs to know about the card."""
+
+    name: str
+    root: str
+    planar: bool
+    pitch: str | None
+    joints: tuple[str, ...]
+    height0: float
+
+
+def describe_robot(card: Card, initial: dict[str, float]) -> Robot:
+    """Find the root part, pitch hinge and limb joints of a card."""
+    root = next(n for n, s in card.parts.items() if s["type"] in ("SlideJoint", "FreeJoint"))
+    planar = card.parts[root]["type"] == "SlideJoint"
+    pitch = "top_joint" if "top_joint" in card.parts else None
+    joints = tuple(n for n, s in card.parts.items() if s["type"] == "HingeJoint" and n != pitch)
+    height0 = initial.get(f"self.{card.robot}.{root}.position_z", 1.0)
+    return Robot(card.robot, root, planar, pitch, joints, height0)
+
+
+_WORDS = re.compile(r"[a-z]+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORDS.findall(text.lower())
+
+
+def classify(instruction: str) -> tuple[str, int]:
+    """``(behaviour, direction)`` from the instruction's keywords.
+
+    Example:
+        >>> classify("Make the hopper do a back flip")
+        ('flip', -1)
+        >>> classify("run backward as fast as you can")
+        ('locomotion', -1)
+    """
+    words = _words(instruction)
+    text = " ".join(words)
+    backward = any(w in words for w in ("back", "backward", "backwards", "reverse", "backflip"))
+    if any(w in text for w in ("flip", "somersault")):
+        return "flip", -1 if backward or "backflip" in text else 1
+    if any(w in words for w in ("stand", "standing")) or "get up" in text:
+        return "stand", 1
+    if any(w in words for w in ("wave", "waving", "swing", "shake", "raise", "lift")):
+        return "wave", 1
+    if any(w in words for w in ("lie", "lay", "lying", "crouch", "sit", "down")):
+        return "lie_down", 1
+    if any(w in words for w in ("jump", "jumping", "leap", "bounce")) or "in place" in text:
+        return "jump", 1
+    if any(w in words for w in ("stand", "standing", "rise", "get", "upright", "balance")) and not any(
+        w in words for w in ("forward", "walk", "run", "move")
+    ):
+        return "stand", 1
+    return "locomotion", -1 if backward and "flip" not in text else 1
+
+
+def _match_joint(robot: Robot, instruction: str) -> str:
+    """The limb joint whose name shares most words with the instruction (hips first)."""
+    words = set(_words(instruction))
+    scored = [
+        (len(words & set(j.split("_"))), j.endswith("leg_joint") or "shoulder" in j or "thigh" in j, j)
+        for j in robot.joints
+    ]
+    return max(scored)[2] if scored else robot.joints[0]
+
+
+def plan_reward(robot: Robot, instruction: str) -> RewardPlan:
+    """Choose the behaviour and compose its terms (see the module docstring)."""
+    behaviour, direction = classify(instruction)
+    r, root = f"self.{robot.name}", f"self.{robot.name}.{robot.root}"
+    v: dict[str, str] = {
+        "x": f"{root}.position_x",
+        "z": f"{root}.position_z",
+        "vx": f"{root}.velocity_x",
+        "vz": f"{root}.velocity_z",
+    }
+    if robot.pitch:
+        v["pitch"] = f"{r}.{robot.pitch}.angle"
+        v["spin"] = f"{r}.{robot.pitch}.angular_velocity"
+        upright = "math.cos(pitch)"
+    else:
+        v["up"] = f"{root}.up_z"
+        upright = "up"
+    h0 = robot.height0 if robot.height0 > 0.3 else 0.6
+    plan = RewardPlan(behaviour, v)
+    terms = plan.terms
+    if behaviour == "locomotion":
+        sign = "" if direction > 0 else "-"
+        terms += [
+            Term("progress", 1.0, f"{sign}vx", f"velocity along {'+' if direction > 0 else '-'}x"),
+            Term("alive", 1.0, "1.0", "bonus for every step the episode lasts"),
+            Term("upright", 0.5, upright, "keep the torso upright"),
+        ]
+    elif behaviour == "flip" and robot.pitch:
+        s = "-" if direction < 0 else ""
+        plan.flags["flipped"] = f"{s}pitch >= 2.0 * math.pi"
+        terms += [
+            Term("rotation", 1.0, f"0.0 if flipped else min(max({s}spin, -2.0), 6.0)",
+                 "spin in the flip direction until one full turn is done"),
+            Term("lift", 0.3, "0.0 if flipped else min(max(vz, -1.0), 3.0)",
+                 "jump: height gives time to rotate"),
+            Term("landing", 2.0, f"(1.0 + math.cos(pitch) + min(z, {h0:.2f}) / {h0:.2f}) if flipped else 0.0",
+                 "after the full turn: be upright and high (stage bonus)"),
+            Term("steady", 0.05, "-abs(spin) if flipped else 0.0", "stop spinning after landing"),
+        ]  # fmt: skip
+    elif behaviour == "jump":
+        terms += [
+            Term("height", 2.0, f"max(z - {h0:.2f}, 0.0)", "rise above the standing height"),
+            Term("lift", 0.5, "max(vz, 0.0)", "upward velocity"),
+            Term("stay", 0.5, "-abs(x)", "stay where you started"),
+            Term("upright", 1.0, upright, "keep the torso upright"),
+        ]
+    elif behaviour == "lie_down":
+        target = 0.4 * h0
+        terms += [
+            Term("height", 2.0, f"-max(z - {target:.2f}, 0.0)", f"bring the torso down to {target:.2f} m"),
+            Term("upright", 1.0, upright, "stay right side up"),
+            Term("steady", 0.1, "-abs(vx) - abs(vz)", "settle down"),
+        ]
+    elif behaviour == "stand":
+        target = max(robot.height0, 1.0) if not robot.planar else robot.height0
+        terms += [
+            Term("height", 2.0, f"min(z, {target:.2f}) / {target:.2f}", f"raise the torso to {target:.2f} m"),
+            Term("upright", 1.0, upright, "keep the torso upright"),
+            Term("lift", 0.2, "max(vz, 0.0)", "move up"),
+        ]
+    elif behaviour == "wave":
+        joint = _match_joint(robot, instruction)
+        v["swing_speed"] = f"{r}.{joint}.angular_velocity"
+        terms += [
+            Term("swing", 0.5, "min(abs(swing_speed), 5.0)", f"move {joint} back and forth"),
+            Term("upright", 1.0, upright, "keep balance"),
+            Term("steady", 0.2, "-abs(vx) - abs(vz)", "do not walk away"),
+        ]
+    else:  # flip asked of a robot without a pitch hinge: best effort on uprightness
+        terms += [Term("upright", 1.0, upright, "keep the torso upright")]
+    terms.append(Term("action", 0.001, "-float(np.sum(np.square(action)))", "small action regularisation"))
+    return plan
+
+
+def render_plan(plan: RewardPlan, instruction: str) -> str:
+    """Write the plan as a reward program (what an LLM would write)."""
+    used = " ".join(t.expr for t in plan.terms) + " " + " ".join(plan.flags.values())
+    lines = [
+        "import math",
+        "",
+        "import numpy as np",
+        "",
+        "",
+        "def compute_dense_reward(self, action):",
+        f'    """{instruction.strip()}',
+        "",
+        f"    Written by rewardlab's offline synthesizer ({MODEL_NAME}, a deterministic term",
+        f"    library, not an LLM). Behaviour: {plan.behaviour}.",
+        '    """',
+    ]
+    for name, expr in plan.variables.items():
+        if re.search(rf"\b{name}\b", used):
+            lines.append(f"    {name} = {expr}")
+    for name, expr in plan.flags.items():
+        lines.append(f"    {name} = {expr}")
+    lines.append("    components = {")
+    for t in plan.terms:
+        lines.append(f"        # {t.comment}")
+        lines.append(f'        "{t.name}": {t.weight:g} * ({t.expr}),')
+    lines += ["    }", "    return sum(components.values()), components", ""]
+    return "\n".join(lines)
+
+
+class OfflineGenerator:
+    """The deterministic synthesizer behind ``llm=offline`` (no network, no model)."""
+
+    name = "offline"
+
+    def propose(self, request: GenerationRequest) -> Reply:
+        task: TaskSpec = request.task
+        robot = describe_robot(task.load_card(), task.initial_state())
+        plan = plan_reward(robot, request.instruction)
+        source = render_plan(plan, request.instruction)
+        text = (
+            f"Behaviour recognised: {plan.behaviour}. Terms: "
+            f"{', '.join(f'{t.name} (x{t.weight:g})' for t in plan.terms)}.\n\n"
+            f"```python\n{source}```\n"
+        )
+        return Reply(text=text, model=MODEL_NAME, params={"behaviour": plan.behaviour})

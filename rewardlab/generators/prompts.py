@@ -1,0 +1,43 @@
+"""Prompt templates (Jinja, in ``prompts/``) rendered into chat messages."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from rewardlab.paths import data_dir
+from rewardlab.tasks.registry import TaskSpec
+
+
+@cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("prompts"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        autoescape=False,  # plain-text prompts, never HTML  # noqa: S701
+    )
+
+
+def render(template: str, **context: Any) -> str:
+    """Render ``prompts/<template>.j2``."""
+    return _env().get_template(f"{template}.j2").render(**context).strip()
+
+
+def generation_messages(task: TaskSpec, instruction: str) -> list[dict[str, str]]:
+    """The zero-shot messages asking for a reward program for ``instruction`` on ``task``."""
+    user = render(
+        "generate", card=task.load_card(), card_text=task.card_text(), instruction=instruction,
+        obs=False,
+    )  # fmt: skip
+    return [{"role": "system", "content": render("system")}, {"role": "user", "content": user}]
+
+
+def fix_messages(
+    messages: list[dict[str, str]], reply: str, previous_source: str, findings: list[str]
+) -> list[dict[str, str]]:
+    """Continue a conversation: the model's reply, then the reasons its program was rejected."""
+    fix = render("fix", previous_source=previous_source, findings=findings)
+    return [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": fix}]

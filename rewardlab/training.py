@@ -1,0 +1,235 @@
+"""Train a stable-baselines3 agent on a task with a reward program; resumable.
+
+Read top to bottom: :func:`train` builds the vectorised env with the program's reward and the
+task's success metric, sets up PPO/SAC (or restores the latest checkpoint), and learns with
+callbacks that log ``reward/<name>`` components, evaluate the task's *own* success metric
+(never the generated reward) into ``metrics.csv``, checkpoint, and optionally stop early.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from rewardlab.config import AlgoConfig, TrainConfig
+from rewardlab.evaluation import run_episodes, summarize
+from rewardlab.rundir import append_csv, read_csv
+from rewardlab.tasks.registry import TaskSpec
+from rewardlab.wrappers import compile_for_task, make_env
+
+ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+
+
+def make_vec_env(task: TaskSpec, source: str | None, train: TrainConfig) -> VecEnv:
+    """``n_envs`` copies of the task env (each compiles its own program), with Monitor."""
+
+    def factory(rank: int) -> Any:
+        def _make() -> Any:
+            program = compile_for_task(source, task) if source is not None else None
+            env = make_env(task, program, max_error_rate=train.max_reward_error_rate)
+            env.reset(seed=train.seed + rank)
+            return Monitor(env, info_keywords=("is_success",))
+
+        return _make
+
+    venv = DummyVecEnv([factory(i) for i in range(train.n_envs)])
+    venv.seed(train.seed)
+    return venv
+
+
+class RewardComponents(BaseCallback):
+    """Log the mean of every ``info["reward/<name>"]`` per rollout as ``reward/<name>``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            for key, value in info.items():
+                if key.startswith("reward/") or key == "task/progress":
+                    self.sums[key] += float(value)
+                    self.counts[key] += 1
+        return True
+
+    def _on_rollout_end(self) -> None:
+        for key, total in self.sums.items():
+            self.logger.record_mean(key, total / max(self.counts[key], 1))
+        self.sums.clear()
+        self.counts.clear()
+
+
+class SuccessEval(BaseCallback):
+    """Every ``eval_freq`` env steps: run deterministic episodes and score the task's metric.
+
+    Appends ``metrics.csv`` (timesteps, success_rate, mean returns, wall time), logs
+    ``eval/*`` to TensorBoard, saves ``best_model.zip`` on a new best success rate, and stops
+    training once ``stop_at_success`` is reached (when > 0).
+    """
+
+    def __init__(self, task: TaskSpec, source: str | None, train: TrainConfig, run_dir: Path) -> None:
+        super().__init__()
+        self.task, self.source, self.cfg, self.run_dir = task, source, train, run_dir
+        self.program = compile_for_task(source, task) if source is not None else None
+        rows = read_csv(run_dir / "metrics.csv")
+        self.best = max((float(r["success_rate"]) for r in rows), default=-1.0)
+        self.last_eval = int(rows[-1]["timesteps"]) if rows else 0
+        self.started = time.time()
+        self.last_success = float(rows[-1]["success_rate"]) if rows else 0.0
+
+    def evaluate(self) -> dict[str, Any]:
+        normalizer = self.model.get_vec_normalize_env()
+        results = run_episodes(
+            self.task, self.model, episodes=self.cfg.eval_episodes, seed=10_000 + self.cfg.seed,
+            program=self.program, normalizer=normalizer,
+        )  # fmt: skip
+        return summarize(results)
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps - self.last_eval < self.cfg.eval_freq:
+            return True
+        self.last_eval = self.num_timesteps
+        return self._record(self.evaluate())
+
+    def _record(self, summary: dict[str, Any]) -> bool:
+        row = {
+            "timesteps": self.model.num_timesteps,
+            "success_rate": summary["success_rate"],
+            "mean_progress": round(summary["mean_progress"], 4),
+            "mean_reward_return": round(summary["mean_reward_return"], 3),
+            "mean_env_return": round(summary["mean_env_return"], 3),
+            "mean_length": summary["mean_length"],
+            "wall_s": round(time.time() - self.started, 1),
+        }
+        append_csv(self.run_dir / "metrics.csv", row)
+        for key in ("success_rate", "mean_progress", "mean_reward_return", "mean_env_return"):
+            self.logger.record(f"eval/{key}", row[key])
+        self.last_success = summary["success_rate"]
+        if summary["success_rate"] > self.best:
+            self.best = summary["success_rate"]
+            self.model.save(self.run_dir / "best_model.zip")
+        stop = self.cfg.stop_at_success
+        return not (stop > 0 and summary["success_rate"] >= stop)
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
+    """The newest ``checkpoints/model_<n>_steps.zip`` and its step count."""
+    found = [(p, int(p.stem.split("_")[1])) for p in (run_dir / "checkpoints").glob("model_*_steps.zip")]
+    return max(found, key=lambda x: x[1]) if found else None
+
+
+def build_model(algo: AlgoConfig, train: TrainConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
+    """Create the algorithm, or restore it (with normalisation and replay buffer) from the
+    newest checkpoint in ``run_dir``."""
+    cls = ALGOS[algo.name]
+    ckpt = latest_checkpoint(run_dir)
+    norm_reward = algo.normalize_reward and algo.name == "ppo"
+    if ckpt is not None:
+        path, steps = ckpt
+        stats = run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl"
+        if stats.exists():
+            venv = VecNormalize.load(str(stats), venv)
+        model = cls.load(path, env=venv, device=train.device)
+        buffer = run_dir / "checkpoints" / f"model_replay_buffer_{steps}_steps.pkl"
+        if buffer.exists() and hasattr(model, "load_replay_buffer"):
+            model.load_replay_buffer(buffer)
+        return model
+    if algo.normalize_obs or norm_reward:
+        venv = VecNormalize(venv, norm_obs=algo.normalize_obs, norm_reward=norm_reward)
+    kwargs = dict(algo.kwargs)
+    return cls(algo.policy, venv, seed=train.seed, device=train.device, verbose=0, **kwargs)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    timesteps: int
+    last_success_rate: float
+    best_success_rate: float
+    wall_s: float
+    stopped_early: bool
+    reward_errors: dict[str, int]
+
+
+def train(
+    task: TaskSpec, source: str | None, algo: AlgoConfig, train: TrainConfig, run_dir: Path
+) -> TrainResult:
+    """Train (or resume) in ``run_dir``; the reward is ``source`` (``None`` = env reward)."""
+    torch.set_num_threads(train.torch_threads)
+    started = time.time()
+    venv = make_vec_env(task, source, train)
+    model = build_model(algo, train, venv, run_dir)
+    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
+    remaining = train.total_timesteps - model.num_timesteps
+    n_envs = train.n_envs
+    evaluator = SuccessEval(task, source, train, run_dir)
+    callbacks = CallbackList([
+        RewardComponents(),
+        evaluator,
+        CheckpointCallback(
+            save_freq=max(train.checkpoint_freq // n_envs, 1), save_path=str(run_dir / "checkpoints"),
+            name_prefix="model", save_vecnormalize=True, save_replay_buffer=algo.name == "sac",
+        ),  # fmt: skip
+    ])  # fmt: skip
+    stopped_early = False
+    if remaining > 0:
+        model.learn(
+            total_timesteps=remaining, callback=callbacks, progress_bar=train.progress_bar,
+            reset_num_timesteps=False,
+        )  # fmt: skip
+        stopped_early = model.num_timesteps < train.total_timesteps
+    if evaluator.last_eval != model.num_timesteps:  # final evaluation at the last step
+        evaluator.last_eval = model.num_timesteps
+        evaluator._record(evaluator.evaluate())
+    model.save(run_dir / "model.zip")
+    vec_norm = model.get_vec_normalize_env()
+    if vec_norm is not None:
+        vec_norm.save(str(run_dir / "vecnormalize.pkl"))
+    errors: dict[str, int] = {}
+    for env in model.get_env().envs if hasattr(model.get_env(), "envs") else []:  # type: ignore[union-attr]
+        counts = getattr(env, "get_wrapper_attr", lambda _: None)("error_counts") if source else None
+        for key, n in (counts or {}).items():
+            errors[key] = errors.get(key, 0) + n
+    model.get_env().close()
+    return TrainResult(
+        timesteps=int(model.num_timesteps),
+        last_success_rate=float(evaluator.last_success),
+        best_success_rate=float(max(evaluator.best, 0.0)),
+        wall_s=time.time() - started,
+        stopped_early=stopped_early,
+        reward_errors=errors,
+    )
+
+
+def load_policy(run_dir: Path, algo_name: str, *, best: bool = False) -> tuple[BaseAlgorithm, Any]:
+    """Load a trained policy and its observation normaliser (or ``None``) from a run."""
+    path = run_dir / ("best_model.zip" if best and (run_dir / "best_model.zip").exists() else "model.zip")
+    if not path.exists():
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise FileNotFoundError(f"no trained model in {run_dir} (model.zip or checkpoints/)")
+        path = ckpt[0]
+    model = ALGOS[algo_name].load(path, device="cpu")
+    normalizer = None
+    stats = run_dir / "vecnormalize.pkl"
+    if not stats.exists() and (ckpt := latest_checkpoint(run_dir)) is not None:
+        stats = run_dir / "checkpoints" / f"model_vecnormalize_{ckpt[1]}_steps.pkl"
+    if stats.exists():
+        import pickle
+
+        with stats.open("rb") as f:
+            normalizer = pickle.load(f)  # noqa: S301 - our own file in the run directory
+    return model, normalizer
