@@ -59,7 +59,7 @@ class AlgoConfig:
 class TrainConfig:
     """Budget, evaluation, checkpoints and outputs of a training run."""
 
-    total_timesteps: int = 200_000
+    total_timesteps: int = 150_000
     n_envs: int = 4
     """Parallel environments (in-process ``DummyVecEnv``)."""
     seed: int = 0
@@ -68,7 +68,7 @@ class TrainConfig:
     eval_episodes: int = 5
     checkpoint_freq: int = 50_000
     """Save model + normalisation (+ replay buffer) every this many environment steps."""
-    stop_at_success: float = 0.0
+    stop_at_success: float = 1.0
     """Stop early once an evaluation reaches this success rate (0 = never)."""
     video_episodes: int = 2
     """Evaluation episodes recorded to mp4 at the end (0 = none)."""
@@ -98,9 +98,6 @@ class CheckConfig:
 class RewardLabConfig:
     """Root config shared by all commands (each reads what it needs)."""
 
-    defaults: list[Any] = field(
-        default_factory=lambda: ["_self_", {"task": "mujoco/hopper_backflip"}, {"llm": "offline"}, {"algo": "ppo"}]
-    )
     task: TaskSpec = MISSING
     llm: LLMConfig = field(default_factory=LLMConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
@@ -127,4 +124,5 @@ def register_configs() -> None:
     cs.store(group="llm", name="schema_llm", node=LLMConfig)
     cs.store(group="algo", name="schema_algo", node=AlgoConfig)
     for task in list_tasks():
-        cs.store(group="task", name=task.name, node=task)
+        benchmark, short = task.name.split("/", 1)
+        cs.store(group=f"task/{benchmark}", name=short, node=task, package="task")

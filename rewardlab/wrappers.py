@@ -11,12 +11,10 @@ Example:
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
-import numpy as np
-
 from rewardlab.reward.program import RewardProgram, RewardRuntimeError
 from rewardlab.reward.sandbox import Finding
 from rewardlab.tasks.cards import TYPE_DOCS
@@ -110,28 +108,33 @@ class ProgramReward(gym.Wrapper):
         self.window = window
         self.errors: dict[str, Finding] = {}
         self.error_counts: Counter[str] = Counter()
-        self._recent: list[bool] = []
+        self._recent: deque[bool] = deque(maxlen=window)
+        self._recent_failures = 0
+        self._keys: dict[str, str] = {}
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         info["reward/env"] = float(env_reward)
         failed = False
         try:
-            reward, components = self.program(self.me, np.asarray(action), obs)
+            reward, components = self.program(self.me, action, obs)
+            keys = self._keys
             for name, value in components.items():
-                info[f"reward/{name}"] = value
+                key = keys.get(name) or keys.setdefault(name, f"reward/{name}")
+                info[key] = value
         except RewardRuntimeError as exc:
             reward, failed = 0.0, True
             key = str(exc.finding)
             self.errors.setdefault(key, exc.finding)
             self.error_counts[key] += 1
             info["reward/error"] = 1.0
+        if len(self._recent) == self.window:
+            self._recent_failures -= self._recent[0]
         self._recent.append(failed)
-        if len(self._recent) > self.window:
-            self._recent.pop(0)
-        if failed and sum(self._recent) > self.max_error_rate * max(len(self._recent), 100):
+        self._recent_failures += failed
+        if failed and self._recent_failures > self.max_error_rate * max(len(self._recent), 100):
             raise RewardFailure(
-                f"reward program failed on {sum(self._recent)} of the last {len(self._recent)} "
+                f"reward program failed on {self._recent_failures} of the last {len(self._recent)} "
                 "steps:\n" + "\n".join(f"  {k} (x{n})" for k, n in self.error_counts.most_common(5))
             )
         return obs, reward, terminated, truncated, info

@@ -198,7 +198,7 @@ def plan_reward(robot: Robot, instruction: str) -> RewardPlan:
         ]
     else:  # flip asked of a robot without a pitch hinge: best effort on uprightness
         terms += [Term("upright", 1.0, upright, "keep the torso upright")]
-    terms.append(Term("action", 0.001, "-float(np.sum(np.square(action)))", "small action regularisation"))
+    terms.append(Term("action", 0.001, "-float(np.dot(action, action))", "small action regularisation"))
     return plan
 
 

@@ -154,25 +154,33 @@ class RewardProgram:
         return self._validate(out)
 
     def _validate(self, out: Any) -> tuple[float, dict[str, float]]:
-        components: dict[str, float] = {}
+        # Fast path first: plain floats (the common case) need no conversion.
         try:
-            if isinstance(out, tuple):
+            if type(out) is tuple:
                 if len(out) != 2 or not isinstance(out[1], dict):
                     raise TypeError("a tuple return must be (reward, {name: value})")
-                reward = _scalar(out[0], "reward")
-                for name, value in out[1].items():
-                    if not isinstance(name, str):
-                        raise TypeError(f"component names must be strings, got {name!r}")
-                    components[name] = _scalar(value, f"component {name!r}")
+                reward = out[0] if type(out[0]) is float else _scalar(out[0], "reward")
+                components = out[1]
+                if not all(type(v) is float and type(k) is str for k, v in components.items()):
+                    components = {_name(k): _scalar(v, f"component {k!r}") for k, v in components.items()}
             else:
-                reward = _scalar(out, "reward")
+                reward = out if type(out) is float else _scalar(out, "reward")
+                components = {}
         except (TypeError, ValueError) as exc:
             raise RewardRuntimeError(Finding("output", str(exc))) from None
-        for name, value in [("reward", reward), *components.items()]:
-            if not math.isfinite(value):
-                raise RewardRuntimeError(Finding("output", f"{name} is not finite ({value})"))
+        if not (reward - reward == 0.0):  # NaN or +-inf
+            raise RewardRuntimeError(Finding("output", f"reward is not finite ({reward})"))
         if abs(reward) > self.max_abs:
             raise RewardRuntimeError(
                 Finding("output", f"reward magnitude {reward:.3g} exceeds {self.max_abs:g} per step")
             )
+        for name, value in components.items():
+            if not (value - value == 0.0):
+                raise RewardRuntimeError(Finding("output", f"component {name!r} is not finite ({value})"))
         return reward, components
+
+
+def _name(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"component names must be strings, got {key!r}")
+    return key

@@ -63,29 +63,31 @@ def _joint_id(model: mujoco.MjModel, name: str) -> int:
 class HingeJoint(Proxy):
     """A hinge: ``angle`` (rad, unwrapped) and ``angular_velocity`` (rad/s)."""
 
-    __slots__ = ("_data", "_qa", "_va")
+    __slots__ = ("_qpos", "_qvel", "_qa", "_va")
     _fields = ("angle", "angular_velocity")
 
     def __init__(self, path: str, model: mujoco.MjModel, data: mujoco.MjData, joint: str) -> None:
         super().__init__(path)
         jid = _joint_id(model, joint)
-        object.__setattr__(self, "_data", data)
+        # MjData's arrays are fixed buffers: keep views, read them at every access.
+        object.__setattr__(self, "_qpos", data.qpos)
+        object.__setattr__(self, "_qvel", data.qvel)
         object.__setattr__(self, "_qa", int(model.jnt_qposadr[jid]))
         object.__setattr__(self, "_va", int(model.jnt_dofadr[jid]))
 
     @property
     def angle(self) -> float:
-        return float(self._data.qpos[self._qa])
+        return float(self._qpos[self._qa])
 
     @property
     def angular_velocity(self) -> float:
-        return float(self._data.qvel[self._va])
+        return float(self._qvel[self._va])
 
 
 class SlideJoint(Proxy):
     """A planar root made of an x slide and a z slide joint (Text2Reward's ``SlideJoint``)."""
 
-    __slots__ = ("_data", "_qx", "_qz", "_vx", "_vz")
+    __slots__ = ("_qpos", "_qvel", "_qx", "_qz", "_vx", "_vz")
     _fields = ("position_x", "position_z", "velocity_x", "velocity_z")
 
     def __init__(
@@ -93,7 +95,8 @@ class SlideJoint(Proxy):
     ) -> None:
         super().__init__(path)
         jx, jz = (_joint_id(model, j) for j in joints)
-        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_qpos", data.qpos)
+        object.__setattr__(self, "_qvel", data.qvel)
         object.__setattr__(self, "_qx", int(model.jnt_qposadr[jx]))
         object.__setattr__(self, "_qz", int(model.jnt_qposadr[jz]))
         object.__setattr__(self, "_vx", int(model.jnt_dofadr[jx]))
@@ -101,19 +104,19 @@ class SlideJoint(Proxy):
 
     @property
     def position_x(self) -> float:
-        return float(self._data.qpos[self._qx])
+        return float(self._qpos[self._qx])
 
     @property
     def position_z(self) -> float:
-        return float(self._data.qpos[self._qz])
+        return float(self._qpos[self._qz])
 
     @property
     def velocity_x(self) -> float:
-        return float(self._data.qvel[self._vx])
+        return float(self._qvel[self._vx])
 
     @property
     def velocity_z(self) -> float:
-        return float(self._data.qvel[self._vz])
+        return float(self._qvel[self._vz])
 
 
 class FreeJoint(Proxy):
@@ -123,7 +126,7 @@ class FreeJoint(Proxy):
     -1 upside down) are rewardlab extensions beyond the published representation.
     """
 
-    __slots__ = ("_data", "_q", "_v", "_body")
+    __slots__ = ("_qpos", "_qvel", "_xmat", "_q", "_v", "_body")
     _fields = (
         "position_x", "position_y", "position_z",
         "velocity_x", "velocity_y", "velocity_z",
@@ -139,23 +142,25 @@ class FreeJoint(Proxy):
         bid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body)
         if bid < 0:
             raise KeyError(f"body {body!r} not in model")
-        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_qpos", data.qpos)
+        object.__setattr__(self, "_qvel", data.qvel)
+        object.__setattr__(self, "_xmat", data.xmat)
         object.__setattr__(self, "_q", int(model.jnt_qposadr[jid]))
         object.__setattr__(self, "_v", int(model.jnt_dofadr[jid]))
         object.__setattr__(self, "_body", int(bid))
 
-    position_x = property(lambda self: float(self._data.qpos[self._q]))
-    position_y = property(lambda self: float(self._data.qpos[self._q + 1]))
-    position_z = property(lambda self: float(self._data.qpos[self._q + 2]))
+    position_x = property(lambda self: float(self._qpos[self._q]))
+    position_y = property(lambda self: float(self._qpos[self._q + 1]))
+    position_z = property(lambda self: float(self._qpos[self._q + 2]))
     # A free joint's linear velocity is in the world frame, its angular velocity in the body
     # frame; rotate the latter to the world frame with the body's orientation matrix.
-    velocity_x = property(lambda self: float(self._data.qvel[self._v]))
-    velocity_y = property(lambda self: float(self._data.qvel[self._v + 1]))
-    velocity_z = property(lambda self: float(self._data.qvel[self._v + 2]))
+    velocity_x = property(lambda self: float(self._qvel[self._v]))
+    velocity_y = property(lambda self: float(self._qvel[self._v + 1]))
+    velocity_z = property(lambda self: float(self._qvel[self._v + 2]))
 
     def _world_angular_velocity(self) -> np.ndarray:
-        xmat = self._data.xmat[self._body].reshape(3, 3)
-        result: np.ndarray = xmat @ self._data.qvel[self._v + 3 : self._v + 6]
+        xmat = self._xmat[self._body].reshape(3, 3)
+        result: np.ndarray = xmat @ self._qvel[self._v + 3 : self._v + 6]
         return result
 
     angular_velocity_x = property(lambda self: float(self._world_angular_velocity()[0]))
@@ -164,11 +169,11 @@ class FreeJoint(Proxy):
 
     @property
     def quaternion(self) -> np.ndarray:
-        return np.array(self._data.qpos[self._q + 3 : self._q + 7], dtype=np.float64)
+        return np.array(self._qpos[self._q + 3 : self._q + 7], dtype=np.float64)
 
     @property
     def up_z(self) -> float:
-        w, x, y, z = self._data.qpos[self._q + 3 : self._q + 7]
+        w, x, y, z = self._qpos[self._q + 3 : self._q + 7]
         norm = w * w + x * x + y * y + z * z
         return float(1.0 - 2.0 * (x * x + y * y) / norm) if norm > 0 else math.nan
 
