@@ -20,7 +20,7 @@ import numpy as np
 
 from rewardlab.generators.base import GenerationRequest, extract_code
 from rewardlab.generators.offline import OfflineGenerator
-from rewardlab.tasks import get_task
+from rewardlab.tasks import TaskSpec, get_task
 from rewardlab.wrappers import ProgramReward, compile_for_task, env_proxy
 
 DEFAULT_TASKS = ["mujoco/hopper_forward", "mujoco/hopper_backflip", "mujoco/halfcheetah_forward", "mujoco/ant_forward"]
@@ -47,7 +47,10 @@ def main() -> None:
         reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction=task.instruction, messages=[]))
         source = extract_code(reply.text)
         assert source is not None
-        make = lambda: gym.make(task.resolved_env_id(), max_episode_steps=task.horizon, **dict(task.env_kwargs))  # noqa: E731
+
+        def make(task: TaskSpec = task) -> gym.Env:
+            return gym.make(task.resolved_env_id(), max_episode_steps=task.horizon, **dict(task.env_kwargs))
+
         rng = np.random.default_rng(0)
         probe = make()
         actions = rng.uniform(probe.action_space.low, probe.action_space.high, size=(args.steps, *probe.action_space.shape)).astype(np.float32)

@@ -15,6 +15,7 @@ Everything after the command is a Hydra override (``key=value``, ``-m`` for swee
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+logging.getLogger("OpenGL").setLevel(logging.WARNING)
 
 USAGE = __doc__.split("Everything after")[0].strip() if __doc__ else ""
 

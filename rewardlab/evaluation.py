@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,13 +46,13 @@ def _fast_render(env: Any) -> None:
         pass
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
+def write_video(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
     """Write frames to an h264 mp4 with imageio-ffmpeg."""
     import imageio.v2 as imageio
 
     path.parent.mkdir(parents=True, exist_ok=True)
     imageio.mimwrite(
-        path, frames, fps=fps, codec="libx264", quality=7, macro_block_size=16,
+        path, list(frames), fps=fps, codec="libx264", quality=7, macro_block_size=16,
         ffmpeg_log_level="error",
     )  # fmt: skip
 

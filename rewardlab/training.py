@@ -9,7 +9,7 @@ callbacks that log ``reward/<name>`` components, evaluate the task's *own* succe
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,17 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
     return max(found, key=lambda x: x[1]) if found else None
 
 
+def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
+    """Save model, normalisation and replay buffer under the checkpoint naming scheme."""
+    steps, folder = model.num_timesteps, run_dir / "checkpoints"
+    model.save(folder / f"model_{steps}_steps.zip")
+    vec_norm = model.get_vec_normalize_env()
+    if vec_norm is not None:
+        vec_norm.save(str(folder / f"model_vecnormalize_{steps}_steps.pkl"))
+    if hasattr(model, "save_replay_buffer"):
+        model.save_replay_buffer(folder / f"model_replay_buffer_{steps}_steps.pkl")
+
+
 def build_model(algo: AlgoConfig, train: TrainConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
     """Create the algorithm, or restore it (with normalisation and replay buffer) from the
     newest checkpoint in ``run_dir``."""
@@ -186,10 +197,14 @@ def train(
     ])  # fmt: skip
     stopped_early = False
     if remaining > 0:
-        model.learn(
-            total_timesteps=remaining, callback=callbacks, progress_bar=train.progress_bar,
-            reset_num_timesteps=False,
-        )  # fmt: skip
+        try:
+            model.learn(
+                total_timesteps=remaining, callback=callbacks, progress_bar=train.progress_bar,
+                reset_num_timesteps=False,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            save_checkpoint(model, run_dir)  # so `rewardlab train run=<dir>` loses nothing
+            raise
         stopped_early = model.num_timesteps < train.total_timesteps
     if evaluator.last_eval != model.num_timesteps:  # final evaluation at the last step
         evaluator.last_eval = model.num_timesteps
@@ -198,19 +213,20 @@ def train(
     vec_norm = model.get_vec_normalize_env()
     if vec_norm is not None:
         vec_norm.save(str(run_dir / "vecnormalize.pkl"))
-    errors: dict[str, int] = {}
-    for env in model.get_env().envs if hasattr(model.get_env(), "envs") else []:  # type: ignore[union-attr]
-        counts = getattr(env, "get_wrapper_attr", lambda _: None)("error_counts") if source else None
-        for key, n in (counts or {}).items():
-            errors[key] = errors.get(key, 0) + n
-    model.get_env().close()
+    errors: Counter[str] = Counter()
+    vec_env = model.get_env()
+    assert vec_env is not None
+    if source is not None:
+        for counts in vec_env.get_attr("error_counts"):
+            errors.update(counts)
+    vec_env.close()
     return TrainResult(
         timesteps=int(model.num_timesteps),
         last_success_rate=float(evaluator.last_success),
         best_success_rate=float(max(evaluator.best, 0.0)),
         wall_s=time.time() - started,
         stopped_early=stopped_early,
-        reward_errors=errors,
+        reward_errors=dict(errors),
     )
 
 

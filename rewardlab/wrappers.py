@@ -15,6 +15,7 @@ from collections import Counter, deque
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
+
 from rewardlab.reward.program import RewardProgram, RewardRuntimeError
 from rewardlab.reward.sandbox import Finding
 from rewardlab.tasks.cards import TYPE_DOCS

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import imageio.v3 as iio
-import pytest
 from fake_llm_server import FakeLLMServer, reply
 
 RL = [sys.executable, "-m", "rewardlab.cli"]
@@ -132,7 +131,7 @@ def test_train_records_everything_then_evaluate(tmp_path: Path) -> None:
     assert 0.0 <= summary["success_rate"] <= 1.0
     assert "offline synthesizer" in summary["generator"]
     video = Path(summary["videos"][0])
-    frames = iio.imread(video, plugin="pyav") if False else iio.imread(video)
+    frames = iio.imread(video)
     assert frames.ndim == 4 and frames.shape[0] > 5 and frames.shape[-1] == 3
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     progress = (run_dir / "tb" / "progress.csv").read_text()

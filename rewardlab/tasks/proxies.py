@@ -12,6 +12,7 @@ path and the attributes that do exist.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import mujoco
@@ -178,7 +179,7 @@ class FreeJoint(Proxy):
         return float(1.0 - 2.0 * (x * x + y * y) / norm) if norm > 0 else math.nan
 
 
-PART_TYPES: dict[str, type[Proxy]] = {
+PART_TYPES: dict[str, Callable[..., Proxy]] = {
     "HingeJoint": HingeJoint,
     "SlideJoint": SlideJoint,
     "FreeJoint": FreeJoint,

@@ -1,7 +1,8 @@
 """Task success metrics, computed from simulator state only (never from a generated reward).
 
 Each metric is a small stateful tracker over one episode: ``reset(me)`` at the first state,
-``update(me)`` after every step, then ``success`` (bool, latched once reached) and ``progress``
+``update(me)`` after every step, then ``success`` (bool, so far in the episode; read at the
+episode's end for the verdict) and ``progress``
 (a float in [0, 1] for curves). ``me`` is the environment proxy, and parameters name the
 quantities to read by path (``"hopper.top_joint.angle"``), so one metric serves many robots.
 Trackers are chosen by name in the task specs (``envs/<benchmark>/tasks.yaml``).
@@ -30,29 +31,45 @@ def wrap_angle(angle: float) -> float:
 
 @dataclass
 class Displacement:
-    """Travel at least ``distance`` metres along ``position`` (signed: negative = backward).
+    """Travel at least ``distance`` metres along ``position`` (signed: negative = backward)
+    without falling.
 
-    With ``upright`` and ``max_tilt`` set, travel only counts while that angle is within
-    ``max_tilt`` of upright (so rolling or flipping along does not count as walking).
+    Falling (latched for the rest of the episode) is the ``upright`` angle leaving
+    ``max_tilt`` of upright, the ``up`` axis z component dropping below ``min_up``, or
+    ``height`` dropping below ``min_height``; a fall anywhere in the episode fails it, so a
+    lunge that ends on the ground is not locomotion.
     """
 
     position: str
     distance: float
     upright: str | None = None
     max_tilt: float = math.pi
+    up: str | None = None
+    min_up: float = -1.0
+    height: str | None = None
+    min_height: float = -math.inf
     start: float = 0.0
     best: float = 0.0
-    success: bool = False
+    fallen: bool = False
 
     def reset(self, me: Any) -> None:
-        self.start, self.best, self.success = read_path(me, self.position), 0.0, False
+        self.start, self.best, self.fallen = read_path(me, self.position), 0.0, False
 
     def update(self, me: Any) -> None:
-        if self.upright is not None and abs(wrap_angle(read_path(me, self.upright))) > self.max_tilt:
+        if (
+            (self.upright is not None and abs(wrap_angle(read_path(me, self.upright))) > self.max_tilt)
+            or (self.up is not None and read_path(me, self.up) < self.min_up)
+            or (self.height is not None and read_path(me, self.height) < self.min_height)
+        ):
+            self.fallen = True
+        if self.fallen:
             return
         travelled = (read_path(me, self.position) - self.start) * math.copysign(1.0, self.distance)
         self.best = max(self.best, travelled)
-        self.success = self.success or self.best >= abs(self.distance)
+
+    @property
+    def success(self) -> bool:
+        return not self.fallen and self.best >= abs(self.distance)
 
     @property
     def progress(self) -> float:

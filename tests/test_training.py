@@ -1,0 +1,82 @@
+"""Training on a reward program: PPO and SAC run, log components, evaluate the task metric,
+checkpoint, and continue from a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rewardlab.config import AlgoConfig, TrainConfig
+from rewardlab.rundir import read_csv
+from rewardlab.tasks import get_task
+from rewardlab.training import latest_checkpoint, load_policy, train
+
+SOURCE = (
+    "def compute_dense_reward(self, action):\n"
+    "    fwd = self.hopper.top.velocity_x\n"
+    "    return fwd + 1.0, {'forward': fwd, 'alive': 1.0}\n"
+)
+
+
+def tiny(**kw: object) -> TrainConfig:
+    base = dict(total_timesteps=1024, n_envs=2, eval_freq=512, eval_episodes=1, checkpoint_freq=512,
+                progress_bar=False, video_episodes=0, stop_at_success=0.0)  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "algo",
+    [
+        AlgoConfig(name="ppo", kwargs={"n_steps": 256, "batch_size": 64}),
+        AlgoConfig(name="sac", normalize_reward=False, kwargs={"learning_starts": 100, "buffer_size": 5000, "batch_size": 64}),
+    ],
+    ids=["ppo", "sac"],
+)
+def test_train_and_continue_from_checkpoint(algo: AlgoConfig, tmp_path: Path) -> None:
+    task = get_task("mujoco/hopper_forward")
+    first = train(task, SOURCE, algo, tiny(), tmp_path)
+    assert first.timesteps >= 1024
+    ckpt = latest_checkpoint(tmp_path)
+    assert ckpt is not None and ckpt[1] >= 512
+    if algo.name == "sac":
+        assert (tmp_path / "checkpoints" / f"model_replay_buffer_{ckpt[1]}_steps.pkl").exists()
+    rows = read_csv(tmp_path / "metrics.csv")
+    assert [int(r["timesteps"]) for r in rows][:2] == [512, 1024]
+    progress = read_csv(tmp_path / "tb" / "progress.csv")
+    assert any(r.get("reward/forward") for r in progress) and any(r.get("reward/alive") for r in progress)
+
+    more = train(task, SOURCE, algo, tiny(total_timesteps=2048), tmp_path)  # continues, not restarts
+    assert more.timesteps >= 2048
+    steps = [int(r["timesteps"]) for r in read_csv(tmp_path / "metrics.csv")]
+    assert steps == sorted(steps) and steps[-1] >= 2048
+    model, normalizer = load_policy(tmp_path, algo.name)
+    assert model.num_timesteps >= 2048 and normalizer is not None
+
+
+def test_env_reward_when_no_program(tmp_path: Path) -> None:
+    result = train(get_task("mujoco/hopper_forward"), None, AlgoConfig(kwargs={"n_steps": 256}), tiny(total_timesteps=512), tmp_path)
+    assert result.timesteps >= 512 and result.reward_errors == {}
+
+
+@pytest.mark.slow
+def test_default_main_job_learns_hopper_forward(tmp_path: Path) -> None:
+    """The README's main job (defaults: hopper_forward, PPO, <= 150k steps) meets the task's
+    success metric in most evaluation episodes."""
+    from omegaconf import OmegaConf
+
+    from rewardlab.evaluation import run_episodes, summarize
+    from rewardlab.generators.base import GenerationRequest, extract_code
+    from rewardlab.generators.offline import OfflineGenerator
+    from rewardlab.wrappers import compile_for_task
+
+    task = get_task("mujoco/hopper_forward")
+    reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction=task.instruction, messages=[]))
+    source = extract_code(reply.text)
+    algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), OmegaConf.load(Path(__file__).parents[1] / "conf/algo/ppo.yaml")))
+    cfg = TrainConfig(progress_bar=False, video_episodes=0)
+    train(task, source, algo, cfg, tmp_path)  # type: ignore[arg-type]
+    model, normalizer = load_policy(tmp_path, "ppo")
+    final = summarize(run_episodes(task, model, episodes=10, seed=123, program=compile_for_task(source, task), normalizer=normalizer))  # type: ignore[arg-type]
+    assert final["success_rate"] >= 0.8, final
