@@ -59,11 +59,11 @@ class AlgoConfig:
 class TrainConfig:
     """Budget, evaluation, checkpoints and outputs of a training run."""
 
-    total_timesteps: int = 150_000
+    total_timesteps: int = 400_000
     n_envs: int = 4
     """Parallel environments (in-process ``DummyVecEnv``)."""
     seed: int = 0
-    eval_freq: int = 25_000
+    eval_freq: int = 20_000
     """Evaluate every this many environment steps (summed over envs)."""
     eval_episodes: int = 5
     checkpoint_freq: int = 50_000

@@ -19,15 +19,17 @@ import gymnasium as gym
 from rewardlab.reward.program import RewardProgram, RewardRuntimeError
 from rewardlab.reward.sandbox import Finding
 from rewardlab.tasks.cards import TYPE_DOCS
-from rewardlab.tasks.proxies import Group, build_env_proxy
+from rewardlab.tasks.proxies import PROXY_BUILDERS, Group
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.tasks.success import make_metric
 
 
 def env_proxy(env: gym.Env, task: TaskSpec) -> Group:
     """The ``self`` proxy that reward programs and success metrics read for ``env``."""
-    base: Any = env.unwrapped
-    return build_env_proxy(task.load_card(), base.model, base.data, float(base.dt))
+    benchmark = task.card.split("/", 1)[0]
+    if benchmark not in PROXY_BUILDERS:
+        raise KeyError(f"no proxy builder for benchmark {benchmark!r} (card {task.card})")
+    return PROXY_BUILDERS[benchmark](env, task.load_card())
 
 
 def card_paths(task: TaskSpec) -> tuple[set[str], set[str]]:

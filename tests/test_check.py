@@ -221,3 +221,10 @@ def test_obs_program_is_reported_as_using_obs() -> None:
 def test_report_round_trips_to_json() -> None:
     report = CheckReport(False, [], {"warnings": ["w"], "odd": {1, 2}})
     assert json.loads(json.dumps(report.to_dict()))["stats"]["warnings"] == ["w"]
+
+
+def test_unstartable_child_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(check, "_smoke_command", lambda: ["/nonexistent/python"])
+    report = check_program(HOPPER, GOOD, steps=5)
+    assert [f.stage for f in report.findings] == ["smoke"]
+    assert "could not start" in report.findings[0].message

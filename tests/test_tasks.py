@@ -97,9 +97,13 @@ def test_proxies_read_true_simulator_values() -> None:
     ant = env_proxy(env, ant_task).ant
     assert [ant.torso.position_x, ant.torso.position_y, ant.torso.position_z] == list(data.qpos[:3])
     assert [ant.torso.velocity_x, ant.torso.velocity_y, ant.torso.velocity_z] == list(data.qvel[:3])
-    # world-frame angular velocity = R(body) @ body-frame angular velocity
-    world = data.xmat[1].reshape(3, 3) @ data.qvel[3:6]
-    assert ant.torso.angular_velocity_z == pytest.approx(world[2])
+    # world-frame angular velocity = R(qpos quaternion) @ body-frame angular velocity
+    w, x, y, z = data.qpos[3:7] / np.linalg.norm(data.qpos[3:7])
+    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])  # fmt: skip
+    world = rot @ data.qvel[3:6]
+    assert [ant.torso.angular_velocity_x, ant.torso.angular_velocity_y, ant.torso.angular_velocity_z] == pytest.approx(list(world))
     names = ["front_left_leg", "front_left_ankle", "front_right_leg", "front_right_ankle",
              "back_left_leg", "back_left_ankle", "back_right_leg", "back_right_ankle"]  # fmt: skip
     assert [getattr(ant, f"{n}_joint").angle for n in names] == list(data.qpos[7:15])
@@ -205,3 +209,20 @@ def test_env_ids_are_gymnasium_mujoco() -> None:
     for t in list_tasks():
         assert t.resolved_env_id() in gym.registry
     assert isinstance(Proxy, type)
+
+
+def test_displacement_fails_on_a_fall_even_after_the_distance() -> None:
+    from rewardlab.tasks.success import Displacement
+
+    walk = Displacement(position="r.x", distance=3.0, upright="r.a", max_tilt=0.2, height="r.z", min_height=0.7)
+    walk.reset(_me(x=0.0, a=0.0, z=1.2))
+    walk.update(_me(x=3.5, a=0.1, z=1.2))
+    assert walk.success
+    walk.update(_me(x=3.6, a=0.1, z=0.5))  # the lunge ends on the ground
+    assert not walk.success and walk.progress == 1.0
+    back = Displacement(position="r.x", distance=-1.0)
+    back.reset(_me(x=0.0))
+    back.update(_me(x=2.0))
+    assert not back.success and back.progress == 0.0
+    back.update(_me(x=-1.5))
+    assert back.success

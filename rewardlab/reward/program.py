@@ -20,13 +20,13 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from rewardlab.reward.sandbox import (
+    DEFAULT_SECONDS,
     DEFAULT_TICKS,
     Budget,
     BudgetExceeded,
@@ -101,23 +101,28 @@ class RewardProgram:
         self_paths: set[str] | None = None,
         self_leaves: set[str] | None = None,
         ticks: int = DEFAULT_TICKS,
+        seconds: float = DEFAULT_SECONDS,
         max_abs: float = MAX_ABS_REWARD,
     ) -> RewardProgram:
         """Vet, instrument and compile ``source``; raise :class:`RewardProgramError` if rejected.
 
         ``self_paths``/``self_leaves`` (from an environment card) enable the check that every
-        ``self.`` attribute the program reads exists.
+        ``self.`` attribute the program reads exists; ``ticks`` and ``seconds`` are the per-call
+        budget.
         """
         tree, findings = vet(source, entry=ENTRY, self_paths=self_paths, self_leaves=self_leaves)
         if findings or tree is None:
             raise RewardProgramError(findings)
-        budget = Budget(ticks)
+        budget = Budget(ticks, seconds)
         namespace = sandbox_globals(budget)
         try:
             code = compile(instrument(tree), "<reward>", "exec")
+        except SyntaxError as exc:  # found by the compiler only, e.g. 'return' outside function
+            raise RewardProgramError([Finding("syntax", str(exc.msg), exc.lineno)]) from None
+        try:
             exec(code, namespace)  # noqa: S102 - vetted, instrumented, restricted globals
         except BudgetExceeded as exc:
-            raise RewardProgramError([Finding("timeout", str(exc))]) from None
+            raise RewardProgramError([Finding("timeout", str(exc), budget.line)]) from None
         except Exception as exc:  # module-level code failed (e.g. bad constant expression)
             raise RewardProgramError(
                 [Finding("compile", f"{type(exc).__name__}: {exc}", _traceback_line(exc))]
@@ -138,13 +143,20 @@ class RewardProgram:
             RewardRuntimeError: the program raised, ran over budget, or returned something
                 that is not a finite, sane number (the finding says which and where).
         """
+        # The program gets private copies: writing into obs must not change what the agent sees.
+        if isinstance(obs, np.ndarray):
+            obs = obs.copy()
+        if isinstance(action, np.ndarray):
+            action = action.copy()
         self.budget.reset()
         try:
             out = self._fn(me, action, obs) if self.takes_obs else self._fn(me, action)
         except BudgetExceeded as exc:
             raise RewardRuntimeError(Finding("timeout", str(exc), self.budget.line)) from None
-        except MemoryError:
-            raise RewardRuntimeError(Finding("runtime", "MemoryError: the program allocated too much memory")) from None
+        except MemoryError as exc:
+            raise RewardRuntimeError(
+                Finding("runtime", "MemoryError: the program allocated too much memory", _traceback_line(exc))
+            ) from None
         except RecursionError as exc:
             raise RewardRuntimeError(Finding("runtime", f"RecursionError: {exc}", _traceback_line(exc))) from None
         except Exception as exc:

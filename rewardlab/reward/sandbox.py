@@ -8,12 +8,15 @@ Reward programs come from an LLM (or a person) and are treated as hostile. Defen
    ``f_globals``, ``tofile``, ``format`` ...), classes, ``global``, ``with``, ``async`` and
    unknown names are rejected with their line numbers.
 2. **Instrumentation** (:func:`instrument`): every loop iteration, function call and
-   comprehension element ticks a per-call budget, so infinite loops and runaway recursion stop
-   with :class:`BudgetExceeded`; ``*``, ``**`` and ``<<`` whose operands could build huge
-   sequences or integers go through size-checked helpers.
+   comprehension element ticks a per-call budget (a tick count and a wall-clock limit), so
+   infinite loops, loops with heavy bodies and runaway recursion stop with
+   :class:`BudgetExceeded`; ``*``, ``**`` and ``<<`` whose operands could build huge sequences
+   or integers go through size-checked helpers, and the dtype-taking ndarray methods
+   (``astype``, ``sum``, ``repeat`` ...) through argument checks.
 3. **Restricted runtime**: the code is executed with a small builtins table, and ``import``
    yields read-only facades of allowed modules (a curated numpy with size caps on array
-   creation, and ``math`` with capped factorial/comb/perm).
+   creation and no object or oversized dtypes, whose arbitrary-precision arithmetic would run
+   in C beyond the budget's reach; and ``math`` with capped factorial/comb/perm/prod).
 4. **Process limits** (applied by the caller): smoke runs happen in a subprocess with memory,
    CPU and wall-time limits; training processes may cap their data segment
    (:func:`limit_process_memory`) so no program can eat all memory.
@@ -25,6 +28,8 @@ import ast
 import builtins
 import math
 import resource
+import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +44,12 @@ MAX_INT_BITS = 4096
 
 DEFAULT_TICKS = 200_000
 """Default per-call budget: loop iterations + function calls + comprehension elements."""
+
+DEFAULT_SECONDS = 1.0
+"""Default per-call wall-clock budget (checked every few hundred ticks)."""
+
+MAX_ITEMSIZE = 32
+"""Largest numpy dtype item size (bytes) reward code may use (complex256 is 32)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +184,133 @@ def _safe_meshgrid(*xi: Any, **kwargs: Any) -> Any:
     return np.meshgrid(*xi, **kwargs)
 
 
+def _safe_like(fn: Callable[..., Any], position: int = 4) -> Callable[..., Any]:
+    """``numpy.*_like`` with its ``shape`` override (keyword or ``position``) capped."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        shape = kwargs.get("shape", args[position] if len(args) > position else None)
+        if shape is not None:
+            _check_count(_shape_count(shape), f"numpy.{fn.__name__}")
+        return fn(*args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def _safe_diag(v: Any, k: int = 0) -> Any:
+    if np.ndim(v) == 1:
+        _check_count((float(np.size(v)) + abs(float(k))) ** 2, "numpy.diag")
+    return np.diag(v, k)
+
+
+def _safe_join(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``concatenate``/``stack``/``hstack`` ... with the total size of the pieces capped."""
+
+    def wrapper(arrays: Any, *args: Any, **kwargs: Any) -> Any:
+        if not hasattr(arrays, "__len__"):
+            arrays = tuple(arrays)
+        total = 0.0
+        for piece in _bounded(arrays, f"numpy.{fn.__name__}"):
+            total += float(np.size(piece))
+            _check_count(total, f"numpy.{fn.__name__}")
+        return fn(arrays, *args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def _safe_append(arr: Any, values: Any, axis: Any = None) -> Any:
+    _check_count(float(np.size(arr)) + float(np.size(values)), "numpy.append")
+    return np.append(arr, values, axis)
+
+
+def _check_dtype_like(value: Any, what: str) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dtype = np.dtype(value)
+    except Exception:  # not a dtype specification (e.g. a mode string such as "valid")
+        return
+    if dtype.hasobject:
+        raise SandboxViolation(f"{what}: object dtypes are not allowed in reward code")
+    if dtype.itemsize > MAX_ITEMSIZE:
+        raise SandboxViolation(
+            f"{what}: dtype {dtype} ({dtype.itemsize} bytes per element) is not allowed"
+        )
+
+
+def _check_value(value: Any, what: str, depth: int = 0) -> None:
+    """Reject arguments numpy would turn into object arrays or oversized dtypes.
+
+    Object arrays run Python arithmetic (arbitrary-precision integers, sequence repetition)
+    inside C loops that no budget tick can interrupt, so they must never come into being.
+    """
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise SandboxViolation(f"{what}: object arrays are not allowed in reward code")
+    elif isinstance(value, (bool, float, complex, np.generic)) or value is None:
+        return
+    elif isinstance(value, int):
+        if value.bit_length() > 64:
+            raise SandboxViolation(
+                f"{what}: a {value.bit_length()}-bit integer would become an object array"
+            )
+    elif isinstance(value, (str, type, np.dtype, dict)):
+        _check_dtype_like(value, what)
+    elif isinstance(value, (list, tuple)):
+        if depth > 32:
+            raise SandboxViolation(f"{what}: argument nested too deeply")
+        for item in value:
+            _check_value(item, what, depth + 1)
+
+
+def _check_result(result: Any, what: str) -> Any:
+    items = result if isinstance(result, (tuple, list)) else (result,)
+    for item in items:
+        if isinstance(item, np.ndarray) and item.dtype.hasobject:
+            raise SandboxViolation(f"{what}: object arrays are not allowed in reward code")
+    return result
+
+
+def _guarded(
+    fn: Callable[..., Any], what: str, precheck: Callable[[tuple[Any, ...]], None] | None = None
+) -> Callable[..., Any]:
+    """``fn`` with :func:`_check_value` (and ``precheck``) on its arguments and
+    :func:`_check_result` on its result."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for value in args:
+            _check_value(value, what)
+        for value in kwargs.values():
+            _check_value(value, what)
+        if precheck is not None:
+            precheck(args)
+        return _check_result(fn(*args, **kwargs), what)
+
+    wrapper.__name__ = getattr(fn, "__name__", what)
+    wrapper.__doc__ = getattr(fn, "__doc__", None)
+    return wrapper
+
+
+class _InstanceCheck(type):
+    _wraps: type = np.ndarray
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, cls._wraps)
+
+    def __subclasscheck__(cls, sub: Any) -> bool:
+        return issubclass(sub, cls._wraps)
+
+
+class _NdarrayType(metaclass=_InstanceCheck):
+    """``numpy.ndarray`` for ``isinstance`` checks and annotations; cannot be instantiated."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise SandboxViolation(
+            "numpy.ndarray(...) is not available to reward programs; use numpy.array/zeros"
+        )
+
+
 _NUMPY_NAMES = """
 abs absolute add all allclose amax amin angle any append arccos arccosh arcsin arcsinh arctan
 arctan2 arctanh argmax argmin argsort around array array_equal asarray atleast_1d atleast_2d
@@ -192,6 +330,16 @@ float_power cumulative_sum quantile
 _LINALG_NAMES = "norm det inv pinv solve eig eigh eigvals eigvalsh svd qr cholesky matrix_rank"
 
 
+def _guard_members(members: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Wrap every function (not types, constants or sub-facades) with :func:`_guarded`."""
+    return {
+        name: _guarded(value, f"{prefix}.{name}")
+        if callable(value) and not isinstance(value, (type, Facade))
+        else value
+        for name, value in members.items()
+    }
+
+
 def _numpy_facade() -> Facade:
     members: dict[str, Any] = {n: getattr(np, n) for n in _NUMPY_NAMES.split() if hasattr(np, n)}
     members.update(
@@ -208,9 +356,16 @@ def _numpy_facade() -> Facade:
         outer=_safe_outer,
         kron=_safe_kron,
         meshgrid=_safe_meshgrid,
-        linalg=Facade("numpy.linalg", {n: getattr(np.linalg, n) for n in _LINALG_NAMES.split()}),
+        diag=_safe_diag,
+        append=_safe_append,
+        ndarray=_NdarrayType,
+        **{n: _safe_like(getattr(np, n)) for n in ("zeros_like", "ones_like", "empty_like")},
+        full_like=_safe_like(np.full_like, position=5),
+        **{n: _safe_join(getattr(np, n)) for n in ("concatenate", "stack", "hstack", "vstack", "column_stack")},
     )
-    return Facade("numpy", members)
+    linalg = {n: getattr(np.linalg, n) for n in _LINALG_NAMES.split()}
+    members["linalg"] = Facade("numpy.linalg", _guard_members(linalg, "numpy.linalg"))
+    return Facade("numpy", _guard_members(members, "numpy"))
 
 
 def _capped_math(fn: Callable[..., Any], limit: int = 1000) -> Callable[..., Any]:
@@ -227,8 +382,16 @@ def _math_facade() -> Facade:
     members = {n: getattr(math, n) for n in dir(math) if not n.startswith("_")}
     for name in ("factorial", "comb", "perm"):
         members[name] = _capped_math(getattr(math, name))
-    members["prod"] = lambda it, start=1: math.prod(_bounded(it, "math.prod"), start=start)
+    members["prod"] = _safe_prod
     return Facade("math", members)
+
+
+def _safe_prod(iterable: Any, *, start: Any = 1) -> Any:
+    """``math.prod`` with every step size-checked like ``*``."""
+    result = start
+    for value in _bounded(iterable, "math.prod"):
+        result = guard_mul(result, value)
+    return result
 
 
 ALLOWED_MODULES: dict[str, Callable[[], Facade]] = {
@@ -268,6 +431,14 @@ def _safe_range(*args: int) -> range:
     return r
 
 
+def _safe_sum(iterable: Any, /, start: Any = 0) -> Any:
+    if isinstance(start, (list, tuple)):
+        raise SandboxViolation(
+            "sum() of lists/tuples is not allowed (quadratic); build the list with a comprehension"
+        )
+    return sum(_bounded(iterable, "sum"), start)
+
+
 def _safe_pow(base: Any, exp: Any, mod: Any = None) -> Any:
     if mod is not None:
         return pow(base, exp, mod)
@@ -296,20 +467,22 @@ RuntimeError TypeError ValueError ZeroDivisionError FloatingPointError NotImplem
 SAFE_BUILTINS: dict[str, Any] = {
     n: getattr(builtins, n) for n in _SAFE_BUILTIN_NAMES.split() if hasattr(builtins, n)
 }
-SAFE_BUILTINS.update(range=_safe_range, pow=_safe_pow, print=_no_print, __import__=_safe_import)
+SAFE_BUILTINS.update(
+    range=_safe_range, pow=_safe_pow, sum=_safe_sum, print=_no_print, __import__=_safe_import
+)
 
 FORBIDDEN_NAMES = frozenset(
     """eval exec compile open input __import__ getattr setattr delattr globals locals vars dir
     breakpoint help memoryview type object super classmethod staticmethod property exit quit
     iter next callable id hash issubclass bytearray bytes __builtins__ __loader__ __spec__
-    reload os sys subprocess importlib builtins""".split()
+    reload os sys subprocess importlib builtins""".split()  # noqa: SIM905
 )
 
 FORBIDDEN_ATTRIBUTES = frozenset(
     """format format_map mro tofile dump dumps load loads save savez savetxt fromfile memmap
     ctypes gi_frame gi_code gi_yieldfrom cr_frame cr_code cr_await ag_frame ag_code f_back
     f_globals f_locals f_builtins f_code tb_frame tb_next co_code func_globals func_code
-    im_func im_self system popen""".split()
+    im_func im_self system popen""".split()  # noqa: SIM905
 )
 
 
@@ -317,49 +490,108 @@ FORBIDDEN_ATTRIBUTES = frozenset(
 
 
 def guard_mul(a: Any, b: Any) -> Any:
-    """``a * b`` that refuses to build huge strings, lists or tuples."""
-    for seq, n in ((a, b), (b, a)):
-        if isinstance(seq, (str, bytes, list, tuple)) and isinstance(n, int):
-            _check_count(float(len(seq)) * float(n), "sequence repetition")
+    """``a * b`` that refuses to build huge strings, lists, tuples or integers."""
+    if isinstance(a, int) and isinstance(b, int):
+        if a.bit_length() + b.bit_length() > MAX_INT_BITS:
+            raise SandboxViolation(
+                f"integer product of {a.bit_length()} and {b.bit_length()} bits is too large"
+            )
+    else:
+        for seq, n in ((a, b), (b, a)):
+            if isinstance(seq, (str, bytes, list, tuple)) and isinstance(n, int):
+                _check_count(float(len(seq)) * float(n), "sequence repetition")
     return a * b
 
 
 def guard_pow(a: Any, b: Any) -> Any:
     """``a ** b`` that refuses integer results above :data:`MAX_INT_BITS` bits."""
-    if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1:
-        if b * math.log2(abs(a)) > MAX_INT_BITS:
-            raise SandboxViolation(f"integer power {a}**{b} is too large")
+    if (
+        isinstance(a, int)
+        and isinstance(b, int)
+        and b > 1
+        and abs(a) > 1
+        and b * math.log2(abs(a)) > MAX_INT_BITS
+    ):
+        what = f"{a}**{b}" if a.bit_length() <= 64 else f"({a.bit_length()}-bit integer)**{b}"
+        raise SandboxViolation(f"integer power {what} is too large")
     return a**b
 
 
 def guard_lshift(a: Any, b: Any) -> Any:
     """``a << b`` that refuses integer results above :data:`MAX_INT_BITS` bits."""
-    if isinstance(a, int) and isinstance(b, int) and b > MAX_INT_BITS:
+    if isinstance(a, int) and isinstance(b, int) and a and a.bit_length() + b > MAX_INT_BITS:
         raise SandboxViolation(f"integer shift by {b} bits is too large")
     return a << b
 
 
+CHECKED_METHODS = frozenset(
+    {"astype", "view", "sum", "prod", "cumsum", "cumprod", "mean", "std", "var", "trace", "dot",
+     "repeat", "resize", "choose"}
+)  # fmt: skip
+"""Attributes whose (ndarray) methods take dtypes or allocate: accessed via :func:`guard_attr`."""
+
+
+def guard_attr(obj: Any, name: str) -> Any:
+    """``obj.name`` where ``name`` is in :data:`CHECKED_METHODS`: ndarray methods get checks."""
+    value = getattr(obj, name)
+    if not (isinstance(obj, (np.ndarray, np.generic)) and callable(value)):
+        return value
+    what = f"ndarray.{name}"
+
+    def precheck(args: tuple[Any, ...]) -> None:
+        if name == "repeat" and args:
+            _check_count(float(np.size(obj)) * float(np.max(args[0])), what)
+        elif name == "resize" and args:
+            _check_count(_shape_count(args[0] if len(args) == 1 else args), what)
+
+    return _guarded(value, what, precheck)
+
+
 class Budget:
-    """A per-call tick counter shared by one compiled program."""
+    """A per-call tick counter and wall-clock limit shared by one compiled program.
 
-    __slots__ = ("limit", "left", "line")
+    Args:
+        limit: ticks (loop iterations + calls + comprehension elements) per call.
+        seconds: wall-clock time per call, checked every :attr:`CHECK_EVERY` ticks.
+    """
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("limit", "seconds", "left", "line", "deadline", "checkpoint")
+    CHECK_EVERY = 64
+    left: int
+    checkpoint: int
+    deadline: float
+
+    def __init__(self, limit: int, seconds: float = DEFAULT_SECONDS) -> None:
         self.limit = limit
-        self.left = limit
+        self.seconds = seconds
         self.line = 0
+        self.reset()
 
     def tick(self, line: int) -> None:
         self.left -= 1
+        if self.left < self.checkpoint:
+            self._check(line)
+
+    def _check(self, line: int) -> None:
         if self.left < 0:
             self.line = line
             raise BudgetExceeded(
                 f"reward program exceeded its budget of {self.limit:,} loop iterations/calls "
                 f"per step (line {line}): infinite or very long loop?"
             )
+        if time.perf_counter() > self.deadline:
+            self.line = line
+            self.checkpoint = self.limit + 1  # every later tick re-checks and raises again
+            raise BudgetExceeded(
+                f"reward program exceeded its time budget of {self.seconds:g} s per step "
+                f"(line {line}): very long loop?"
+            )
+        self.checkpoint = max(self.left - self.CHECK_EVERY, 0)
 
     def reset(self) -> None:
         self.left = self.limit
+        self.checkpoint = max(self.limit - self.CHECK_EVERY, 0)
+        self.deadline = time.perf_counter() + self.seconds
 
 
 # --------------------------------------------------------------------------- static vetting
@@ -441,9 +673,13 @@ def vet(
             for alias in node.names:
                 if alias.name.split(".")[0] not in allowed_roots:
                     bad(node, f"import of {alias.name!r} is not allowed (allowed: {', '.join(sorted(allowed_roots))})")
+                elif any(part.startswith("_") for part in alias.name.split(".")):
+                    bad(node, f"importing private module {alias.name!r} is not allowed")
         elif isinstance(node, ast.ImportFrom):
             if node.level or (node.module or "").split(".")[0] not in allowed_roots:
                 bad(node, f"import from {node.module or '.'!r} is not allowed (allowed: {', '.join(sorted(allowed_roots))})")
+            elif any(part.startswith("_") for part in (node.module or "").split(".")):
+                bad(node, f"importing from private module {node.module!r} is not allowed")
             for alias in node.names:
                 if alias.name == "*":
                     bad(node, "star imports are not allowed")
@@ -532,6 +768,7 @@ def _check_self_paths(
 
 TICK = "__rl_tick__"
 _GUARDS = {ast.Mult: "__rl_mul__", ast.Pow: "__rl_pow__", ast.LShift: "__rl_lshift__"}
+_ATTR = "__rl_attr__"
 
 
 class _Instrument(ast.NodeTransformer):
@@ -562,16 +799,28 @@ class _Instrument(ast.NodeTransformer):
         return node
 
     def _needs_guard(self, op: ast.operator, left: ast.AST, right: ast.AST) -> bool:
+        # x ** 2 and x << 8 must be guarded too: repeated (x = x ** 2 in a loop) they grow
+        # integers doubly exponentially in a few iterations.
         if isinstance(op, ast.Mult):
             return not (_float_constant(left) or _float_constant(right))
-        if isinstance(op, (ast.Pow, ast.LShift)):
-            return not _small_number(right)
+        if isinstance(op, ast.Pow):
+            return not (_float_constant(left) or (_small_number(left) and _small_number(right)))
+        if isinstance(op, ast.LShift):
+            return not (_small_number(left) and _small_number(right))
         return False
+
+    def visit_Attribute(self, node: ast.Attribute) -> Any:
+        self.generic_visit(node)
+        if isinstance(node.ctx, ast.Load) and node.attr in CHECKED_METHODS:
+            call = ast.Call(ast.Name(_ATTR, ast.Load()), [node.value, ast.Constant(node.attr)], [])
+            return ast.copy_location(call, node)
+        return node
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         self.generic_visit(node)
         if type(node.op) in _GUARDS and self._needs_guard(node.op, node.left, node.right):
-            return ast.Call(ast.Name(_GUARDS[type(node.op)], ast.Load()), [node.left, node.right], [])
+            call = ast.Call(ast.Name(_GUARDS[type(node.op)], ast.Load()), [node.left, node.right], [])
+            return ast.copy_location(call, node)
         return node
 
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
@@ -583,7 +832,7 @@ class _Instrument(ast.NodeTransformer):
         ):
             load = ast.Name(node.target.id, ast.Load())
             call = ast.Call(ast.Name(_GUARDS[type(node.op)], ast.Load()), [load, node.value], [])
-            return ast.Assign([node.target], call)
+            return ast.copy_location(ast.Assign([node.target], ast.copy_location(call, node)), node)
         return node
 
 
@@ -602,6 +851,7 @@ def sandbox_globals(budget: Budget) -> dict[str, Any]:
         "__rl_mul__": guard_mul,
         "__rl_pow__": guard_pow,
         "__rl_lshift__": guard_lshift,
+        _ATTR: guard_attr,
     }
 
 

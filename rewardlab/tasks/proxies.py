@@ -127,7 +127,7 @@ class FreeJoint(Proxy):
     -1 upside down) are rewardlab extensions beyond the published representation.
     """
 
-    __slots__ = ("_qpos", "_qvel", "_xmat", "_q", "_v", "_body")
+    __slots__ = ("_qpos", "_qvel", "_q", "_v")
     _fields = (
         "position_x", "position_y", "position_z",
         "velocity_x", "velocity_y", "velocity_z",
@@ -145,10 +145,8 @@ class FreeJoint(Proxy):
             raise KeyError(f"body {body!r} not in model")
         object.__setattr__(self, "_qpos", data.qpos)
         object.__setattr__(self, "_qvel", data.qvel)
-        object.__setattr__(self, "_xmat", data.xmat)
         object.__setattr__(self, "_q", int(model.jnt_qposadr[jid]))
         object.__setattr__(self, "_v", int(model.jnt_dofadr[jid]))
-        object.__setattr__(self, "_body", int(bid))
 
     position_x = property(lambda self: float(self._qpos[self._q]))
     position_y = property(lambda self: float(self._qpos[self._q + 1]))
@@ -160,8 +158,10 @@ class FreeJoint(Proxy):
     velocity_z = property(lambda self: float(self._qvel[self._v + 2]))
 
     def _world_angular_velocity(self) -> np.ndarray:
-        xmat = self._xmat[self._body].reshape(3, 3)
-        result: np.ndarray = xmat @ self._qvel[self._v + 3 : self._v + 6]
+        # Rotate by the orientation in qpos (current), not data.xmat (computed before the
+        # last integration step, so one physics sub-step old after env.step).
+        result = np.empty(3)
+        mujoco.mju_rotVecQuat(result, self._qvel[self._v + 3 : self._v + 6], self._qpos[self._q + 3 : self._q + 7])
         return result
 
     angular_velocity_x = property(lambda self: float(self._world_angular_velocity()[0]))
@@ -225,3 +225,14 @@ def build_env_proxy(card: Any, model: mujoco.MjModel, data: mujoco.MjData, dt: f
         parts[name] = kind(f"{robot_path}.{name}", model, data, **kwargs)
     robot = Group(robot_path, parts)
     return Group("self", {card.robot: robot, "dt": float(dt)})
+
+
+def mujoco_env_proxy(env: Any, card: Any) -> Group:
+    """Proxy builder of the gymnasium MuJoCo benchmark: read the env's ``MjData``."""
+    base = env.unwrapped
+    return build_env_proxy(card, base.model, base.data, float(base.dt))
+
+
+PROXY_BUILDERS: dict[str, Callable[[Any, Any], Group]] = {"mujoco": mujoco_env_proxy}
+"""How each benchmark (the card's folder under ``envs/``) builds the ``self`` proxy of a live
+env. A new benchmark registers its builder here; nothing else dispatches on benchmarks."""

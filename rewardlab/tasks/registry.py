@@ -91,14 +91,17 @@ def _probe(
     env_id: str, env_kwargs: tuple[tuple[str, Any], ...], card_ref: str
 ) -> tuple[float, dict[str, float]]:
     """``(dt, initial root pose by attribute path)`` read once from a fresh env."""
-    from rewardlab.tasks.proxies import Proxy, build_env_proxy
+    from rewardlab.tasks.proxies import PROXY_BUILDERS, Proxy
 
     env = gym.make(env_id, **dict(env_kwargs))
     try:
+        env.reset(seed=0)
         base: Any = env.unwrapped
-        base.set_state(base.init_qpos, base.init_qvel)  # the noise-free initial pose
+        if hasattr(base, "init_qpos") and hasattr(base, "set_state"):  # MuJoCo: noise-free pose
+            base.set_state(base.init_qpos, base.init_qvel)
         card = load_card(card_ref)
-        robot = getattr(build_env_proxy(card, base.model, base.data, base.dt), card.robot)
+        me = PROXY_BUILDERS[card_ref.split("/", 1)[0]](env, card)
+        robot = getattr(me, card.robot)
         shown: dict[str, float] = {}
         for part in robot.fields():
             value = getattr(robot, part)
@@ -107,7 +110,7 @@ def _probe(
             names = ("angle",) if part == "top_joint" else ("position_x", "position_y", "position_z")
             for name in (n for n in names if n in value.fields()):
                 shown[f"self.{card.robot}.{part}.{name}"] = round(getattr(value, name), 3)
-        return float(base.dt), shown
+        return float(me.dt), shown
     finally:
         env.close()
 

@@ -1,0 +1,258 @@
+"""The pre-use check of a reward program for a task.
+
+Two stages:
+
+1. **Static**, in this process: syntax, the sandbox's static vetting (imports, forbidden names
+   and attributes, ``self.`` paths the task's card does not define, named by full path) and
+   bytecode compilation. The program's module-level code is *not* executed here: that happens
+   only in the child, so nothing the program does can touch this process.
+2. **Smoke run**, in a subprocess (:mod:`rewardlab.reward.smoke`) with address-space and CPU
+   limits, killed after ``timeout_s`` of wall time: random actions on the task's real
+   environment, the program evaluated on every state reached. Runtime and output failures,
+   a budget overrun, a crash or a timeout all become :class:`Finding` s.
+
+Example:
+    >>> from rewardlab.tasks import get_task
+    >>> report = check_program(get_task("mujoco/hopper_forward"), '''
+    ... def compute_dense_reward(self, action):
+    ...     return self.hopper.top.velocity_x
+    ... ''', steps=20)
+    >>> report.ok, report.stats["calls_ok"]
+    (True, 20)
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rewardlab.reward.program import ENTRY
+from rewardlab.reward.sandbox import Finding, instrument, vet
+from rewardlab.tasks.registry import TaskSpec
+from rewardlab.wrappers import card_paths
+
+MAX_MEAN_CALL_US = 2000.0
+"""Mean time per reward call (microseconds) above which a program is rejected as too slow."""
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class CheckReport:
+    """The outcome of :func:`check_program`.
+
+    Attributes:
+        ok: no finding (warnings do not count).
+        findings: what is wrong, first occurrence of each distinct problem, with lines.
+        stats: ``steps``, ``episodes``, ``calls_ok``/``calls_failed``, ``error_counts``,
+            ``reward`` (min/mean/max/std), ``components`` (per name min/mean/max/std),
+            ``mean_call_us``/``max_call_us`` (successful calls), ``takes_obs``/``uses_obs``
+            (the program takes / reads the observation), ``elapsed_s`` and
+            ``warnings`` (problems that do not reject the program, e.g. a constant reward).
+    """
+
+    ok: bool
+    findings: list[Finding] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {
+            "ok": self.ok,
+            "findings": [asdict(f) for f in self.findings],
+            "stats": json.loads(json.dumps(self.stats, default=str)),
+        }
+
+    def summary(self) -> str:
+        """Human-readable: one finding or warning per line, then the smoke-run numbers."""
+        lines = [str(f) for f in self.findings]
+        lines += [f"[warning] {w}" for w in self.stats.get("warnings", [])]
+        reward = self.stats.get("reward")
+        if reward:
+            lines.append(
+                f"smoke run: {self.stats['steps']} states ({self.stats['episodes']} episodes), "
+                f"{self.stats['calls_failed']} failed calls; reward min {reward['min']:.4g} / "
+                f"mean {reward['mean']:.4g} / max {reward['max']:.4g} (std {reward['std']:.3g}); "
+                f"{self.stats['mean_call_us']:.1f} us per call"
+            )
+            for name, comp in self.stats.get("components", {}).items():
+                lines.append(
+                    f"  {name}: min {comp['min']:.4g} / mean {comp['mean']:.4g} / "
+                    f"max {comp['max']:.4g}"
+                )
+        if not lines:
+            lines.append("no findings")
+        return "\n".join(lines)
+
+
+def _uses_obs(tree: ast.Module) -> bool:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == ENTRY:
+            params = node.args.posonlyargs + node.args.args
+            if len(params) < 3:
+                return False
+            return any(isinstance(n, ast.Name) and n.id == params[2].arg for n in ast.walk(node))
+    return False
+
+
+def static_check(task: TaskSpec, source: str) -> tuple[list[Finding], dict[str, Any]]:
+    """The in-process stage: vetting against ``task``'s card and bytecode compilation.
+
+    Returns:
+        ``(findings, stats)``; the program's code is never executed.
+    """
+    paths, leaves = card_paths(task)
+    tree, findings = vet(source, entry=ENTRY, self_paths=paths, self_leaves=leaves)
+    if findings or tree is None:
+        return findings, {}
+    stats = {"uses_obs": _uses_obs(tree)}
+    try:
+        compile(instrument(tree), "<reward>", "exec")
+    except SyntaxError as exc:  # e.g. 'return' outside function: found by the compiler only
+        return [Finding("syntax", str(exc.msg), exc.lineno)], stats
+    return [], stats
+
+
+def _smoke_command() -> list[str]:
+    return [sys.executable, "-m", "rewardlab.reward.smoke"]
+
+
+def _cpu_seconds(timeout_s: float) -> float:
+    return timeout_s
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def _exit_finding(code: int, stderr: str, cpu_s: float, memory_mb: int) -> Finding:
+    if code < 0:
+        if -code == signal.SIGXCPU:
+            return Finding("timeout", f"the smoke run exceeded its CPU time limit of {cpu_s:g} s")
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = f" (out of memory? limit {memory_mb} MiB)" if -code == signal.SIGKILL else ""
+        return Finding("smoke", f"the smoke process was killed by {name}{hint}")
+    last = stderr.strip().splitlines()[-1:] or ["(no error output)"]
+    return Finding("smoke", f"the smoke process exited with code {code}: {last[0][:300]}")
+
+
+def _run_smoke(
+    request: dict[str, Any], timeout_s: float
+) -> tuple[dict[str, Any] | None, Finding | None]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    try:
+        proc = subprocess.Popen(
+            _smoke_command(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # its own process group: a timeout kills all it started
+        )
+    except OSError as exc:
+        return None, Finding("smoke", f"could not start the smoke process: {exc}")
+    try:
+        out, err = proc.communicate(json.dumps(request).encode(), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        proc.communicate()
+        return None, Finding(
+            "timeout", f"the smoke run did not finish within {timeout_s:g} s and was killed"
+        )
+    finally:
+        if proc.poll() is None:  # interrupted (e.g. KeyboardInterrupt): leave nothing behind
+            _kill(proc)
+            proc.wait()
+    stderr = err.decode(errors="replace")
+    if proc.returncode != 0:
+        return None, _exit_finding(
+            proc.returncode, stderr, request["cpu_s"], request["memory_mb"]
+        )
+    try:
+        report = json.loads(out)
+        if not isinstance(report, dict) or not isinstance(report.get("findings"), list):
+            raise ValueError("not a report")
+    except ValueError:
+        return None, Finding(
+            "smoke", f"the smoke process produced no readable report: {out[:200]!r}"
+        )
+    return report, None
+
+
+def check_program(
+    task: TaskSpec,
+    source: str,
+    *,
+    steps: int = 200,
+    seed: int = 0,
+    timeout_s: float = 60.0,
+    memory_mb: int = 4096,
+) -> CheckReport:
+    """Check ``source`` for ``task`` before it is used for training.
+
+    Args:
+        task: the task (possibly overridden; it is passed to the child in full).
+        source: the reward program.
+        steps: random-action environment steps of the smoke run (the program is evaluated on
+            the state after each).
+        seed: seed of the environment reset and the random actions.
+        timeout_s: wall-clock limit of the smoke run (also its CPU-time limit).
+        memory_mb: address-space limit of the smoke-run process.
+
+    Returns:
+        The report; ``ok`` is false when any finding was made. This process never runs the
+        program's code and survives whatever the program does.
+    """
+    findings, stats = static_check(task, source)
+    stats["warnings"] = []
+    if findings:
+        return CheckReport(False, findings, stats)
+    request = {
+        "task": task.to_dict(),
+        "source": source,
+        "steps": steps,
+        "seed": seed,
+        "memory_mb": memory_mb,
+        "cpu_s": _cpu_seconds(timeout_s),
+    }
+    started = time.monotonic()
+    report, failure = _run_smoke(request, timeout_s)
+    stats["elapsed_s"] = round(time.monotonic() - started, 3)
+    if report is None:
+        return CheckReport(False, [failure] if failure else [], stats)
+    findings = [
+        Finding(str(f["stage"]), str(f["message"]), f.get("line")) for f in report["findings"]
+    ]
+    stats.update(report.get("stats", {}))
+    mean_us = float(stats.get("mean_call_us") or 0.0)
+    if mean_us > MAX_MEAN_CALL_US:
+        findings.append(
+            Finding(
+                "smoke",
+                f"too slow: {mean_us / 1000:.2f} ms per call on average (limit "
+                f"{MAX_MEAN_CALL_US / 1000:g} ms); training calls it on every step",
+            )
+        )
+    reward = stats.get("reward")
+    if reward and stats.get("calls_ok", 0) > 1 and reward["max"] - reward["min"] <= 1e-12:
+        stats["warnings"].append(
+            f"the reward is constant ({reward['mean']:g}) on all {stats['calls_ok']} states "
+            "evaluated: it gives the agent no learning signal"
+        )
+    return CheckReport(not findings, findings, stats)
