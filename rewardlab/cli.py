@@ -7,6 +7,8 @@ Commands::
     rewardlab train run=<run dir>                    resume an interrupted run
     rewardlab generate task=... instruction="..."    write and check a reward program
     rewardlab check task=... file=my_reward.py       validate a reward file (exit 1 if rejected)
+    rewardlab refine run=<run dir> feedback="..."    new reward version from feedback, trained
+    rewardlab refine run=<run dir> interactive=true  feedback after each round (prints videos)
     rewardlab evaluate run=<run dir> episodes=10     success rate + videos of a trained policy
 
 Everything after the command is a Hydra override (``key=value``, ``-m`` for sweeps,
@@ -105,130 +107,149 @@ def cmd_generate(cfg: Any) -> int:
     return 0
 
 
-def _obtain_reward(cfg: Any, task: Any, run_dir: Path) -> tuple[str | None, str, str]:
-    """``(source, generator description, failure message)`` for a new run's reward v0."""
-    from rewardlab.generators.loop import generate_reward, make_generator
-    from rewardlab.reward.check import check_program
-    from rewardlab.rundir import reward_dir, write_json
+def _load_run(cfg: Any) -> tuple[Any, Path] | None:
+    """The saved config of ``run=<dir>`` with this command's other overrides applied."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    out = reward_dir(run_dir, 0)
-    if cfg.reward_file == "env":
-        return None, "the benchmark's own reward (reward_file=env)", ""
-    if cfg.reward_file:
-        source = Path(cfg.reward_file).read_text()
-        report = check_program(task, source, steps=cfg.check.steps, timeout_s=cfg.check.timeout_s, memory_mb=cfg.check.memory_mb)
-        write_json(out / "check.json", report.to_dict())
-        (out / "reward.py").write_text(source)
-        if not report.ok:
-            return None, f"file {cfg.reward_file}", f"reward file rejected:\n{report.summary()}"
-        return source, f"file {cfg.reward_file}", ""
-    generator = make_generator(cfg.llm)
-    desc = (
-        "offline synthesizer (deterministic term library, not an LLM)"
-        if cfg.llm.backend == "offline"
-        else f"{cfg.llm.backend}:{cfg.llm.model} at {cfg.llm.base_url or 'default endpoint'}"
-    )
-    _print(f"writing a reward for {task.instruction!r} with {desc} ...")
-    result = generate_reward(task, task.instruction, generator, fix_attempts=cfg.llm.fix_attempts, check=cfg.check, out_dir=out)
-    if not result.ok or result.source is None:
-        return None, desc, f"no acceptable reward program after {len(result.attempts)} attempt(s):\n{result.failure_summary()}"
-    (out / "reward.py").write_text(result.source)
-    if result.report is not None:
-        write_json(out / "check.json", result.report.to_dict())
-    return result.source, desc, ""
+    run_dir = Path(cfg.run)
+    if not (run_dir / "config.yaml").exists():
+        _print(f"error: {run_dir} is not a rewardlab run directory (no config.yaml)")
+        return None
+    merged = OmegaConf.load(run_dir / "config.yaml")
+    # Every key the user overrode now (``llm=openai``, ``train.total_timesteps=...``) takes its
+    # value from this command's composed config, which Hydra parsed; the rest is the run's.
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key != "run" and not key.startswith("hydra"):
+            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
+    merged.run = str(run_dir)
+    return merged, run_dir
+
+
+def _limit_memory(cfg: Any) -> None:
+    from rewardlab.reward.sandbox import limit_process_memory
+
+    gb = cfg.train.memory_limit_gb
+    if gb >= 0:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limit_process_memory(int(gb * 2**30) if gb > 0 else int(0.8 * total))
+
+
+def _train_and_record(cfg: Any, task: Any, run_dir: Path, version: int, source: str | None) -> int:
+    """Train one version and record the run; the exit code."""
+    from rewardlab.pipeline import record_run, train_version
+    from rewardlab.wrappers import RewardFailure
+
+    record_run(run_dir, cfg, task, "training")
+    try:
+        train_version(cfg, task, run_dir, version, source, _print)
+    except RewardFailure as exc:
+        record_run(run_dir, cfg, task, "reward_failed", str(exc))
+        _print(f"training stopped: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        record_run(run_dir, cfg, task, "interrupted", f"resume with: rewardlab train run={run_dir}")
+        _print(f"\ninterrupted; resume with: rewardlab train run={run_dir}")
+        return 130
+    record_run(run_dir, cfg, task, "done")
+    _print(f"run directory: {run_dir}\n  report: {run_dir / 'report.md'}")
+    return 0
 
 
 def cmd_train(cfg: Any) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from rewardlab.config import AlgoConfig, TrainConfig
-    from rewardlab.evaluation import run_episodes, summarize
-    from rewardlab.report import plot_curves, write_report
-    from rewardlab.reward.sandbox import limit_process_memory
-    from rewardlab.rundir import latest_reward_version, read_json, reward_dir
-    from rewardlab.training import load_policy, train
-    from rewardlab.wrappers import RewardFailure, compile_for_task
+    from rewardlab.pipeline import initial_reward, record_run
+    from rewardlab.rundir import latest_reward_version, reward_dir
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    resuming = cfg.run is not None
-    if resuming:
-        run_dir = Path(cfg.run)
-        if not (run_dir / "config.yaml").exists():
-            _print(f"error: {run_dir} is not a rewardlab run directory (no config.yaml)")
+    if cfg.run is not None:  # resume the latest reward version of an existing run
+        loaded = _load_run(cfg)
+        if loaded is None:
             return 2
-        saved = OmegaConf.load(run_dir / "config.yaml")
-        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("run=")]
-        cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides))
-        cfg.run = str(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    gb = cfg.train.memory_limit_gb
-    if gb >= 0:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        limit_process_memory(int(gb * 2**30) if gb > 0 else int(0.8 * total))
-    task = _task(cfg)
-    summary: dict[str, Any] = {
-        "task": task.name, "instruction": task.instruction, "algo": cfg.algo.name,
-        "run_dir": str(run_dir), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }  # fmt: skip
-    if resuming:
-        version = latest_reward_version(run_dir)
-        source_path = reward_dir(run_dir, version or 0) / "reward.py"
+        cfg, run_dir = loaded
+        version = latest_reward_version(run_dir) or 0
+        source_path = reward_dir(run_dir, version) / "reward.py"
         source = source_path.read_text() if source_path.exists() else None
-        previous = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-        generator = previous.get("generator", "unknown")
-        _print(f"resuming {run_dir} from its latest checkpoint")
+        _print(f"resuming {run_dir} (reward v{version}) from its latest checkpoint")
     else:
-        source, generator, failure = _obtain_reward(cfg, task, run_dir)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        version, source = 0, None
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    _limit_memory(cfg)
+    task = _task(cfg)
+    if cfg.run is None:
+        source, failure = initial_reward(cfg, task, run_dir, _print)
         if failure:
-            summary.update(status="reward_rejected", generator=generator, message=failure)
-            write_report(run_dir, summary, None)
+            record_run(run_dir, cfg, task, "reward_rejected", failure)
             _print(failure)
             _print(f"run directory: {run_dir}")
             return 1
-    summary["generator"] = generator
-    summary["status"] = "training"
-    write_report(run_dir, summary, source)
-    algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), cfg.algo))
-    train_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg.train))
-    _print(f"training {cfg.algo.name} on {task.name} for {cfg.train.total_timesteps:,} steps -> {run_dir}")
-    try:
-        result = train(task, source, algo, train_cfg, run_dir)  # type: ignore[arg-type]
-    except RewardFailure as exc:
-        summary.update(status="reward_failed", message=str(exc))
-        write_report(run_dir, summary, source)
-        _print(f"training stopped: {exc}")
+    return _train_and_record(cfg, task, run_dir, version, source)
+
+
+def _feedback_lines(cfg: Any) -> list[str]:
+    lines = [str(t).replace("_", " ") for t in (cfg.tags or [])]
+    if cfg.feedback:
+        lines.append(str(cfg.feedback))
+    return lines
+
+
+def _refine_once(cfg: Any, task: Any, run_dir: Path, feedback: list[str]) -> int:
+    from rewardlab.pipeline import record_run, refined_reward
+    from rewardlab.rundir import latest_reward_version
+
+    parent = cfg.version if cfg.version is not None else latest_reward_version(run_dir)
+    if parent is None or not (run_dir / "rewards" / f"v{parent}" / "summary.json").exists():
+        _print(f"error: reward v{parent} of {run_dir} has no finished training to refine")
+        return 2
+    version, source, failure = refined_reward(cfg, task, run_dir, parent, feedback, _print)
+    if failure or source is None:
+        record_run(run_dir, cfg, task, "reward_rejected", failure)
+        _print(failure)
         return 1
-    except KeyboardInterrupt:
-        summary.update(status="interrupted", message=f"resume with: rewardlab train run={run_dir}")
-        write_report(run_dir, summary, source)
-        _print(f"\ninterrupted; resume with: rewardlab train run={run_dir}")
-        return 130
-    model, normalizer = load_policy(run_dir, cfg.algo.name)
-    program = compile_for_task(source, task) if source is not None else None
-    final = summarize(
-        run_episodes(
-            task, model, episodes=cfg.train.eval_episodes, seed=20_000 + cfg.train.seed,
-            program=program, normalizer=normalizer, video_dir=run_dir / "videos",
-            video_episodes=cfg.train.video_episodes, video_size=cfg.train.video_size,
-        )  # fmt: skip
-    )
-    summary.update(
-        status="done", timesteps=result.timesteps, train_wall_s=round(result.wall_s, 1),
-        stopped_early=result.stopped_early, best_success_rate=result.best_success_rate,
-        reward_errors=result.reward_errors, final_eval=final,
-        videos=[e["video"] for e in final["per_episode"] if e["video"]],
-        success_rate=final["success_rate"],
-    )  # fmt: skip
-    plot_curves(run_dir)
-    write_report(run_dir, summary, source)
-    _print(f"\n{task.name}: success rate {final['success_rate']:.2f} over {final['episodes']} episodes "
-           f"after {result.timesteps:,} steps ({result.wall_s:.0f} s)")
-    _print(f"run directory: {run_dir}\n  report: {run_dir / 'report.md'}")
-    for video in summary["videos"]:
-        _print(f"  video: {video}")
-    return 0
+    diff = (run_dir / "rewards" / f"v{version}" / "diff.patch").read_text()
+    _print(diff or f"(v{version} is identical to v{parent})")
+    return _train_and_record(cfg, task, run_dir, version, source)
+
+
+def cmd_refine(cfg: Any) -> int:
+    from rewardlab.rundir import latest_reward_version, read_json, reward_dir
+
+    if not cfg.run:
+        _print('error: give the run to refine: rewardlab refine run=<run dir> feedback="..."')
+        return 2
+    loaded = _load_run(cfg)
+    if loaded is None:
+        return 2
+    cfg, run_dir = loaded
+    _limit_memory(cfg)
+    task = _task(cfg)
+    if not cfg.interactive:
+        feedback = _feedback_lines(cfg)
+        if not feedback:
+            _print('error: say what is wrong: feedback="..." and/or tags=[too_slow,falls]')
+            return 2
+        return _refine_once(cfg, task, run_dir, feedback)
+    status = 0
+    while True:
+        version = latest_reward_version(run_dir)
+        vdir = reward_dir(run_dir, version or 0)
+        if (vdir / "summary.json").exists():
+            vs = read_json(vdir / "summary.json")
+            _print(f"\nv{version}: success rate {vs['success_rate']:.2f} after {vs['timesteps']:,} steps")
+            for video in vs["videos"]:
+                _print(f"  watch: {video}")
+        try:
+            line = input("feedback on this version (empty line to stop)> ").strip()
+        except EOFError:
+            line = ""
+        if not line:
+            return status
+        cfg.version = None
+        status = _refine_once(cfg, task, run_dir, [line])
 
 
 def cmd_evaluate(cfg: Any) -> int:
@@ -245,11 +266,12 @@ def cmd_evaluate(cfg: Any) -> int:
     run_dir = Path(cfg.run)
     saved = OmegaConf.load(run_dir / "config.yaml")
     task = _task(saved)
-    model, normalizer = load_policy(run_dir, saved.algo.name)
-    version = latest_reward_version(run_dir)
-    source_path = reward_dir(run_dir, version or 0) / "reward.py"
+    version = cfg.version if cfg.version is not None else latest_reward_version(run_dir) or 0
+    vdir = reward_dir(run_dir, version)
+    model, normalizer = load_policy(vdir, saved.algo.name)
+    source_path = vdir / "reward.py"
     program = compile_for_task(source_path.read_text(), task) if source_path.exists() else None
-    out = run_dir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = vdir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S")
     results = run_episodes(
         task, model, episodes=cfg.episodes, seed=30_000 + cfg.train.seed, program=program,
         normalizer=normalizer, video_dir=out, video_episodes=cfg.train.video_episodes,
@@ -257,7 +279,7 @@ def cmd_evaluate(cfg: Any) -> int:
     )  # fmt: skip
     summary = summarize(results)
     write_json(out / "summary.json", summary)
-    _print(f"{task.name}: success rate {summary['success_rate']:.2f} over {summary['episodes']} episodes "
+    _print(f"{task.name} v{version}: success rate {summary['success_rate']:.2f} over {summary['episodes']} episodes "
            f"(mean progress {summary['mean_progress']:.2f}, mean env return {summary['mean_env_return']:.1f})")
     _print(f"results: {out / 'summary.json'}")
     for r in results:
@@ -266,7 +288,10 @@ def cmd_evaluate(cfg: Any) -> int:
     return 0
 
 
-HYDRA_COMMANDS = {"train": cmd_train, "generate": cmd_generate, "check": cmd_check, "evaluate": cmd_evaluate}
+HYDRA_COMMANDS = {
+    "train": cmd_train, "refine": cmd_refine, "generate": cmd_generate, "check": cmd_check,
+    "evaluate": cmd_evaluate,
+}  # fmt: skip
 QUIET = ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
@@ -275,9 +300,25 @@ def _hydra_overrides(command: str, args: list[str]) -> list[str]:
     run = next((a.split("=", 1)[1] for a in args if a.startswith("run=")), None)
     if command in ("check",):
         return [*QUIET, "hydra.run.dir=."]
-    if command == "evaluate" or (command == "train" and run):
+    if command in ("evaluate", "refine") or (command == "train" and run):
         return [*QUIET, f"hydra.run.dir={run or '.'}"]
     return []
+
+
+FREE_TEXT_KEYS = ("feedback=", "instruction=", "+feedback=", "+instruction=")
+
+
+def _quote_free_text(args: list[str]) -> list[str]:
+    """Quote plain-language values for Hydra's override grammar, so that
+    ``feedback="falls after the flip; reward landing"`` works as typed in a shell."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and f"{key}=" in FREE_TEXT_KEYS and not (value[:1] in "'\"" and value[-1:] == value[:1] and len(value) > 1):
+            escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+            arg = f"{key}='{escaped}'"
+        out.append(arg)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         status.append(HYDRA_COMMANDS[command](cfg))
 
     saved_argv = sys.argv
+    rest = _quote_free_text(rest)
     sys.argv = [f"rewardlab {command}", *_hydra_overrides(command, rest), *rest]
     try:
         _entry()

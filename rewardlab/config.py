@@ -113,6 +113,14 @@ class RewardLabConfig:
     """``evaluate``/``train``: an existing run directory (``train`` resumes it)."""
     episodes: int = 10
     """``evaluate``: number of episodes."""
+    version: int | None = None
+    """``refine``/``evaluate``: the reward version to use (default: the latest)."""
+    feedback: str | None = None
+    """``refine``: what is wrong with the behaviour, in words."""
+    tags: list[str] = field(default_factory=list)
+    """``refine``: structured feedback tags, e.g. ``[too_slow,falls,jerky,drifts,spins]``."""
+    interactive: bool = False
+    """``refine``: ask for feedback in the terminal after every round."""
     runs_dir: str = "runs"
     """Where new run directories are created."""
 

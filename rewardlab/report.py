@@ -1,11 +1,11 @@
-"""Human-readable outputs of a run: ``summary.json``, ``report.md`` and ``curves.png``."""
+"""Human-readable outputs of a run: ``report.md`` and ``curves.png`` per reward version."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from rewardlab.rundir import read_csv, write_json
+from rewardlab.rundir import read_csv
 
 
 def plot_curves(run_dir: Path) -> Path | None:
@@ -40,33 +40,45 @@ def plot_curves(run_dir: Path) -> Path | None:
     return path
 
 
-def write_report(run_dir: Path, summary: dict[str, Any], source: str | None) -> None:
-    """Write ``summary.json`` and ``report.md``."""
-    write_json(run_dir / "summary.json", summary)
-    rows = read_csv(run_dir / "metrics.csv")
+def write_run_report(run_dir: Path, summary: dict[str, Any]) -> None:
+    """Write ``report.md``: the reward lineage, then the latest version in detail."""
     lines = [
-        f"# {summary.get('task')}: {summary.get('instruction')}",
+        f"# {summary['task']}: {summary['instruction']}",
         "",
-        f"- status: **{summary.get('status')}**",
-        f"- reward writer: {summary.get('generator')}",
-        f"- algorithm: {summary.get('algo')}, {summary.get('timesteps', 0):,} environment steps "
-        f"in {summary.get('train_wall_s', 0):.0f} s",
-        f"- final success rate (task metric, {summary.get('final_eval', {}).get('episodes', 0)} "
-        f"episodes): **{summary.get('final_eval', {}).get('success_rate', float('nan')):.2f}**",
+        f"- status: **{summary['status']}**",
+        f"- reward writer: {summary['generator']}",
+        f"- algorithm: {summary['algo']}",
     ]
     if summary.get("message"):
         lines += ["", "```", str(summary["message"]), "```"]
-    if rows:
-        lines += ["", "## Evaluations during training", "", "| steps | success | progress | reward return | env return |", "|---|---|---|---|---|"]
-        lines += [
-            f"| {r['timesteps']} | {r['success_rate']} | {r['mean_progress']} | {r['mean_reward_return']} | {r['mean_env_return']} |"
-            for r in rows
-        ]
-    if (run_dir / "curves.png").exists():
-        lines += ["", "![curves](curves.png)"]
-    videos = summary.get("videos") or []
-    if videos:
-        lines += ["", "## Videos", ""] + [f"- [{Path(v).name}]({Path(v).relative_to(run_dir)})" for v in videos]
-    if source:
-        lines += ["", "## Reward program", "", "```python", source.rstrip(), "```"]
+    versions = summary.get("versions", [])
+    if versions:
+        lines += ["", "## Reward versions", "", "| version | parent | feedback | steps | success rate |", "|---|---|---|---|---|"]
+        for v in versions:
+            feedback = "; ".join(v.get("feedback", [])).replace("|", "/") or "-"
+            rate = v.get("success_rate")
+            lines.append(
+                f"| v{v['version']} | {'v' + str(v['parent']) if 'parent' in v else '-'} | {feedback} "
+                f"| {v.get('timesteps', '-')} | {'-' if rate is None else f'{rate:.2f}'} |"
+            )
+    latest = summary.get("latest_version")
+    vdir = run_dir / "rewards" / f"v{latest}"
+    if latest is not None and vdir.is_dir():
+        lines += ["", f"## Latest version: v{latest}"]
+        rows = read_csv(vdir / "metrics.csv")
+        if rows:
+            lines += ["", "| steps | success | progress | reward return | env return |", "|---|---|---|---|---|"]
+            lines += [
+                f"| {r['timesteps']} | {r['success_rate']} | {r['mean_progress']} | {r['mean_reward_return']} | {r['mean_env_return']} |"
+                for r in rows
+            ]
+        if (vdir / "curves.png").exists():
+            lines += ["", f"![curves](rewards/v{latest}/curves.png)"]
+        videos = summary.get("videos") or []
+        if videos:
+            lines += ["", "Videos:", ""] + [f"- [{Path(v).name}]({Path(v).relative_to(run_dir)})" for v in videos]
+        if (vdir / "diff.patch").exists():
+            lines += ["", "Change from its parent:", "", "```diff", (vdir / "diff.patch").read_text().rstrip(), "```"]
+        if (vdir / "reward.py").exists():
+            lines += ["", "Reward program:", "", "```python", (vdir / "reward.py").read_text().rstrip(), "```"]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")

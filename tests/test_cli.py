@@ -122,25 +122,28 @@ def test_train_records_everything_then_evaluate(tmp_path: Path) -> None:
     res = run("train", "task=mujoco/hopper_forward", *TINY, f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     run_dir = _run_dir(tmp_path / "runs")
-    for rel in ("config.yaml", ".hydra/config.yaml", "rewards/v0/reward.py", "rewards/v0/check.json",
-                "rewards/v0/llm/attempt_0.json", "metrics.csv", "summary.json", "report.md",
-                "model.zip", "vecnormalize.pkl", "curves.png"):  # fmt: skip
+    for rel in ("config.yaml", ".hydra/config.yaml", "summary.json", "report.md"):
         assert (run_dir / rel).exists(), rel
+    v0 = run_dir / "rewards" / "v0"
+    for rel in ("reward.py", "check.json", "llm/attempt_0.json", "metrics.csv", "summary.json",
+                "model.zip", "vecnormalize.pkl", "curves.png"):  # fmt: skip
+        assert (v0 / rel).exists(), rel
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "done" and summary["timesteps"] >= 2048
     assert 0.0 <= summary["success_rate"] <= 1.0
     assert "offline synthesizer" in summary["generator"]
+    assert [v["version"] for v in summary["versions"]] == [0]
     video = Path(summary["videos"][0])
     frames = iio.imread(video)
     assert frames.ndim == 4 and frames.shape[0] > 5 and frames.shape[-1] == 3
-    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
-    progress = (run_dir / "tb" / "progress.csv").read_text()
+    assert list((v0 / "tb").glob("events.out.tfevents.*"))
+    progress = (v0 / "tb" / "progress.csv").read_text()
     assert "reward/progress" in progress and "reward/alive" in progress
 
     ev = run("evaluate", f"run={run_dir}", "episodes=2", "train.video_episodes=1", "train.video_size=128", cwd=tmp_path)
     assert ev.returncode == 0, ev.stdout + ev.stderr
     assert "success rate" in ev.stdout
-    evals = list((run_dir / "eval").rglob("summary.json"))
+    evals = list((run_dir / "rewards" / "v0" / "eval").rglob("summary.json"))
     assert len(evals) == 1 and json.loads(evals[0].read_text())["episodes"] == 2
 
 
@@ -165,21 +168,32 @@ def test_resume_after_killed_run(tmp_path: Path) -> None:
     while time.time() < deadline:
         ckpts = list((tmp_path / "runs").rglob("model_*_steps.zip"))
         if any(int(p.stem.split("_")[1]) >= 4096 for p in ckpts):
-            run_dir = ckpts[0].parent.parent
+            run_dir = ckpts[0].parents[3]
             break
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
         time.sleep(0.5)
     assert run_dir is not None, "no checkpoint appeared"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (run_dir / "model.zip").exists(), "killed before the end"
-    killed_at = max(int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("model_*_steps.zip"))
+    v0 = run_dir / "rewards" / "v0"
+    assert not (v0 / "model.zip").exists(), "killed before the end"
+    killed_at = max(int(p.stem.split("_")[1]) for p in (v0 / "checkpoints").glob("model_*_steps.zip"))
 
     res = run("train", f"run={run_dir}", cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "resuming" in res.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "done" and summary["timesteps"] >= 12288
-    steps = [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    steps = [int(line.split(",")[0]) for line in (v0 / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == sorted(steps) and steps[-1] >= 12288 and any(s > killed_at for s in steps)
-    assert len(list((tmp_path / "runs").rglob("summary.json"))) == 1, "resume reused the run directory"
+    assert len(list((tmp_path / "runs").rglob("config.yaml"))) == 2, "resume reused the run directory"
+
+
+def test_multirun_sweep_makes_one_run_per_job(tmp_path: Path) -> None:
+    res = run("train", "-m", "task=mujoco/hopper_forward", "train.seed=0,1", *TINY, "train.video_episodes=0",
+              f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summaries = sorted(p for p in (tmp_path / "runs" / "multirun").rglob("summary.json") if p.parent.parent.name != "rewards")
+    assert len(summaries) == 2
+    seeds = {json.loads((p.parent / ".hydra" / "config.yaml").read_text().split("seed: ")[1].split("\n")[0]) for p in summaries}
+    assert seeds == {0, 1}

@@ -102,7 +102,7 @@ def test_loop_feeds_findings_back_until_accepted(tmp_path: Path) -> None:
     gen = Scripted(bad, GOOD)
     result = generate_reward(get_task("mujoco/hopper_forward"), "go", gen, fix_attempts=2, check=FAST_CHECK, out_dir=tmp_path)
     assert result.ok and len(result.attempts) == 2
-    assert any("self.hopper.top.speed" in f for f in gen.requests[1].feedback)
+    assert any("self.hopper.top.speed" in f for f in gen.requests[1].findings)
     assert "self.hopper.top.speed" in gen.requests[1].messages[-1]["content"]
     assert json.loads((tmp_path / "llm" / "attempt_0.json").read_text())["findings"]
     assert json.loads((tmp_path / "llm" / "attempt_1.json").read_text())["check"]["ok"]

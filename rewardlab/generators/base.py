@@ -25,8 +25,13 @@ class GenerationRequest:
     attempt: int = 0
     """0 for the first try; n for the n-th retry after a rejected program."""
     previous_source: str | None = None
+    """The reward version being refined (``None`` for a fresh generation); rejected attempts
+    reach the back-end through ``messages`` and ``findings``."""
+    findings: list[str] = field(default_factory=list)
+    """Why the previous attempt was rejected by the checks."""
     feedback: list[str] = field(default_factory=list)
-    """Check failures of the previous attempt, or human feedback lines."""
+    """Feedback on the behaviour the previous reward version produced (a person's words,
+    structured tags such as ``"too slow"``, or automatic findings)."""
 
 
 @dataclass

@@ -87,12 +87,19 @@ def generate_reward(
     fix_attempts: int,
     check: CheckConfig,
     out_dir: Path | None = None,
+    messages: list[dict[str, str]] | None = None,
+    previous_source: str | None = None,
+    feedback: list[str] | None = None,
 ) -> GenerationResult:
     """Ask ``generator`` for a program; on rejection send the findings back, up to
-    ``fix_attempts`` times. A back-end failure (after its own retries) ends the loop."""
-    messages = generation_messages(task, instruction)
+    ``fix_attempts`` times. A back-end failure (after its own retries) ends the loop.
+
+    For a refinement, pass the rendered feedback ``messages``, the ``previous_source`` being
+    refined and the ``feedback`` lines; otherwise the zero-shot generation prompt is used.
+    """
+    messages = messages if messages is not None else generation_messages(task, instruction)
+    feedback = list(feedback or [])
     attempts: list[Attempt] = []
-    previous: str | None = None
     findings: list[str] = []
     report: CheckReport | None = None
     for index in range(fix_attempts + 1):
@@ -100,7 +107,7 @@ def generate_reward(
         attempts.append(attempt)
         request = GenerationRequest(
             task=task, instruction=instruction, messages=messages, attempt=index,
-            previous_source=previous, feedback=findings,
+            previous_source=previous_source, findings=findings, feedback=feedback,
         )  # fmt: skip
         started = time.time()
         try:
@@ -125,7 +132,6 @@ def generate_reward(
                 return GenerationResult(source, report, attempts)
         attempt.findings = findings
         _record(out_dir, attempt)
-        previous = source
         messages = fix_messages(messages, reply.text, source or reply.text, findings)
     return GenerationResult(None, report, attempts)
 

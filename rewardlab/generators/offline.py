@@ -24,12 +24,20 @@ action         small quadratic action penalty
 The result is source code of the same kind an LLM writes (``compute_dense_reward(self,
 action)`` returning ``(reward, components)``), and it goes through the same checks. Runs record
 ``model = "rewardlab-offline-v1"`` so nobody mistakes it for an LLM.
+
+Refinement (:func:`refine_terms`): given the previous version's program and feedback, it
+re-weights, adds or drops named terms. It understands term names and a few synonyms
+("speed" -> progress, "balance" -> upright, "energy" -> action ...), direction words ("more",
+"increase", "reward" -> x2; "less", "reduce" -> x0.5; "drop", "remove" -> delete; "add" ->
+add from the library) and structured tags (``too slow``, ``falls``, ``jerky``, ``drifts``,
+``spins``). Anything else is reported as not understood; it never guesses beyond that.
 """
 
 from __future__ import annotations
 
+import ast
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rewardlab.generators.base import GenerationRequest, Reply
 from rewardlab.tasks.cards import Card
@@ -231,6 +239,154 @@ def render_plan(plan: RewardPlan, instruction: str) -> str:
     return "\n".join(lines)
 
 
+def term_library(robot: Robot, plan: RewardPlan) -> dict[str, Term]:
+    """Terms that feedback may add to ``plan`` (they only use the plan's variables)."""
+    upright = "math.cos(pitch)" if robot.pitch else "up"
+    h0 = robot.height0 if robot.height0 > 0.3 else 0.6
+    sign = "-" if classify_direction(plan) < 0 else ""
+    library = [
+        Term("progress", 1.0, f"{sign}vx", "velocity along the goal direction"),
+        Term("alive", 1.0, "1.0", "bonus for every step the episode lasts"),
+        Term("upright", 0.5, upright, "keep the torso upright"),
+        Term("height", 1.0, f"min(z, {h0:.2f}) / {h0:.2f}", "keep the torso high"),
+        Term("stay", 0.5, "-abs(x)", "stay where you started"),
+        Term("steady", 0.1, "-abs(vx) - abs(vz)", "move calmly"),
+        Term("action", 0.001, "-float(np.dot(action, action))", "small action regularisation"),
+    ]
+    return {t.name: t for t in library}
+
+
+def classify_direction(plan: RewardPlan) -> int:
+    progress = next((t for t in plan.terms if t.name == "progress"), None)
+    return -1 if progress is not None and progress.expr.startswith("-") else 1
+
+
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "progress": ("progress", "speed", "velocity", "fast", "faster", "forward", "backward"),
+    "alive": ("alive", "survive", "survival", "longer"),
+    "upright": ("upright", "balance", "posture", "tilt", "tilting"),
+    "height": ("height", "high", "higher", "low", "lower"),
+    "action": ("action", "energy", "effort", "torque", "torques", "smooth", "smoother"),
+    "stay": ("stay", "place", "drift", "drifting"),
+    "steady": ("steady", "calm", "still", "spinning"),
+    "landing": ("landing", "land", "lands"),
+    "rotation": ("rotation", "rotate", "spin", "flip"),
+    "lift": ("lift", "jump", "jumping"),
+    "swing": ("swing", "wave", "waving"),
+}
+UP = {"more", "increase", "increased", "stronger", "emphasise", "emphasize", "boost", "reward", "up", "higher", "bigger"}
+DOWN = {"less", "decrease", "reduce", "lower", "weaker", "down", "smaller", "too"}
+DROP = {"drop", "remove", "delete", "without", "no"}
+ADD = {"add", "include"}
+TAGS: dict[str, list[tuple[str, str]]] = {
+    "too slow": [("up", "progress")],
+    "slow": [("up", "progress")],
+    "falls": [("add", "alive"), ("up", "upright")],
+    "fell": [("add", "alive"), ("up", "upright")],
+    "jerky": [("up", "action")],
+    "shaky": [("up", "action")],
+    "drifts": [("add", "stay")],
+    "spins": [("add", "steady")],
+}
+
+
+def feedback_edits(feedback: list[str], names: set[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Turn feedback lines into ``(op, term)`` edits; also return the clauses not understood.
+
+    Example:
+        >>> feedback_edits(["more speed; drop the action penalty", "falls"], {"progress", "action"})
+        ([('up', 'progress'), ('drop', 'action'), ('add', 'alive'), ('up', 'upright')], [])
+    """
+    edits: list[tuple[str, str]] = []
+    unknown: list[str] = []
+    for line in feedback:
+        for clause in filter(None, (c.strip() for c in re.split(r"[.;,\n]| and | but ", line.lower()))):
+            words = _words(clause)
+            found: list[tuple[str, str]] = []
+            for tag, tag_edits in TAGS.items():
+                if re.search(rf"\b{tag}\b", clause):
+                    found += tag_edits
+                    clause = clause.replace(tag, " ")
+                    words = _words(clause)
+            mentioned = [n for n, syn in SYNONYMS.items() if n in words or any(w in syn for w in words)]
+            mentioned += [n for n in names if n in words and n not in mentioned]
+            for name in mentioned:
+                if DROP & set(words):
+                    op = "drop"
+                elif ADD & set(words) and name not in names:
+                    op = "add"
+                elif DOWN & set(words) and not UP & set(words):
+                    op = "down"
+                else:
+                    op = "up" if name in names else "add"
+                found.append((op, name))
+            if found:
+                edits += [e for e in found if e not in edits]
+            elif words:
+                unknown.append(clause)
+    return edits, unknown
+
+
+def refine_terms(
+    terms: list[Term], edits: list[tuple[str, str]], library: dict[str, Term]
+) -> tuple[list[Term], list[str]]:
+    """Apply ``edits`` to ``terms``; return the new terms and a log of what changed."""
+    out = list(terms)
+    log: list[str] = []
+    for op, name in edits:
+        index = next((i for i, t in enumerate(out) if t.name == name), None)
+        if index is None:
+            if op in ("add", "up") and name in library:
+                at = next((i for i, t in enumerate(out) if t.name == "action"), len(out))
+                out.insert(at, library[name])  # regularisation stays last
+                log.append(f"added {name} (x{library[name].weight:g})")
+            else:
+                log.append(f"ignored {op} {name}: no such term")
+            continue
+        term = out[index]
+        if op == "drop":
+            out.pop(index)
+            log.append(f"dropped {name}")
+        elif op in ("up", "add"):
+            out[index] = replace(term, weight=term.weight * 2)
+            log.append(f"{name}: weight {term.weight:g} -> {term.weight * 2:g}")
+        elif op == "down":
+            out[index] = replace(term, weight=term.weight / 2)
+            log.append(f"{name}: weight {term.weight:g} -> {term.weight / 2:g}")
+    return out, log
+
+
+def parse_terms(source: str) -> list[Term] | None:
+    """Read ``components = {"name": w * (expr), ...}`` back from a program (``None`` if the
+    program does not have that shape)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["components"]
+            and isinstance(node.value, ast.Dict)
+        ):
+            terms: list[Term] = []
+            for key, value in zip(node.value.keys, node.value.values, strict=True):
+                if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                    return None
+                if (
+                    isinstance(value, ast.BinOp)
+                    and isinstance(value.op, ast.Mult)
+                    and isinstance(value.left, ast.Constant)
+                    and isinstance(value.left.value, (int, float))
+                ):
+                    weight, expr = float(value.left.value), ast.unparse(value.right)
+                else:
+                    weight, expr = 1.0, ast.unparse(value)
+                terms.append(Term(key.value, weight, expr, f"{key.value} (kept from the previous version)"))
+            return terms
+    return None
+
+
 class OfflineGenerator:
     """The deterministic synthesizer behind ``llm=offline`` (no network, no model)."""
 
@@ -240,10 +396,23 @@ class OfflineGenerator:
         task: TaskSpec = request.task
         robot = describe_robot(task.load_card(), task.initial_state())
         plan = plan_reward(robot, request.instruction)
+        notes = f"Behaviour recognised: {plan.behaviour}."
+        if request.previous_source is not None and request.feedback:
+            previous = parse_terms(request.previous_source)
+            if previous is None:
+                notes += " The previous program is not in term form; re-planned from the instruction."
+            else:
+                library = term_library(robot, plan)
+                comments = {t.name: t.comment for t in [*plan.terms, *library.values()]}
+                plan.terms = [replace(t, comment=comments.get(t.name, t.comment)) for t in previous]
+            edits, unknown = feedback_edits(request.feedback, {t.name for t in plan.terms})
+            plan.terms, log = refine_terms(plan.terms, edits, term_library(robot, plan))
+            notes += f" Feedback applied: {'; '.join(log) or 'no recognised edit'}."
+            if unknown:
+                notes += f" Not understood: {'; '.join(unknown)}."
         source = render_plan(plan, request.instruction)
         text = (
-            f"Behaviour recognised: {plan.behaviour}. Terms: "
-            f"{', '.join(f'{t.name} (x{t.weight:g})' for t in plan.terms)}.\n\n"
+            f"{notes} Terms: {', '.join(f'{t.name} (x{t.weight:g})' for t in plan.terms)}.\n\n"
             f"```python\n{source}```\n"
         )
         return Reply(text=text, model=MODEL_NAME, params={"behaviour": plan.behaviour})

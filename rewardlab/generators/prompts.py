@@ -41,3 +41,24 @@ def fix_messages(
     """Continue a conversation: the model's reply, then the reasons its program was rejected."""
     fix = render("fix", previous_source=previous_source, findings=findings)
     return [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": fix}]
+
+
+def refinement_messages(
+    task: TaskSpec,
+    instruction: str,
+    previous_source: str,
+    feedback: list[str],
+    evidence: dict[str, Any],
+) -> list[dict[str, str]]:
+    """Text2Reward's feedback prompt as a conversation: the original request, the previous
+    program as the assistant's answer, then what training showed and the feedback.
+
+    ``evidence`` holds ``timesteps``, ``episodes``, ``success_rate``, ``progress``,
+    ``components`` (name -> {mean, share}) and an optional ``observation`` sentence.
+    """
+    context = {"observation": "", "components": {}, **evidence, "feedback": feedback}
+    return [
+        *generation_messages(task, instruction),
+        {"role": "assistant", "content": f"```python\n{previous_source.rstrip()}\n```"},
+        {"role": "user", "content": render("feedback", **context)},
+    ]

@@ -1,0 +1,182 @@
+"""Reward versions: obtain one (generated, from a file, or refined from feedback), train it,
+evaluate it, and record it in the run directory. ``rewardlab train`` and ``rewardlab refine``
+are thin shells over these functions.
+
+Each version lives in ``rewards/v<N>/`` with its source, check report, every LLM call,
+training outputs (metrics, TensorBoard, checkpoints, model), videos and ``summary.json``;
+refined versions also hold ``feedback.json`` (parent, feedback, the evidence shown) and
+``diff.patch`` against their parent. The run's ``summary.json`` and ``report.md`` describe the
+whole lineage.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rewardlab.config import AlgoConfig, TrainConfig
+from rewardlab.evaluation import run_episodes, summarize
+from rewardlab.generators.loop import GenerationResult, generate_reward, make_generator
+from rewardlab.generators.prompts import refinement_messages
+from rewardlab.report import plot_curves, write_run_report
+from rewardlab.reward.check import check_program
+from rewardlab.rundir import read_json, reward_dir, write_json
+from rewardlab.tasks.registry import TaskSpec
+from rewardlab.training import load_policy, train
+from rewardlab.wrappers import compile_for_task
+
+Log = Callable[[str], None]
+
+
+def describe_generator(cfg: Any) -> str:
+    """How the run's rewards are written, honestly."""
+    if cfg.reward_file == "env":
+        return "the benchmark's own reward (reward_file=env)"
+    if cfg.reward_file:
+        return f"file {cfg.reward_file}"
+    if cfg.llm.backend == "offline":
+        return "offline synthesizer (deterministic term library, not an LLM)"
+    return f"{cfg.llm.backend}:{cfg.llm.model} at {cfg.llm.base_url or 'default endpoint'}"
+
+
+def _accept(result: GenerationResult, vdir: Path) -> tuple[str | None, str]:
+    if not result.ok or result.source is None:
+        return None, f"no acceptable reward program after {len(result.attempts)} attempt(s):\n{result.failure_summary()}"
+    (vdir / "reward.py").write_text(result.source)
+    if result.report is not None:
+        write_json(vdir / "check.json", result.report.to_dict())
+    return result.source, ""
+
+
+def initial_reward(cfg: Any, task: TaskSpec, run_dir: Path, log: Log) -> tuple[str | None, str]:
+    """Reward v0: ``(source, failure message)``; ``source`` is ``None`` for the env reward."""
+    vdir = reward_dir(run_dir, 0)
+    vdir.mkdir(parents=True, exist_ok=True)
+    if cfg.reward_file == "env":
+        return None, ""
+    if cfg.reward_file:
+        source = Path(cfg.reward_file).read_text()
+        report = check_program(task, source, steps=cfg.check.steps, timeout_s=cfg.check.timeout_s, memory_mb=cfg.check.memory_mb)
+        write_json(vdir / "check.json", report.to_dict())
+        (vdir / "reward.py").write_text(source)
+        return (source, "") if report.ok else (None, f"reward file rejected:\n{report.summary()}")
+    log(f"writing a reward for {task.instruction!r} with {describe_generator(cfg)} ...")
+    result = generate_reward(
+        task, task.instruction, make_generator(cfg.llm), fix_attempts=cfg.llm.fix_attempts,
+        check=cfg.check, out_dir=vdir,
+    )  # fmt: skip
+    return _accept(result, vdir)
+
+
+def evidence(run_dir: Path, version: int) -> dict[str, Any]:
+    """What training version ``version`` showed: success, progress, per-component means."""
+    summary = read_json(reward_dir(run_dir, version) / "summary.json")
+    episodes = summary["final_eval"]["per_episode"]
+    steps = max(sum(e["length"] for e in episodes), 1)
+    means = {name: sum(e["components"].get(name, 0.0) for e in episodes) / steps for name in episodes[0]["components"]} if episodes else {}
+    total = sum(abs(v) for v in means.values()) or 1.0
+    return {
+        "timesteps": summary["timesteps"],
+        "episodes": len(episodes),
+        "success_rate": summary["final_eval"]["success_rate"],
+        "progress": summary["final_eval"]["mean_progress"],
+        "components": {k: {"mean": v, "share": abs(v) / total} for k, v in means.items()},
+    }
+
+
+def refined_reward(
+    cfg: Any, task: TaskSpec, run_dir: Path, parent: int, feedback: list[str], log: Log
+) -> tuple[int, str | None, str]:
+    """Write the next free version from ``feedback`` on version ``parent`` (which must be
+    trained): ``(version, source, failure message)``."""
+    parent_source = (reward_dir(run_dir, parent) / "reward.py").read_text()
+    shown = evidence(run_dir, parent)
+    version = 1 + max(int(p.name[1:]) for p in (run_dir / "rewards").glob("v*") if p.name[1:].isdigit())
+    vdir = reward_dir(run_dir, version)
+    vdir.mkdir(parents=True, exist_ok=True)
+    write_json(vdir / "feedback.json", {"parent": parent, "feedback": feedback, "evidence": shown,
+                                        "time": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+    log(f"refining v{parent} -> v{version} with {describe_generator(cfg)} ...")
+    result = generate_reward(
+        task, task.instruction, make_generator(cfg.llm), fix_attempts=cfg.llm.fix_attempts,
+        check=cfg.check, out_dir=vdir, previous_source=parent_source, feedback=feedback,
+        messages=refinement_messages(task, task.instruction, parent_source, feedback, shown),
+    )  # fmt: skip
+    source, failure = _accept(result, vdir)
+    if source is not None:
+        diff = difflib.unified_diff(
+            parent_source.splitlines(keepends=True), source.splitlines(keepends=True),
+            fromfile=f"v{parent}/reward.py", tofile=f"v{version}/reward.py",
+        )  # fmt: skip
+        (vdir / "diff.patch").write_text("".join(diff))
+    return version, source, failure
+
+
+def train_version(cfg: Any, task: TaskSpec, run_dir: Path, version: int, source: str | None, log: Log) -> dict[str, Any]:
+    """Train (or resume) reward version ``version``, evaluate it with videos, record it.
+
+    Raises ``RewardFailure`` (the program failed too often) and ``KeyboardInterrupt``
+    (a checkpoint is saved first); everything recorded so far stays on disk.
+    """
+    vdir = reward_dir(run_dir, version)
+    algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), cfg.algo))
+    train_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg.train))
+    assert isinstance(algo, AlgoConfig) and isinstance(train_cfg, TrainConfig)
+    log(f"training {algo.name} on {task.name} (reward v{version}) for up to {train_cfg.total_timesteps:,} steps -> {vdir}")
+    result = train(task, source, algo, train_cfg, vdir)
+    model, normalizer = load_policy(vdir, algo.name)
+    program = compile_for_task(source, task) if source is not None else None
+    final = summarize(
+        run_episodes(
+            task, model, episodes=train_cfg.eval_episodes, seed=20_000 + train_cfg.seed,
+            program=program, normalizer=normalizer, video_dir=vdir / "videos",
+            video_episodes=train_cfg.video_episodes, video_size=train_cfg.video_size,
+        )  # fmt: skip
+    )
+    summary = {
+        "version": version, "status": "done", "timesteps": result.timesteps,
+        "train_wall_s": round(result.wall_s, 1), "stopped_early": result.stopped_early,
+        "best_success_rate": result.best_success_rate, "reward_errors": result.reward_errors,
+        "success_rate": final["success_rate"], "final_eval": final,
+        "videos": [e["video"] for e in final["per_episode"] if e["video"]],
+    }  # fmt: skip
+    write_json(vdir / "summary.json", summary)
+    plot_curves(vdir)
+    log(f"{task.name} v{version}: success rate {final['success_rate']:.2f} over {final['episodes']} "
+        f"episodes after {result.timesteps:,} steps ({result.wall_s:.0f} s)")  # fmt: skip
+    for video in summary["videos"]:
+        log(f"  video: {video}")
+    return summary
+
+
+def record_run(run_dir: Path, cfg: Any, task: TaskSpec, status: str, message: str = "") -> dict[str, Any]:
+    """Rewrite the run's ``summary.json`` and ``report.md`` from the version folders."""
+    versions: list[dict[str, Any]] = []
+    for vdir in sorted((run_dir / "rewards").glob("v*"), key=lambda p: int(p.name[1:]) if p.name[1:].isdigit() else -1):
+        if not vdir.name[1:].isdigit():
+            continue
+        entry: dict[str, Any] = {"version": int(vdir.name[1:]), "has_reward": (vdir / "reward.py").exists()}
+        if (vdir / "feedback.json").exists():
+            fb = read_json(vdir / "feedback.json")
+            entry.update(parent=fb["parent"], feedback=fb["feedback"])
+        if (vdir / "summary.json").exists():
+            vs = read_json(vdir / "summary.json")
+            entry.update({k: vs[k] for k in ("status", "timesteps", "success_rate", "videos", "train_wall_s")})
+        versions.append(entry)
+    latest = versions[-1] if versions else {}
+    summary = {
+        "task": task.name, "instruction": task.instruction, "algo": cfg.algo.name,
+        "generator": describe_generator(cfg), "run_dir": str(run_dir), "status": status,
+        "message": message, "latest_version": latest.get("version"),
+        "success_rate": latest.get("success_rate"), "timesteps": latest.get("timesteps"),
+        "videos": latest.get("videos", []), "versions": versions,
+        "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }  # fmt: skip
+    write_json(run_dir / "summary.json", summary)
+    write_run_report(run_dir, summary)
+    return summary
