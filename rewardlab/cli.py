@@ -10,6 +10,7 @@ Commands::
     rewardlab refine run=<run dir> feedback="..."    new reward version from feedback, trained
     rewardlab refine run=<run dir> interactive=true  feedback after each round (prints videos)
     rewardlab evaluate run=<run dir> episodes=10     success rate + videos of a trained policy
+    rewardlab review [runs_dir=runs] [review.port=8765]   browse runs, watch videos, give feedback
 
 Everything after the command is a Hydra override (``key=value``, ``-m`` for sweeps,
 ``--cfg job`` to print the config); the schema is :mod:`rewardlab.config`.
@@ -288,9 +289,18 @@ def cmd_evaluate(cfg: Any) -> int:
     return 0
 
 
+def cmd_review(cfg: Any) -> int:
+    from rewardlab.review.app import serve
+
+    runs = Path(cfg.runs_dir).resolve()
+    _print(f"reviewing runs under {runs} at http://{cfg.review.host}:{cfg.review.port}/ (Ctrl-C to stop)")
+    serve(runs, host=cfg.review.host, port=cfg.review.port)
+    return 0
+
+
 HYDRA_COMMANDS = {
     "train": cmd_train, "refine": cmd_refine, "generate": cmd_generate, "check": cmd_check,
-    "evaluate": cmd_evaluate,
+    "evaluate": cmd_evaluate, "review": cmd_review,
 }  # fmt: skip
 QUIET = ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
@@ -298,7 +308,7 @@ QUIET = ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_
 def _hydra_overrides(command: str, args: list[str]) -> list[str]:
     """Per-command Hydra settings placed before the user's overrides."""
     run = next((a.split("=", 1)[1] for a in args if a.startswith("run=")), None)
-    if command in ("check",):
+    if command in ("check", "review"):
         return [*QUIET, "hydra.run.dir=."]
     if command in ("evaluate", "refine") or (command == "train" and run):
         return [*QUIET, f"hydra.run.dir={run or '.'}"]

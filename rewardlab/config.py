@@ -95,6 +95,15 @@ class CheckConfig:
 
 
 @dataclass
+class ReviewConfig:
+    """The rollout review web page (``rewardlab review``)."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind; keep the loopback default unless you know who can reach you."""
+    port: int = 8765
+
+
+@dataclass
 class RewardLabConfig:
     """Root config shared by all commands (each reads what it needs)."""
 
@@ -103,6 +112,7 @@ class RewardLabConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
     instruction: str | None = None
     """Overrides the task's instruction (e.g. a new behaviour on the same robot)."""
     reward_file: str | None = None
