@@ -86,7 +86,7 @@ def test_refine_command_builds_a_trained_lineage(trained_run: Path) -> None:
     assert feedback["parent"] == 0 and feedback["feedback"] == ["falls", "more speed; drop the action penalty"]
     assert "success_rate" in feedback["evidence"] and "progress" in feedback["evidence"]["components"]
     diff = (v1 / "diff.patch").read_text()
-    assert '+        "progress": 2 * (vx),' in diff and '-        "action"' in diff
+    assert '+        "progress": 2.0 * (vx),' in diff and '-        "action"' in diff
     terms = {t.name: t.weight for t in parse_terms((v1 / "reward.py").read_text()) or []}
     assert terms["progress"] == 2.0 and "action" not in terms and terms["upright"] == 1.0
     assert (v1 / "summary.json").exists() and list((v1 / "videos").glob("*.mp4"))

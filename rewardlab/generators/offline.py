@@ -206,18 +206,16 @@ def plan_reward(robot: Robot, instruction: str) -> RewardPlan:
         ]
     else:  # flip asked of a robot without a pitch hinge: best effort on uprightness
         terms += [Term("upright", 1.0, upright, "keep the torso upright")]
-    terms.append(Term("action", 0.001, "-float(np.dot(action, action))", "small action regularisation"))
+    terms.append(Term("action", 0.001, "-float(action @ action)", "small action regularisation"))
     return plan
 
 
 def render_plan(plan: RewardPlan, instruction: str) -> str:
     """Write the plan as a reward program (what an LLM would write)."""
     used = " ".join(t.expr for t in plan.terms) + " " + " ".join(plan.flags.values())
+    imports = [f"import {m}" for m, alias in (("math", "math."), ("numpy as np", "np.")) if alias in used]
     lines = [
-        "import math",
-        "",
-        "import numpy as np",
-        "",
+        *(line for imp in imports for line in (imp, "")),
         "",
         "def compute_dense_reward(self, action):",
         f'    """{instruction.strip()}',
@@ -234,7 +232,7 @@ def render_plan(plan: RewardPlan, instruction: str) -> str:
     lines.append("    components = {")
     for t in plan.terms:
         lines.append(f"        # {t.comment}")
-        lines.append(f'        "{t.name}": {t.weight:g} * ({t.expr}),')
+        lines.append(f'        "{t.name}": {float(t.weight)!r} * ({t.expr}),')
     lines += ["    }", "    return sum(components.values()), components", ""]
     return "\n".join(lines)
 
@@ -251,7 +249,7 @@ def term_library(robot: Robot, plan: RewardPlan) -> dict[str, Term]:
         Term("height", 1.0, f"min(z, {h0:.2f}) / {h0:.2f}", "keep the torso high"),
         Term("stay", 0.5, "-abs(x)", "stay where you started"),
         Term("steady", 0.1, "-abs(vx) - abs(vz)", "move calmly"),
-        Term("action", 0.001, "-float(np.dot(action, action))", "small action regularisation"),
+        Term("action", 0.001, "-float(action @ action)", "small action regularisation"),
     ]
     return {t.name: t for t in library}
 

@@ -144,7 +144,7 @@ class RewardProgram:
                 that is not a finite, sane number (the finding says which and where).
         """
         # The program gets private copies: writing into obs must not change what the agent sees.
-        if isinstance(obs, np.ndarray):
+        if self.takes_obs and isinstance(obs, np.ndarray):
             obs = obs.copy()
         if isinstance(action, np.ndarray):
             action = action.copy()

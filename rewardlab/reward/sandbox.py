@@ -81,27 +81,29 @@ class SandboxViolation(Exception):
 
 
 class Facade:
-    """A read-only module stand-in exposing only allow-listed attributes."""
+    """A read-only module stand-in exposing only allow-listed attributes.
 
-    __slots__ = ("_name", "_members")
+    Members live in the instance dictionary so that ``np.sqrt`` is a plain (fast) attribute
+    lookup; reward code cannot reach the dictionary itself (``__dict__`` and ``vars`` are
+    rejected statically), and misses raise a precise :class:`AttributeError`.
+    """
 
     def __init__(self, name: str, members: dict[str, Any]) -> None:
         object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_members", members)
+        for key, value in members.items():
+            object.__setattr__(self, key, value)
 
-    def __getattr__(self, attr: str) -> Any:
-        try:
-            return self._members[attr]
-        except KeyError:
-            raise AttributeError(
-                f"{self._name}.{attr} is not available to reward programs"
-            ) from None
+    def __getattr__(self, attr: str) -> Any:  # only called for names that are not members
+        raise AttributeError(f"{self._name}.{attr} is not available to reward programs")
 
     def __setattr__(self, attr: str, value: Any) -> None:
         raise SandboxViolation(f"{self._name} is read-only")
 
+    def __delattr__(self, attr: str) -> None:
+        raise SandboxViolation(f"{self._name} is read-only")
+
     def __dir__(self) -> Iterable[str]:
-        return sorted(self._members)
+        return sorted(k for k in self.__dict__ if k != "_name")
 
     def __repr__(self) -> str:
         return f"<sandboxed module {self._name}>"
