@@ -84,15 +84,12 @@ def cmd_check(cfg: Any) -> int:
 def cmd_generate(cfg: Any) -> int:
     from hydra.core.hydra_config import HydraConfig
 
-    from rewardlab.generators.loop import generate_reward, make_generator
+    from rewardlab.pipeline import generate
     from rewardlab.rundir import reward_dir, write_json
 
     task = _task(cfg)
     out = reward_dir(Path(HydraConfig.get().runtime.output_dir), 0)
-    result = generate_reward(
-        task, task.instruction, make_generator(cfg.llm), fix_attempts=cfg.llm.fix_attempts,
-        check=cfg.check, out_dir=out,
-    )  # fmt: skip
+    result = generate(cfg, task, out)
     if not result.ok or result.source is None:
         _print(f"no acceptable reward program after {len(result.attempts)} attempt(s):")
         _print(result.failure_summary())

@@ -38,6 +38,16 @@ class LLMConfig:
     """First backoff delay; doubles per retry."""
     fix_attempts: int = 3
     """How many times a rejected program is sent back with its errors for a fix."""
+    cache_dir: str | None = "${runs_dir}/.llm_cache"
+    """Replies are cached here by a hash of (back-end, model, sampling parameters, messages,
+    sample index); ``null`` turns the cache off."""
+    replay_from: str | None = None
+    """``llm=replay``: run directories or cache folders (comma-separated) whose recorded replies
+    answer every request; nothing goes to the network."""
+    price_input_per_mtok: float = 0.0
+    """US$ per million prompt tokens, for the cost estimate in the records (0 = unknown)."""
+    price_output_per_mtok: float = 0.0
+    """US$ per million completion tokens (0 = unknown)."""
 
 
 @dataclass

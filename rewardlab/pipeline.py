@@ -21,7 +21,8 @@ from omegaconf import OmegaConf
 
 from rewardlab.config import AlgoConfig, TrainConfig
 from rewardlab.evaluation import run_episodes, summarize
-from rewardlab.generators.loop import GenerationResult, generate_reward, make_generator
+from rewardlab.generators.base import GeneratorError
+from rewardlab.generators.loop import Attempt, GenerationResult, generate_reward, make_generator
 from rewardlab.generators.prompts import refinement_messages
 from rewardlab.report import plot_curves, write_run_report
 from rewardlab.reward.check import check_program
@@ -42,6 +43,19 @@ def describe_generator(cfg: Any) -> str:
     if cfg.llm.backend == "offline":
         return "offline synthesizer (deterministic term library, not an LLM)"
     return f"{cfg.llm.backend}:{cfg.llm.model} at {cfg.llm.base_url or 'default endpoint'}"
+
+
+def generate(cfg: Any, task: TaskSpec, out_dir: Path, **kwargs: Any) -> GenerationResult:
+    """:func:`generate_reward` with the run's LLM settings (back-end, fixes, checks, prices)."""
+    try:
+        generator = make_generator(cfg.llm)
+    except GeneratorError as exc:
+        return GenerationResult(None, None, [Attempt(index=0, messages=[], error=str(exc))])
+    return generate_reward(
+        task, task.instruction, generator, fix_attempts=cfg.llm.fix_attempts, check=cfg.check,
+        out_dir=out_dir, price_per_mtok=(cfg.llm.price_input_per_mtok, cfg.llm.price_output_per_mtok),
+        **kwargs,
+    )  # fmt: skip
 
 
 def _accept(result: GenerationResult, vdir: Path) -> tuple[str | None, str]:
@@ -66,11 +80,7 @@ def initial_reward(cfg: Any, task: TaskSpec, run_dir: Path, log: Log) -> tuple[s
         (vdir / "reward.py").write_text(source)
         return (source, "") if report.ok else (None, f"reward file rejected:\n{report.summary()}")
     log(f"writing a reward for {task.instruction!r} with {describe_generator(cfg)} ...")
-    result = generate_reward(
-        task, task.instruction, make_generator(cfg.llm), fix_attempts=cfg.llm.fix_attempts,
-        check=cfg.check, out_dir=vdir,
-    )  # fmt: skip
-    return _accept(result, vdir)
+    return _accept(generate(cfg, task, vdir), vdir)
 
 
 def evidence(run_dir: Path, version: int) -> dict[str, Any]:
@@ -102,9 +112,8 @@ def refined_reward(
     write_json(vdir / "feedback.json", {"parent": parent, "feedback": feedback, "evidence": shown,
                                         "time": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
     log(f"refining v{parent} -> v{version} with {describe_generator(cfg)} ...")
-    result = generate_reward(
-        task, task.instruction, make_generator(cfg.llm), fix_attempts=cfg.llm.fix_attempts,
-        check=cfg.check, out_dir=vdir, previous_source=parent_source, feedback=feedback,
+    result = generate(
+        cfg, task, vdir, previous_source=parent_source, feedback=feedback,
         messages=refinement_messages(task, task.instruction, parent_source, feedback, shown),
     )  # fmt: skip
     source, failure = _accept(result, vdir)

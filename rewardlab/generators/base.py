@@ -29,6 +29,9 @@ class GenerationRequest:
     reach the back-end through ``messages`` and ``findings``."""
     findings: list[str] = field(default_factory=list)
     """Why the previous attempt was rejected by the checks."""
+    sample: int = 0
+    """Which of several samples of the same prompt this is (candidate search); part of the
+    cache key so that K samples are K different replies."""
     feedback: list[str] = field(default_factory=list)
     """Feedback on the behaviour the previous reward version produced (a person's words,
     structured tags such as ``"too slow"``, or automatic findings)."""

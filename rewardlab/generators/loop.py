@@ -27,22 +27,45 @@ from rewardlab.tasks.registry import TaskSpec
 
 
 def make_generator(llm: LLMConfig) -> Generator:
-    """The back-end named by ``llm.backend``."""
+    """The back-end named by ``llm.backend`` (LLM back-ends wrapped in the reply cache)."""
     if llm.backend == "offline":
         from rewardlab.generators.offline import OfflineGenerator
 
         return OfflineGenerator()
+    if llm.backend == "replay":
+        from rewardlab.generators.records import ReplayGenerator
+
+        if not llm.replay_from:
+            raise GeneratorError("llm=replay needs llm.replay_from=<run dir or cache dir>[,<more>]")
+        return ReplayGenerator([Path(p.strip()) for p in llm.replay_from.split(",")])
     if llm.backend == "openai":
         from rewardlab.generators.openai_backend import OpenAIConfig, OpenAIGenerator
+        from rewardlab.generators.records import CachedGenerator
 
-        return OpenAIGenerator(
+        generator: Generator = OpenAIGenerator(
             OpenAIConfig(
                 model=llm.model, base_url=llm.base_url, api_key_env=llm.api_key_env,
                 temperature=llm.temperature, max_tokens=llm.max_tokens, timeout_s=llm.timeout_s,
                 max_retries=llm.max_retries, backoff_s=llm.backoff_s,
             )  # fmt: skip
         )
-    raise ValueError(f"unknown llm.backend {llm.backend!r}; use 'offline' or 'openai'")
+        if llm.cache_dir:
+            identity = {"backend": llm.backend, "model": llm.model, "base_url": llm.base_url,
+                        "temperature": llm.temperature, "max_tokens": llm.max_tokens}  # fmt: skip
+            generator = CachedGenerator(generator, Path(llm.cache_dir).expanduser(), identity)
+        return generator
+    raise ValueError(f"unknown llm.backend {llm.backend!r}; use 'offline', 'openai' or 'replay'")
+
+
+def call_cost(reply: Reply, price_per_mtok: tuple[float, float]) -> float | None:
+    """US dollars for one call from its token usage and a (input, output) price per million
+    tokens; ``None`` when either is unknown, 0 for cache hits and replays."""
+    if reply.params.get("cache") == "hit" or reply.params.get("replayed"):
+        return 0.0
+    if not any(price_per_mtok) or not reply.usage:
+        return None
+    prompt, completion = reply.usage.get("prompt_tokens", 0), reply.usage.get("completion_tokens", 0)
+    return (prompt * price_per_mtok[0] + completion * price_per_mtok[1]) / 1e6
 
 
 @dataclass
@@ -51,7 +74,9 @@ class Attempt:
 
     index: int
     messages: list[dict[str, str]]
+    sample: int = 0
     reply: dict[str, Any] | None = None
+    cost_usd: float | None = None
     source: str | None = None
     findings: list[str] = field(default_factory=list)
     check: dict[str, Any] | None = None
@@ -90,6 +115,8 @@ def generate_reward(
     messages: list[dict[str, str]] | None = None,
     previous_source: str | None = None,
     feedback: list[str] | None = None,
+    sample: int = 0,
+    price_per_mtok: tuple[float, float] = (0.0, 0.0),
 ) -> GenerationResult:
     """Ask ``generator`` for a program; on rejection send the findings back, up to
     ``fix_attempts`` times. A back-end failure (after its own retries) ends the loop.
@@ -103,11 +130,11 @@ def generate_reward(
     findings: list[str] = []
     report: CheckReport | None = None
     for index in range(fix_attempts + 1):
-        attempt = Attempt(index=index, messages=messages)
+        attempt = Attempt(index=index, messages=messages, sample=sample)
         attempts.append(attempt)
         request = GenerationRequest(
             task=task, instruction=instruction, messages=messages, attempt=index,
-            previous_source=previous_source, findings=findings, feedback=feedback,
+            previous_source=previous_source, findings=findings, feedback=feedback, sample=sample,
         )  # fmt: skip
         started = time.time()
         try:
@@ -117,6 +144,7 @@ def generate_reward(
             _record(out_dir, attempt)
             return GenerationResult(None, report, attempts)
         attempt.reply = asdict(reply)
+        attempt.cost_usd = call_cost(reply, price_per_mtok)
         source = extract_code(reply.text)
         attempt.source = source
         if source is None:
