@@ -38,6 +38,9 @@ class LLMConfig:
     """First backoff delay; doubles per retry."""
     fix_attempts: int = 3
     """How many times a rejected program is sent back with its errors for a fix."""
+    few_shot: bool = False
+    """Add the most similar other task's example reward program to the prompt (retrieved by
+    TF-IDF similarity from ``envs/*/examples``)."""
     cache_dir: str | None = "${runs_dir}/.llm_cache"
     """Replies are cached here by a hash of (back-end, model, sampling parameters, messages,
     sample index); ``null`` turns the cache off."""

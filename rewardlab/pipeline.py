@@ -23,7 +23,7 @@ from rewardlab.config import AlgoConfig, TrainConfig
 from rewardlab.evaluation import run_episodes, summarize
 from rewardlab.generators.base import GeneratorError
 from rewardlab.generators.loop import Attempt, GenerationResult, generate_reward, make_generator
-from rewardlab.generators.prompts import refinement_messages
+from rewardlab.generators.prompts import generation_messages, refinement_messages
 from rewardlab.report import plot_curves, write_run_report
 from rewardlab.reward.check import check_program
 from rewardlab.rundir import read_json, reward_dir, write_json
@@ -54,7 +54,7 @@ def generate(cfg: Any, task: TaskSpec, out_dir: Path, **kwargs: Any) -> Generati
     return generate_reward(
         task, task.instruction, generator, fix_attempts=cfg.llm.fix_attempts, check=cfg.check,
         out_dir=out_dir, price_per_mtok=(cfg.llm.price_input_per_mtok, cfg.llm.price_output_per_mtok),
-        **kwargs,
+        **{"messages": generation_messages(task, task.instruction, few_shot=cfg.llm.few_shot), **kwargs},
     )  # fmt: skip
 
 

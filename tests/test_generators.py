@@ -118,3 +118,35 @@ def test_loop_gives_up_after_fix_attempts_and_on_backend_failure(tmp_path: Path)
     result = generate_reward(get_task("mujoco/hopper_forward"), "go", down, fix_attempts=3, check=FAST_CHECK, out_dir=tmp_path / "b")
     assert not result.ok and "HTTP 503" in result.failure_summary()
     assert (tmp_path / "b" / "llm" / "attempt_0.json").exists()
+
+
+def test_few_shot_retrieves_a_similar_other_task() -> None:
+    from rewardlab.generators.fewshot import load_examples, most_similar
+    from rewardlab.tasks.registry import TaskSpec
+
+    assert {e.task for e in load_examples()} >= {"mujoco/hopper_forward", "mujoco/hopper_backflip"}
+    frontflip = get_task("mujoco/hopper_frontflip")
+    found = most_similar(frontflip, frontflip.instruction)
+    assert found is not None and found[0].task == "mujoco/hopper_backflip"
+    own = most_similar(get_task("mujoco/hopper_backflip"), "Make the hopper do a back flip.")
+    assert own is not None and own[0].task != "mujoco/hopper_backflip", "never its own example"
+    walker = most_similar(TaskSpec(name="mujoco/walker_backward", card="mujoco/walker2d"), "walk backward")
+    assert walker is not None and walker[0].task == "mujoco/walker_forward"
+
+
+def test_few_shot_prompt_carries_the_example() -> None:
+    task = get_task("mujoco/hopper_frontflip")
+    zero = generation_messages(task, task.instruction)[1]["content"]
+    few = generation_messages(task, task.instruction, few_shot=True)[1]["content"]
+    assert "similar task" not in zero
+    assert "mujoco/hopper_backflip" in few and "flipped = -pitch >= 2.0 * math.pi" in few
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "envs").glob("*/examples/*.py")), ids=lambda p: p.stem)
+def test_example_programs_pass_the_checks(path: Path) -> None:
+    from rewardlab.generators.fewshot import load_examples
+    from rewardlab.reward.check import check_program
+
+    (example,) = [e for e in load_examples() if e.source == path.read_text()]
+    report = check_program(get_task(example.task), example.source, steps=30)
+    assert report.ok, report.summary()

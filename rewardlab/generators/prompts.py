@@ -26,11 +26,16 @@ def render(template: str, **context: Any) -> str:
     return _env().get_template(f"{template}.j2").render(**context).strip()
 
 
-def generation_messages(task: TaskSpec, instruction: str) -> list[dict[str, str]]:
-    """The zero-shot messages asking for a reward program for ``instruction`` on ``task``."""
+def generation_messages(task: TaskSpec, instruction: str, *, few_shot: bool = False) -> list[dict[str, str]]:
+    """The messages asking for a reward program for ``instruction`` on ``task``: zero-shot,
+    or few-shot with the most similar other task's example program
+    (:mod:`rewardlab.generators.fewshot`)."""
+    from rewardlab.generators.fewshot import most_similar
+
+    found = most_similar(task, instruction) if few_shot else None
     user = render(
         "generate", card=task.load_card(), card_text=task.card_text(), instruction=instruction,
-        obs=False,
+        obs=False, example=found[0] if found else None,
     )  # fmt: skip
     return [{"role": "system", "content": render("system")}, {"role": "user", "content": user}]
 
