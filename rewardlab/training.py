@@ -9,6 +9,7 @@ callbacks that log ``reward/<name>`` components, evaluate the task's *own* succe
 from __future__ import annotations
 
 import time
+import zipfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,10 +125,26 @@ class SuccessEval(BaseCallback):
         return not (stop > 0 and summary["success_rate"] >= stop)
 
 
+def _complete(model_zip: Path, steps: int) -> bool:
+    """Whether a checkpoint was fully written (a run killed mid-save leaves a broken one)."""
+    try:
+        with zipfile.ZipFile(model_zip) as archive:
+            if "data" not in archive.namelist() or archive.testzip() is not None:
+                return False
+    except (zipfile.BadZipFile, OSError):
+        return False
+    stats = model_zip.parent / f"model_vecnormalize_{steps}_steps.pkl"
+    others = list(model_zip.parent.glob("model_vecnormalize_*_steps.pkl"))
+    return stats.exists() or not others
+
+
 def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
-    """The newest ``checkpoints/model_<n>_steps.zip`` and its step count."""
+    """The newest complete ``checkpoints/model_<n>_steps.zip`` and its step count."""
     found = [(p, int(p.stem.split("_")[1])) for p in (run_dir / "checkpoints").glob("model_*_steps.zip")]
-    return max(found, key=lambda x: x[1]) if found else None
+    for path, steps in sorted(found, key=lambda x: -x[1]):
+        if _complete(path, steps):
+            return path, steps
+    return None
 
 
 def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:

@@ -80,3 +80,18 @@ def test_default_main_job_learns_hopper_forward(tmp_path: Path) -> None:
     model, normalizer = load_policy(tmp_path, "ppo")
     final = summarize(run_episodes(task, model, episodes=10, seed=123, program=compile_for_task(source, task), normalizer=normalizer))  # type: ignore[arg-type]
     assert final["success_rate"] >= 0.8, final
+
+
+def test_resume_skips_a_checkpoint_broken_by_a_kill(tmp_path: Path) -> None:
+    """Regression: a run killed while SB3 wrote a checkpoint left a truncated zip that resume
+    picked as the newest and failed on ("No data found in the saved file")."""
+    task = get_task("mujoco/hopper_forward")
+    algo = AlgoConfig(kwargs={"n_steps": 256})
+    train(task, SOURCE, algo, tiny(), tmp_path)
+    good = latest_checkpoint(tmp_path)
+    assert good is not None
+    broken = tmp_path / "checkpoints" / f"model_{good[1] + 512}_steps.zip"
+    broken.write_bytes(good[0].read_bytes()[:100])
+    assert latest_checkpoint(tmp_path) == good
+    more = train(task, SOURCE, algo, tiny(total_timesteps=2048), tmp_path)
+    assert more.timesteps >= 2048
