@@ -34,16 +34,35 @@ class EpisodeResult:
     video: str | None = None
 
 
-def _fast_render(env: Any) -> None:
-    """Turn off shadows and reflections: ~2x faster software rendering, same content."""
+def _prepare_renderer(env: Any) -> None:
+    """Make offscreen videos fast and watchable.
+
+    Shadows and reflections are turned off (~2x faster software rendering, same content).
+    A free camera over a robot with a floating root (slide or free joint on body 1, i.e. the
+    locomotion robots) tracks that body, so a robot that runs away stays in the picture;
+    gymnasium's configs name a ``trackbodyid`` but render with the free camera, which does not
+    track.
+    """
     import mujoco
 
     try:
-        viewer = env.unwrapped.mujoco_renderer._get_viewer("rgb_array")
-        viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        renderer = env.unwrapped.mujoco_renderer
+        viewer = renderer._get_viewer("rgb_array")
     except AttributeError:  # a renderer without a MuJoCo scene: leave it as it is
-        pass
+        return
+    viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+    viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    model = env.unwrapped.model
+    if renderer.camera_id != -1 or model.nbody < 2:  # a named/fixed camera: keep it
+        return
+    first_joint = int(model.body_jntadr[1])
+    floating = first_joint >= 0 and int(model.jnt_type[first_joint]) in (
+        mujoco.mjtJoint.mjJNT_FREE, mujoco.mjtJoint.mjJNT_SLIDE,
+    )  # fmt: skip
+    if floating:
+        renderer.camera_id = None  # otherwise every render resets the camera to free
+        viewer.cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+        viewer.cam.trackbodyid = 1
 
 
 def write_video(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
@@ -87,7 +106,7 @@ def run_episodes(
     results: list[EpisodeResult] = []
     try:
         if render:
-            _fast_render(env)
+            _prepare_renderer(env)
         dt = float(env.unwrapped.dt)  # type: ignore[attr-defined]
         frame_every = max(1, round(1.0 / (dt * video_fps)))
         env.action_space.seed(seed)
