@@ -110,17 +110,23 @@ def _load_run(cfg: Any) -> tuple[Any, Path] | None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    from rewardlab.config import RewardLabConfig
+
     run_dir = Path(cfg.run)
     if not (run_dir / "config.yaml").exists():
         _print(f"error: {run_dir} is not a rewardlab run directory (no config.yaml)")
         return None
-    merged = OmegaConf.load(run_dir / "config.yaml")
+    # The saved config on today's schema, so runs recorded before a field existed still load.
+    merged = OmegaConf.merge(OmegaConf.structured(RewardLabConfig), OmegaConf.load(run_dir / "config.yaml"))
     # Every key the user overrode now (``llm=openai``, ``train.total_timesteps=...``) takes its
     # value from this command's composed config, which Hydra parsed; the rest is the run's.
     for override in HydraConfig.get().overrides.task:
         key = override.split("=", 1)[0].lstrip("+~")
         if key != "run" and not key.startswith("hydra"):
-            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
+            value = OmegaConf.select(cfg, key)
+            if isinstance(value, str):  # already resolved: keep it literal (no "${...}" lookups)
+                value = value.replace("${", "\\${")
+            OmegaConf.update(merged, key, value, merge=False, force_add=True)
     merged.run = str(run_dir)
     return merged, run_dir
 
@@ -317,12 +323,13 @@ FREE_TEXT_KEYS = ("feedback=", "instruction=", "+feedback=", "+instruction=")
 
 def _quote_free_text(args: list[str]) -> list[str]:
     """Quote plain-language values for Hydra's override grammar, so that
-    ``feedback="falls after the flip; reward landing"`` works as typed in a shell."""
+    ``feedback="falls after the flip; reward landing"`` works as typed in a shell, and escape
+    ``${`` so the text is never read as an interpolation (``${oc.env:HOME}`` stays literal)."""
     out = []
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and f"{key}=" in FREE_TEXT_KEYS and not (value[:1] in "'\"" and value[-1:] == value[:1] and len(value) > 1):
-            escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+            escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
             arg = f"{key}='{escaped}'"
         out.append(arg)
     return out

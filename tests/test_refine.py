@@ -120,3 +120,19 @@ def test_refine_prompt_to_an_llm_carries_code_evidence_and_feedback(trained_run:
     assert messages[-2]["role"] == "assistant" and '"progress"' in messages[-2]["content"]
     assert "the hopper falls forward after a few hops" in messages[-1]["content"]
     assert "task success rate" in messages[-1]["content"] and "reward component `progress`" in messages[-1]["content"]
+
+
+def test_feedback_text_is_literal_and_old_run_configs_still_load(trained_run: Path) -> None:
+    """Regressions: feedback "${oc.env:HOME}" was resolved to the home folder; a run recorded
+    before a config field existed could not be refined ("Missing key ...")."""
+    import yaml
+
+    config = trained_run / "config.yaml"
+    saved = yaml.safe_load(config.read_text())
+    del saved["llm"]["price_input_per_mtok"]
+    config.write_text(yaml.safe_dump(saved))
+    res = run("refine", f"run={trained_run}", "version=0", "feedback=${oc.env:HOME} is not a reward; more speed", cwd=trained_run)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    newest = max((p for p in (trained_run / "rewards").glob("v*")), key=lambda p: int(p.name[1:]))
+    feedback = json.loads((newest / "feedback.json").read_text())["feedback"]
+    assert feedback == ["${oc.env:HOME} is not a reward; more speed"]
