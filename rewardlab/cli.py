@@ -11,6 +11,7 @@ Commands::
     rewardlab refine run=<run dir> interactive=true  feedback after each round (prints videos)
     rewardlab evaluate run=<run dir> episodes=10     success rate + videos of a trained policy
     rewardlab review [runs_dir=runs] [review.port=8765]   browse runs, watch videos, give feedback
+    rewardlab search task=... search.candidates=K search.iterations=N   Eureka-style reward search
 
 Everything after the command is a Hydra override (``key=value``, ``-m`` for sweeps,
 ``--cfg job`` to print the config); the schema is :mod:`rewardlab.config`.
@@ -301,10 +302,25 @@ def cmd_review(cfg: Any) -> int:
     return 0
 
 
+def cmd_search(cfg: Any) -> int:
+    """K candidates per iteration, gated, trained with successive halving, reflected on."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from rewardlab.search.runner import run_search
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    _limit_memory(cfg)
+    return run_search(cfg, _task(cfg), run_dir, _print)
+
+
 HYDRA_COMMANDS = {
     "train": cmd_train, "refine": cmd_refine, "generate": cmd_generate, "check": cmd_check,
     "evaluate": cmd_evaluate, "review": cmd_review,
 }  # fmt: skip
+HYDRA_COMMANDS["search"] = cmd_search
 QUIET = ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 

@@ -108,6 +108,58 @@ class CheckConfig:
 
 
 @dataclass
+class SearchConfig:
+    """``rewardlab search``: Eureka-style candidate search with successive halving."""
+
+    candidates: int = 4
+    """K: programs sampled per iteration (Eureka: 16)."""
+    iterations: int = 3
+    """N: sample -> gate -> train -> reflect rounds (Eureka: 5)."""
+    min_steps: int = 50_000
+    """First rung's training budget per candidate (rounded up to whole PPO rollouts)."""
+    eta: int = 2
+    """Rung budgets grow by this factor; the best 1/eta of the candidates go on."""
+    max_steps: int = 200_000
+    """Largest rung budget (the last rung is the largest ``min_steps * eta**r`` not above it)."""
+    target_success: float = 1.0
+    """Stop the search once a candidate's evaluation reaches this success rate (0 = never)."""
+    launcher: str = "auto"
+    """Where candidate trainings and seed runs go: ``inline`` (this process, one at a time),
+    ``joblib`` (Hydra's joblib launcher, local processes), ``submitit_slurm`` /
+    ``submitit_local`` (Hydra's submitit launcher) or any other Hydra launcher name;
+    ``auto`` = ``joblib`` when installed and ``n_jobs > 1``, else ``inline``."""
+    n_jobs: int = 2
+    """Parallel jobs of the joblib launcher (1 = the inline path)."""
+    launcher_overrides: list[str] = field(default_factory=list)
+    """Extra Hydra overrides for the launcher, e.g. ``[hydra.launcher.partition=gpu]``."""
+    job_timeout_s: float = 0.0
+    """Kill a launched batch of trainings after this many seconds (0 = no limit)."""
+    seeds: list[int] = field(default_factory=list)
+    """After the search, retrain the best reward from scratch with these seeds (for IQM and
+    confidence intervals); empty = no seed sweep."""
+    final_steps: int = 0
+    """Budget of the seed runs (0 = the last rung budget)."""
+    score: str = "success"
+    """What the seed sweep scores: ``success`` (the task's success rate, Eureka's choice) or
+    ``progress`` (the task's progress measure, 0..1, informative while success is still 0)."""
+    baselines: bool = False
+    """Also train the sparse and expert baselines with the same seeds and budget, and report
+    the normalized score."""
+    clip_normalized: bool = False
+    """Clip normalized scores to [0, 3] as Eureka does."""
+    bootstrap_reps: int = 2000
+    confidence: float = 0.95
+    bootstrap_seed: int = 0
+    snapshots: int = 10
+    """Values per reward component shown in the reflection."""
+    hacking_min_rise: float = 0.25
+    """Reward-hacking alarm: relative rise of the generated return that counts as rising."""
+    hacking_flat_tol: float = 0.1
+    """Reward-hacking alarm: largest rise of success / progress that counts as flat."""
+
+
+
+@dataclass
 class ReviewConfig:
     """The rollout review web page (``rewardlab review``)."""
 
@@ -126,6 +178,7 @@ class RewardLabConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     instruction: str | None = None
     """Overrides the task's instruction (e.g. a new behaviour on the same robot)."""
     reward_file: str | None = None
