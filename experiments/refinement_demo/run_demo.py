@@ -1,12 +1,12 @@
-"""Recorded demonstration of the refinement loop on ``mujoco/hopper_forward``.
+"""Recorded demonstration of the refinement loop (default ``mujoco/hopper_forward``).
 
 Trains reward v0 with the offline synthesizer on a small budget, then applies two rounds of
-feedback through ``rewardlab refine`` ("falls", then "too slow"), each trained on the same
-budget, and prints (and writes to ``<out>/results.md`` / ``results.json``) success rate,
+feedback through ``rewardlab refine`` (per task below; e.g. "falls", then "too slow"), each
+trained on the same budget, and prints (and writes to ``<out>/results.md`` / ``results.json``) success rate,
 progress and steps per round with the reward diff of each round. Everything goes through the
 ordinary CLI, so the run directory can be opened with ``rewardlab review runs_dir=<out>/runs``.
 
-    python experiments/refinement_demo/run_demo.py [--out DIR] [--steps 50000] [--seed 0]
+    python experiments/refinement_demo/run_demo.py [--task mujoco/hopper_backflip] [--out DIR] [--steps 50000] [--seed 0]
 """
 
 from __future__ import annotations
@@ -19,10 +19,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROUNDS = [
-    ("the hopper falls over after a few hops", ["falls"]),
-    ("too slow: it should move forward faster", ["too_slow"]),
-]
+ROUNDS = {
+    "mujoco/hopper_forward": [
+        ("the hopper falls over after a few hops", ["falls"]),
+        ("too slow: it should move forward faster", ["too_slow"]),
+    ],
+    "mujoco/hopper_backflip": [
+        ("it rolls backwards over the ground instead of jumping into the air; more lift", []),
+        ("after the turn it keeps spinning; more landing", []),
+    ],
+}
+"""Feedback per task: (what a person watching the video wrote, structured tags)."""
 
 
 def rewardlab(*args: str, cwd: Path) -> None:
@@ -51,6 +58,7 @@ def version_row(run_dir: Path, version: int, wall_s: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="mujoco/hopper_forward", choices=sorted(ROUNDS))
     parser.add_argument("--out", type=Path, default=Path("refinement_demo_out"))
     parser.add_argument("--steps", type=int, default=50_000, help="training budget per reward version")
     parser.add_argument("--seed", type=int, default=0)
@@ -62,16 +70,16 @@ def main() -> None:
               f"train.seed={args.seed}"]  # fmt: skip
 
     start = time.monotonic()
-    rewardlab("train", "task=mujoco/hopper_forward", *budget, f"runs_dir={out / 'runs'}", cwd=out)
+    rewardlab("train", f"task={args.task}", *budget, f"runs_dir={out / 'runs'}", cwd=out)
     configs = [p for p in (out / "runs").rglob("config.yaml") if p.parent.name != ".hydra"]
     run_dir = max(configs, key=lambda p: p.stat().st_mtime).parent  # the run just made
     rows = [version_row(run_dir, 0, time.monotonic() - start)]
-    for n, (text, tags) in enumerate(ROUNDS, 1):
+    for n, (text, tags) in enumerate(ROUNDS[args.task], 1):
         t0 = time.monotonic()
         rewardlab("refine", f"run={run_dir}", f"feedback={text}", f"tags=[{','.join(tags)}]", *budget, cwd=out)
         rows.append(version_row(run_dir, n, time.monotonic() - t0))
 
-    lines = [f"Run: `{run_dir}`  (budget {args.steps:,} steps per version, seed {args.seed}, "
+    lines = [f"Task `{args.task}`. Run: `{run_dir}`  (budget {args.steps:,} steps per version, seed {args.seed}, "
              f"total {time.monotonic() - start:.0f} s)", "",
              "| round | version | feedback | steps | success rate | best eval success | progress | episode length | round time |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
