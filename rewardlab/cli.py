@@ -44,9 +44,10 @@ def cmd_tasks(argv: list[str]) -> int:
 
     tasks = list_tasks()
     width = max(len(t.name) for t in tasks)
-    _print(f"{'task':<{width}}  {'env':<18} {'success metric':<14} instruction")
+    env_width = max(len(t.resolved_env_id()) for t in tasks)
+    _print(f"{'task':<{width}}  {'env':<{env_width}} {'success metric':<17} instruction")
     for t in tasks:
-        _print(f"{t.name:<{width}}  {t.resolved_env_id():<18} {t.success.metric:<14} {t.instruction}")
+        _print(f"{t.name:<{width}}  {t.resolved_env_id():<{env_width}} {t.success.metric:<17} {t.instruction}")
     _print(f"\n{len(tasks)} tasks. Train one: rewardlab train task=<task>")
     return 0
 

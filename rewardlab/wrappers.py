@@ -18,7 +18,6 @@ import gymnasium as gym
 
 from rewardlab.reward.program import RewardProgram, RewardRuntimeError
 from rewardlab.reward.sandbox import Finding
-from rewardlab.tasks.cards import TYPE_DOCS
 from rewardlab.tasks.proxies import PROXY_BUILDERS, Group
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.tasks.success import make_metric
@@ -35,13 +34,7 @@ def env_proxy(env: gym.Env, task: TaskSpec) -> Group:
 def card_paths(task: TaskSpec) -> tuple[set[str], set[str]]:
     """``(paths, leaves)`` of the task's card, for :meth:`RewardProgram.compile`."""
     card = task.load_card()
-    paths = card.attribute_paths()
-    leaves = {"self.dt"} | {
-        f"self.{card.robot}.{part}.{f}"
-        for part, spec in card.parts.items()
-        for f in TYPE_DOCS[spec["type"]]
-    }
-    return paths, leaves
+    return card.attribute_paths(), card.leaf_paths()
 
 
 def compile_for_task(source: str, task: TaskSpec, **kwargs: Any) -> RewardProgram:

@@ -91,8 +91,12 @@ def rank(query: list[str], documents: list[list[str]]) -> list[float]:
 
 
 def most_similar(task: TaskSpec, instruction: str) -> tuple[Example, float] | None:
-    """The example of another task most similar to ``instruction`` on ``task``'s card."""
-    candidates = [e for e in load_examples() if e.task != task.name]
+    """The example of another task most similar to ``instruction`` on ``task``'s card,
+    from the same benchmark when it has examples."""
+    others = [e for e in load_examples() if e.task != task.name]
+    benchmark = task.card.split("/", 1)[0]
+    same = [e for e in others if e.task.split("/", 1)[0] == benchmark]
+    candidates = same or others  # prefer the same benchmark (same kind of card)
     if not candidates:
         return None
     query = tokens(" ".join([*[instruction] * INSTRUCTION_WEIGHT, *_card_words(task.card)]))

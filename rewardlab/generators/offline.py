@@ -21,6 +21,29 @@ steady         low root velocity (stay balanced while doing something else)
 action         small quadratic action penalty
 ============== ===================================================================
 
+Manipulation cards (a robot with an ``ee_position``, objects and a ``goal_position``, e.g.
+MetaWorld's) get terms from a second library. The behaviour comes from the instruction (reach;
+pick and place; tool use when the card uses two objects; open/close a joint; push, pull or
+press), the axes of the motion from an axis the instruction or the card's summary names, the
+sliding part (a window slides along x, a drawer along y, a handle is pressed along z), the
+table plane for pushing or sweeping free objects, else 3D (:func:`motion_axes`):
+
+============== ===================================================================
+term           meaning
+============== ===================================================================
+reach          fingertips (0.045 m below ``ee_position``) close to where they must be:
+               behind the object on the side away from the goal (push, pull, press),
+               on the object (grasp), or at the goal (reach)
+grasp          staged: close the gripper once the fingertips are at the object
+lift           staged: raise the held object off the table
+move           the object's distance to the goal: along the motion axis (push/pull
+               along an axis, open/close a sliding joint), over the table (push,
+               sweep) or in 3D (revolute joints, carried objects); staged on
+               holding it for pick-and-place and tools
+goal           staged bonus once the object is at the goal
+action         small quadratic action penalty
+============== ===================================================================
+
 The result is source code of the same kind an LLM writes (``compute_dense_reward(self,
 action)`` returning ``(reward, components)``), and it goes through the same checks. Runs record
 ``model = "rewardlab-offline-v1"`` so nobody mistakes it for an LLM.
@@ -37,6 +60,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from rewardlab.generators.base import GenerationRequest, Reply
@@ -213,6 +237,9 @@ def plan_reward(robot: Robot, instruction: str) -> RewardPlan:
 def render_plan(plan: RewardPlan, instruction: str) -> str:
     """Write the plan as a reward program (what an LLM would write)."""
     used = " ".join(t.expr for t in plan.terms) + " " + " ".join(plan.flags.values())
+    for name, expr in reversed(plan.variables.items()):  # variables may read earlier ones
+        if re.search(rf"\b{name}\b", used):
+            used += " " + expr
     imports = [f"import {m}" for m, alias in (("math", "math."), ("numpy as np", "np.")) if alias in used]
     lines = [
         *(line for imp in imports for line in (imp, "")),
@@ -385,6 +412,189 @@ def parse_terms(source: str) -> list[Term] | None:
     return None
 
 
+# --------------------------------------------------------------------------- manipulation
+
+TIP_OFFSET = 0.045
+"""The fingertips are this far below ``ee_position`` (MetaWorld's gripper always points down).
+
+Distance terms are ``1 - tanh(5 d)``: MetaWorld's distances start at 0.1-0.35 m, where
+``tanh(10 d)`` is already flat (a first SAC run on window-close barely learned to reach)."""
+
+GRASP_WORDS = frozenset(
+    ["pick", "grasp", "grab", "place", "lift", "carry", "insert", "dunk", "hammer", "unplug", "put", "hold"]
+)
+JOINT_WORDS = frozenset(["open", "close", "unlock", "lock", "turn", "rotate"])
+PUSH_WORDS = frozenset(["press", "push", "pull", "slide", "sweep", "kick"])
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the synthesizer needs from a manipulation card."""
+
+    robot: str
+    ee: str
+    gripper: str | None
+    objects: tuple[str, ...]
+    """The card's object attributes the task uses (``obj1``, then ``obj2`` if used)."""
+    goal: str
+    words: str
+    """The objects' descriptions (their names: "the drawer handle")."""
+    summary: str = ""
+    """The card's summary (it may name the axis a part moves along)."""
+
+
+def describe_scene(card: Card) -> Scene | None:
+    """The manipulation view of a card, or ``None`` for a card without an end-effector,
+    objects and a goal (a locomotion card)."""
+    fields = card.robot_fields()
+    ee = next((f for f in fields if f.startswith("ee_") or f.endswith("_position")), None)
+    goal = next((n for n, s in card.attributes.items() if "goal" in n and s["type"].startswith("np.ndarray")), None)
+    used = {n: s for n, s in card.attributes.items() if s["type"] == "RigidObject" and "not used" not in s.get("doc", "")}
+    if ee is None or goal is None or not used:
+        return None
+    gripper = next((f for f in fields if "gripper" in f), None)
+    words = " ".join(s.get("doc", "") for s in used.values())
+    return Scene(card.robot, ee, gripper, tuple(used), goal, words, card.summary)
+
+
+def classify_manipulation(instruction: str, scene: Scene) -> str:
+    """The manipulation behaviour asked for.
+
+    Example:
+        >>> s = Scene("robot", "ee_position", "gripper_openness", ("obj1",), "goal_position", "the drawer handle")
+        >>> [classify_manipulation(i, s) for i in ("Open a drawer by its handle.", "Press a handle down.",
+        ...     "Pick up the puck and place it at the goal.", "Reach the goal position.")]
+        ['open_close', 'push_pull', 'pick_place', 'reach']
+    """
+    words = set(_words(instruction))
+    if words & {"reach", "touch"} and not words & (GRASP_WORDS | JOINT_WORDS | PUSH_WORDS):
+        return "reach"
+    if len(scene.objects) > 1:
+        return "tool"
+    if words & GRASP_WORDS:
+        return "pick_place"
+    if words & JOINT_WORDS:
+        return "open_close"
+    return "push_pull"
+
+
+def motion_axes(instruction: str, scene: Scene) -> str:
+    """The axes along which the object's distance to the goal is measured: ``"x"``, ``"y"``
+    or ``"z"`` (a sliding part), ``"xy"`` (pushed over the table) or ``"xyz"``.
+
+    In order: an axis the instruction names ("along the y axis"); one the card's summary names
+    ("slides along the x axis", "(-z)"); a sliding part named by the instruction or the objects
+    (a window slides along x, a drawer along y, a button is pressed along y, or z from the top,
+    a handle is pressed or pulled along z); the table plane for pushing, sweeping, sliding or
+    kicking a free object; else 3D (revolute joints, lifting).
+
+    Example:
+        >>> s = Scene("robot", "ee_position", None, ("obj1",), "goal_position", "the puck", "")
+        >>> motion_axes("Press a button along the y axis.", s), motion_axes("Sweep the puck into the hole.", s)
+        ('y', 'xy')
+    """
+    axis_words = r"\b(?:along|toward|towards)\s+(?:the\s+)?[+-]?([xyz])\b|\(\s*[+-]?([xyz])\s*\)|\b([xyz])[ -]?(?:axis|coordinate)"
+    for text in (instruction.lower(), scene.summary.lower()):
+        found = re.search(axis_words, text)
+        if found:
+            return next(g for g in found.groups() if g)
+    words = set(_words(f"{instruction} {scene.words}"))
+    if "window" in words:
+        return "x"
+    if "drawer" in words:
+        return "y"
+    if "button" in words:
+        return "z" if words & {"top", "topdown", "down"} else "y"
+    if "handle" in words and words & {"press", "pull", "pressed", "pulled"}:
+        return "z"
+    if words & (PUSH_WORDS - {"press", "pull"}):
+        return "xy"
+    return "xyz"
+
+
+def _distance_to_goal(v: dict[str, str], obj: str, axes: str) -> None:
+    """Add ``gap`` (goal - object) and ``dist_goal`` (along ``axes``) to ``v``."""
+    if len(axes) == 1:
+        i = "xyz".index(axes)
+        v["gap"] = f"float(goal[{i}] - {obj}[{i}])"
+        v["dist_goal"] = "abs(gap)"
+    elif axes == "xy":
+        v["gap"] = f"(goal - {obj}) * np.array([1.0, 1.0, 0.0])"
+        v["dist_goal"] = "float(np.linalg.norm(gap))"
+    else:
+        v["gap"] = f"goal - {obj}"
+        v["dist_goal"] = "float(np.linalg.norm(gap))"
+
+
+def plan_manipulation(scene: Scene, instruction: str) -> RewardPlan:
+    """Choose the manipulation behaviour and compose its terms (see the module docstring)."""
+    behaviour = classify_manipulation(instruction, scene)
+    axes = motion_axes(instruction, scene)
+    r = f"self.{scene.robot}"
+    v: dict[str, str] = {
+        "ee": f"{r}.{scene.ee}",
+        "goal": f"self.{scene.goal}",
+        "tip": f"ee - np.array([0.0, 0.0, {TIP_OFFSET}])",
+    }
+    plan = RewardPlan(behaviour, v)
+    terms = plan.terms
+    obj = scene.objects[0]
+    if behaviour == "reach":
+        v["dist_goal"] = "float(np.linalg.norm(goal - tip))"
+        terms += [
+            Term("reach", 2.0, "1.0 - math.tanh(5.0 * dist_goal)", "bring the fingertips to the goal"),
+            Term("goal", 1.0, "1.0 if dist_goal < 0.05 else 0.0", "staged bonus at the goal"),
+        ]
+    elif behaviour in ("pick_place", "tool"):
+        v["obj"] = f"self.{obj}.position"
+        target = "obj"
+        if behaviour == "tool":  # grasp the tool (obj1), bring the other object to the goal
+            v["target"] = f"self.{scene.objects[1]}.position"
+            target = "target"
+        if scene.gripper:
+            v["grip"] = f"{r}.{scene.gripper}"
+        _distance_to_goal(v, target, "xyz")
+        v["dist_reach"] = "float(np.linalg.norm(obj - tip))"
+        v["near"] = "dist_reach < 0.02"
+        v["held"] = "near and grip < 0.8" if scene.gripper else "near"
+        terms += [
+            Term("reach", 1.0, "1.0 - math.tanh(5.0 * dist_reach)", f"fingertips to {obj}"),
+        ]
+        if scene.gripper:
+            terms.append(Term("grasp", 0.5, "(1.0 - grip) if near else 0.0", "close the gripper at the object"))
+        terms += [
+            Term("lift", 1.0, "min(max(obj[2] - 0.03, 0.0), 0.1) / 0.1 if held else 0.0",
+                 "raise the held object off the table"),
+            Term("move", 3.0, "(1.0 - math.tanh(5.0 * dist_goal)) if held else 0.0",
+                 f"carry {'the tool so that ' + scene.objects[1] + ' reaches' if behaviour == 'tool' else obj + ' to'} the goal"),
+            Term("goal", 2.0, "1.0 if dist_goal < 0.05 else 0.0", "staged bonus at the goal"),
+        ]  # fmt: skip
+    else:  # push_pull / open_close: fingertips behind the object, the object to the goal
+        v["obj"] = f"self.{obj}.position"
+        _distance_to_goal(v, "obj", axes)
+        if len(axes) == 1:
+            offset = ", ".join("0.03 * np.sign(gap)" if a == axes else "0.0" for a in "xyz")
+            v["behind"] = f"obj - np.array([{offset}])"
+        else:
+            v["behind"] = "obj - 0.03 * gap / (dist_goal + 1e-6)"
+        v["dist_reach"] = "float(np.linalg.norm(behind - tip))"
+        terms += [
+            Term("reach", 1.0, "1.0 - math.tanh(5.0 * dist_reach)",
+                 f"fingertips behind {obj}, on the side away from the goal"),
+            Term("move", 3.0, "1.0 - math.tanh(5.0 * dist_goal)", f"{obj} toward the goal (along {axes})"),
+            # sliding joints reach their goal exactly; arcs and free objects less precisely
+            Term("goal", 2.0, f"1.0 if dist_goal < {0.02 if len(axes) == 1 else 0.05} else 0.0",
+                 "staged bonus at the goal"),
+        ]  # fmt: skip
+    terms.append(Term("action", 0.01, "-float(action @ action)", "small action regularisation"))
+    return plan
+
+
+def manipulation_library(scene: Scene, plan: RewardPlan) -> dict[str, Term]:
+    """Manipulation terms that feedback may add (those of the plan's behaviour)."""
+    return {t.name: t for t in plan.terms}
+
+
 class OfflineGenerator:
     """The deterministic synthesizer behind ``llm=offline`` (no network, no model)."""
 
@@ -392,19 +602,27 @@ class OfflineGenerator:
 
     def propose(self, request: GenerationRequest) -> Reply:
         task: TaskSpec = request.task
-        robot = describe_robot(task.load_card(), task.initial_state())
-        plan = plan_reward(robot, request.instruction)
+        card = task.load_card()
+        scene = describe_scene(card)
+        library_of: Callable[[], dict[str, Term]]
+        if scene is not None:  # manipulation
+            plan = plan_manipulation(scene, request.instruction)
+            library = manipulation_library(scene, plan)
+            library_of = lambda: library  # noqa: E731
+        else:
+            robot = describe_robot(card, task.initial_state())
+            plan = plan_reward(robot, request.instruction)
+            library_of = lambda: term_library(robot, plan)  # noqa: E731
         notes = f"Behaviour recognised: {plan.behaviour}."
         if request.previous_source is not None and request.feedback:
             previous = parse_terms(request.previous_source)
             if previous is None:
                 notes += " The previous program is not in term form; re-planned from the instruction."
             else:
-                library = term_library(robot, plan)
-                comments = {t.name: t.comment for t in [*plan.terms, *library.values()]}
+                comments = {t.name: t.comment for t in [*library_of().values(), *plan.terms]}
                 plan.terms = [replace(t, comment=comments.get(t.name, t.comment)) for t in previous]
             edits, unknown = feedback_edits(request.feedback, {t.name for t in plan.terms})
-            plan.terms, log = refine_terms(plan.terms, edits, term_library(robot, plan))
+            plan.terms, log = refine_terms(plan.terms, edits, library_of())
             notes += f" Feedback applied: {'; '.join(log) or 'no recognised edit'}."
             if unknown:
                 notes += f" Not understood: {'; '.join(unknown)}."

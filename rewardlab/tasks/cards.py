@@ -4,6 +4,17 @@ A card (``envs/<benchmark>/<name>.yaml``) lists the robot's parts with their pro
 the simulator joint they read. :func:`render_card` turns it into the class-like text of
 Text2Reward's prompts; :func:`rewardlab.tasks.proxies.build_env_proxy` turns the same card
 into live objects, so the text and the executable representation cannot drift apart.
+
+Beyond the robot's ``parts`` a card may declare (used by manipulation benchmarks such as
+MetaWorld, where Text2Reward's representation has ``self.obj1`` and ``self.goal_position``):
+
+- ``attributes``: extra top-level ``self.<name>`` attributes, each ``{type, doc}`` where the type
+  is either a documented type (a :data:`TYPE_DOCS` key, rendered as a class with its fields) or
+  a plain value type such as ``np.ndarray[(3,)]`` or ``float`` (a leaf);
+- a ``robot_class`` that is itself a :data:`TYPE_DOCS` key: its fields are the robot's own
+  attributes (``self.robot.ee_position``), listed before any parts;
+- ``extends: <benchmark>/<card>``: start from another card's YAML and override it key by key
+  (``attributes`` and ``parts`` merge per entry), so per-task cards only state what differs.
 """
 
 from __future__ import annotations
@@ -41,7 +52,19 @@ TYPE_DOCS: dict[str, dict[str, str]] = {
         "quaternion": "np.ndarray[(4,)] # orientation (w, x, y, z) in the world frame",
         "up_z": "float # z component of the body's up axis: 1 upright, 0 on its side, -1 upside down",
     },
+    # MetaWorld (Text2Reward's names). The values are exactly what MetaWorld's observation holds.
+    "SawyerRobot": {
+        "ee_position": "np.ndarray[(3,)] # 3D position of the end-effector (the hand, obs[0:3]); the fingertips are about 0.045 m below it",
+        "gripper_openness": "float # the distance between the two fingers, normalised to [0, 1]: 1 fully open, about 0.3 fully closed on nothing, in between while holding an object (obs[3])",
+    },
+    "RigidObject": {
+        "position": "np.ndarray[(3,)] # 3D position of the object (the point MetaWorld tracks for it)",
+        "quaternion": "np.ndarray[(4,)] # orientation quaternion of the object as MetaWorld reports it (zeros when the task does not track it)",
+    },
 }
+
+VALUE_TYPES = ("float", "int", "bool", "np.ndarray")
+"""Type names (prefixes) of plain-value ``attributes``: leaves that have no fields of their own."""
 
 
 @dataclass(frozen=True)
@@ -56,28 +79,74 @@ class Card:
     action: str
     directions: str
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra top-level ``self.<name>`` attributes: ``{type, doc, ...}`` (see the module docs)."""
+
+    def robot_fields(self) -> dict[str, str]:
+        """The robot's own value attributes (when ``robot_class`` is a documented type)."""
+        return TYPE_DOCS.get(self.robot_class, {})
 
     def attribute_paths(self) -> set[str]:
         """Every ``self.`` path a reward program may read, e.g. ``self.hopper.top.position_x``."""
         paths = {"self.dt", f"self.{self.robot}"}
+        paths.update(f"self.{self.robot}.{f}" for f in self.robot_fields())
         for part, spec in self.parts.items():
             base = f"self.{self.robot}.{part}"
             paths.add(base)
             paths.update(f"{base}.{f}" for f in TYPE_DOCS[spec["type"]])
+        for name, spec in self.attributes.items():
+            base = f"self.{name}"
+            paths.add(base)
+            paths.update(f"{base}.{f}" for f in TYPE_DOCS.get(spec["type"], {}))
         return paths
+
+    def leaf_paths(self) -> set[str]:
+        """The paths whose values are plain data (floats, arrays): what follows them
+        (``.copy()``, ``.shape``) is not a card attribute."""
+        leaves = {"self.dt"} | {f"self.{self.robot}.{f}" for f in self.robot_fields()}
+        for part, spec in self.parts.items():
+            leaves.update(f"self.{self.robot}.{part}.{f}" for f in TYPE_DOCS[spec["type"]])
+        for name, spec in self.attributes.items():
+            fields = TYPE_DOCS.get(spec["type"])
+            leaves.update({f"self.{name}.{f}" for f in fields} if fields else {f"self.{name}"})
+        return leaves
 
 
 @cache
 def load_card(ref: str) -> Card:
     """Load a card by ``"<benchmark>/<name>"`` (e.g. ``"mujoco/hopper"``)."""
-    path = data_dir("envs") / f"{ref}.yaml"
-    if not path.is_file():
-        raise KeyError(f"no environment card {ref!r} (looked for {path})")
-    raw = yaml.safe_load(path.read_text())
-    unknown = {spec["type"] for spec in raw["parts"].values()} - TYPE_DOCS.keys()
+    raw = _load_raw(ref)
+    unknown = {spec["type"] for spec in raw.get("parts", {}).values()} - TYPE_DOCS.keys()
+    unknown |= {
+        spec.get("type", "?") for spec in raw.get("attributes", {}).values()
+        if spec.get("type") not in TYPE_DOCS and not str(spec.get("type")).startswith(VALUE_TYPES)
+    }  # fmt: skip
     if unknown:
         raise ValueError(f"card {ref}: unknown part types {sorted(unknown)}")
     return Card(**raw)
+
+
+def _load_raw(ref: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A card's YAML mapping, with ``extends`` resolved (the base first, then this card)."""
+    path = data_dir("envs") / f"{ref}.yaml"
+    if not path.is_file():
+        raise KeyError(f"no environment card {ref!r} (looked for {path})")
+    if ref in seen:
+        raise ValueError(f"card {ref}: circular 'extends' ({' -> '.join([*seen, ref])})")
+    raw = yaml.safe_load(path.read_text())
+    base_ref = raw.pop("extends", None)
+    if base_ref is None:
+        return raw
+    merged = _load_raw(base_ref, (*seen, ref))
+    for key, value in raw.items():
+        if key in ("parts", "attributes") and isinstance(value, dict):
+            entries = dict(merged.get(key) or {})
+            for name, spec in value.items():
+                entries[name] = {**entries.get(name, {}), **spec}
+            merged[key] = entries
+        else:
+            merged[key] = value
+    return merged
 
 
 def render_card(card: Card, dt: float, initial: dict[str, float] | None = None) -> str:
@@ -94,14 +163,17 @@ def render_card(card: Card, dt: float, initial: dict[str, float] | None = None) 
     lines = [
         "class BaseEnv(gym.Env):",
         f"    self.{card.robot} : {card.robot_class}",
-        f"    self.dt : float # the time between two actions, in seconds, default is {dt:g} s",
     ]
+    lines += [f"    self.{name} : {spec['type']} # {spec['doc']}" for name, spec in card.attributes.items()]
+    lines.append(f"    self.dt : float # the time between two actions, in seconds, default is {dt:g} s")
     if initial:
         lines.append(f"    def __init__(self): # initial state of the {card.robot_class}")
         lines += [f"        {path} = {value:g}" for path, value in initial.items()]
     lines += ["", f"class {card.robot_class}:"]
+    lines += [f"    self.{f} : {doc}" for f, doc in card.robot_fields().items()]
     lines += [f"    self.{name} : {spec['type']} # {spec['doc']}" for name, spec in card.parts.items()]
-    for type_name in dict.fromkeys(spec["type"] for spec in card.parts.values()):
+    types = [spec["type"] for spec in [*card.parts.values(), *card.attributes.values()]]
+    for type_name in dict.fromkeys(t for t in types if t in TYPE_DOCS):
         lines += ["", f"class {type_name}:"]
         lines += [f"    self.{f} : {doc}" for f, doc in TYPE_DOCS[type_name].items()]
     return "\n".join(lines)

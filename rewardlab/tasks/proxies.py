@@ -236,3 +236,7 @@ def mujoco_env_proxy(env: Any, card: Any) -> Group:
 PROXY_BUILDERS: dict[str, Callable[[Any, Any], Group]] = {"mujoco": mujoco_env_proxy}
 """How each benchmark (the card's folder under ``envs/``) builds the ``self`` proxy of a live
 env. A new benchmark registers its builder here; nothing else dispatches on benchmarks."""
+
+# Benchmarks whose proxies need more than MjData add their builders (and gymnasium ids) to
+# PROXY_BUILDERS when imported; metaworld itself is imported only when such an env is made.
+import rewardlab.tasks.metaworld  # noqa: E402, F401

@@ -234,12 +234,36 @@ class Oscillate:
         return min(1.0, self.count / self.swings)
 
 
+@dataclass
+class BenchmarkSuccess:
+    """The benchmark's own success flag (MetaWorld's ``info["success"]``), read from ``flag``
+    on the env proxy after every step and latched within the episode, as MetaWorld's own
+    evaluation counts it (an episode succeeds when the flag is raised at any step).
+
+    The flag is not a card attribute: reward programs cannot read it. ``progress`` is 0 or 1.
+    """
+
+    flag: str = "benchmark_success"
+    success: bool = False
+
+    def reset(self, me: Any) -> None:
+        self.success = False
+
+    def update(self, me: Any) -> None:
+        self.success = self.success or bool(read_path(me, self.flag))
+
+    @property
+    def progress(self) -> float:
+        return 1.0 if self.success else 0.0
+
+
 METRICS: dict[str, Callable[..., Any]] = {
     "displacement": Displacement,
     "flip": Flip,
     "jump": Jump,
     "hold_height": HoldHeight,
     "oscillate": Oscillate,
+    "benchmark_success": BenchmarkSuccess,
 }
 
 
