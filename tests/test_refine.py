@@ -136,3 +136,14 @@ def test_feedback_text_is_literal_and_old_run_configs_still_load(trained_run: Pa
     newest = max((p for p in (trained_run / "rewards").glob("v*")), key=lambda p: int(p.name[1:]))
     feedback = json.loads((newest / "feedback.json").read_text())["feedback"]
     assert feedback == ["${oc.env:HOME} is not a reward; more speed"]
+
+
+def test_ignores_object_tag_strengthens_reach_and_grasp_on_metaworld() -> None:
+    previous = offline_source("metaworld/drawer_open")
+    before = {t.name: t.weight for t in parse_terms(previous) or []}
+    assert "reach" in before
+    refined = offline_source("metaworld/drawer_open", previous_source=previous, feedback=["ignores object"])
+    after = {t.name: t.weight for t in parse_terms(refined) or []}
+    assert after["reach"] == 2 * before["reach"]
+    if "grasp" in before:
+        assert after["grasp"] == 2 * before["grasp"]

@@ -53,7 +53,7 @@ re-weights, adds or drops named terms. It understands term names and a few synon
 ("speed" -> progress, "balance" -> upright, "energy" -> action ...), direction words ("more",
 "increase", "reward" -> x2; "less", "reduce" -> x0.5; "drop", "remove" -> delete; "add" ->
 add from the library) and structured tags (``too slow``, ``falls``, ``jerky``, ``drifts``,
-``spins``). Anything else is reported as not understood; it never guesses beyond that.
+``spins``, ``ignores object``). Anything else is reported as not understood; it never guesses beyond that.
 """
 
 from __future__ import annotations
@@ -298,6 +298,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "rotation": ("rotation", "rotate", "spin", "flip"),
     "lift": ("lift", "jump", "jumping"),
     "swing": ("swing", "wave", "waving"),
+    "reach": ("reach", "approach", "touch"),
+    "grasp": ("grasp", "grip", "grab", "hold"),
 }
 UP = {"more", "increase", "increased", "stronger", "emphasise", "emphasize", "boost", "reward", "up", "higher", "bigger"}
 DOWN = {"less", "decrease", "reduce", "lower", "weaker", "down", "smaller", "too"}
@@ -312,6 +314,8 @@ TAGS: dict[str, list[tuple[str, str]]] = {
     "shaky": [("up", "action")],
     "drifts": [("add", "stay")],
     "spins": [("add", "steady")],
+    "ignores object": [("up", "reach"), ("up", "grasp")],
+    "ignores the object": [("up", "reach"), ("up", "grasp")],
 }
 
 
