@@ -158,7 +158,6 @@ class SearchConfig:
     """Reward-hacking alarm: largest rise of success / progress that counts as flat."""
 
 
-
 @dataclass
 class ReviewConfig:
     """The rollout review web page (``rewardlab review``)."""
@@ -166,6 +165,63 @@ class ReviewConfig:
     host: str = "127.0.0.1"
     """Interface to bind; keep the loopback default unless you know who can reach you."""
     port: int = 8765
+
+
+@dataclass
+class ShapingConfig:
+    """Reward shaping during training (:mod:`rewardlab.shaping.continuous`), on top of the
+    reward program (or the env reward). Evaluation always scores the task's own metric."""
+
+    kind: str = "none"
+    """``none``; ``teacher`` (potential-based shaping with a trained teacher's value);
+    ``adaptive`` (re-weight the reward's named components from the learner's behaviour);
+    ``meta`` (learned intrinsic reward r_phi(s, a) + count-based novelty bonus)."""
+    gamma: float | None = None
+    """Discount of the potential-based term ``gamma * Phi(s') - Phi(s)`` and of the meta
+    critic; ``None`` = the learner's ``algo.kwargs.gamma`` (0.99 if unset)."""
+    teacher: str | None = None
+    """``teacher``: a trained SB3 policy: a run directory (its latest reward version), a
+    version directory (``<run>/rewards/v0``) or a model zip; the VecNormalize statistics next
+    to it (``vecnormalize.pkl`` or the checkpoint's) normalise the teacher's observations."""
+    teacher_algo: str = "auto"
+    """``ppo``, ``sac`` or ``auto`` (read from the model zip)."""
+    potential_scale: float = 1.0
+    """Phi = potential_scale * V_teacher(s)."""
+    teacher_reward_units: bool = True
+    """Express V_teacher in the teacher's reward units: a teacher trained with reward
+    normalisation (PPO's default here) predicts values of rewards divided by its return std,
+    so they are multiplied back by ``sqrt(ret_rms.var + eps)`` from its VecNormalize; false =
+    the critic's raw output."""
+    update_every: int = 4096
+    """``adaptive``: env steps (summed over envs) between weight updates; ``meta``: between
+    intrinsic-reward (meta) updates."""
+    window: int = 32
+    """``adaptive``: the most recent finished episodes the update looks at."""
+    min_episodes: int = 4
+    """``adaptive``: no update until this many episodes are in the window."""
+    step_size: float = 0.5
+    """``adaptive``: ``w <- clip(w * exp(step_size * (corr - threshold)), min, max)``."""
+    threshold: float = 0.1
+    """``adaptive``: correlation below which a component's weight decays."""
+    min_weight: float = 0.1
+    max_weight: float = 3.0
+    hidden: int = 64
+    """``meta``: width of the two hidden layers of r_phi(s, a) and of the extrinsic critic."""
+    intrinsic_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    meta_epochs: int = 4
+    """``meta``: Adam steps per update for r_phi and for the critic."""
+    intrinsic_scale: float = 0.5
+    """``meta``: |r_phi| <= intrinsic_scale (a tanh output)."""
+    intrinsic_l2: float = 1.0
+    """``meta``: weight of the 0.5 * mean(r_phi^2 / scale^2) penalty in the meta loss."""
+    novelty_weight: float = 0.05
+    """``meta``: B(s') = novelty_weight / sqrt(1 + N(hash(s'))) (0 = no bonus)."""
+    hash_bits: int = 16
+    """``meta``: SimHash code length for the visit counts N."""
+    extrinsic: str = "progress"
+    """``meta``: the task return the meta-gradient climbs: ``progress`` (increase of the task's
+    progress measure + success) or ``env`` (the benchmark's own reward)."""
 
 
 @dataclass
@@ -179,6 +235,7 @@ class RewardLabConfig:
     check: CheckConfig = field(default_factory=CheckConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    shaping: ShapingConfig = field(default_factory=ShapingConfig)
     instruction: str | None = None
     """Overrides the task's instruction (e.g. a new behaviour on the same robot)."""
     reward_file: str | None = None

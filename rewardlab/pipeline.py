@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rewardlab.config import AlgoConfig, TrainConfig
+from rewardlab.config import AlgoConfig, ShapingConfig, TrainConfig
 from rewardlab.evaluation import run_episodes, summarize
 from rewardlab.generators.base import GeneratorError
 from rewardlab.generators.loop import Attempt, GenerationResult, generate_reward, make_generator
@@ -135,9 +135,10 @@ def train_version(cfg: Any, task: TaskSpec, run_dir: Path, version: int, source:
     vdir = reward_dir(run_dir, version)
     algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), cfg.algo))
     train_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg.train))
-    assert isinstance(algo, AlgoConfig) and isinstance(train_cfg, TrainConfig)
+    shaping = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ShapingConfig), cfg.get("shaping") or {}))
+    assert isinstance(algo, AlgoConfig) and isinstance(train_cfg, TrainConfig) and isinstance(shaping, ShapingConfig)
     log(f"training {algo.name} on {task.name} (reward v{version}) for up to {train_cfg.total_timesteps:,} steps -> {vdir}")
-    result = train(task, source, algo, train_cfg, vdir)
+    result = train(task, source, algo, train_cfg, vdir, shaping=shaping)
     model, normalizer = load_policy(vdir, algo.name)
     program = compile_for_task(source, task) if source is not None else None
     final = summarize(

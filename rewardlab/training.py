@@ -13,7 +13,7 @@ import zipfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from stable_baselines3 import PPO, SAC
@@ -23,22 +23,30 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
-from rewardlab.config import AlgoConfig, TrainConfig
+from rewardlab.config import AlgoConfig, ShapingConfig, TrainConfig
 from rewardlab.evaluation import run_episodes, summarize
 from rewardlab.rundir import append_csv, read_csv
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.wrappers import compile_for_task, make_env
 
+if TYPE_CHECKING:
+    from rewardlab.shaping.continuous import Shaper
+
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
 
 
-def make_vec_env(task: TaskSpec, source: str | None, train: TrainConfig) -> VecEnv:
-    """``n_envs`` copies of the task env (each compiles its own program), with Monitor."""
+def make_vec_env(
+    task: TaskSpec, source: str | None, train: TrainConfig, shaper: Shaper | None = None
+) -> VecEnv:
+    """``n_envs`` copies of the task env (each compiles its own program), with Monitor;
+    ``shaper`` (:mod:`rewardlab.shaping.continuous`) wraps each copy under the Monitor."""
 
     def factory(rank: int) -> Any:
         def _make() -> Any:
             program = compile_for_task(source, task) if source is not None else None
             env = make_env(task, program, max_error_rate=train.max_reward_error_rate)
+            if shaper is not None:
+                env = shaper.wrap(env, from_program=program is not None)
             env.reset(seed=train.seed + rank)
             return Monitor(env, info_keywords=("is_success",))
 
@@ -193,12 +201,19 @@ class TrainResult:
 
 
 def train(
-    task: TaskSpec, source: str | None, algo: AlgoConfig, train: TrainConfig, run_dir: Path
+    task: TaskSpec, source: str | None, algo: AlgoConfig, train: TrainConfig, run_dir: Path,
+    *, shaping: ShapingConfig | None = None,
 ) -> TrainResult:
-    """Train (or resume) in ``run_dir``; the reward is ``source`` (``None`` = env reward)."""
+    """Train (or resume) in ``run_dir``; the reward is ``source`` (``None`` = env reward),
+    shaped during training by ``shaping`` (:mod:`rewardlab.shaping.continuous`) if given."""
     torch.set_num_threads(train.torch_threads)
     started = time.time()
-    venv = make_vec_env(task, source, train)
+    shaper = None
+    if shaping is not None and shaping.kind != "none":
+        from rewardlab.shaping.continuous import make_shaper
+
+        shaper = make_shaper(shaping, algo, train, run_dir)
+    venv = make_vec_env(task, source, train, shaper)
     model = build_model(algo, train, venv, run_dir)
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
     remaining = train.total_timesteps - model.num_timesteps
@@ -211,6 +226,7 @@ def train(
             save_freq=max(train.checkpoint_freq // n_envs, 1), save_path=str(run_dir / "checkpoints"),
             name_prefix="model", save_vecnormalize=True, save_replay_buffer=algo.name == "sac",
         ),  # fmt: skip
+        *(shaper.callbacks() if shaper is not None else []),
     ])  # fmt: skip
     stopped_early = False
     if remaining > 0:
