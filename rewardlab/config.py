@@ -74,7 +74,11 @@ class TrainConfig:
 
     total_timesteps: int = 400_000
     n_envs: int = 4
-    """Parallel environments (in-process ``DummyVecEnv``)."""
+    """Parallel environments."""
+    backend: str = "dummy"
+    """How the ``n_envs`` environments are stepped: ``dummy`` (gymnasium envs in SB3's
+    ``DummyVecEnv``), or the batched rollout core: ``native`` (MuJoCo's C engine) or ``mjx``
+    (JAX; ``pip install ".[mjx]"``). The core covers the MuJoCo tasks except humanoid."""
     seed: int = 0
     eval_freq: int = 20_000
     """Evaluate every this many environment steps (summed over envs)."""

@@ -39,7 +39,21 @@ def make_vec_env(
     task: TaskSpec, source: str | None, train: TrainConfig, shaper: Shaper | None = None
 ) -> VecEnv:
     """``n_envs`` copies of the task env (each compiles its own program), with Monitor;
-    ``shaper`` (:mod:`rewardlab.shaping.continuous`) wraps each copy under the Monitor."""
+    ``shaper`` (:mod:`rewardlab.shaping.continuous`) wraps each copy under the Monitor.
+
+    ``train.backend`` other than ``dummy`` steps all copies together on the batched rollout
+    core (:mod:`rewardlab.rollout`): ``native`` (MuJoCo's C engine) or ``mjx`` (JAX).
+    """
+    if train.backend != "dummy":
+        from rewardlab.rollout.core import CoreConfig
+        from rewardlab.rollout.sb3 import make_core_vec_env
+
+        if shaper is not None:
+            raise ValueError(f"shaping needs train.backend=dummy (per-env wrappers), not {train.backend!r}")
+        return make_core_vec_env(
+            task, source, n_envs=train.n_envs, seed=train.seed,
+            max_error_rate=train.max_reward_error_rate, config=CoreConfig(backend=train.backend),
+        )  # fmt: skip
 
     def factory(rank: int) -> Any:
         def _make() -> Any:

@@ -95,3 +95,12 @@ def test_resume_skips_a_checkpoint_broken_by_a_kill(tmp_path: Path) -> None:
     assert latest_checkpoint(tmp_path) == good
     more = train(task, SOURCE, algo, tiny(total_timesteps=2048), tmp_path)
     assert more.timesteps >= 2048
+
+
+def test_training_on_the_rollout_core_backend(tmp_path: Path) -> None:
+    result = train(get_task("mujoco/hopper_forward"), SOURCE, AlgoConfig(kwargs={"n_steps": 128}),
+                   tiny(n_envs=8, backend="native"), tmp_path)  # fmt: skip
+    assert result.timesteps >= 1024
+    progress = read_csv(tmp_path / "tb" / "progress.csv")
+    assert any(r.get("reward/forward") for r in progress), "components reach the logger from the core"
+    assert read_csv(tmp_path / "metrics.csv"), "the task metric is evaluated"
