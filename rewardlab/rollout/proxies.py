@@ -34,14 +34,22 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from rewardlab.tasks.proxies import Group, Proxy, _joint_id, build_env_proxy
+from rewardlab.tasks.proxies import (
+    FreeJoint,
+    Group,
+    HingeJoint,
+    Proxy,
+    SlideJoint,
+    _joint_id,
+    build_env_proxy,
+)
 
 
 class BatchHingeJoint(Proxy):
     """A hinge over all worlds: ``angle`` and ``angular_velocity`` as ``(N,)`` arrays."""
 
     __slots__ = ("_src", "_qa", "_va")
-    _fields = ("angle", "angular_velocity")
+    _fields = HingeJoint._fields
 
     def __init__(self, path: str, model: mujoco.MjModel, src: Any, joint: str) -> None:
         super().__init__(path)
@@ -63,7 +71,7 @@ class BatchSlideJoint(Proxy):
     """A planar x/z slide root over all worlds."""
 
     __slots__ = ("_src", "_qx", "_qz", "_vx", "_vz")
-    _fields = ("position_x", "position_z", "velocity_x", "velocity_z")
+    _fields = SlideJoint._fields
 
     def __init__(self, path: str, model: mujoco.MjModel, src: Any, joints: list[str]) -> None:
         super().__init__(path)
@@ -109,12 +117,7 @@ class BatchFreeJoint(Proxy):
     """A free-floating root over all worlds (world-frame quantities, as :class:`FreeJoint`)."""
 
     __slots__ = ("_src", "_q", "_v")
-    _fields = (
-        "position_x", "position_y", "position_z",
-        "velocity_x", "velocity_y", "velocity_z",
-        "angular_velocity_x", "angular_velocity_y", "angular_velocity_z",
-        "quaternion", "up_z",
-    )  # fmt: skip
+    _fields = FreeJoint._fields
 
     def __init__(self, path: str, model: mujoco.MjModel, src: Any, joint: str, body: str) -> None:
         super().__init__(path)
