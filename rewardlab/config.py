@@ -191,11 +191,12 @@ class ShapingConfig:
     """``ppo``, ``sac`` or ``auto`` (read from the model zip)."""
     potential_scale: float = 1.0
     """Phi = potential_scale * V_teacher(s)."""
-    teacher_reward_units: bool = True
+    teacher_reward_units: bool = False
     """Express V_teacher in the teacher's reward units: a teacher trained with reward
-    normalisation (PPO's default here) predicts values of rewards divided by its return std,
-    so they are multiplied back by ``sqrt(ret_rms.var + eps)`` from its VecNormalize; false =
-    the critic's raw output."""
+    normalisation (PPO's default here) predicts values of rewards divided by its return std;
+    true multiplies that std back (``sqrt(ret_rms.var + eps)`` of its VecNormalize). Off by
+    default: the critic's raw output did as well or better in
+    ``experiments/shaping_continuous`` (much better with SAC on hopper)."""
     update_every: int = 4096
     """``adaptive``: env steps (summed over envs) between weight updates; ``meta``: between
     intrinsic-reward (meta) updates."""

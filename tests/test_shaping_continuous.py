@@ -123,7 +123,7 @@ def test_teacher_values_come_from_the_teachers_critic(teachers: dict[str, Path])
 
     obs = np.random.default_rng(0).normal(size=(5, 11)).astype(np.float32)
     for algo in ("ppo", "sac"):
-        phi = TeacherPotential.load(teachers[algo], scale=2.0)
+        phi = TeacherPotential.load(teachers[algo], scale=2.0, reward_units=True)
         assert sniff_algo(teachers[algo] / "model.zip") == algo
         assert phi.normalizer is not None
         x = torch.as_tensor(phi.normalizer.normalize_obs(obs))
@@ -138,7 +138,7 @@ def test_teacher_values_come_from_the_teachers_critic(teachers: dict[str, Path])
         unit = np.sqrt(phi.normalizer.ret_rms.var + phi.normalizer.epsilon) if algo == "ppo" else 1.0  # SAC: no reward normalisation
         assert phi.value_unit == pytest.approx(unit)
         np.testing.assert_allclose(phi(obs), 2.0 * unit * expected, rtol=1e-5, atol=1e-6)
-        raw = TeacherPotential.load(teachers[algo], reward_units=False)
+        raw = TeacherPotential.load(teachers[algo])  # default: the critic's raw output
         np.testing.assert_allclose(raw(obs), expected, rtol=1e-5, atol=1e-6)
 
 

@@ -5,8 +5,8 @@ For each task:
 1. a *teacher*: PPO trained on the benchmark's own (expert) reward, ``--teacher-steps`` steps;
 2. *learners*: PPO (``conf/algo/ppo.yaml`` settings; ``--algo sac`` for SAC) on the offline
    synthesizer's generated reward for the task, one arm per shaping: ``none`` (the unshaped
-   baseline), ``teacher`` (PBRS with the teacher's value in its reward units), ``teacher_raw``
-   (the same with the critic's raw, reward-normalised output: an ablation of the scale),
+   baseline), ``teacher`` (PBRS with the teacher critic's raw, reward-normalised output, the
+   default), ``teacher_units`` (the same in the teacher's reward units: an ablation of the scale),
    ``adaptive`` (component re-weighting), ``meta`` (learned intrinsic reward + novelty),
    ``--seeds`` seeds each, ``--steps`` env steps each, default ``ShapingConfig`` otherwise.
 
@@ -43,8 +43,8 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ARMS: dict[str, dict[str, Any]] = {
     "none": {"kind": "none"},
-    "teacher": {"kind": "teacher"},
-    "teacher_raw": {"kind": "teacher", "teacher_reward_units": False},
+    "teacher": {"kind": "teacher", "teacher_reward_units": False},
+    "teacher_units": {"kind": "teacher", "teacher_reward_units": True},
     "adaptive": {"kind": "adaptive"},
     "meta": {"kind": "meta"},
 }
@@ -125,6 +125,15 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
     return mean, half if np.isfinite(half) else 0.0
 
 
+def welch_p(x: list[float], y: list[float]) -> float:
+    """Two-sided Welch t-test p-value (nan when both samples are constant)."""
+    from scipy import stats
+
+    if np.std(x) + np.std(y) == 0:
+        return float("nan")
+    return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
+
+
 def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace) -> None:
     import matplotlib
 
@@ -171,13 +180,20 @@ def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace
             entries = table[task][metric]
             steps = entries["none"]["steps"] if "none" in entries else next(iter(entries.values()))["steps"]
             picks = sorted({steps[len(steps) // 4], steps[len(steps) // 2], steps[(3 * len(steps)) // 4], steps[-1]})
-            lines.append(f"\n{metric}:\n\n| shaping | " + " | ".join(f"{s:,} steps" for s in picks) + " | area under curve |")
-            lines.append("|---|" + "---|" * (len(picks) + 1))
+            lines.append(f"\n{metric}:\n\n| shaping | " + " | ".join(f"{s:,} steps" for s in picks)
+                         + " | area under curve | Welch p vs none: final, area |")  # fmt: skip
+            lines.append("|---|" + "---|" * (len(picks) + 2))
+            base = entries.get("none")
             for kind, e in entries.items():
                 cells = [f"{e['mean'][e['steps'].index(s)]:.3f} ± {e['ci'][e['steps'].index(s)]:.3f}" for s in picks if s in e["steps"]]
                 auc = [float(np.mean(seed)) for seed in e["per_seed"]]
                 m, h = t_interval(np.array(auc))
-                lines.append(f"| {kind} | " + " | ".join(cells) + f" | {m:.3f} ± {h:.3f} |")
+                tests = "—"
+                if base is not None and kind != "none":
+                    p_final = welch_p([s[-1] for s in e["per_seed"]], [s[-1] for s in base["per_seed"]])
+                    p_auc = welch_p(auc, [float(np.mean(seed)) for seed in base["per_seed"]])
+                    tests = f"{p_final:.3f}, {p_auc:.3f}"
+                lines.append(f"| {kind} | " + " | ".join(cells) + f" | {m:.3f} ± {h:.3f} | {tests} |")
         walls = {k: np.mean([r["wall_s"] for r in learners if r["task"] == task and r["kind"] == k]) for k in KINDS}
         lines.append("\nMean wall time per learner run: " + ", ".join(f"{k} {v:.0f} s" for k, v in walls.items() if np.isfinite(v)) + ".\n")
         adaptive = [r for r in learners if r["task"] == task and r["kind"] == "adaptive" and r["weights"]]

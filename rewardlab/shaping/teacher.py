@@ -16,7 +16,9 @@ The teacher's value comes from its critic on the teacher's *own* normalised obse
 ``policy.predict_values`` (PPO), or the smaller of SAC's twin Q values at the actor's
 deterministic action (``min_i Q_i(s, mu(s))``). A teacher trained with reward normalisation
 learnt values of rewards divided by its running return std; ``reward_units=True`` multiplies
-that std back, so ``Phi`` is in the teacher's reward units (as ``V*`` is in PBRS).
+that std back, so ``Phi`` is in the teacher's reward units (as ``V*`` is in PBRS). The default
+is the critic's raw output (see ``experiments/shaping_continuous/README.md``: the larger
+potential hurt SAC on hopper).
 
 Example:
     >>> import gymnasium as gym
@@ -105,7 +107,7 @@ class TeacherPotential:
 
     @classmethod
     def load(
-        cls, path: str | Path, algo: str = "auto", scale: float = 1.0, reward_units: bool = True
+        cls, path: str | Path, algo: str = "auto", scale: float = 1.0, reward_units: bool = False
     ) -> TeacherPotential:
         """Load a teacher from a run directory, a version directory or a model zip."""
         model_zip, stats = resolve_teacher(Path(path))
