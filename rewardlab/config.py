@@ -68,6 +68,27 @@ class AlgoConfig:
     """Keyword arguments for the SB3 constructor (learning_rate, n_steps, policy_kwargs ...)."""
 
 
+
+def algo_preset(name: str, **kwargs: Any) -> AlgoConfig:
+    """``conf/algo/<name>.yaml`` as an :class:`AlgoConfig` (what ``algo=<name>`` selects on the
+    command line), with ``kwargs`` merged into its constructor keyword arguments.
+
+    Example:
+        >>> algo_preset("ppo", n_steps=256).kwargs["n_steps"]
+        256
+    """
+    from omegaconf import OmegaConf
+
+    from rewardlab.paths import data_dir
+
+    path = data_dir("conf") / "algo" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown algorithm preset {name!r}: no {path}")
+    merged = OmegaConf.merge(OmegaConf.structured(AlgoConfig), OmegaConf.load(path), {"kwargs": kwargs})
+    algo = OmegaConf.to_object(merged)
+    assert isinstance(algo, AlgoConfig)
+    return algo
+
 @dataclass
 class TrainConfig:
     """Budget, evaluation, checkpoints and outputs of a training run."""

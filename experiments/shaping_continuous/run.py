@@ -52,37 +52,18 @@ KINDS = tuple(ARMS)
 TASKS = ("mujoco/hopper_forward", "mujoco/halfcheetah_forward")
 
 
-def algo_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
-    """``conf/algo/<name>.yaml`` as an :class:`AlgoConfig`, with ``overrides`` of its kwargs."""
-    from omegaconf import OmegaConf
-
-    from rewardlab.config import AlgoConfig
-    from rewardlab.paths import data_dir
-
-    merged = OmegaConf.merge(
-        OmegaConf.structured(AlgoConfig), OmegaConf.load(data_dir("conf") / "algo" / f"{name}.yaml"),
-        {"kwargs": overrides or {}},
-    )  # fmt: skip
-    return OmegaConf.to_object(merged)
-
-
 def generated_reward(task_name: str) -> str:
-    from rewardlab.generators.base import GenerationRequest, extract_code
-    from rewardlab.generators.offline import OfflineGenerator
+    from rewardlab.generators.offline import offline_reward
     from rewardlab.tasks import get_task
 
-    task = get_task(task_name)
-    reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction=task.instruction, messages=[]))
-    source = extract_code(reply.text)
-    assert source is not None, reply.text
-    return source
+    return offline_reward(get_task(task_name))
 
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train one (task, kind, seed) or the task's teacher; returns its metrics rows."""
     import torch
 
-    from rewardlab.config import ShapingConfig, TrainConfig
+    from rewardlab.config import ShapingConfig, TrainConfig, algo_preset
     from rewardlab.rundir import read_csv
     from rewardlab.tasks import get_task
     from rewardlab.training import train
@@ -104,7 +85,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         if job["kind"] in KINDS:
             shaping = ShapingConfig(**ARMS[job["kind"]], teacher=job.get("teacher"))
         started = time.time()
-        algo = algo_config(job.get("algo", "ppo"), job.get("algo_kwargs"))
+        algo = algo_preset(job.get("algo", "ppo"), **(job.get("algo_kwargs") or {}))
         result = train(task, source, algo, cfg, run_dir, shaping=shaping)
         done.write_text(json.dumps({"wall_s": time.time() - started, "timesteps": result.timesteps}))
     rows = read_csv(run_dir / "metrics.csv")
@@ -112,17 +93,6 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     weights = read_csv(run_dir / "shaping.csv") if (run_dir / "shaping.csv").exists() else []
     return {**{k: job[k] for k in ("task", "kind", "seed")}, "curve": curve,
             "wall_s": json.loads(done.read_text())["wall_s"], "weights": weights}  # fmt: skip
-
-
-def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the t-interval over seeds (0 width for one seed)."""
-    from scipy import stats
-
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, 0.0
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * stats.sem(values))
-    return mean, half if np.isfinite(half) else 0.0
 
 
 def welch_p(x: list[float], y: list[float]) -> float:
@@ -139,6 +109,8 @@ def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from rewardlab.search.stats import t_interval
 
     learners = [r for r in results if r["kind"] in KINDS]
     teachers = {r["task"]: r for r in results if r["kind"] == "expert_teacher"}

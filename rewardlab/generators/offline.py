@@ -63,7 +63,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from rewardlab.generators.base import GenerationRequest, Reply
+from rewardlab.generators.base import GenerationRequest, Reply, extract_code
 from rewardlab.tasks.cards import Card
 from rewardlab.tasks.registry import TaskSpec
 
@@ -636,3 +636,18 @@ class OfflineGenerator:
             f"```python\n{source}```\n"
         )
         return Reply(text=text, model=MODEL_NAME, params={"behaviour": plan.behaviour})
+
+
+def offline_reward(task: TaskSpec, instruction: str | None = None) -> str:
+    """The program ``llm=offline`` writes for ``task`` (its own instruction by default).
+
+    Example:
+        >>> from rewardlab.tasks import get_task
+        >>> "def compute_dense_reward" in offline_reward(get_task("metaworld/drawer_close"))
+        True
+    """
+    reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction=instruction or task.instruction, messages=[]))
+    source = extract_code(reply.text)
+    if source is None:  # the synthesizer always writes a code block; this would be a bug
+        raise RuntimeError(f"offline synthesizer wrote no code for {task.name}:\n{reply.text}")
+    return source

@@ -81,6 +81,24 @@ def median(values: Sequence[float] | np.ndarray) -> float:
 AGGREGATES: dict[str, Aggregate] = {"iqm": iqm, "mean": mean, "median": median}
 
 
+
+def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of Student's t confidence interval over seeds (width 0 for one
+    seed or identical values).
+
+    Example:
+        >>> t_interval([1.0, 1.0, 1.0])
+        (1.0, 0.0)
+    """
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    mean_ = float(np.mean(x))
+    if len(x) < 2 or float(np.std(x)) == 0.0:
+        return mean_, 0.0
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * stats.sem(x))
+    return mean_, half if math.isfinite(half) else 0.0
+
 def _columns(
     scores: np.ndarray | Sequence[Sequence[float]] | Sequence[np.ndarray] | Mapping[str, Sequence[float]],
 ) -> list[np.ndarray]:
