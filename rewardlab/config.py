@@ -265,7 +265,8 @@ class RewardLabConfig:
     instruction: str | None = None
     """Overrides the task's instruction (e.g. a new behaviour on the same robot)."""
     reward_file: str | None = None
-    """Train on this reward program instead of generating one."""
+    """Train on this reward program instead of generating one; ``env`` (or ``expert``) = the
+    benchmark's own dense reward, the expert baseline."""
     file: str | None = None
     """``check``: the reward program to validate; ``generate``: where to also write it."""
     run: str | None = None

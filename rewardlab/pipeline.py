@@ -33,11 +33,14 @@ from rewardlab.wrappers import compile_for_task
 
 Log = Callable[[str], None]
 
+BENCHMARK_REWARD = ("env", "expert")
+"""``reward_file`` values that train on the benchmark's own dense reward (the expert baseline)."""
+
 
 def describe_generator(cfg: Any) -> str:
     """How the run's rewards are written, honestly."""
-    if cfg.reward_file == "env":
-        return "the benchmark's own reward (reward_file=env)"
+    if cfg.reward_file in BENCHMARK_REWARD:
+        return f"the benchmark's own reward (reward_file={cfg.reward_file})"
     if cfg.reward_file:
         return f"file {cfg.reward_file}"
     if cfg.llm.backend == "offline":
@@ -71,7 +74,7 @@ def initial_reward(cfg: Any, task: TaskSpec, run_dir: Path, log: Log) -> tuple[s
     """Reward v0: ``(source, failure message)``; ``source`` is ``None`` for the env reward."""
     vdir = reward_dir(run_dir, 0)
     vdir.mkdir(parents=True, exist_ok=True)
-    if cfg.reward_file == "env":
+    if cfg.reward_file in BENCHMARK_REWARD:
         return None, ""
     if cfg.reward_file:
         source = Path(cfg.reward_file).read_text()

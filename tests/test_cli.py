@@ -197,3 +197,15 @@ def test_multirun_sweep_makes_one_run_per_job(tmp_path: Path) -> None:
     assert len(summaries) == 2
     seeds = {json.loads((p.parent / ".hydra" / "config.yaml").read_text().split("seed: ")[1].split("\n")[0]) for p in summaries}
     assert seeds == {0, 1}
+
+
+def test_expert_reward_aliases_select_the_benchmark_reward(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from rewardlab.pipeline import describe_generator, initial_reward
+    from rewardlab.tasks import get_task
+
+    for value in ("env", "expert"):
+        cfg = OmegaConf.create({"reward_file": value, "llm": {"backend": "offline"}})
+        assert initial_reward(cfg, get_task("metaworld/drawer_close"), tmp_path / value, print) == (None, "")
+        assert "benchmark's own reward" in describe_generator(cfg)
