@@ -9,6 +9,7 @@ Commands::
     rewardlab check task=... file=my_reward.py       validate a reward file (exit 1 if rejected)
     rewardlab refine run=<run dir> feedback="..."    new reward version from feedback, trained
     rewardlab refine run=<run dir> interactive=true  feedback after each round (prints videos)
+    rewardlab refine run=<run dir> feedback=auto     E2CL: explore, find errors, correct, verify
     rewardlab evaluate run=<run dir> episodes=10     success rate + videos of a trained policy
     rewardlab review [runs_dir=runs] [review.port=8765]   browse runs, watch videos, give feedback
     rewardlab search task=... search.candidates=K search.iterations=N   Eureka-style reward search
@@ -204,10 +205,10 @@ def _feedback_lines(cfg: Any) -> list[str]:
 
 
 def _refine_once(cfg: Any, task: Any, run_dir: Path, feedback: list[str]) -> int:
+    from rewardlab.e2cl.loop import current_version
     from rewardlab.pipeline import record_run, refined_reward
-    from rewardlab.rundir import latest_reward_version
 
-    parent = cfg.version if cfg.version is not None else latest_reward_version(run_dir)
+    parent = cfg.version if cfg.version is not None else current_version(run_dir)
     if parent is None or not (run_dir / "rewards" / f"v{parent}" / "summary.json").exists():
         _print(f"error: reward v{parent} of {run_dir} has no finished training to refine")
         return 2
@@ -233,6 +234,10 @@ def cmd_refine(cfg: Any) -> int:
     cfg, run_dir = loaded
     _limit_memory(cfg)
     task = _task(cfg)
+    if str(cfg.feedback or "").strip().lower() == "auto":  # E2CL: exploration finds the errors
+        from rewardlab.e2cl.loop import run_e2cl
+
+        return run_e2cl(cfg, task, run_dir, _print, extra=[str(t).replace("_", " ") for t in (cfg.tags or [])])
     if not cfg.interactive:
         feedback = _feedback_lines(cfg)
         if not feedback:

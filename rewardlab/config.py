@@ -133,6 +133,52 @@ class CheckConfig:
 
 
 @dataclass
+class GateConfig:
+    """The pre-flight gate (:mod:`rewardlab.search.gate`): checks on reference rollouts of the
+    task before any training."""
+
+    on_train: str = "warn"
+    """``rewardlab train``/``refine``: ``warn`` (gate each new version, record ``gate.json``,
+    train anyway), ``block`` (send rejections back to the reward writer like check failures
+    and never train a rejected version) or ``off``. The search always blocks."""
+    seed: int = 0
+    """First reset seed of the reference rollouts."""
+    steps: int = 200
+    """Longest reference rollout without demonstrations (tasks with demonstrations use the
+    experts' time to success plus ``settle_steps``)."""
+    episodes: int = 4
+    """Random-policy rollouts."""
+    zero_episodes: int = 1
+    """Zero-action rollouts."""
+    perturbed_episodes: int = 2
+    """Rollouts of zero action plus Gaussian noise (std ``perturb_std``)."""
+    perturb_std: float = 0.3
+    demos: int = 6
+    """Successful scripted-expert demonstrations (tasks with a scripted policy)."""
+    settle_steps: int = 20
+    """Steps every demonstration-task rollout runs past the slowest expert's first success."""
+    noisy_demos: int = 6
+    """Expert rollouts with action noise (std ``noise_std``); those that fail count as failures."""
+    noise_std: float = 1.0
+    truncate_at: float = 0.5
+    """Truncated demos: the expert acts for this fraction of its time to success, then zero
+    actions (a near miss that did not succeed)."""
+    max_abs: float = 1e3
+    """Largest per-step |reward| accepted on the reference states."""
+    min_abs: float = 1e-6
+    """The reward is rejected as ~0 when its largest per-step |value| is below this."""
+    constant_tol: float = 1e-9
+    """A reward or component whose values span at most ``constant_tol * max(1, |mean|)`` is
+    constant (the total: rejected; a component: a warning)."""
+    min_ranking_accuracy: float = 0.6
+    """Reject below this fraction of (successful demo, failed rollout) pairs ranked right."""
+    timeout_s: float = 60.0
+    """Wall-clock and CPU-time limit of the evaluation child (memory: ``check.memory_mb``)."""
+    cache_dir: str | None = "${runs_dir}/.gate_cache"
+    """Reference rollouts are cached here per task and settings (``null``: per process only)."""
+
+
+@dataclass
 class SearchConfig:
     """``rewardlab search``: Eureka-style candidate search with successive halving."""
 
@@ -207,7 +253,20 @@ class ShapingConfig:
     teacher: str | None = None
     """``teacher``: a trained SB3 policy: a run directory (its latest reward version), a
     version directory (``<run>/rewards/v0``) or a model zip; the VecNormalize statistics next
-    to it (``vecnormalize.pkl`` or the checkpoint's) normalise the teacher's observations."""
+    to it (``vecnormalize.pkl`` or the checkpoint's) normalise the teacher's observations.
+    ``scripted``: the task's scripted MetaWorld policy, whose value under the expert reward is
+    fitted from its rollouts (:mod:`rewardlab.shaping.scripted`) and saved as
+    ``teacher/value.pt`` + ``teacher/fit.json`` in the training directory (reused on resume);
+    or the path of such a ``value.pt`` to reuse a fitted one."""
+    scripted_episodes: int = 8
+    """``teacher=scripted``: rollouts per noise level (each the task's full horizon); every
+    third one of each level is held out for the fit report."""
+    scripted_noise: list[float] = field(default_factory=lambda: [0.0, 0.3, 1.0, 3.0])
+    """``teacher=scripted``: std of the Gaussian noise added to the scripted actions (then
+    clipped to [-1, 1]), one set of rollouts per value: coverage of states off the expert's
+    path."""
+    value_epochs: int = 60
+    """``teacher=scripted``: passes over the rollouts when regressing the value MLP."""
     teacher_algo: str = "auto"
     """``ppo``, ``sac`` or ``auto`` (read from the model zip)."""
     potential_scale: float = 1.0
@@ -251,6 +310,79 @@ class ShapingConfig:
 
 
 @dataclass
+class E2CLConfig:
+    """``rewardlab refine run=<dir> feedback=auto``: exploration-based error correction
+    (:mod:`rewardlab.e2cl`): explore the trained version, detect errors, write feedback with
+    evidence, refine, and keep the correction only if it passes the gate and the errors that
+    triggered it are gone in a fresh exploration."""
+
+    rounds: int = 2
+    """Explore -> feedback -> correct -> verify rounds."""
+    episodes: int = 3
+    """Teacher-free episodes of the learner (the first unperturbed, then with action noise,
+    then with observation noise, in turn)."""
+    action_noise: float = 0.1
+    """Action perturbation: Gaussian noise std as a fraction of the half action range."""
+    obs_noise: float = 0.05
+    """Observation perturbation: std ``obs_noise * (|obs| + 0.1)`` per entry."""
+    random_episodes: int = 3
+    """Random-action episodes: states independent of the learner, on which a reward that pays
+    for falling is told apart from a learner that happens to dive."""
+    random_steps: int = 200
+    """Longest random-action episode."""
+    demos: int = 2
+    """Expert demonstrations (MetaWorld's scripted policies, or ``teacher``'s rollouts)."""
+    teacher: str | None = None
+    """A trained teacher policy (run directory, version directory or model zip) whose rollouts
+    serve as demonstrations on tasks without a scripted expert; ``null``: none."""
+    branch_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
+    """Teacher-guided branches start from the expert's state at these fractions of each
+    demonstration."""
+    branch_steps: int = 50
+    """Steps the learner acts in each branch."""
+    seed: int = 40_000
+    """First reset seed of the exploration episodes."""
+    expert_min_correlation: float = 0.3
+    """Report a reward whose rank correlation with the expert's progress along the
+    demonstrations is below this."""
+    object_min_effect: float = 0.1
+    """Report a reward that rises by less than this fraction of its spread while the expert
+    moves the object to the goal (manipulation)."""
+    failure_correlation: float = -0.5
+    """Report a reward whose rank correlation with the distance to a fall limit is at most
+    this (it pays for falling)."""
+    saturation_fraction: float = 0.95
+    """A component at its maximum or minimum on at least this fraction of states is saturated."""
+    action_bound_fraction: float = 0.5
+    """Report when at least this fraction of action entries sit at the bounds."""
+    action_bound_tol: float = 0.02
+    """"At a bound": within this fraction of the action range."""
+    regression_drop: float = 0.4
+    """Report a drop of the evaluation success rate by at least this much during training."""
+    success_tolerance: float = 0.2
+    """A correction is also refused when its success rate is lower than its parent's by more
+    than this ..."""
+    progress_tolerance: float = 0.05
+    """... or its evaluation's mean task progress lower by more than this (a correction that
+    removes a finding by removing the task's drive does not count)."""
+    frames: int = 3
+    """Frames rendered per finding at its evidence steps (0 = none)."""
+    clips: bool = True
+    """Also render a short clip around each finding's first evidence step."""
+    media_findings: int = 4
+    """Render frames and clips for at most this many findings (errors and warnings first)."""
+    frame_size: int = 240
+    summarise: bool = True
+    """With an LLM back-end, also have it summarise the findings into the feedback (recorded
+    under ``rewards/v<N>/e2cl/llm/``)."""
+    memory: str | None = "${runs_dir}/.e2cl_memory.jsonl"
+    """JSONL store of (finding, feedback, correction, outcome) records shared across runs;
+    ``null`` turns memory off."""
+    memory_k: int = 3
+    """Similar past records shown to the reward writer per round."""
+
+
+@dataclass
 class RewardLabConfig:
     """Root config shared by all commands (each reads what it needs)."""
 
@@ -259,9 +391,11 @@ class RewardLabConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     shaping: ShapingConfig = field(default_factory=ShapingConfig)
+    e2cl: E2CLConfig = field(default_factory=E2CLConfig)
     instruction: str | None = None
     """Overrides the task's instruction (e.g. a new behaviour on the same robot)."""
     reward_file: str | None = None
@@ -276,7 +410,8 @@ class RewardLabConfig:
     version: int | None = None
     """``refine``/``evaluate``: the reward version to use (default: the latest)."""
     feedback: str | None = None
-    """``refine``: what is wrong with the behaviour, in words."""
+    """``refine``: what is wrong with the behaviour, in words; ``auto``: found by exploration
+    (E2CL rounds, ``e2cl.*``)."""
     tags: list[str] = field(default_factory=list)
     """``refine``: structured feedback tags, e.g. ``[too_slow,falls,jerky,drifts,spins]``."""
     interactive: bool = False

@@ -107,7 +107,7 @@ def run_episodes(
     try:
         if render:
             _prepare_renderer(env)
-        dt = float(env.unwrapped.dt)  # type: ignore[attr-defined]
+        dt = float(env.get_wrapper_attr("dt"))  # the base env's, or a task layer's (ManiSkill)
         frame_every = max(1, round(1.0 / (dt * video_fps)))
         env.action_space.seed(seed)
         for ep in range(episodes):

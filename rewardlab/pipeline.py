@@ -2,7 +2,9 @@
 evaluate it, and record it in the run directory. ``rewardlab train`` and ``rewardlab refine``
 are thin shells over these functions.
 
-Each version lives in ``rewards/v<N>/`` with its source, check report, every LLM call,
+Each version lives in ``rewards/v<N>/`` with its source, check report, the pre-flight gate's
+report (``gate.json``; ``gate.on_train``: ``warn`` records and trains anyway, ``block`` sends
+rejections back to the reward writer and never trains a rejected version), every LLM call,
 training outputs (metrics, TensorBoard, checkpoints, model), videos and ``summary.json``;
 refined versions also hold ``feedback.json`` (parent, feedback, the evidence shown) and
 ``diff.patch`` against their parent. The run's ``summary.json`` and ``report.md`` describe the
@@ -25,7 +27,7 @@ from rewardlab.generators.base import GeneratorError
 from rewardlab.generators.loop import Attempt, GenerationResult, generate_reward, make_generator
 from rewardlab.generators.prompts import generation_messages, refinement_messages
 from rewardlab.report import plot_curves, write_run_report
-from rewardlab.reward.check import check_program
+from rewardlab.reward.check import CheckReport, check_program
 from rewardlab.rundir import read_json, reward_dir, write_json
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.training import load_policy, train
@@ -48,26 +50,78 @@ def describe_generator(cfg: Any) -> str:
     return f"{cfg.llm.backend}:{cfg.llm.model} at {cfg.llm.base_url or 'default endpoint'}"
 
 
+GATE_MODES = ("off", "warn", "block")
+
+
+def gate_mode(cfg: Any) -> str:
+    """``cfg.gate.on_train`` (``warn`` for configs without a gate node)."""
+    mode = str(getattr(getattr(cfg, "gate", None), "on_train", "warn"))
+    if mode not in GATE_MODES:
+        raise ValueError(f"gate.on_train={mode!r}; use one of {', '.join(GATE_MODES)}")
+    return mode
+
+
+def gate_version(
+    cfg: Any, task: TaskSpec, vdir: Path, source: str, log: Log, check: CheckReport | None = None
+) -> str:
+    """Run the pre-flight gate on a new version's program (unless ``gate.on_train=off``),
+    write ``gate.json`` and log the verdict; the failure message when it rejects the program
+    and ``gate.on_train=block``, else ``""``."""
+    from rewardlab.search.gate import gate, remember_check
+
+    mode = gate_mode(cfg)
+    if mode == "off":
+        return ""
+    if check is not None:
+        remember_check(task, source, cfg, check)
+    report = gate(task, source, cfg)
+    write_json(vdir / "gate.json", report.to_dict())
+    log(f"pre-flight gate: {report.summary()}")
+    if not report.ok:
+        if mode == "block":
+            return "the pre-flight gate rejected the program (gate.on_train=block):\n" + "\n".join(
+                f"  {line}" for line in report.feedback_lines()
+            )
+        log("  training anyway (gate.on_train=warn); details in " + str(vdir / "gate.json"))
+    return ""
+
+
 def generate(cfg: Any, task: TaskSpec, out_dir: Path, **kwargs: Any) -> GenerationResult:
-    """:func:`generate_reward` with the run's LLM settings (back-end, fixes, checks, prices)."""
+    """:func:`generate_reward` with the run's LLM settings (back-end, fixes, checks, prices);
+    with ``gate.on_train=block`` the pre-flight gate is part of the fix loop."""
     try:
         generator = make_generator(cfg.llm)
     except GeneratorError as exc:
         return GenerationResult(None, None, [Attempt(index=0, messages=[], error=str(exc))])
+    screen = None
+    if gate_mode(cfg) == "block":
+        from rewardlab.search.gate import gate, remember_check
+
+        def screen(source: str, report: CheckReport) -> Any:
+            remember_check(task, source, cfg, report)
+            return gate(task, source, cfg)
+
     return generate_reward(
         task, task.instruction, generator, fix_attempts=cfg.llm.fix_attempts, check=cfg.check,
         out_dir=out_dir, price_per_mtok=(cfg.llm.price_input_per_mtok, cfg.llm.price_output_per_mtok),
+        screen=screen,
         **{"messages": generation_messages(task, task.instruction, few_shot=cfg.llm.few_shot), **kwargs},
     )  # fmt: skip
 
 
-def _accept(result: GenerationResult, vdir: Path) -> tuple[str | None, str]:
+def _accept(cfg: Any, task: TaskSpec, result: GenerationResult, vdir: Path, log: Log) -> tuple[str | None, str]:
+    if result.gate is not None:
+        write_json(vdir / "gate.json", result.gate.to_dict())
     if not result.ok or result.source is None:
         return None, f"no acceptable reward program after {len(result.attempts)} attempt(s):\n{result.failure_summary()}"
     (vdir / "reward.py").write_text(result.source)
     if result.report is not None:
         write_json(vdir / "check.json", result.report.to_dict())
-    return result.source, ""
+    if result.gate is not None:
+        log(f"pre-flight gate: {result.gate.summary()}")
+        return result.source, ""
+    failure = gate_version(cfg, task, vdir, result.source, log, result.report)
+    return (None, failure) if failure else (result.source, "")
 
 
 def initial_reward(cfg: Any, task: TaskSpec, run_dir: Path, log: Log) -> tuple[str | None, str]:
@@ -81,9 +135,12 @@ def initial_reward(cfg: Any, task: TaskSpec, run_dir: Path, log: Log) -> tuple[s
         report = check_program(task, source, steps=cfg.check.steps, timeout_s=cfg.check.timeout_s, memory_mb=cfg.check.memory_mb)
         write_json(vdir / "check.json", report.to_dict())
         (vdir / "reward.py").write_text(source)
-        return (source, "") if report.ok else (None, f"reward file rejected:\n{report.summary()}")
+        if not report.ok:
+            return None, f"reward file rejected:\n{report.summary()}"
+        failure = gate_version(cfg, task, vdir, source, log, report)
+        return (None, failure) if failure else (source, "")
     log(f"writing a reward for {task.instruction!r} with {describe_generator(cfg)} ...")
-    return _accept(generate(cfg, task, vdir), vdir)
+    return _accept(cfg, task, generate(cfg, task, vdir), vdir, log)
 
 
 def evidence(run_dir: Path, version: int) -> dict[str, Any]:
@@ -103,12 +160,16 @@ def evidence(run_dir: Path, version: int) -> dict[str, Any]:
 
 
 def refined_reward(
-    cfg: Any, task: TaskSpec, run_dir: Path, parent: int, feedback: list[str], log: Log
-) -> tuple[int, str | None, str]:
+    cfg: Any, task: TaskSpec, run_dir: Path, parent: int, feedback: list[str], log: Log,
+    observation: str = "",
+) -> tuple[int, str | None, str]:  # fmt: skip
     """Write the next free version from ``feedback`` on version ``parent`` (which must be
-    trained): ``(version, source, failure message)``."""
+    trained): ``(version, source, failure message)``. ``observation``: what was seen besides
+    the feedback (the prompt's "I can see from the robot that" sentence)."""
     parent_source = (reward_dir(run_dir, parent) / "reward.py").read_text()
     shown = evidence(run_dir, parent)
+    if observation:
+        shown["observation"] = observation
     version = 1 + max(int(p.name[1:]) for p in (run_dir / "rewards").glob("v*") if p.name[1:].isdigit())
     vdir = reward_dir(run_dir, version)
     vdir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +180,7 @@ def refined_reward(
         cfg, task, vdir, previous_source=parent_source, feedback=feedback,
         messages=refinement_messages(task, task.instruction, parent_source, feedback, shown),
     )  # fmt: skip
-    source, failure = _accept(result, vdir)
+    source, failure = _accept(cfg, task, result, vdir, log)
     if source is not None:
         diff = difflib.unified_diff(
             parent_source.splitlines(keepends=True), source.splitlines(keepends=True),
@@ -180,8 +241,11 @@ def record_run(run_dir: Path, cfg: Any, task: TaskSpec, status: str, message: st
         if (vdir / "summary.json").exists():
             vs = read_json(vdir / "summary.json")
             entry.update({k: vs[k] for k in ("status", "timesteps", "success_rate", "videos", "train_wall_s")})
+        if (vdir / "verification.json").exists():  # an E2CL correction: accepted or refused
+            entry["verification"] = read_json(vdir / "verification.json").get("outcome")
         versions.append(entry)
-    latest = versions[-1] if versions else {}
+    kept = [v for v in versions if v.get("verification") != "refused"]  # refused: parent stays current
+    latest = kept[-1] if kept else {}
     summary = {
         "task": task.name, "instruction": task.instruction, "algo": cfg.algo.name,
         "generator": describe_generator(cfg), "run_dir": str(run_dir), "status": status,

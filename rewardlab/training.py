@@ -8,6 +8,8 @@ callbacks that log ``reward/<name>`` components, evaluate the task's *own* succe
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 import zipfile
 from collections import Counter, defaultdict
@@ -19,7 +21,12 @@ import torch
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import (
+    CSVOutputFormat,
+    KVWriter,
+    Logger,
+    TensorBoardOutputFormat,
+)
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
@@ -33,6 +40,60 @@ if TYPE_CHECKING:
     from rewardlab.shaping.continuous import Shaper
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+
+
+STEPS_KEY = "time/total_timesteps"
+
+
+class ContinuedCSV(CSVOutputFormat):
+    """SB3's ``progress.csv`` writer that continues an existing file instead of truncating it.
+
+    SB3 opens the file with mode ``w+``, so a resumed training used to lose every row logged
+    before the resume. Here the rows already in the file whose ``time/total_timesteps`` is at
+    most ``keep_until`` (the step count of the checkpoint training resumes from) are written
+    back first and their columns become the writer's; rows logged after that checkpoint (by a
+    run killed before its next checkpoint) describe training that was thrown away and are
+    dropped, as is a last line cut short by a kill. New columns are then added by SB3 as usual
+    (it rewrites the file with the wider header).
+    """
+
+    def __init__(self, filename: str, keep_until: int) -> None:
+        path = Path(filename)
+        text = path.read_text() if keep_until > 0 and path.exists() else ""
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]  # a row cut short by a kill
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, [])
+        kept = []
+        for row in reader:
+            values = dict(zip(header, row, strict=False))
+            try:
+                steps = float(values.get(STEPS_KEY) or 0.0)
+            except ValueError:
+                steps = 0.0
+            if len(row) == len(header) and steps <= keep_until:
+                kept.append(row)
+        super().__init__(filename)  # truncates
+        if header and kept:
+            writer = csv.writer(self.file, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(kept)
+            self.file.flush()
+            self.keys = list(header)
+
+
+def training_logger(folder: Path, resumed_at: int) -> Logger:
+    """TensorBoard + ``progress.csv`` logger for a training in ``folder`` (``<run>/tb``).
+
+    ``resumed_at`` is the step count training starts from: above 0 (a resume) the CSV keeps
+    its earlier rows up to that step (:class:`ContinuedCSV`); TensorBoard starts a new events
+    file next to the old ones, which TensorBoard reads together.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    formats: list[KVWriter] = [
+        TensorBoardOutputFormat(str(folder)), ContinuedCSV(str(folder / "progress.csv"), resumed_at),
+    ]  # fmt: skip
+    return Logger(str(folder), formats)
 
 
 def make_vec_env(
@@ -226,10 +287,10 @@ def train(
     if shaping is not None and shaping.kind != "none":
         from rewardlab.shaping.continuous import make_shaper
 
-        shaper = make_shaper(shaping, algo, train, run_dir)
+        shaper = make_shaper(shaping, algo, train, run_dir, task)
     venv = make_vec_env(task, source, train, shaper)
     model = build_model(algo, train, venv, run_dir)
-    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
+    model.set_logger(training_logger(run_dir / "tb", model.num_timesteps))
     remaining = train.total_timesteps - model.num_timesteps
     n_envs = train.n_envs
     evaluator = SuccessEval(task, source, train, run_dir)

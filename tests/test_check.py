@@ -58,7 +58,7 @@ def test_static_failure_needs_no_subprocess(monkeypatch: pytest.MonkeyPatch) -> 
     def no_child(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the smoke run must not start for a statically rejected program")
 
-    monkeypatch.setattr(check, "_run_smoke", no_child)
+    monkeypatch.setattr(check, "run_child", no_child)
     source = "import os\n" + prog("return self.hopper.tpo.position_x")
     report = check_program(HOPPER, source)
     assert not report.ok

@@ -68,7 +68,7 @@ def test_offline_search_end_to_end(tmp_path: Path) -> None:
             cdir = root / c["dir"]
             for rel in ("check.json", "gate.json", "metrics.csv", "tb", "checkpoints", "summary.json", "curves.png"):
                 assert (cdir / rel).exists(), (c["dir"], rel)
-            assert c["gate"]["ok"] and c["gate"]["gate"] == "check_program"
+            assert c["gate"]["ok"] and c["gate"]["gate"] == "preflight"
             # halving: the budget recorded is where training really stopped
             assert last_steps(cdir) == c["budget_reached"] == c["rungs"][-1]["timesteps"]
             assert c["hacking"]["flagged"] == alarm_from_metrics(cdir / "metrics.csv").flagged
@@ -77,7 +77,8 @@ def test_offline_search_end_to_end(tmp_path: Path) -> None:
         assert all(c["budget_reached"] == 256 and c["status"] == "pruned" and c["pruned_at"] == 256 for c in ranked[1:])
         assert it["best"] == ranked[0]["dir"] and it["best_so_far"]["dir"]
         survivor = root / ranked[0]["dir"]
-        assert (survivor / "tb" / "progress_until_256.csv").exists()  # the rung-0 log kept on resume
+        logged = [int(r["time/total_timesteps"]) for r in read_csv(survivor / "tb" / "progress.csv")]
+        assert min(logged) <= 256 < max(logged)  # the rung-0 log kept on resume
         assert {p.name for p in (survivor / "checkpoints").glob("model_*_steps.zip")} >= {"model_256_steps.zip", "model_512_steps.zip"}
     assert len({s for s in sources.values()}) == len([c for it in record["iterations"] for c in it["candidates"] if c["verdict"] != "duplicate"])
     # the offline K samples are different programs (deterministic weight variants)
@@ -156,6 +157,8 @@ def test_search_with_an_openai_compatible_server(tmp_path: Path) -> None:
     assert "- `forward`: [" in reflection and "- `healthy`: [" in reflection and "correlation with success" in reflection
     assert "rejected before training" in reflection and "import of 'os' is not allowed" in reflection
     assert "rewrite the entire reward function" in reflection
+    assert "pre-flight gate evaluated this reward function" in reflection  # the gate's numbers on the best
+    assert "per-step reward on" in reflection and "no scripted expert" in reflection
     records = [json.loads(p.read_text()) for p in sorted(root.rglob("attempt_0.json"))]
     assert sorted(r["sample"] for r in records) == [0, 1, 2, 3]
     assert "sk-test-secret" not in "".join(p.read_text() for p in root.rglob("*.json"))

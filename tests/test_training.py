@@ -10,7 +10,7 @@ import pytest
 from rewardlab.config import AlgoConfig, TrainConfig
 from rewardlab.rundir import read_csv
 from rewardlab.tasks import get_task
-from rewardlab.training import latest_checkpoint, load_policy, train
+from rewardlab.training import ContinuedCSV, latest_checkpoint, load_policy, train
 
 SOURCE = (
     "def compute_dense_reward(self, action):\n"
@@ -104,3 +104,37 @@ def test_training_on_the_rollout_core_backend(tmp_path: Path) -> None:
     progress = read_csv(tmp_path / "tb" / "progress.csv")
     assert any(r.get("reward/forward") for r in progress), "components reach the logger from the core"
     assert read_csv(tmp_path / "metrics.csv"), "the task metric is evaluated"
+
+
+def test_resume_keeps_the_progress_log(tmp_path: Path) -> None:
+    """Regression: SB3 opened ``tb/progress.csv`` with mode ``w`` on resume, so the component
+    curves logged before it were lost. Rows up to the checkpoint are kept; a line cut short by
+    a kill is dropped."""
+    task = get_task("mujoco/hopper_forward")
+    algo = AlgoConfig(kwargs={"n_steps": 256})
+    train(task, SOURCE, algo, tiny(), tmp_path)
+    path = tmp_path / "tb" / "progress.csv"
+    before = read_csv(path)
+    assert before and max(int(r["time/total_timesteps"]) for r in before) == 1024
+    with path.open("a") as f:
+        f.write("0.5,0.1")  # a kill in the middle of a row
+    train(task, SOURCE, algo, tiny(total_timesteps=2048), tmp_path)
+    after = read_csv(path)
+    steps = [int(r["time/total_timesteps"]) for r in after]
+    assert steps == sorted(set(steps)) and steps[-1] >= 2048
+    assert after[: len(before)] == [{**row, **{k: "" for k in after[0].keys() - row.keys()}} for row in before]
+    assert all(r.get("reward/forward") for r in after)
+
+
+def test_continued_csv_keeps_rows_up_to_the_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "progress.csv"
+    path.write_text("time/total_timesteps,reward/a\n256,1.0\n512,2.0\n768,3.0\n")
+    writer = ContinuedCSV(str(path), keep_until=512)  # resumed from the 512-step checkpoint
+    writer.write({"time/total_timesteps": 768, "reward/a": 3.5, "reward/b": 7}, {}, 768)
+    writer.close()
+    rows = read_csv(path)
+    assert [(r["time/total_timesteps"], r["reward/a"], r["reward/b"]) for r in rows] == [
+        ("256", "1.0", ""), ("512", "2.0", ""), ("768", "3.5", "7"),
+    ]  # fmt: skip
+    ContinuedCSV(str(path), keep_until=0).close()  # a fresh training starts a fresh log
+    assert path.read_text() == ""

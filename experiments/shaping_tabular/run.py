@@ -6,17 +6,20 @@ learner's current policy (computed exactly from the model over the env's horizon
 1. ``exprd``: Q-learning on ROOM and LINEK with the original reward, EXPRD with ``B = 0``
    (goal only) and ``B = 5``, and PBRS with ``V*``.
 2. ``expadard``: REINFORCE on ROOM with the adaptive learner-aware design, invariance-only,
-   EXPRD (same region features) and the original reward.
+   EXPRD (same region features) and the original reward; at the thesis's step size 0.01
+   (50k episodes) and, as a sensitivity check, at 0.05 and 0.5 (a few thousand episodes).
 3. ``explors``: REINFORCE on CHAIN with its distractor: original, bonus-only, shaping-only,
    ExploRS.
 
 Writes ``results.json``, ``results.md`` (tables of mean and 95% CI at fixed episode counts) and
-PNG plots next to this file (or to ``--out``).
+PNG plots next to this file (or to ``--out``). With ``--only`` a subset, the other experiments'
+curves are taken from the existing ``results.json`` in ``--out`` and everything is re-rendered.
 
 Usage::
 
-    python experiments/shaping_tabular/run.py                  # ~4 min on 2 cores
-    python experiments/shaping_tabular/run.py --seeds 3 --scale 0.2 --out /tmp/quick
+    python experiments/shaping_tabular/run.py                  # ~25 min on 2 cores
+    python experiments/shaping_tabular/run.py --only expadard --workers 1   # ExpAdaRD only
+    python experiments/shaping_tabular/run.py --seeds 3 --scale 0.02 --out /tmp/quick
 """
 
 from __future__ import annotations
@@ -67,6 +70,18 @@ from rewardlab.shaping.mdp import optimal_policy  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 Job = tuple[str, str, int, dict[str, Any]]
+Results = dict[str, dict[str, dict[int, dict[str, Any]]]]
+
+#: (experiment, REINFORCE step size, episodes): the thesis's step size first.
+EXPADARD_VARIANTS = (("expadard", 0.01, 50_000), ("expadard_lr0.05", 0.05, 4000), ("expadard_lr0.5", 0.5, 2000))
+#: Episode counts of the tables (longest matching prefix of the experiment name).
+CHECKPOINTS = {
+    "exprd": [100, 250, 500, 1000, 3000],
+    "expadard": [1000, 5000, 10000, 25000, 50000],
+    "expadard_lr0.05": [250, 500, 1000, 2000, 4000],
+    "expadard_lr0.5": [100, 250, 500, 1000, 2000],
+    "explors": [250, 500, 1000, 2000, 3000],
+}
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -218,6 +233,34 @@ def table(curves: dict[str, dict[int, dict]], at: list[int]) -> tuple[str, dict]
     return "\n".join(lines), data
 
 
+def keep_previous(path: Path, results: Results, only: set[str]) -> dict[str, Any]:
+    """Add to ``results`` the experiments of a previous ``results.json`` whose family (``exprd``,
+    ``expadard``, ``explors``) was not run now; return their names, optima and design info."""
+    kept: dict[str, Any] = {"experiments": [], "optimum": {}, "meta": {}}
+    if not path.exists():
+        return kept
+    old = json.loads(path.read_text())
+    for exp, by_method in old.get("curves", {}).items():
+        if exp.split("_")[0] in only or exp in results:
+            continue
+        final = old.get("tables", {}).get(f"{exp}_final", {})
+        results[exp] = {}
+        for method, curve in by_method.items():
+            results[exp][method] = {}
+            for seed, y in enumerate(curve["y"]):
+                row: dict[str, Any] = {"x": curve["x"], "y": y}
+                for part in ("goal_part", "distractor_part"):
+                    if method in final:
+                        row[part] = final[method][part][seed]
+                results[exp][method][seed] = row
+        kept["experiments"].append(exp)
+        kept["optimum"][exp] = old["optimum"][exp]
+    kept["meta"] = {
+        k: v for k, v in old.get("meta", {}).items() if k.split("_")[0] not in only and isinstance(v, dict)
+    }  # fmt: skip
+    return kept
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -259,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         print("[design] ExpAdaRD baselines on ROOM ...", flush=True)
         rewards, info = ada_rewards()
         meta["expadard"] = info
-        for tag, lr, eps in (("expadard", 0.5, 2000), ("expadard_lr0.05", 0.05, 4000)):
+        for tag, lr, eps in EXPADARD_VARIANTS:
             optimum[tag] = info["optimal_return"]
             cfg = ReinforceConfig(episodes=n(eps), lr=lr, eval_every=max(1, n(eps) // 100))
             jobs += [(tag, "adaptive (ExpAdaRD)", s, {"cfg": cfg}) for s in range(args.ada_seeds)]
@@ -283,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # longest jobs first keeps both workers busy to the end
     jobs.sort(key=lambda j: (j[1] != "adaptive (ExpAdaRD)", not j[0].startswith("expadard")))
-    results: dict[str, dict[str, dict[int, dict]]] = {}
+    results: Results = {}
     print(f"[run] {len(jobs)} jobs on {args.workers} workers", flush=True)
     done = 0
 
@@ -299,12 +342,25 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
 
-    with Pool(args.workers) as pool:
-        for r in pool.imap_unordered(run_job, jobs):
-            report(r)
+    if args.workers > 1:
+        with Pool(args.workers) as pool:
+            for r in pool.imap_unordered(run_job, jobs):
+                report(r)
+    else:
+        for job in jobs:
+            report(run_job(job))
+    seconds = time.time() - t_start
+    kept = keep_previous(args.out / "results.json", results, only)
+    for exp in kept["experiments"]:
+        optimum.setdefault(exp, kept["optimum"][exp])
+    meta = {**kept["meta"], **meta}
 
     # ------------------------------------------------------------------ tables and plots
-    md: list[str] = [f"Generated by `run.py` in {time.time() - t_start:.0f} s.\n"]
+    ran = ",".join(sorted(only))
+    md: list[str] = [f"Generated by `run.py` (this invocation: `--only {ran}`, {seconds:.0f} s)."]
+    if kept["experiments"]:
+        md.append(f"Taken unchanged from the previous `results.json`: {', '.join(kept['experiments'])}.")
+    md.append("")
     summary: dict[str, Any] = {"meta": meta, "tables": {}, "optimum": optimum, "curves": {}}
     for exp, by_method in results.items():
         summary["curves"][exp] = {
@@ -314,18 +370,14 @@ def main(argv: list[str] | None = None) -> None:
             }
             for method, by_seed in by_method.items()
         }
-    checkpoints = {
-        "exprd": [100, 250, 500, 1000, 3000],
-        "expadard": [100, 250, 500, 1000, 2000],
-        "expadard_lr0.05": [250, 500, 1000, 2000, 4000],
-        "explors": [250, 500, 1000, 2000, 3000],
-    }
     for exp in sorted(results):
-        key = next(k for k in sorted(checkpoints, key=len, reverse=True) if exp.startswith(k))
-        at = [n(e) for e in checkpoints[key]]
+        key = next(k for k in sorted(CHECKPOINTS, key=len, reverse=True) if exp.startswith(k))
+        scale = 1.0 if exp in kept["experiments"] else args.scale
+        at = [max(10, int(round(e * scale))) for e in CHECKPOINTS[key]]
         text, data = table(results[exp], at)
         summary["tables"][exp] = data
-        md += [f"### {exp} (optimal policy: {optimum[exp]:.2f})\n", text, ""]
+        n_seeds = len(next(iter(results[exp].values())))
+        md += [f"### {exp} (optimal policy: {optimum[exp]:.2f}; {n_seeds} seeds)\n", text, ""]
     if "explors" in results:
         md += ["### explors: where the final policies go (per seed)\n"]
         md += ["| reward | goal part of return | distractor part | seeds reaching the goal |"]
@@ -353,7 +405,8 @@ def main(argv: list[str] | None = None) -> None:
             ["exprd_ties_ROOM", "exprd_ties_LINEK"],
             "Q-learning, random ties",
         ),
-        ("expadard.png", ["expadard", "expadard_lr0.05"], "REINFORCE on ROOM"),
+        ("expadard.png", ["expadard"], "REINFORCE (lr 0.01) on ROOM"),
+        ("expadard_lr.png", ["expadard_lr0.05", "expadard_lr0.5"], "REINFORCE on ROOM"),
         ("explors.png", ["explors"], "REINFORCE on CHAIN (distractor)"),
     ]
     for fname, exps, what in panels:

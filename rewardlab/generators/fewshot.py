@@ -57,6 +57,12 @@ def _card_words(card_ref: str) -> list[str]:
     return [card.robot, card.robot_class, *card.parts]
 
 
+def task_tokens(task: TaskSpec, instruction: str) -> list[str]:
+    """Retrieval tokens of ``instruction`` on ``task``: the instruction (weighted) and the
+    vocabulary of the task's card."""
+    return tokens(" ".join([*[instruction] * INSTRUCTION_WEIGHT, *_card_words(task.card)]))
+
+
 def _example_words(example: Example) -> list[str]:
     try:
         card_words = _card_words(get_task(example.task).card)
@@ -99,7 +105,7 @@ def most_similar(task: TaskSpec, instruction: str) -> tuple[Example, float] | No
     candidates = same or others  # prefer the same benchmark (same kind of card)
     if not candidates:
         return None
-    query = tokens(" ".join([*[instruction] * INSTRUCTION_WEIGHT, *_card_words(task.card)]))
+    query = task_tokens(task, instruction)
     scores = rank(query, [_example_words(e) for e in candidates])
     best = max(range(len(candidates)), key=lambda i: scores[i])
     return candidates[best], scores[best]

@@ -8,9 +8,10 @@ nothing is lost when a later call fails.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rewardlab.config import CheckConfig, LLMConfig
 from rewardlab.generators.base import (
@@ -24,6 +25,13 @@ from rewardlab.generators.prompts import fix_messages, generation_messages
 from rewardlab.reward.check import CheckReport, check_program
 from rewardlab.rundir import write_json
 from rewardlab.tasks.registry import TaskSpec
+
+if TYPE_CHECKING:
+    from rewardlab.search.gate import GateReport
+
+Screen = Callable[[str, CheckReport], "GateReport"]
+"""A further test of a program that passed the check (``rewardlab.search.gate.gate`` bound to
+the task and config): ``screen(source, check_report) -> GateReport``."""
 
 
 def make_generator(llm: LLMConfig) -> Generator:
@@ -80,16 +88,23 @@ class Attempt:
     source: str | None = None
     findings: list[str] = field(default_factory=list)
     check: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+    """The pre-flight gate's report, when a screen ran on the checked program."""
     error: str | None = None
 
 
 @dataclass
 class GenerationResult:
-    """The accepted program (or ``None``) and every attempt."""
+    """The accepted program (or ``None``) and every attempt.
+
+    ``gate`` is the screen's report on the last attempt's program (the accepted one when
+    ``source`` is set); ``None`` when that program did not reach the screen.
+    """
 
     source: str | None
     report: CheckReport | None
     attempts: list[Attempt]
+    gate: GateReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -117,19 +132,25 @@ def generate_reward(
     feedback: list[str] | None = None,
     sample: int = 0,
     price_per_mtok: tuple[float, float] = (0.0, 0.0),
+    screen: Screen | None = None,
 ) -> GenerationResult:
     """Ask ``generator`` for a program; on rejection send the findings back, up to
     ``fix_attempts`` times. A back-end failure (after its own retries) ends the loop.
 
     For a refinement, pass the rendered feedback ``messages``, the ``previous_source`` being
     refined and the ``feedback`` lines; otherwise the zero-shot generation prompt is used.
+    With a ``screen`` (the pre-flight gate), a program that passes the check must pass it too;
+    a rejection is sent back like a check failure, with the gate's findings and numbers
+    (:meth:`rewardlab.search.gate.GateReport.feedback_lines`).
     """
     messages = messages if messages is not None else generation_messages(task, instruction)
     feedback = list(feedback or [])
     attempts: list[Attempt] = []
     findings: list[str] = []
     report: CheckReport | None = None
+    screened: GateReport | None = None
     for index in range(fix_attempts + 1):
+        screened = None
         attempt = Attempt(index=index, messages=messages, sample=sample)
         attempts.append(attempt)
         request = GenerationRequest(
@@ -142,7 +163,7 @@ def generate_reward(
         except GeneratorError as exc:
             attempt.error = f"{generator.name} back-end failed after {time.time() - started:.1f}s: {exc}"
             _record(out_dir, attempt)
-            return GenerationResult(None, report, attempts)
+            return GenerationResult(None, report, attempts, screened)
         attempt.reply = asdict(reply)
         attempt.cost_usd = call_cost(reply, price_per_mtok)
         source = extract_code(reply.text)
@@ -155,13 +176,17 @@ def generate_reward(
             )
             attempt.check = report.to_dict()
             findings = [str(f) for f in report.findings]
-            if report.ok:
+            if report.ok and screen is not None:
+                screened = screen(source, report)
+                attempt.gate = screened.to_dict()
+                findings = [] if screened.ok else screened.feedback_lines()
+            if report.ok and not findings:
                 _record(out_dir, attempt)
-                return GenerationResult(source, report, attempts)
+                return GenerationResult(source, report, attempts, screened)
         attempt.findings = findings
         _record(out_dir, attempt)
         messages = fix_messages(messages, reply.text, source or reply.text, findings)
-    return GenerationResult(None, report, attempts)
+    return GenerationResult(None, report, attempts, screened)
 
 
 def _record(out_dir: Path | None, attempt: Attempt) -> None:

@@ -41,8 +41,15 @@ move           the object's distance to the goal: along the motion axis (push/pu
                sweep) or in 3D (revolute joints, carried objects); staged on
                holding it for pick-and-place and tools
 goal           staged bonus once the object is at the goal
+release        staged: let go once the object rests on the other one (stacking)
 action         small quadratic action penalty
 ============== ===================================================================
+
+ManiSkill's Panda cards read positions from poses (``self.robot.ee_pose.p``, the tool centre
+between the fingertips; ``self.cubeA.pose.p``), "held" is the simulator's own
+``self.robot.check_grasp(obj, max_angle=30)``, and the goal may be a pose (``goal_pose.p``), a
+height to lift by (``goal_height``: along z) or, without a goal attribute, the top of the
+second object (stacking); see :func:`describe_scene`.
 
 The result is source code of the same kind an LLM writes (``compute_dense_reward(self,
 action)`` returning ``(reward, components)``), and it goes through the same checks. Runs record
@@ -53,7 +60,9 @@ re-weights, adds or drops named terms. It understands term names and a few synon
 ("speed" -> progress, "balance" -> upright, "energy" -> action ...), direction words ("more",
 "increase", "reward" -> x2; "less", "reduce" -> x0.5; "drop", "remove" -> delete; "add" ->
 add from the library) and structured tags (``too slow``, ``falls``, ``jerky``, ``drifts``,
-``spins``, ``ignores object``). Anything else is reported as not understood; it never guesses beyond that.
+``spins``, ``ignores object``: reach, grasp and move the object). Text in square brackets is
+evidence for the reader (automatic feedback puts its measurements there) and is not parsed.
+Anything else is reported as not understood; it never guesses beyond that.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from rewardlab.generators.base import GenerationRequest, Reply, extract_code
 from rewardlab.tasks.cards import Card
@@ -314,9 +324,11 @@ TAGS: dict[str, list[tuple[str, str]]] = {
     "shaky": [("up", "action")],
     "drifts": [("add", "stay")],
     "spins": [("add", "steady")],
-    "ignores object": [("up", "reach"), ("up", "grasp")],
-    "ignores the object": [("up", "reach"), ("up", "grasp")],
+    "ignores object": [("up", "reach"), ("up", "grasp"), ("up", "move")],
+    "ignores the object": [("up", "reach"), ("up", "grasp"), ("up", "move")],
 }
+EVIDENCE = re.compile(r"\[[^\]]*\]")
+"""Text in square brackets: evidence shown to the reward writer, never read as an edit."""
 
 
 def feedback_edits(feedback: list[str], names: set[str]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -329,6 +341,7 @@ def feedback_edits(feedback: list[str], names: set[str]) -> tuple[list[tuple[str
     edits: list[tuple[str, str]] = []
     unknown: list[str] = []
     for line in feedback:
+        line = EVIDENCE.sub(" ", line)
         for clause in filter(None, (c.strip() for c in re.split(r"[.;,\n]| and | but ", line.lower()))):
             words = _words(clause)
             found: list[tuple[str, str]] = []
@@ -445,20 +458,70 @@ class Scene:
     """The objects' descriptions (their names: "the drawer handle")."""
     summary: str = ""
     """The card's summary (it may name the axis a part moves along)."""
+    position: str = "position"
+    """How an object's position is read: ``position`` (MetaWorld) or ``pose.p`` (pose objects)."""
+    tip_offset: float = TIP_OFFSET
+    """How far below the end-effector reading the fingertips are (0 for a tool-centre pose)."""
+    grasp_check: str | None = None
+    """The robot's grasp predicate (``check_grasp``): "held" is what it says, not a heuristic."""
+    goal_kind: str = "position"
+    """``position``: ``goal`` is where the object must go; ``height``: ``goal`` is a height to lift
+    it by (its centre then ``half_size`` higher); ``on``: the object goes on top of ``goal``
+    (the position of the second object)."""
+    half_size: str | None = None
+    """The card's object half-size attribute (``cube_half_size``), for ``height`` and ``on``."""
 
 
 def describe_scene(card: Card) -> Scene | None:
     """The manipulation view of a card, or ``None`` for a card without an end-effector,
-    objects and a goal (a locomotion card)."""
+    objects and a goal (a locomotion card).
+
+    Objects are the attributes of a documented type with a ``position`` (MetaWorld) or a
+    ``pose`` (ManiSkill) field, except those documented as "not used" or marked ``fixed: true``
+    (a fixture such as the box of a peg insertion). The goal is the first ``goal`` attribute: a
+    position, a pose (its ``p``), or a height to lift by; without one, two objects mean placing
+    the first on the second.
+    """
     fields = card.robot_fields()
     ee = next((f for f in fields if f.startswith("ee_") or f.endswith("_position")), None)
-    goal = next((n for n, s in card.attributes.items() if "goal" in n and s["type"].startswith("np.ndarray")), None)
-    used = {n: s for n, s in card.attributes.items() if s["type"] == "RigidObject" and "not used" not in s.get("doc", "")}
-    if ee is None or goal is None or not used:
+    if ee is None:
+        return None
+    tip = TIP_OFFSET
+    if "p" in (card.type_docs(card.field_type(fields[ee]) or "") or {}):  # a pose: the tool centre
+        ee, tip = f"{ee}.p", 0.0
+
+    def position_of(spec: dict[str, Any]) -> str | None:
+        docs = card.type_docs(spec["type"]) or {}
+        return "position" if "position" in docs else "pose.p" if "pose" in docs else None
+
+    used = {
+        n: s for n, s in card.attributes.items()
+        if "goal" not in n and position_of(s) and "not used" not in s.get("doc", "") and not s.get("fixed")
+    }  # fmt: skip
+    half = next((n for n, s in card.attributes.items() if "half_size" in n and s["type"] == "float"), None)
+    goal, kind = None, "position"
+    for name, spec in card.attributes.items():
+        if "goal" not in name:
+            continue
+        if spec["type"].startswith("np.ndarray"):
+            goal = name
+        elif "p" in (card.type_docs(spec["type"]) or {}):
+            goal = f"{name}.p"
+        elif spec["type"] == "float" and "height" in name and half:
+            goal, kind = name, "height"
+        if goal:
+            break
+    if goal is None and len(used) >= 2 and half:
+        goal, kind = f"{list(used)[1]}.{position_of(used[list(used)[1]])}", "on"
+    if goal is None or not used:
         return None
     gripper = next((f for f in fields if "gripper" in f), None)
     words = " ".join(s.get("doc", "") for s in used.values())
-    return Scene(card.robot, ee, gripper, tuple(used), goal, words, card.summary)
+    return Scene(
+        card.robot, ee, gripper, tuple(used), goal, words, card.summary,
+        position=position_of(next(iter(used.values()))) or "position", tip_offset=tip,
+        grasp_check="check_grasp" if "check_grasp" in fields else None, goal_kind=kind, half_size=half,
+    )  # fmt: skip
 
 
 def classify_manipulation(instruction: str, scene: Scene) -> str:
@@ -473,7 +536,7 @@ def classify_manipulation(instruction: str, scene: Scene) -> str:
     words = set(_words(instruction))
     if words & {"reach", "touch"} and not words & (GRASP_WORDS | JOINT_WORDS | PUSH_WORDS):
         return "reach"
-    if len(scene.objects) > 1:
+    if len(scene.objects) > 1 and scene.goal_kind != "on":
         return "tool"
     if words & GRASP_WORDS:
         return "pick_place"
@@ -535,10 +598,15 @@ def plan_manipulation(scene: Scene, instruction: str) -> RewardPlan:
     behaviour = classify_manipulation(instruction, scene)
     axes = motion_axes(instruction, scene)
     r = f"self.{scene.robot}"
+    goal = {
+        "position": f"self.{scene.goal}",
+        "height": f"np.array([0.0, 0.0, self.{scene.goal} + self.{scene.half_size}])",
+        "on": f"self.{scene.goal} + np.array([0.0, 0.0, 2.0 * self.{scene.half_size}])",
+    }[scene.goal_kind]
     v: dict[str, str] = {
         "ee": f"{r}.{scene.ee}",
-        "goal": f"self.{scene.goal}",
-        "tip": f"ee - np.array([0.0, 0.0, {TIP_OFFSET}])",
+        "goal": goal,
+        "tip": f"ee - np.array([0.0, 0.0, {scene.tip_offset}])" if scene.tip_offset else "ee",
     }
     plan = RewardPlan(behaviour, v)
     terms = plan.terms
@@ -550,31 +618,41 @@ def plan_manipulation(scene: Scene, instruction: str) -> RewardPlan:
             Term("goal", 1.0, "1.0 if dist_goal < 0.05 else 0.0", "staged bonus at the goal"),
         ]
     elif behaviour in ("pick_place", "tool"):
-        v["obj"] = f"self.{obj}.position"
+        v["obj"] = f"self.{obj}.{scene.position}"
         target = "obj"
         if behaviour == "tool":  # grasp the tool (obj1), bring the other object to the goal
-            v["target"] = f"self.{scene.objects[1]}.position"
+            v["target"] = f"self.{scene.objects[1]}.{scene.position}"
             target = "target"
         if scene.gripper:
             v["grip"] = f"{r}.{scene.gripper}"
-        _distance_to_goal(v, target, "xyz")
+        _distance_to_goal(v, target, "z" if scene.goal_kind == "height" else "xyz")
         v["dist_reach"] = "float(np.linalg.norm(obj - tip))"
         v["near"] = "dist_reach < 0.02"
-        v["held"] = "near and grip < 0.8" if scene.gripper else "near"
+        if scene.grasp_check:  # the simulator's own grasp test (both fingers press the object)
+            v["held"] = f"{r}.{scene.grasp_check}(self.{obj}, max_angle=30)"
+        else:
+            v["held"] = "near and grip < 0.8" if scene.gripper else "near"
+        if scene.goal_kind == "on":
+            v["placed"] = "dist_goal < 0.01"
         terms += [
             Term("reach", 1.0, "1.0 - math.tanh(5.0 * dist_reach)", f"fingertips to {obj}"),
         ]
         if scene.gripper:
             terms.append(Term("grasp", 0.5, "(1.0 - grip) if near else 0.0", "close the gripper at the object"))
+        carried = "held or placed" if scene.goal_kind == "on" else "held"
         terms += [
             Term("lift", 1.0, "min(max(obj[2] - 0.03, 0.0), 0.1) / 0.1 if held else 0.0",
                  "raise the held object off the table"),
-            Term("move", 3.0, "(1.0 - math.tanh(5.0 * dist_goal)) if held else 0.0",
+            Term("move", 3.0, f"(1.0 - math.tanh(5.0 * dist_goal)) if {carried} else 0.0",
                  f"carry {'the tool so that ' + scene.objects[1] + ' reaches' if behaviour == 'tool' else obj + ' to'} the goal"),
-            Term("goal", 2.0, "1.0 if dist_goal < 0.05 else 0.0", "staged bonus at the goal"),
+            Term("goal", 2.0, "1.0 if gap <= 0.0 else 0.0" if scene.goal_kind == "height" else "1.0 if dist_goal < 0.05 else 0.0",
+                 "staged bonus at the goal"),
         ]  # fmt: skip
+        if scene.goal_kind == "on":
+            terms.append(Term("release", 2.0, "(0.0 if held else 1.0) if placed else 0.0",
+                              f"let go once {obj} rests on {scene.objects[1]}"))  # fmt: skip
     else:  # push_pull / open_close: fingertips behind the object, the object to the goal
-        v["obj"] = f"self.{obj}.position"
+        v["obj"] = f"self.{obj}.{scene.position}"
         _distance_to_goal(v, "obj", axes)
         if len(axes) == 1:
             offset = ", ".join("0.03 * np.sign(gap)" if a == axes else "0.0" for a in "xyz")

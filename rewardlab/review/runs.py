@@ -241,6 +241,20 @@ class Component:
 
 
 @dataclass
+class FindingView:
+    """One E2CL finding of a version (``findings.json``), as shown beside its videos."""
+
+    kind: str
+    severity: str
+    message: str
+    trajectory: str = ""
+    steps: list[int] = field(default_factory=list)
+    frames: list[str] = field(default_factory=list)
+    """Frame images (paths relative to the runs directory, checked to stay inside it)."""
+    clip: str | None = None
+
+
+@dataclass
 class Version:
     """One reward version of a run, as shown on the run page."""
 
@@ -267,6 +281,10 @@ class Version:
     errors: list[str] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)
     """(label, path relative to the runs directory) of the raw files worth opening."""
+    findings: list[FindingView] = field(default_factory=list)
+    """What an E2CL exploration of this version found (``findings.json``)."""
+    verification: dict[str, Any] | None = None
+    """An E2CL correction's verdict (``verification.json``: outcome, reason ...)."""
 
     @property
     def trained(self) -> bool:
@@ -331,10 +349,17 @@ def _load_version(root: Path, run_dir: Path, number: int, run_status: str) -> Ve
         else:
             v.progress_rows = rows
     v.videos = _videos(root, vdir, episodes)
+    try:
+        v.findings = _findings(root, vdir)
+        if (vdir / "verification.json").is_file():
+            v.verification = read_json_obj(vdir / "verification.json")
+    except RunError as exc:
+        v.errors.append(str(exc))
     v.reviews, bad = read_reviews(vdir)
     v.errors += bad
     v.files = [(name, rel_id(root, vdir / name)) for name in
-               ("reward.py", "diff.patch", "feedback.json", "summary.json", "metrics.csv", "curves.png", "check.json")
+               ("reward.py", "diff.patch", "feedback.json", "summary.json", "metrics.csv", "curves.png", "check.json",
+                "findings.json", "verification.json")
                if (vdir / name).is_file()]  # fmt: skip
     return v
 
@@ -363,6 +388,39 @@ def _read_version_summary(v: Version, summary: dict[str, Any]) -> dict[str, dict
     scale = sum(abs(t) for t in totals.values()) or 1.0
     v.components = [Component(name, t / steps, abs(t) / scale) for name, t in totals.items()]
     return {Path(text(e.get("video"))).name: e for e in episodes if text(e.get("video"))}
+
+
+def _media(root: Path, vdir: Path, rel: Any, suffixes: tuple[str, ...]) -> str | None:
+    """A media file named in ``findings.json`` (relative to ``vdir``), as a runs-directory id,
+    if it exists inside the runs directory with one of ``suffixes``."""
+    if not isinstance(rel, str) or not rel or Path(rel).suffix.lower() not in suffixes:
+        return None
+    path = safe_path(root, rel_id(root, vdir.resolve()) + "/" + rel)
+    return rel_id(root, path) if path is not None and path.is_file() else None
+
+
+def _findings(root: Path, vdir: Path) -> list[FindingView]:
+    """The version's E2CL findings (none without ``findings.json``); malformed entries skipped."""
+    if not (vdir / "findings.json").is_file():
+        return []
+    raw = read_json_obj(vdir / "findings.json").get("findings")
+    out = []
+    for f in raw if isinstance(raw, list) else []:
+        if not isinstance(f, dict):
+            continue
+        found = f.get("evidence")
+        evidence: dict[str, Any] = found if isinstance(found, dict) else {}
+        steps = evidence.get("steps")
+        steps = steps if isinstance(steps, list) else []
+        frames = evidence.get("frames")
+        frames = frames if isinstance(frames, list) else []
+        out.append(FindingView(
+            kind=text(f.get("kind"), "?"), severity=text(f.get("severity"), "info"), message=text(f.get("message")),
+            trajectory=text(evidence.get("trajectory")), steps=[n for n in map(integer, steps) if n is not None],
+            frames=[m for m in (_media(root, vdir, x, (".png",)) for x in frames) if m],
+            clip=_media(root, vdir, evidence.get("clip"), VIDEO_SUFFIXES),
+        ))  # fmt: skip
+    return out
 
 
 def _videos(root: Path, vdir: Path, episodes: dict[str, dict[str, Any]]) -> list[Video]:

@@ -136,23 +136,41 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def _exit_finding(code: int, stderr: str, cpu_s: float, memory_mb: int) -> Finding:
+def _exit_finding(
+    code: int, stderr: str, cpu_s: float, memory_mb: int, what: str = "smoke", stage: str = "smoke"
+) -> Finding:
     if code < 0:
         if -code == signal.SIGXCPU:
-            return Finding("timeout", f"the smoke run exceeded its CPU time limit of {cpu_s:g} s")
+            return Finding("timeout", f"the {what} run exceeded its CPU time limit of {cpu_s:g} s")
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
         hint = f" (out of memory? limit {memory_mb} MiB)" if -code == signal.SIGKILL else ""
-        return Finding("smoke", f"the smoke process was killed by {name}{hint}")
+        return Finding(stage, f"the {what} process was killed by {name}{hint}")
     last = stderr.strip().splitlines()[-1:] or ["(no error output)"]
-    return Finding("smoke", f"the smoke process exited with code {code}: {last[0][:300]}")
+    return Finding(stage, f"the {what} process exited with code {code}: {last[0][:300]}")
 
 
-def _run_smoke(
-    request: dict[str, Any], timeout_s: float
+def run_child(
+    request: dict[str, Any], timeout_s: float, *, what: str = "smoke", stage: str = "smoke"
 ) -> tuple[dict[str, Any] | None, Finding | None]:
+    """Run one request in the limited child (:mod:`rewardlab.reward.smoke`).
+
+    The child applies ``request["memory_mb"]`` and ``request["cpu_s"]`` to itself before it
+    compiles the program; here it is killed (with everything it started) after ``timeout_s``
+    of wall time.
+
+    Args:
+        request: The JSON request (see :mod:`rewardlab.reward.smoke` for both modes).
+        timeout_s: Wall-clock limit.
+        what: How the run is named in findings ("smoke" -> "the smoke run ...").
+        stage: The stage of findings about a crashed or unreadable child.
+
+    Returns:
+        ``(report, None)`` with the child's JSON report, or ``(None, finding)`` when it did
+        not produce one (timeout, killed, crashed, unreadable output).
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -166,14 +184,14 @@ def _run_smoke(
             start_new_session=True,  # its own process group: a timeout kills all it started
         )
     except OSError as exc:
-        return None, Finding("smoke", f"could not start the smoke process: {exc}")
+        return None, Finding(stage, f"could not start the {what} process: {exc}")
     try:
         out, err = proc.communicate(json.dumps(request).encode(), timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill(proc)
         proc.communicate()
         return None, Finding(
-            "timeout", f"the smoke run did not finish within {timeout_s:g} s and was killed"
+            "timeout", f"the {what} run did not finish within {timeout_s:g} s and was killed"
         )
     finally:
         if proc.poll() is None:  # interrupted (e.g. KeyboardInterrupt): leave nothing behind
@@ -182,7 +200,7 @@ def _run_smoke(
     stderr = err.decode(errors="replace")
     if proc.returncode != 0:
         return None, _exit_finding(
-            proc.returncode, stderr, request["cpu_s"], request["memory_mb"]
+            proc.returncode, stderr, request["cpu_s"], request["memory_mb"], what, stage
         )
     try:
         report = json.loads(out)
@@ -190,7 +208,7 @@ def _run_smoke(
             raise ValueError("not a report")
     except ValueError:
         return None, Finding(
-            "smoke", f"the smoke process produced no readable report: {out[:200]!r}"
+            stage, f"the {what} process produced no readable report: {out[:200]!r}"
         )
     return report, None
 
@@ -232,7 +250,7 @@ def check_program(
         "cpu_s": _cpu_seconds(timeout_s),
     }
     started = time.monotonic()
-    report, failure = _run_smoke(request, timeout_s)
+    report, failure = run_child(request, timeout_s)
     stats["elapsed_s"] = round(time.monotonic() - started, 3)
     if report is None:
         return CheckReport(False, [failure] if failure else [], stats)

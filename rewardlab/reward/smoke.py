@@ -3,12 +3,21 @@
 Run as ``python -m rewardlab.reward.smoke``: reads one JSON request on stdin, writes one JSON
 report on stdout, and nothing else goes to stdout (stray output is sent to stderr).
 
-Request: ``{"task": TaskSpec.to_dict(), "source": str, "steps": int, "seed": int,
-"memory_mb": int, "cpu_s": float}``.
+Two modes:
 
-Report: ``{"findings": [{"stage", "message", "line"}, ...], "stats": {...}}`` where findings
-are the first occurrence of each distinct failure (the message ends with how many states it
-happened on) and stats describe the rewards, components and call times on the states seen.
+* **smoke run** (the default), for :func:`rewardlab.reward.check.check_program`. Request:
+  ``{"task": TaskSpec.to_dict(), "source": str, "steps": int, "seed": int, "memory_mb": int,
+  "cpu_s": float}``. Report: ``{"findings": [{"stage", "message", "line"}, ...], "stats":
+  {...}}`` where findings are the first occurrence of each distinct failure (the message ends
+  with how many states it happened on) and stats describe the rewards, components and call
+  times on the states seen.
+* **recorded states** (``"mode": "states"``), for
+  :func:`rewardlab.reward.trajectories.evaluate_on_rollouts`. Request: ``{"mode": "states",
+  "task", "source", "rollouts": <.npz path>, "memory_mb", "cpu_s", "max_abs": float | None}``.
+  The env is reset with each rollout's seed and every recorded state is restored before the
+  program is called with the recorded action and observation. Report: ``{"findings", "stats",
+  "rewards": [[float | None per step] per rollout], "components": {name: [[...] per
+  rollout]}}`` (``None`` where the call failed or did not return that component).
 
 The task's environment is built first; then the address-space and CPU-time limits are
 applied, and only then is the untrusted program compiled (module-level code runs at compile
@@ -128,13 +137,81 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     return {"findings": findings, "stats": stats}
 
 
+def evaluate_states(request: dict[str, Any]) -> dict[str, Any]:
+    """Build the env, load the rollouts, apply the limits, compile the program and evaluate
+    it on every recorded state (the ``states`` mode, see the module docstring)."""
+    from rewardlab.reward.trajectories import load_rollouts, restore_state
+
+    task = TaskSpec.from_dict(request["task"])
+    rollouts = load_rollouts(request["rollouts"])
+    max_abs = request.get("max_abs")
+    env = make_env(task)
+    try:
+        me = env_proxy(env, task)
+        env.reset(seed=rollouts[0].seed if rollouts else 0)
+        apply_limits(int(request.get("memory_mb", 0)), float(request.get("cpu_s", 0)))
+        try:
+            program = compile_for_task(
+                request["source"], task, max_abs=math.inf if max_abs is None else float(max_abs)
+            )
+        except RewardProgramError as exc:
+            return {"findings": [asdict(f) for f in exc.findings], "stats": {"states": 0}}
+
+        total = sum(r.length for r in rollouts)
+        errors: dict[str, Finding] = {}
+        counts: dict[str, int] = {}
+        where: dict[str, str] = {}
+        rewards: list[list[float | None]] = []
+        components: dict[str, list[list[float | None]]] = {}
+        call_s: list[float] = []
+        for i, rollout in enumerate(rollouts):
+            env.reset(seed=rollout.seed)
+            per: list[float | None] = [None] * rollout.length
+            parts_of: dict[str, list[float | None]] = {}
+            for t in range(rollout.length):
+                restore_state(env, rollout.states[t])
+                start = time.perf_counter()
+                try:
+                    reward, parts = program(me, rollout.actions[t], rollout.observations[t])
+                except RewardRuntimeError as exc:
+                    key = str(exc.finding)
+                    errors.setdefault(key, exc.finding)
+                    counts[key] = counts.get(key, 0) + 1
+                    where.setdefault(key, f"{rollout.kind} rollout {i} (reset seed {rollout.seed}), step {t}")
+                    continue
+                call_s.append(time.perf_counter() - start)
+                per[t] = reward
+                for name, value in parts.items():
+                    if name not in parts_of:
+                        parts_of[name] = [None] * rollout.length
+                    parts_of[name][t] = value
+            rewards.append(per)
+            for name in [*components, *(n for n in parts_of if n not in components)]:
+                components.setdefault(name, [[None] * r.length for r in rollouts[:i]])
+                components[name].append(parts_of.get(name, [None] * rollout.length))
+    finally:
+        env.close()
+    findings = [
+        {**asdict(f), "message": f"{f.message} (on {counts[key]} of {total} recorded states; first: {where[key]})"}
+        for key, f in errors.items()
+    ]
+    timed = call_s[1:] or call_s
+    stats = {
+        "rollouts": len(rollouts), "states": total, "calls_ok": len(call_s),
+        "calls_failed": total - len(call_s),
+        "mean_call_us": 1e6 * float(np.mean(timed)) if timed else 0.0,
+    }  # fmt: skip
+    return {"findings": findings, "stats": stats, "rewards": rewards, "components": components}
+
+
 def main() -> None:
     """Entry point: JSON request on stdin -> JSON report on stdout."""
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything else written to stdout (also from C code) goes to stderr
     sys.stdout = sys.stderr
     try:
-        report = run(json.load(sys.stdin))
+        request = json.load(sys.stdin)
+        report = evaluate_states(request) if request.get("mode") == "states" else run(request)
     except BaseException as exc:  # report whatever happened
         finding = Finding("smoke", f"the smoke run failed: {type(exc).__name__}: {exc}")
         report = {"findings": [asdict(finding)], "stats": {}}

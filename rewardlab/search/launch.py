@@ -117,7 +117,6 @@ def run_job(cfg: Any, task: TaskSpec, job: Job) -> dict[str, Any]:
         ``wall_s``, ``reward_errors`` and ``error`` (the reason, for a failure).
     """
     from rewardlab.config import AlgoConfig, TrainConfig
-    from rewardlab.search.reflection import rotate_progress
     from rewardlab.training import train
     from rewardlab.wrappers import RewardFailure
 
@@ -137,7 +136,6 @@ def run_job(cfg: Any, task: TaskSpec, job: Job) -> dict[str, Any]:
         if job.checkpoint_freq > 0:
             train_cfg.checkpoint_freq = int(job.checkpoint_freq)
         source = Path(job.source_file).read_text() if job.source_file else None
-        rotate_progress(directory)
         result = train(task, source, algo, train_cfg, directory)
         ensure_checkpoint(directory, result.timesteps)
     except RewardFailure as exc:

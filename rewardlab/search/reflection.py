@@ -7,8 +7,10 @@ Eureka's reward reflection, computed from a candidate's training records:
   min / mean / max, the component's share of the total magnitude, and the correlation of its
   per-evaluation mean with the task's success rate and progress (``metrics.csv``);
 * the **success curve** (success, progress and generated return at every evaluation);
-* the **gate's findings** on the programs sampled with it that were rejected, and the
-  reward-hacking alarm, when raised;
+* the **pre-flight gate's numbers** on this program (its ``gate.json``: reward ranges on the
+  reference rollouts, ranking accuracy of demonstrations over failures, progress order,
+  constant components) and its findings on the programs sampled with it that were rejected,
+  and the reward-hacking alarm, when raised;
 * **heuristics** (Eureka's tips): success near zero -> rewrite; a component that barely
   changes -> rescale or drop it; a component that dominates the magnitude -> rescale it; a
   component that moves against task progress -> fix or drop it.
@@ -18,14 +20,14 @@ the previous best program (system + generation prompt + previous code + reflecti
 :attr:`Reflection.edits` carries the same heuristics as feedback lines the offline synthesizer
 applies deterministically (``"reduce alive"``, ``"more progress"``).
 
-Training resumed from a checkpoint rewrites ``tb/progress.csv``; :func:`rotate_progress` keeps
-the earlier part as ``tb/progress_until_<steps>.csv`` and :func:`read_progress` joins them.
+A training resumed from a checkpoint (the next rung of successive halving) continues
+``tb/progress.csv`` (:class:`rewardlab.training.ContinuedCSV`); :func:`read_progress` also joins
+the ``tb/progress_until_<steps>.csv`` parts that searches made before that kept aside.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,29 +53,9 @@ CORRELATION = 0.5
 """|correlation| at or above this with task progress is a clear relation."""
 
 
-def _last_steps(rows: list[dict[str, str]]) -> int:
-    values = [int(float(r[STEPS])) for r in rows if r.get(STEPS)]
-    return max(values, default=0)
-
-
-def rotate_progress(directory: Path) -> Path | None:
-    """Move ``tb/progress.csv`` aside before training resumes (SB3 rewrites it).
-
-    Returns:
-        The new path (``tb/progress_until_<last steps>.csv``), or ``None`` when there was
-        nothing to keep.
-    """
-    path = directory / "tb" / "progress.csv"
-    rows = read_csv(path)
-    if not rows:
-        return None
-    target = path.with_name(f"progress_until_{_last_steps(rows)}.csv")
-    os.replace(path, target)
-    return target
-
-
 def read_progress(directory: Path) -> list[dict[str, str]]:
-    """Every ``tb/progress*.csv`` row of a training directory, in training order."""
+    """Every ``tb/progress*.csv`` row of a training directory, in training order (older
+    searches kept the log before each resume as ``progress_until_<steps>.csv``)."""
     tb = directory / "tb"
     parts = sorted(
         (int(m.group(1)), p) for p in tb.glob("progress_until_*.csv") if (m := _PART.search(p.name))
@@ -159,6 +141,8 @@ class Reflection:
     hacking: str | None = None
     others: list[str] = field(default_factory=list)
     """One line per other candidate of the search so far (verdict, budget, success)."""
+    gate: list[str] = field(default_factory=list)
+    """The pre-flight gate's feedback lines on this program (from its ``gate.json``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form."""
@@ -271,7 +255,11 @@ def reflect(
         others: One line per other candidate (verdict, budget, success).
         snapshots: Values shown per component.
     """
+    from rewardlab.rundir import read_json
+    from rewardlab.search.gate import GateReport
+
     components, curve = component_stats(directory, snapshots=snapshots)
+    gate_lines = GateReport.from_dict(read_json(directory / "gate.json")).feedback_lines() if (directory / "gate.json").exists() else []
     success_best = max((c["success"] for c in curve), default=0.0)
     tips, edits = heuristics(components, success_best)
     last = curve[-1] if curve else {"steps": 0, "success": 0.0, "progress": 0.0}
@@ -279,7 +267,7 @@ def reflect(
         candidate=label, timesteps=int(last["steps"]), curve=curve,
         success_final=float(last["success"]), success_best=float(success_best),
         progress_final=float(last["progress"]), components=components, tips=tips, edits=edits,
-        gate_notes=list(gate_notes or []), hacking=hacking, others=list(others or []),
+        gate_notes=list(gate_notes or []), hacking=hacking, others=list(others or []), gate=gate_lines,
     )  # fmt: skip
 
 
@@ -310,7 +298,7 @@ def render_reflection(reflection: Reflection) -> str:
         "reflection", timesteps=reflection.timesteps, curve=curve, components=components,
         success_final=f"{reflection.success_final:.2f}", success_best=f"{reflection.success_best:.2f}",
         tips=reflection.tips, gate_notes=reflection.gate_notes, hacking=reflection.hacking,
-        others=reflection.others,
+        others=reflection.others, gate=reflection.gate,
     )  # fmt: skip
 
 

@@ -22,6 +22,8 @@ def candidate_rows(record: dict[str, Any]) -> list[list[str]]:
                 verdict = f"duplicate of {c.get('duplicate_of')}"
             elif verdict in ("rejected", "generation_failed"):
                 verdict = f"{verdict}: {str(c.get('reason', '')).splitlines()[0][:60] if c.get('reason') else ''}"
+            elif (c.get("gate") or {}).get("ranking_accuracy") is not None:
+                verdict += f" (ranking {c['gate']['ranking_accuracy']:.2f})"
             alarm = "HACKING?" if (c.get("hacking") or {}).get("flagged") else ""
             budget = c.get("budget_reached")
             rows.append([
@@ -59,6 +61,13 @@ def write_search_report(run_dir: Path, record: dict[str, Any]) -> None:
         f"{record.get('steps_without_halving', 0):,}); LLM calls {record['llm']['calls']}, "
         f"cost ${record['llm']['cost_usd']:.4f}",
     ]  # fmt: skip
+    programs = record.get("programs")
+    if programs and programs.get("replies"):
+        lines.append(
+            f"- replies {programs['replies']}: no code {programs['no_code']}, rejected by the checks "
+            f"{programs['check_rejected']}, by the pre-flight gate {programs['gate_rejected']}, passed "
+            f"{programs['passed']} (gate pass rate {programs['passed'] / max(1, programs['passed'] + programs['gate_rejected']):.0%})"
+        )
     best = record.get("best")
     if best:
         lines.append(f"- best: `{best['dir']}`: success {_f(best.get('success'))} after "

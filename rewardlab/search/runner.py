@@ -27,9 +27,10 @@ from typing import Any
 from rewardlab.generators.base import Generator, GeneratorError
 from rewardlab.generators.loop import generate_reward, make_generator
 from rewardlab.generators.prompts import generation_messages
+from rewardlab.reward.check import CheckReport
 from rewardlab.rundir import write_json
 from rewardlab.search.alarm import alarm_from_metrics
-from rewardlab.search.gate import gate, remember_check
+from rewardlab.search.gate import GATE_NAME, GateReport, gate, gate_settings, remember_check
 from rewardlab.search.halving import HalvingResult, rung_budgets, successive_halving
 from rewardlab.search.launch import Job, launch, launcher_problem, resolve_launcher
 from rewardlab.search.reflection import Reflection, reflect, reflection_messages, render_reflection
@@ -58,6 +59,13 @@ def rollout_quantum(cfg: Any) -> int:
     return n_envs
 
 
+def _describe_gate(cfg: Any) -> str:
+    settings, _ = gate_settings(cfg)
+    return (f"{GATE_NAME} (static + smoke check; finite, |r| in [{settings.min_abs:g}, {settings.max_abs:g}] and "
+            f"varying on reference rollouts; ranking accuracy >= {settings.min_ranking_accuracy:g} where "
+            "demonstrations exist)")  # fmt: skip
+
+
 def _digest(source: str) -> str:
     return hashlib.sha256(source.strip().encode()).hexdigest()
 
@@ -82,9 +90,10 @@ class Search:
                 "eta": int(self.s.eta), "rung_budgets": self.budgets,
                 "target_success": float(self.s.target_success), "launcher": resolve_launcher(self.s),
                 "n_jobs": int(self.s.n_jobs), "eval_episodes": int(cfg.train.eval_episodes),
-                "gate": "check_program",
+                "gate": _describe_gate(cfg),
             },
             "iterations": [], "best": None, "llm": {"calls": 0, "cost_usd": 0.0},
+            "programs": {"replies": 0, "no_code": 0, "check_rejected": 0, "gate_rejected": 0, "passed": 0},
             "steps_trained": 0, "steps_without_halving": 0,
         }  # fmt: skip
 
@@ -101,9 +110,32 @@ class Search:
 
     # ------------------------------------------------------------------ sampling
 
+    def screen(self, source: str, report: CheckReport) -> GateReport:
+        """The gate on a program the generation loop has just checked (its report reused)."""
+        remember_check(self.task, source, self.cfg, report)
+        return gate(self.task, source, self.cfg)
+
+    def count_programs(self, entry: dict[str, Any], attempts: list[Any]) -> None:
+        """Tally what became of every reply (``search.json``: ``programs``), per candidate too."""
+        outcomes = []
+        for a in attempts:
+            if a.reply is None:
+                continue
+            if a.source is None:
+                outcome = "no_code"
+            elif a.gate is not None:
+                outcome = "passed" if a.gate["ok"] else "gate_rejected"
+            else:
+                outcome = "check_rejected"
+            outcomes.append(outcome)
+            self.record["programs"]["replies"] += 1
+            self.record["programs"][outcome] += 1
+        entry["programs"] = outcomes
+
     def sample(self, i: int, messages: list[dict[str, str]], previous: str | None, feedback: list[str],
                generator: Generator) -> list[dict[str, Any]]:  # fmt: skip
-        """Sample, check and gate the K programs of iteration ``i``."""
+        """Sample, check and gate the K programs of iteration ``i`` (the gate runs inside the
+        generation loop, so its rejections go back to the reward writer for a fix)."""
         K = int(self.s.candidates)
         candidates: list[dict[str, Any]] = []
         for k in range(K):
@@ -116,10 +148,21 @@ class Search:
                 check=self.cfg.check, out_dir=cdir, messages=messages, previous_source=previous,
                 feedback=feedback, sample=i * K + k,
                 price_per_mtok=(self.cfg.llm.price_input_per_mtok, self.cfg.llm.price_output_per_mtok),
+                screen=self.screen,
             )  # fmt: skip
             self.record["llm"]["calls"] += sum(1 for a in result.attempts if a.reply is not None)
             self.record["llm"]["cost_usd"] += sum(a.cost_usd or 0.0 for a in result.attempts)
             entry["attempts"] = len(result.attempts)
+            self.count_programs(entry, result.attempts)
+            last = result.attempts[-1] if result.attempts else None
+            if result.gate is not None and not result.gate.ok and last is not None and last.source is not None:
+                (cdir / "reward.py").write_text(last.source)  # the rejected program, for the record
+                if last.check is not None:
+                    write_json(cdir / "check.json", last.check)
+                self._record_gate(cdir, entry, result.gate)
+                entry.update(verdict="rejected", reason=result.gate.summary())
+                self.log(f"  it{i}/c{k}: {result.gate.summary()}")
+                continue
             if not result.ok or result.source is None:
                 entry.update(verdict="generation_failed", reason=result.failure_summary().strip())
                 self.log(f"  it{i}/c{k}: no acceptable program ({entry['reason'].splitlines()[0] if entry['reason'] else '?'})")
@@ -134,17 +177,24 @@ class Search:
                 self.log(f"  it{i}/c{k}: duplicate of {self.seen[digest]} (not trained again)")
                 continue
             self.seen[digest] = entry["dir"]
-            if result.report is not None:
-                remember_check(self.task, source, self.cfg, result.report)
-            report = gate(self.task, source, self.cfg)
-            write_json(cdir / "gate.json", report.to_dict())
-            entry["gate"] = {"ok": report.ok, "gate": report.gate, "findings": report.findings, "warnings": report.warnings}
+            report = result.gate
+            if report is None:  # the loop always screens; kept for generators that bypass it
+                if result.report is not None:
+                    remember_check(self.task, source, self.cfg, result.report)
+                report = gate(self.task, source, self.cfg)
+            self._record_gate(cdir, entry, report)
             if not report.ok:
                 entry.update(verdict="rejected", reason=report.summary())
                 self.log(f"  it{i}/c{k}: {report.summary()}")
                 continue
             entry["verdict"] = "trained"
         return candidates
+
+    def _record_gate(self, cdir: Path, entry: dict[str, Any], report: GateReport) -> None:
+        write_json(cdir / "gate.json", report.to_dict())
+        entry["gate"] = {"ok": report.ok, "gate": report.gate, "findings": report.findings, "warnings": report.warnings,
+                         "ranking_accuracy": report.ranking_accuracy, "progress_order": report.progress_order,
+                         "seconds": (report.stats.get("timing") or {}).get("gate_s")}  # fmt: skip
 
     # ------------------------------------------------------------------ training
 

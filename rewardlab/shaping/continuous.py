@@ -6,8 +6,10 @@ designers, generalised from the tabular ones in this package:
 ==========  ==========================================  ==================================
 kind        what the learner is trained on              module
 ==========  ==========================================  ==================================
-teacher     ``r + gamma Phi(s') - Phi(s)``,              :mod:`~rewardlab.shaping.teacher`
-            ``Phi = V_teacher`` (PBRS, policy-invariant)
+teacher     ``r + gamma Phi(s') - Phi(s)``,              :mod:`~rewardlab.shaping.teacher`,
+            ``Phi = V_teacher`` (PBRS, policy-invariant);  :mod:`~rewardlab.shaping.scripted`
+            an SB3 model's critic, or the fitted value
+            of a scripted MetaWorld policy
 adaptive    ``r + sum_i (w_i - 1) c_i``, weights of the  :mod:`~rewardlab.shaping.adaptive`
             reward's components re-fitted to the
             learner's recent episodes
@@ -26,6 +28,7 @@ is a ``DummyVecEnv``). Evaluation never sees the shaping: it scores the task's o
 CLI::
 
     rewardlab train task=mujoco/hopper_forward shaping.kind=teacher shaping.teacher=<run>/rewards/v0
+    rewardlab train task=metaworld/drawer_close reward_file=env shaping=teacher shaping.teacher=scripted
     rewardlab train task=mujoco/hopper_forward shaping.kind=adaptive shaping.update_every=8192
     rewardlab train task=mujoco/hopper_forward algo=sac shaping.kind=meta shaping.novelty_weight=0.05
 
@@ -45,12 +48,15 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rewardlab.config import AlgoConfig, ShapingConfig, TrainConfig
 from rewardlab.shaping.adaptive import AdaptiveCallback, AdaptiveState, ReweightedReward
 from rewardlab.shaping.meta import IntrinsicShaping, MetaCallback, MetaState
-from rewardlab.shaping.teacher import PotentialShaping, TeacherPotential
+from rewardlab.shaping.scripted import FIT_FILE, VALUE_FILE, ScriptedValue, fit_scripted_value
+from rewardlab.shaping.teacher import Potential, PotentialShaping, TeacherPotential
+from rewardlab.tasks.registry import TaskSpec
 
 KINDS = ("none", "teacher", "adaptive", "meta")
 
@@ -71,20 +77,50 @@ class Shaper:
 
 
 class TeacherShaper(Shaper):
-    """Potential-based shaping with ``Phi = potential_scale * V_teacher`` (loaded once)."""
+    """Potential-based shaping with ``Phi = potential_scale * V_teacher`` (loaded once).
 
-    def __init__(self, cfg: ShapingConfig, gamma: float, run_dir: Path) -> None:
+    The teacher is an SB3 model (its critic), or with ``shaping.teacher=scripted`` the task's
+    scripted MetaWorld policy, whose value is fitted into ``<run_dir>/teacher/`` before
+    training (and loaded from there when the training resumes), or a fitted ``value.pt``.
+    """
+
+    def __init__(self, cfg: ShapingConfig, gamma: float, run_dir: Path, task: TaskSpec | None = None) -> None:
         super().__init__(cfg, gamma, run_dir)
         if not cfg.teacher:
-            raise ValueError("shaping.kind=teacher needs shaping.teacher=<run dir, version dir or model zip>")
-        self.potential = TeacherPotential.load(
-            cfg.teacher, cfg.teacher_algo, cfg.potential_scale, reward_units=cfg.teacher_reward_units
+            raise ValueError("shaping.kind=teacher needs shaping.teacher=<run dir, version dir, model zip, scripted or value.pt>")
+        self.potential: Potential
+        if cfg.teacher == "scripted":
+            self.potential, self.obs_dim = self._scripted(task)
+        elif cfg.teacher.endswith(".pt"):
+            value = ScriptedValue.load(Path(cfg.teacher), cfg.potential_scale)
+            self.potential, self.obs_dim = value, value.net.obs_dim
+        else:
+            model = TeacherPotential.load(
+                cfg.teacher, cfg.teacher_algo, cfg.potential_scale, reward_units=cfg.teacher_reward_units
+            )  # fmt: skip
+            shape = model.model.observation_space.shape
+            self.potential, self.obs_dim = model, int(np.prod(shape)) if shape else 0
+
+    def _scripted(self, task: TaskSpec | None) -> tuple[ScriptedValue, int]:
+        folder = self.run_dir / "teacher"
+        if (folder / VALUE_FILE).exists() and (folder / FIT_FILE).exists():  # a resumed training
+            value = ScriptedValue.load(folder / VALUE_FILE, self.cfg.potential_scale)
+            return value, value.net.obs_dim
+        if task is None or task.benchmark != "metaworld":
+            name = task.name if task is not None else "this task"
+            raise ValueError(f"shaping.teacher=scripted needs a MetaWorld task with a scripted policy, not {name}")
+        value, _ = fit_scripted_value(
+            task, folder, gamma=self.gamma, episodes=self.cfg.scripted_episodes,
+            noise=tuple(self.cfg.scripted_noise), epochs=self.cfg.value_epochs,
         )  # fmt: skip
+        value.scale = self.cfg.potential_scale
+        return value, value.net.obs_dim
 
     def wrap(self, env: gym.Env, *, from_program: bool) -> gym.Env:
-        theirs, ours = self.potential.model.observation_space.shape, env.observation_space.shape
-        if theirs != ours:
-            raise ValueError(f"teacher {self.cfg.teacher} observes shape {theirs}, this task's env {ours}")
+        shape = env.observation_space.shape
+        ours = int(np.prod(shape)) if shape else 0
+        if self.obs_dim != ours:
+            raise ValueError(f"teacher {self.cfg.teacher} observes {self.obs_dim} values, this task's env {ours}")
         return PotentialShaping(env, self.potential, self.gamma)
 
 
@@ -130,13 +166,16 @@ def learner_gamma(algo: AlgoConfig) -> float:
     return float(dict(algo.kwargs).get("gamma", 0.99))
 
 
-def make_shaper(cfg: ShapingConfig | Any, algo: AlgoConfig, train: TrainConfig, run_dir: Path) -> Shaper | None:
-    """The shaper for ``cfg.kind`` (``None`` for ``none``)."""
+def make_shaper(
+    cfg: ShapingConfig | Any, algo: AlgoConfig, train: TrainConfig, run_dir: Path, task: TaskSpec | None = None
+) -> Shaper | None:
+    """The shaper for ``cfg.kind`` (``None`` for ``none``); ``task`` is needed by the scripted
+    teacher."""
     if cfg.kind not in KINDS:
         raise ValueError(f"unknown shaping.kind {cfg.kind!r}; one of {', '.join(KINDS)}")
     gamma = float(cfg.gamma) if cfg.gamma is not None else learner_gamma(algo)
     if cfg.kind == "teacher":
-        return TeacherShaper(cfg, gamma, run_dir)
+        return TeacherShaper(cfg, gamma, run_dir, task)
     if cfg.kind == "adaptive":
         return AdaptiveShaper(cfg, gamma, run_dir)
     if cfg.kind == "meta":

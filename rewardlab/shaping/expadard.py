@@ -151,10 +151,18 @@ def adaptive_design(mdp: TabularMDP, teacher: AdaptiveTeacher, pi_L: FloatArray)
 @dataclass(frozen=True)
 class ReinforceConfig:
     """REINFORCE schedule: update every ``every`` episodes on the last ``recent`` ones; the
-    teacher (if adaptive) re-designs every ``redesign_every`` episodes."""
+    teacher (if adaptive) re-designs every ``redesign_every`` episodes.
 
-    episodes: int = 2000
-    lr: float = 0.5
+    Defaults are the thesis's (step size 0.01, ``N_r = 5``, update every 2 episodes on the
+    last 5) except ``episodes`` (the thesis ran 2 * 10^5). A much larger step size (0.5)
+    saturates the softmax within a few updates on the designed rewards (returns of order
+    +-100), and the learner-aware objective cannot pull a saturated learner back: its
+    coefficients in a state vanish as ``pi_L(.|s)`` becomes deterministic
+    (:func:`learner_aware_coefficients`); see ``experiments/shaping_tabular/README.md``.
+    """
+
+    episodes: int = 50_000
+    lr: float = 0.01
     every: int = 2
     recent: int = 5
     redesign_every: int = 5

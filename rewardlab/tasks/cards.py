@@ -14,7 +14,13 @@ MetaWorld, where Text2Reward's representation has ``self.obj1`` and ``self.goal_
 - a ``robot_class`` that is itself a :data:`TYPE_DOCS` key: its fields are the robot's own
   attributes (``self.robot.ee_position``), listed before any parts;
 - ``extends: <benchmark>/<card>``: start from another card's YAML and override it key by key
-  (``attributes`` and ``parts`` merge per entry), so per-task cards only state what differs.
+  (``attributes``, ``parts`` and ``types`` merge per entry), so per-task cards only state what
+  differs;
+- ``types``: documented types of this card (``{type: {field: doc}}``), taking precedence over
+  :data:`TYPE_DOCS` entries of the same name (ManiSkill's ``RigidObject`` has other fields than
+  MetaWorld's). A field whose doc starts with a documented type (``ObjectPose # ...``) is
+  nested: ``self.cubeA.pose.p`` is a path; one whose doc starts with ``(`` is a method
+  (``(obj: RigidObject, max_angle: float = 85) -> bool # ...``, rendered as ``def``).
 """
 
 from __future__ import annotations
@@ -81,45 +87,62 @@ class Card:
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Extra top-level ``self.<name>`` attributes: ``{type, doc, ...}`` (see the module docs)."""
+    types: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Documented types of this card, before :data:`TYPE_DOCS` (see the module docs)."""
+
+    def type_docs(self, name: str) -> dict[str, str] | None:
+        """The fields of documented type ``name`` (``None`` for a plain value type)."""
+        return self.types.get(name, TYPE_DOCS.get(name))
+
+    def field_type(self, doc: str) -> str | None:
+        """The documented type a field's doc starts with (``ObjectPose # ...``), else ``None``."""
+        head = doc.split("#", 1)[0].strip()
+        return head if self.type_docs(head) is not None else None
 
     def robot_fields(self) -> dict[str, str]:
         """The robot's own value attributes (when ``robot_class`` is a documented type)."""
-        return TYPE_DOCS.get(self.robot_class, {})
+        return self.type_docs(self.robot_class) or {}
+
+    def _walk(self) -> tuple[set[str], set[str]]:
+        """``(paths, leaves)``: every readable path, and those holding plain data."""
+        paths, leaves = {"self.dt", f"self.{self.robot}"}, {"self.dt"}
+
+        def add(path: str, type_name: str | None, depth: int = 0) -> None:
+            paths.add(path)
+            fields = self.type_docs(type_name) if type_name and depth < 4 else None
+            if fields is None:
+                leaves.add(path)
+                return
+            for name, doc in fields.items():
+                add(f"{path}.{name}", self.field_type(doc), depth + 1)
+
+        for name, doc in self.robot_fields().items():
+            add(f"self.{self.robot}.{name}", self.field_type(doc))
+        for part, spec in self.parts.items():
+            add(f"self.{self.robot}.{part}", spec["type"])
+        for name, spec in self.attributes.items():
+            add(f"self.{name}", spec["type"])
+        return paths, leaves
 
     def attribute_paths(self) -> set[str]:
         """Every ``self.`` path a reward program may read, e.g. ``self.hopper.top.position_x``."""
-        paths = {"self.dt", f"self.{self.robot}"}
-        paths.update(f"self.{self.robot}.{f}" for f in self.robot_fields())
-        for part, spec in self.parts.items():
-            base = f"self.{self.robot}.{part}"
-            paths.add(base)
-            paths.update(f"{base}.{f}" for f in TYPE_DOCS[spec["type"]])
-        for name, spec in self.attributes.items():
-            base = f"self.{name}"
-            paths.add(base)
-            paths.update(f"{base}.{f}" for f in TYPE_DOCS.get(spec["type"], {}))
-        return paths
+        return self._walk()[0]
 
     def leaf_paths(self) -> set[str]:
-        """The paths whose values are plain data (floats, arrays): what follows them
+        """The paths whose values are plain data (floats, arrays) or methods: what follows them
         (``.copy()``, ``.shape``) is not a card attribute."""
-        leaves = {"self.dt"} | {f"self.{self.robot}.{f}" for f in self.robot_fields()}
-        for part, spec in self.parts.items():
-            leaves.update(f"self.{self.robot}.{part}.{f}" for f in TYPE_DOCS[spec["type"]])
-        for name, spec in self.attributes.items():
-            fields = TYPE_DOCS.get(spec["type"])
-            leaves.update({f"self.{name}.{f}" for f in fields} if fields else {f"self.{name}"})
-        return leaves
+        return self._walk()[1]
 
 
 @cache
 def load_card(ref: str) -> Card:
     """Load a card by ``"<benchmark>/<name>"`` (e.g. ``"mujoco/hopper"``)."""
     raw = _load_raw(ref)
-    unknown = {spec["type"] for spec in raw.get("parts", {}).values()} - TYPE_DOCS.keys()
+    known = TYPE_DOCS.keys() | (raw.get("types") or {}).keys()
+    unknown = {spec["type"] for spec in raw.get("parts", {}).values()} - known
     unknown |= {
         spec.get("type", "?") for spec in raw.get("attributes", {}).values()
-        if spec.get("type") not in TYPE_DOCS and not str(spec.get("type")).startswith(VALUE_TYPES)
+        if spec.get("type") not in known and not str(spec.get("type")).startswith(VALUE_TYPES)
     }  # fmt: skip
     if unknown:
         raise ValueError(f"card {ref}: unknown part types {sorted(unknown)}")
@@ -139,7 +162,7 @@ def _load_raw(ref: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         return raw
     merged = _load_raw(base_ref, (*seen, ref))
     for key, value in raw.items():
-        if key in ("parts", "attributes") and isinstance(value, dict):
+        if key in ("parts", "attributes", "types") and isinstance(value, dict):
             entries = dict(merged.get(key) or {})
             for name, spec in value.items():
                 entries[name] = {**entries.get(name, {}), **spec}
@@ -170,10 +193,28 @@ def render_card(card: Card, dt: float, initial: dict[str, float] | None = None) 
         lines.append(f"    def __init__(self): # initial state of the {card.robot_class}")
         lines += [f"        {path} = {value:g}" for path, value in initial.items()]
     lines += ["", f"class {card.robot_class}:"]
-    lines += [f"    self.{f} : {doc}" for f, doc in card.robot_fields().items()]
+    lines += [_member(f, doc) for f, doc in card.robot_fields().items()]
     lines += [f"    self.{name} : {spec['type']} # {spec['doc']}" for name, spec in card.parts.items()]
-    types = [spec["type"] for spec in [*card.parts.values(), *card.attributes.values()]]
-    for type_name in dict.fromkeys(t for t in types if t in TYPE_DOCS):
+    # documented types in order of first use, then the types their fields use
+    pending = [t for t in (card.field_type(doc) for doc in card.robot_fields().values()) if t]
+    pending += [spec["type"] for spec in [*card.parts.values(), *card.attributes.values()]]
+    shown = {card.robot_class}
+    while pending:
+        type_name = pending.pop(0)
+        fields = card.type_docs(type_name)
+        if type_name in shown or fields is None:
+            continue
+        shown.add(type_name)
         lines += ["", f"class {type_name}:"]
-        lines += [f"    self.{f} : {doc}" for f, doc in TYPE_DOCS[type_name].items()]
+        lines += [_member(f, doc) for f, doc in fields.items()]
+        pending += [t for t in (card.field_type(doc) for doc in fields.values()) if t]
     return "\n".join(lines)
+
+
+def _member(name: str, doc: str) -> str:
+    """One class member of the card text: ``self.<name> : <doc>``, or ``def <name>(self, ...)``
+    for a method (a doc that starts with its parameter list)."""
+    if doc.startswith("("):
+        params = doc[1:].split(")", 1)[0].strip()
+        return f"    def {name}(self{', ' + params if params else ''}){doc.split(')', 1)[1]}"
+    return f"    self.{name} : {doc}"

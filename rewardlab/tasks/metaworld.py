@@ -430,6 +430,7 @@ def demonstrations(
     extra_steps: int = 0,
     successful_only: bool = True,
     max_attempts: int | None = None,
+    action_noise: float = 0.0,
 ) -> list[Demonstration]:
     """Roll out ``task``'s scripted expert policy; return ``episodes`` demonstrations.
 
@@ -440,6 +441,9 @@ def demonstrations(
         until_success: stop ``extra_steps`` steps after the first success (else run the horizon).
         successful_only: skip failed rollouts (the scripted policies fail on a few variants).
         max_attempts: rollouts to try at most (default ``3 * episodes``).
+        action_noise: standard deviation of Gaussian noise added to every scripted action
+            (then clipped to ``[-1, 1]``; drawn from the episode's seed); the recorded actions
+            are the executed ones. Noisy variants cover states off the expert's path.
 
     Raises:
         KeyError: the task has no scripted policy.
@@ -457,7 +461,7 @@ def demonstrations(
         for attempt in range(attempts):
             if len(out) == episodes:
                 break
-            demo = _rollout(env, task, policy, seed + attempt, until_success, extra_steps)
+            demo = _rollout(env, task, policy, seed + attempt, until_success, extra_steps, action_noise)
             if demo.success or not successful_only:
                 out.append(demo)
     finally:
@@ -471,9 +475,11 @@ def demonstrations(
 
 
 def _rollout(
-    env: gym.Env, task: Any, policy: Any, seed: int, until_success: bool, extra_steps: int
+    env: gym.Env, task: Any, policy: Any, seed: int, until_success: bool, extra_steps: int,
+    action_noise: float = 0.0,
 ) -> Demonstration:
     obs, _ = env.reset(seed=seed)
+    noise = np.random.default_rng(seed)
     observations, actions, rewards, env_rewards, successes = [obs], [], [], [], []
     components: dict[str, list[float]] = {}
     left: int | None = None
@@ -482,6 +488,8 @@ def _rollout(
         with warnings.catch_warnings():  # "Constant(s) may be too high": the policies' own note
             warnings.simplefilter("ignore")
             action = np.asarray(policy.get_action(obs), dtype=np.float32)
+        if action_noise > 0:
+            action = np.clip(action + action_noise * noise.standard_normal(action.shape), -1, 1).astype(np.float32)
         obs, reward, terminated, truncated, info = env.step(action)
         done = terminated or truncated
         observations.append(obs)

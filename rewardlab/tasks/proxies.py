@@ -238,5 +238,7 @@ PROXY_BUILDERS: dict[str, Callable[[Any, Any], Group]] = {"mujoco": mujoco_env_p
 env. A new benchmark registers its builder here; nothing else dispatches on benchmarks."""
 
 # Benchmarks whose proxies need more than MjData add their builders (and gymnasium ids) to
-# PROXY_BUILDERS when imported; metaworld itself is imported only when such an env is made.
+# PROXY_BUILDERS when imported; metaworld and mani_skill themselves are imported only when such
+# an env is made.
+import rewardlab.tasks.maniskill  # noqa: E402, F401
 import rewardlab.tasks.metaworld  # noqa: E402, F401

@@ -4,7 +4,7 @@
   "use strict";
 
   function allVideos() {
-    return Array.prototype.slice.call(document.querySelectorAll("[data-compare] video"));
+    return Array.prototype.slice.call(document.querySelectorAll("[data-compare] figure.video video"));
   }
 
   function setupCompare() {

@@ -1,0 +1,240 @@
+"""The gate's reference rollouts of a task: recorded once, cached, reused for every candidate.
+
+Every task gets (trusted code, this process, the task's real environment):
+
+* ``random``: uniform random actions (``gate.episodes`` rollouts);
+* ``zero``: zero actions (``gate.zero_episodes``);
+* ``perturbed``: zero actions plus Gaussian noise of std ``gate.perturb_std``
+  (``gate.perturbed_episodes``).
+
+Tasks with a scripted expert (MetaWorld: ``metaworld.policies``, via
+:func:`rewardlab.tasks.metaworld.scripted_policy`) also get
+
+* ``demo``: ``gate.demos`` *successful* expert rollouts (variants on which the expert fails
+  are skipped, as :func:`rewardlab.tasks.metaworld.demonstrations` does);
+* ``noisy_demo``: the expert with action noise of std ``gate.noise_std`` (kept as failures
+  only when they did not succeed);
+* ``truncated_demo``: the expert for ``gate.truncate_at`` of its time to success, then zero
+  actions (near misses; kept when they did not succeed).
+
+There all rollouts have the same length ``L`` (the slowest expert's first success plus
+``gate.settle_steps``, at most the horizon), so their returns compare fairly. Without a scripted
+expert (the MuJoCo locomotion tasks) rollouts run up to ``gate.steps`` steps or until the env
+ends the episode, and the gate checks finiteness, scale and variation only.
+
+The rollouts are kept per process and written to ``gate.cache_dir`` (``.npz``, keyed by the task,
+these settings and the simulator versions), which is also the file the evaluation child reads.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardlab.reward.trajectories import Rollout, load_rollouts, record_rollout, save_rollouts
+from rewardlab.tasks.registry import TaskSpec
+
+DEMO_KIND = "demo"
+"""Kind of the successful expert rollouts (the "successful" side of the ranking)."""
+ROLLOUT_FIELDS = (
+    "seed", "steps", "episodes", "zero_episodes", "perturbed_episodes", "perturb_std", "demos",
+    "settle_steps", "noisy_demos", "noise_std", "truncate_at",
+)  # fmt: skip
+"""The gate settings that shape the rollouts (and their cache key)."""
+
+
+@dataclass
+class ReferenceRollouts:
+    """A task's reference rollouts (see the module docstring)."""
+
+    rollouts: list[Rollout]
+    path: Path
+    """The ``.npz`` the evaluation child reads."""
+    has_demos: bool
+    """The task has a scripted expert and ``demo`` rollouts."""
+    length: int | None
+    """The common rollout length on demonstration tasks."""
+    notes: list[str] = field(default_factory=list)
+    """What the rollouts are (for the gate's report)."""
+    record_s: float = 0.0
+    """Time it took to record them (0 when loaded from the disk cache)."""
+
+    def kinds(self) -> dict[str, int]:
+        """Number of rollouts of each kind."""
+        out: dict[str, int] = {}
+        for r in self.rollouts:
+            out[r.kind] = out.get(r.kind, 0) + 1
+        return out
+
+
+_MEMO: dict[str, ReferenceRollouts] = {}
+_TMP: list[Path] = []
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("mujoco", "gymnasium", "metaworld"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "-"
+    return out
+
+
+def cache_key(task: TaskSpec, settings: Any) -> str:
+    """Content hash of what determines the rollouts: task, rollout settings, versions."""
+    payload = {
+        "task": task.to_dict(), "settings": {k: getattr(settings, k) for k in ROLLOUT_FIELDS},
+        "versions": _versions(), "format": 1,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _scratch_dir() -> Path:
+    if not _TMP:
+        path = Path(tempfile.mkdtemp(prefix="rewardlab-gate-"))
+        _TMP.append(path)
+        atexit.register(shutil.rmtree, path, True)
+    return _TMP[0]
+
+
+def _expert(task: TaskSpec) -> Any | None:
+    if not task.card.startswith("metaworld/"):
+        return None
+    from rewardlab.tasks.metaworld import scripted_policy
+
+    return scripted_policy(task)
+
+
+def _expert_action(policy: Any, obs: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # "Constant(s) may be too high": the policies' own note
+        warnings.simplefilter("ignore")
+        return np.asarray(policy.get_action(obs), dtype=np.float32)
+
+
+def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool, int | None, list[str]]:
+    """Record the reference rollouts of ``task`` (uncached; see the module docstring).
+
+    Returns:
+        ``(rollouts, has_demos, common length or None, notes)``.
+    """
+    from rewardlab.wrappers import make_env
+
+    s = settings
+    env = make_env(task)
+    try:
+        space: Any = env.action_space
+        low, high = np.asarray(space.low, dtype=np.float32), np.asarray(space.high, dtype=np.float32)
+        zero = np.clip(np.zeros(space.shape, dtype=np.float32), low, high)
+        rollouts: list[Rollout] = []
+        notes: list[str] = []
+        expert = _expert(task)
+        length: int | None = None
+        horizon = int(task.horizon)
+        if expert is not None and s.demos > 0:
+            probes: list[Rollout] = []
+            for i in range(3 * int(s.demos)):
+                if len(probes) == int(s.demos):
+                    break
+                probe = record_rollout(env, lambda o, t: _expert_action(expert, o), seed=int(s.seed) + i,
+                                       steps=horizon, kind=DEMO_KIND, stop_after_success=0)  # fmt: skip
+                if probe.success:
+                    probes.append(probe)
+            if probes:
+                firsts = [int(p.first_success or 0) for p in probes]
+                length = min(horizon, max(firsts) + 1 + int(s.settle_steps))
+                for probe, first in zip(probes, firsts, strict=True):
+                    seed = probe.seed
+                    rollouts.append(record_rollout(env, lambda o, t: _expert_action(expert, o), seed=seed,
+                                                   steps=length, kind=DEMO_KIND))  # fmt: skip
+                    cut = int(float(s.truncate_at) * first)
+
+                    def stop_early(o: np.ndarray, t: int, cut: int = cut) -> np.ndarray:
+                        return _expert_action(expert, o) if t < cut else zero
+
+                    truncated = record_rollout(env, stop_early, seed=seed, steps=length, kind="truncated_demo")
+                    if not truncated.success:
+                        rollouts.append(truncated)
+                rng = np.random.default_rng(int(s.seed))
+                for j in range(int(s.noisy_demos)):
+                    seed = probes[j % len(probes)].seed
+
+                    def noisy(o: np.ndarray, t: int) -> np.ndarray:
+                        a = _expert_action(expert, o) + rng.normal(0.0, float(s.noise_std), size=zero.shape)
+                        return np.clip(a, low, high).astype(np.float32)
+
+                    rollout = record_rollout(env, noisy, seed=seed, steps=length, kind="noisy_demo")
+                    if not rollout.success:
+                        rollouts.append(rollout)
+                notes.append(
+                    f"{len(probes)} successful scripted-expert demonstrations (first success at steps "
+                    f"{min(firsts)}-{max(firsts)}); every rollout {length} steps"
+                )
+            else:
+                notes.append(f"the scripted expert succeeded in none of {3 * int(s.demos)} tries: no demonstrations")
+        elif expert is None:
+            notes.append("no scripted expert for this task: no demonstrations, so no ranking check; "
+                         "states from random, zero-action and perturbed zero-action rollouts")  # fmt: skip
+        steps = length if length is not None else min(horizon, int(s.steps))
+        base = int(s.seed) + 1000
+        space.seed(base)
+        for j in range(int(s.episodes)):
+            rollouts.append(record_rollout(env, lambda o, t: space.sample(), seed=base + j, steps=steps, kind="random"))
+        for j in range(int(s.zero_episodes)):
+            rollouts.append(record_rollout(env, lambda o, t: zero, seed=base + 100 + j, steps=steps, kind="zero"))
+        noise = np.random.default_rng(base)
+        for j in range(int(s.perturbed_episodes)):
+            rollouts.append(record_rollout(
+                env, lambda o, t: np.clip(zero + noise.normal(0.0, float(s.perturb_std), size=zero.shape), low, high),
+                seed=base + 200 + j, steps=steps, kind="perturbed",
+            ))  # fmt: skip
+    finally:
+        env.close()
+    rollouts = [r for r in rollouts if r.length > 0]
+    return rollouts, any(r.kind == DEMO_KIND for r in rollouts), length, notes
+
+
+def reference_rollouts(task: TaskSpec, settings: Any, cache_dir: str | Path | None = None) -> ReferenceRollouts:
+    """The reference rollouts of ``task`` under the gate ``settings``: from this process's
+    memory, else from ``cache_dir``, else recorded (and written there).
+
+    Args:
+        task: The task.
+        settings: A :class:`rewardlab.config.GateConfig` (or anything with its fields).
+        cache_dir: Where the ``.npz`` files live (``None``: a temporary folder of this process).
+    """
+    key = cache_key(task, settings)
+    folder = Path(cache_dir).expanduser() if cache_dir else _scratch_dir()
+    path = folder / f"{task.name.replace('/', '__')}-{key}.npz"
+    memo = _MEMO.get(key)
+    if memo is not None and memo.path.exists():
+        return memo
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            ref = ReferenceRollouts(load_rollouts(path), path, bool(meta["has_demos"]), meta["length"], list(meta["notes"]))
+            _MEMO[key] = ref
+            return ref
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: record again
+    started = time.monotonic()
+    rollouts, has_demos, length, notes = record_reference(task, settings)
+    if not rollouts:
+        raise RuntimeError(f"{task.name}: no reference rollout could be recorded")
+    save_rollouts(path, rollouts)
+    meta_path.write_text(json.dumps({"task": task.name, "has_demos": has_demos, "length": length, "notes": notes}))
+    ref = ReferenceRollouts(rollouts, path, has_demos, length, notes, round(time.monotonic() - started, 3))
+    _MEMO[key] = ref
+    return ref
