@@ -47,8 +47,7 @@ import gymnasium as gym
 import numpy as np
 
 from rewardlab.setup_vulkan import SETUP_COMMAND, activate
-from rewardlab.tasks.metaworld import MetaWorldEnvProxy as RecordedEnvProxy
-from rewardlab.tasks.proxies import PROXY_BUILDERS, Proxy
+from rewardlab.tasks.proxies import PROXY_BUILDERS, BenchmarkEnvProxy, Proxy
 
 BENCHMARK_VERSION = "3.0.1"
 """The mani-skill release the tasks are pinned to (``pip install 'rewardlab[maniskill]'``)."""
@@ -603,7 +602,7 @@ def find_task_wrapper(env: gym.Env) -> ManiSkillTask:
     return layer
 
 
-def maniskill_env_proxy(env: gym.Env, card: Any) -> RecordedEnvProxy:
+def maniskill_env_proxy(env: gym.Env, card: Any) -> BenchmarkEnvProxy:
     """Proxy builder of the ManiSkill benchmark: the card's robot, parts and attributes, read
     live from the simulator."""
     recorder = find_task_wrapper(env)
@@ -620,7 +619,7 @@ def maniskill_env_proxy(env: gym.Env, card: Any) -> RecordedEnvProxy:
         else:
             members[name] = _typed(card, spec["type"], f"self.{name}", getattr(base, spec["actor"]), base)
     members["dt"] = recorder.dt
-    return RecordedEnvProxy(members, values, recorder)  # type: ignore[arg-type]
+    return BenchmarkEnvProxy(members, values, recorder)
 
 
 def _typed(card: Any, type_name: str, path: str, entity: Any, base: Any) -> Proxy:

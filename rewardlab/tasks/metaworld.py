@@ -52,7 +52,7 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from rewardlab.tasks.cards import TYPE_DOCS
-from rewardlab.tasks.proxies import PROXY_BUILDERS, Group, Proxy
+from rewardlab.tasks.proxies import PROXY_BUILDERS, BenchmarkEnvProxy, Proxy
 
 BENCHMARK_VERSION = "3.1.1"
 """The metaworld release the tasks are pinned to (``pip install metaworld==3.1.1``)."""
@@ -306,37 +306,6 @@ VALUE_SOURCES: dict[str, Callable[[Any], Callable[[], Any]]] = {
 """Readers of plain-value card attributes, by their ``source`` in the card."""
 
 
-class MetaWorldEnvProxy(Group):
-    """The ``self`` of MetaWorld reward programs: the robot, the card's attributes and ``dt``.
-
-    Proxy members are plain attributes; plain values (``goal_position``) are read from the env
-    at every access. ``benchmark_success`` (the benchmark's flag after the last step) is for the
-    task's success metric only: it is not a card attribute, so the reward check rejects
-    programs that read it.
-    """
-
-    __slots__ = ("_values", "_recorder")
-
-    def __init__(
-        self, members: dict[str, Any], values: dict[str, Callable[[], Any]], recorder: MetaWorldTask
-    ) -> None:
-        super().__init__("self", members)
-        object.__setattr__(self, "_names", (*members, *values))
-        object.__setattr__(self, "_values", values)
-        object.__setattr__(self, "_recorder", recorder)
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called when normal lookup fails: a live value, or a name the card lacks.
-        reader = self._values.get(name)
-        if reader is not None:
-            return reader()
-        return super().__getattr__(name)
-
-    @property
-    def benchmark_success(self) -> bool:
-        return bool(self._recorder.success)
-
-
 def find_task_wrapper(env: gym.Env) -> MetaWorldTask:
     """The :class:`MetaWorldTask` layer inside ``env``'s wrapper stack."""
     layer: Any = env
@@ -350,7 +319,7 @@ def find_task_wrapper(env: gym.Env) -> MetaWorldTask:
     return layer
 
 
-def metaworld_env_proxy(env: gym.Env, card: Any) -> MetaWorldEnvProxy:
+def metaworld_env_proxy(env: gym.Env, card: Any) -> BenchmarkEnvProxy:
     """Proxy builder of the MetaWorld benchmark: the card's robot fields and attributes, read
     live from the env (values equal to the observation's, see the module docs)."""
     recorder = find_task_wrapper(env)
@@ -363,7 +332,7 @@ def metaworld_env_proxy(env: gym.Env, card: Any) -> MetaWorldEnvProxy:
         else:
             values[name] = VALUE_SOURCES[spec["source"]](base)
     members["dt"] = float(base.dt)
-    return MetaWorldEnvProxy(members, values, recorder)
+    return BenchmarkEnvProxy(members, values, recorder)
 
 
 def _proxy(type_name: str, path: str, base: Any, spec: dict[str, Any]) -> Proxy:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import mujoco
 import numpy as np
@@ -204,6 +204,42 @@ class Group(Proxy):
 EnvProxy = Group
 """The ``self`` that reward programs see: the robot under its card name, plus ``dt``."""
 
+
+
+class SuccessRecorder(Protocol):
+    """What :class:`BenchmarkEnvProxy` reads the benchmark's own success flag from."""
+
+    success: bool
+
+
+class BenchmarkEnvProxy(Group):
+    """The ``self`` of manipulation reward programs (MetaWorld, ManiSkill): the robot and
+    objects as proxy members, plain values of the card (``goal_position``) read from the env at
+    every access, and ``dt``.
+
+    ``benchmark_success`` (the benchmark's flag after the last step, from ``recorder``) is for
+    the task's success metric only: it is not a card attribute, so the reward check rejects
+    programs that read it.
+    """
+
+    __slots__ = ("_values", "_recorder")
+
+    def __init__(self, members: dict[str, Any], values: dict[str, Callable[[], Any]], recorder: SuccessRecorder) -> None:
+        super().__init__("self", members)
+        object.__setattr__(self, "_names", (*members, *values))
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_recorder", recorder)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: a live value, or a name the card lacks.
+        reader = self._values.get(name)
+        if reader is not None:
+            return reader()
+        return super().__getattr__(name)
+
+    @property
+    def benchmark_success(self) -> bool:
+        return bool(self._recorder.success)
 
 def build_env_proxy(card: Any, model: mujoco.MjModel, data: mujoco.MjData, dt: float) -> Group:
     """Build the ``self`` proxy for ``card`` over a live ``(model, data)`` pair.
