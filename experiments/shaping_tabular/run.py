@@ -17,7 +17,7 @@ curves are taken from the existing ``results.json`` in ``--out`` and everything 
 
 Usage::
 
-    python experiments/shaping_tabular/run.py                  # ~25 min on 2 cores
+    python experiments/shaping_tabular/run.py --ada-seeds 10   # ~50 min of CPU (2 workers)
     python experiments/shaping_tabular/run.py --only expadard --workers 1   # ExpAdaRD only
     python experiments/shaping_tabular/run.py --seeds 3 --scale 0.02 --out /tmp/quick
 """
@@ -267,7 +267,7 @@ def keep_previous(path: Path, results: Results, only: set[str]) -> dict[str, Any
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seeds", type=int, default=10, help="seeds per curve (default 10)")
-    ap.add_argument("--ada-seeds", type=int, default=5, help="seeds for the LP-heavy ExpAdaRD")
+    ap.add_argument("--ada-seeds", type=int, default=10, help="seeds for the LP-heavy ExpAdaRD")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply all episode counts")
     ap.add_argument("--budget", type=int, default=5, help="EXPRD budget B")
     ap.add_argument("--workers", type=int, default=2)
