@@ -372,6 +372,7 @@ class E2CLConfig:
     media_findings: int = 4
     """Render frames and clips for at most this many findings (errors and warnings first)."""
     frame_size: int = 240
+    """Side of the rendered frames and clips in pixels."""
     summarise: bool = True
     """With an LLM back-end, also have it summarise the findings into the feedback (recorded
     under ``rewards/v<N>/e2cl/llm/``)."""

@@ -53,7 +53,7 @@ from rewardlab.e2cl.findings import (
     load_findings,
     triggering,
 )
-from rewardlab.e2cl.memory import Memory, MemoryRecord, choose_action, guidance_lines
+from rewardlab.e2cl.memory import Memory, MemoryRecord, choose_action, guidance_lines, refused_here
 from rewardlab.generators.base import GenerationRequest, extract_code
 from rewardlab.generators.offline import OfflineGenerator, feedback_edits, parse_terms
 from rewardlab.paths import data_dir
@@ -342,6 +342,15 @@ def test_memory_retrieves_similar_tasks_and_steers_edit_choice(tmp_path: Path) -
     )
     assert choose_action(f, found) == "more alive"
     assert choose_action(f, []) == "more progress"
+    here = MemoryRecord(
+        HOPPER, "", "no_success", "", "", "more alive", "refused", run="r", parent=3
+    )
+    assert (
+        refused_here([here], "r", 3, f) == ["more alive"] and refused_here([here], "r", 2, f) == []
+    )
+    assert choose_action(f, found, tried=["more alive"]) == "more upright", (
+        "never the same edit twice"
+    )
     lines = guidance_lines(found, 2)
     assert len(lines) == 2 and all(
         line.startswith("[memory: on mujoco/walker_forward") for line in lines
@@ -511,3 +520,15 @@ def test_review_page_shows_findings_frames_and_verdicts(corrected_run: Path) -> 
         bad.write_text(original)
     assert "<script>window.__x" not in html and "&lt;script&gt;window.__x" in html
     assert "passwd" not in html
+
+
+def test_docstring_examples_hold() -> None:
+    import doctest
+
+    import rewardlab.e2cl.detect
+    import rewardlab.e2cl.feedback
+    import rewardlab.e2cl.memory
+
+    for module in (rewardlab.e2cl.detect, rewardlab.e2cl.feedback, rewardlab.e2cl.memory):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -24,7 +24,7 @@ from rewardlab.reward.trajectories import (
     record_rollout,
     save_rollouts,
 )
-from rewardlab.search.gate import GateReport, gate, remember_check
+from rewardlab.search.gate import GateReport, gate, gate_settings, remember_check
 from rewardlab.search.reflection import reflect, render_reflection
 from rewardlab.search.rollouts import reference_rollouts
 from rewardlab.tasks import get_task
@@ -163,10 +163,11 @@ def test_ranking_accuracy_good_offline_reward_and_planted_bad_one(cfg: Any) -> N
 
 
 def test_rollouts_are_recorded_once_and_cached_on_disk(cfg: Any) -> None:
-    settings = GateConfig(**{**OmegaConf.to_container(cfg.gate, resolve=True)})  # type: ignore[arg-type]
-    ref = reference_rollouts(DRAWER, settings, settings.cache_dir)
+    settings, cache_dir = gate_settings(cfg)
+    assert cache_dir == f"{cfg.runs_dir}/.gate_cache"  # the interpolated default
+    ref = reference_rollouts(DRAWER, settings, cache_dir)
     assert ref.path.exists() and ref.path.parent == Path(cfg.runs_dir) / ".gate_cache"
-    again = reference_rollouts(DRAWER, settings, settings.cache_dir)
+    again = reference_rollouts(DRAWER, settings, cache_dir)
     assert again is ref
     lengths = {r.length for r in ref.rollouts}
     assert lengths == {ref.length}  # equal lengths: returns compare fairly

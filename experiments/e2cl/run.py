@@ -10,6 +10,9 @@ For each task and seed, reward v0 is written by the offline synthesizer and trai
   scripted feedback per task (:data:`HUMAN`), every version kept (no verification), as a
   person using ``rewardlab refine`` would.
 
+``<task>:planted`` (``--tasks metaworld/drawer_close:planted``) starts from a program with
+planted errors (:data:`PLANTED`) instead of the offline synthesizer's.
+
 Every training uses the same budget and seed. Reported per arm and round: the success rate of
 the arm's current version (5 evaluation episodes), and for ``auto`` the verdict (accepted /
 refused and why), the findings that triggered the correction and the candidate's own success.
@@ -36,8 +39,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 HERE = Path(__file__).resolve().parent
-BUDGETS = {"mujoco/hopper_forward": 49_152, "mujoco/hopper_jump": 49_152, "metaworld/drawer_close": 40_960}
+BUDGETS = {"mujoco/hopper_forward": 49_152, "mujoco/hopper_jump": 49_152, "metaworld/drawer_close": 40_960,
+           "metaworld/drawer_close:planted": 40_960}  # fmt: skip
 """Environment steps per reward version (whole PPO rollouts of 4 x 1024 steps)."""
+PLANTED = {"metaworld/drawer_close:planted": HERE / "planted_drawer.py"}
+"""``<task>:planted``: v0 is this program (with planted errors) instead of the offline one."""
 HUMAN: dict[str, list[tuple[str, list[str]]]] = {
     "mujoco/hopper_forward": [
         ("the hopper falls over after a few hops", ["falls"]),
@@ -52,6 +58,7 @@ HUMAN: dict[str, list[tuple[str, list[str]]]] = {
         ("push the drawer further; more move", []),
     ],
 }
+HUMAN["metaworld/drawer_close:planted"] = HUMAN["metaworld/drawer_close"]
 """The scripted "human": what a person might write after watching each round's video,
 fixed in advance (it does not look at the runs)."""
 
@@ -96,10 +103,13 @@ def auto_rounds(run_dir: Path, rounds: int) -> list[dict[str, Any]]:
             row = {"round": r + 1, "candidate": v, "outcome": verdict.get("outcome", "?"),
                    "reason": verdict.get("reason", ""), "triggers": triggers,
                    "candidate_success": success(run_dir, v), "candidate_progress": progress(run_dir, v)}  # fmt: skip
-        else:
+        else:  # the rounds stopped: nothing to correct, or no untried edit (see summary.json)
+            message = (read(run_dir / "summary.json") or {}).get("message", "")
+            stopped = "exhausted" if "exhausted" in message else "clean"
             findings = read(run_dir / "rewards" / f"v{current}" / "findings.json") or {"findings": []}
-            row = {"round": r + 1, "candidate": None, "outcome": "clean", "reason": "nothing to correct",
-                   "triggers": [], "info": [f["kind"] for f in findings["findings"]]}  # fmt: skip
+            row = {"round": r + 1, "candidate": None, "outcome": stopped,
+                   "reason": "no untried edit" if stopped == "exhausted" else "nothing to correct",
+                   "triggers": [], "findings": [f"{f['severity']}:{f['kind']}" for f in findings["findings"]]}  # fmt: skip
         row.update(current=current, success=success(run_dir, current), progress=progress(run_dir, current))
         out.append(row)
     return out
@@ -111,15 +121,17 @@ def run_task(task: str, seed: int, rounds: int, runs: Path, steps: int) -> dict[
         "train.eval_episodes=5", "train.video_episodes=0", "train.progress_bar=false",
         f"train.seed={seed}", f"runs_dir={runs}",
     ]  # fmt: skip
-    base = runs / "base" / task.replace("/", "_")
+    folder = task.replace("/", "_").replace(":", "_")
+    base = runs / "base" / folder
     timings: dict[str, float] = {}
     if not (base / "rewards" / "v0" / "summary.json").exists():
         t0 = time.monotonic()
-        rewardlab("train", f"task={task}", *budget, f"hydra.run.dir={base}", cwd=runs)
+        planted = [f"reward_file={PLANTED[task]}"] if task in PLANTED else []
+        rewardlab("train", f"task={task.split(':')[0]}", *planted, *budget, f"hydra.run.dir={base}", cwd=runs)
         timings["v0"] = time.monotonic() - t0
     arms: dict[str, Any] = {"none": [{"round": r, "current": 0, "success": success(base, 0),
                                       "progress": progress(base, 0)} for r in range(rounds + 1)]}  # fmt: skip
-    auto = runs / "auto" / task.replace("/", "_")
+    auto = runs / "auto" / folder
     if not auto.exists():
         shutil.copytree(base, auto)
         t0 = time.monotonic()
@@ -127,7 +139,7 @@ def run_task(task: str, seed: int, rounds: int, runs: Path, steps: int) -> dict[
         timings["auto"] = time.monotonic() - t0
     arms["auto"] = [{"round": 0, "current": 0, "success": success(auto, 0), "progress": progress(auto, 0)},
                     *auto_rounds(auto, rounds)]  # fmt: skip
-    human = runs / "human" / task.replace("/", "_")
+    human = runs / "human" / folder
     if not human.exists():
         shutil.copytree(base, human)
     t0 = time.monotonic()
@@ -169,7 +181,7 @@ def write_report(results: list[dict[str, Any]], out: Path, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=list(BUDGETS))
+    parser.add_argument("--tasks", nargs="+", default=[t for t in BUDGETS if t not in PLANTED])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=0, help="budget per version (0: BUDGETS)")
@@ -178,7 +190,8 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    results = []
+    previous = read(out / "results.json") or []  # keep other tasks' and seeds' results
+    results = [r for r in previous if (r["task"], r["seed"]) not in {(t, s) for t in args.tasks for s in args.seeds}]
     started = time.monotonic()
     for seed in args.seeds:
         runs = (args.runs or out / "runs").resolve() / f"seed{seed}"

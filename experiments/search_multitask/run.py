@@ -19,7 +19,7 @@ interrupted sweep resumes.
 
 Usage::
 
-    python experiments/search_multitask/run.py                 # the README's numbers (~30 min CPU)
+    python experiments/search_multitask/run.py                 # the README's numbers (~20 min CPU)
     python experiments/search_multitask/run.py --quick --out /tmp/sm   # a 3-minute smoke run
 """
 
@@ -144,31 +144,61 @@ def fmt(value: Any, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def write_report(out: Path, results: dict[str, Any], budget: dict[str, Any]) -> None:
-    lines = ["# search_multitask results", "", f"budget: {json.dumps(budget)}", "",
-             "| task | writer | replies | no code | check rej. | gate rej. | passed | gate pass rate | steps trained | "
-             "full (gated) | full (all K) | saved vs all | best final success | expert success | CPU s |",
-             "|" + "---|" * 15]  # fmt: skip
-    for task, units in results["tasks"].items():
-        expert = units.get("expert", {})
-        for gen in GENERATORS:
-            u = units.get(gen)
-            if not u:
-                continue
-            p = u.get("programs") or {}
-            judged = p.get("passed", 0) + p.get("gate_rejected", 0)
-            saved = 1 - u["steps_trained"] / u["steps_all_full"] if u.get("steps_all_full") else None
-            best = final_eval(Path(u["run_dir"]) / str(u.get("best")) / "summary.json") if u.get("best") else {}
-            ref = final_eval(Path(expert["run_dir"]) / "rewards" / "v0" / "summary.json") if expert.get("run_dir") else {}
-            lines.append(
-                f"| {task} | {gen} | {p.get('replies', '-')} | {p.get('no_code', '-')} | {p.get('check_rejected', '-')} | "
-                f"{p.get('gate_rejected', '-')} | {p.get('passed', '-')} | {fmt(p.get('passed', 0) / judged if judged else None)} | "
-                f"{u['steps_trained']:,} | {u['steps_gated_full']:,} | {u['steps_all_full']:,} | {fmt(saved, '.0%')} | "
-                f"{fmt(u.get('final_success'))} (progress {fmt(best.get('mean_progress'))}) | "
-                f"{fmt(expert.get('success'))} (progress {fmt(ref.get('mean_progress'))}) | "
-                f"{fmt(u['cpu_s'], '.0f')} |"
-            )
-    lines += ["", f"total CPU seconds (children): {results['cpu_s']:.0f}; wall seconds: {results['wall_s']:.0f}"]
+def _row(u: dict[str, Any], expert: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of one search unit that the report shows."""
+    p = u.get("programs") or {}
+    best = final_eval(Path(u["run_dir"]) / str(u.get("best")) / "summary.json") if u.get("best") else {}
+    ref = final_eval(Path(expert["run_dir"]) / "rewards" / "v0" / "summary.json") if expert.get("run_dir") else {}
+    return {
+        "replies": p.get("replies", 0), "no_code": p.get("no_code", 0), "check_rejected": p.get("check_rejected", 0),
+        "gate_rejected": p.get("gate_rejected", 0), "passed": p.get("passed", 0),
+        "trained": u["steps_trained"], "full_gated": u["steps_gated_full"], "full_all": u["steps_all_full"],
+        "success": best.get("success_rate"), "progress": best.get("mean_progress"),
+        "expert_success": ref.get("success_rate"), "expert_progress": ref.get("mean_progress"),
+        "cpu_s": u["cpu_s"] + float(expert.get("cpu_s") or 0.0) / 2,
+    }  # fmt: skip
+
+
+def _mean(values: list[Any]) -> float | None:
+    kept = [float(v) for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def write_report(out: Path, results: dict[str, Any]) -> None:
+    """``results.md``: one row per (task, writer, seed), then per (task, writer) over seeds."""
+    head = ("| task | writer | seed | replies | no code | check rej. | gate rej. | passed | gate pass rate | steps trained | "
+            "full (gated) | full (all K) | saved vs all K | best: final success (progress) | expert: success (progress) |")  # fmt: skip
+    lines = ["# search_multitask results", "", f"budget: `{json.dumps(results['budget'])}`", "", head, "|" + "---|" * 15]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for entry in results["units"]:
+        if entry["writer"] == "expert":
+            continue
+        expert: dict[str, Any] = next((e for e in results["units"] if e["writer"] == "expert" and e["task"] == entry["task"]
+                       and e["seed"] == entry["seed"]), {})  # fmt: skip
+        r = _row(entry, expert)
+        groups.setdefault((entry["task"], entry["writer"]), []).append(r)
+        judged = r["passed"] + r["gate_rejected"]
+        lines.append(
+            f"| {entry['task']} | {entry['writer']} | {entry['seed']} | {r['replies']} | {r['no_code']} | {r['check_rejected']} | "
+            f"{r['gate_rejected']} | {r['passed']} | {fmt(r['passed'] / judged if judged else None)} | {r['trained']:,} | "
+            f"{r['full_gated']:,} | {r['full_all']:,} | {fmt(1 - r['trained'] / r['full_all'], '.0%')} | "
+            f"{fmt(r['success'])} ({fmt(r['progress'])}) | {fmt(r['expert_success'])} ({fmt(r['expert_progress'])}) |"
+        )
+    lines += ["", "Over seeds (sums of programs and steps; means of success):", "",
+              "| task | writer | seeds | replies | gate pass rate | steps trained / full (all K) | saved | "
+              "best final success | expert success | best progress | expert progress |", "|" + "---|" * 11]  # fmt: skip
+    for (task, writer), rows in groups.items():
+        passed, rejected = sum(r["passed"] for r in rows), sum(r["gate_rejected"] for r in rows)
+        trained, full = sum(r["trained"] for r in rows), sum(r["full_all"] for r in rows)
+        lines.append(
+            f"| {task} | {writer} | {len(rows)} | {sum(r['replies'] for r in rows)} | "
+            f"{fmt(passed / (passed + rejected) if passed + rejected else None)} | {trained:,} / {full:,} | "
+            f"{fmt(1 - trained / full, '.0%')} | {fmt(_mean([r['success'] for r in rows]))} | "
+            f"{fmt(_mean([r['expert_success'] for r in rows]))} | {fmt(_mean([r['progress'] for r in rows]))} | "
+            f"{fmt(_mean([r['expert_progress'] for r in rows]))} |"
+        )
+    lines += ["", f"CPU seconds of all units (rewardlab processes and their children): {results['cpu_s']:.0f}; "
+              f"wall seconds: {results['wall_s']:.0f} (niced, on a shared 2-core machine)"]  # fmt: skip
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
@@ -176,7 +206,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--quick", action="store_true", help="tiny budgets (a smoke run of the script)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--runs", type=Path, default=None)
@@ -185,30 +215,30 @@ def main() -> int:
     out: Path = args.out
     runs: Path = args.runs or out / "runs"
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"budget": budget, "seed": args.seed, "tasks": {}, "cpu_s": 0.0, "wall_s": 0.0}
-    started = time.monotonic()
-    for task in args.tasks:
-        units = results["tasks"].setdefault(task, {})
-        for name in ("expert", *args.generators):
-            unit = out / "units" / task.replace("/", "__") / name
-            done = unit / "unit.json"
-            if done.exists():
-                units[name] = json.loads(done.read_text())
-            else:
-                print(f"[{time.strftime('%H:%M:%S')}] {task} / {name} ...", flush=True)
-                if name == "expert":
-                    units[name] = run_expert(task, budget, args.seed, runs, unit)
+    results: dict[str, Any] = {"budget": budget, "seeds": args.seeds, "units": [], "cpu_s": 0.0, "wall_s": 0.0}
+    for seed in args.seeds:
+        for task in args.tasks:
+            for name in ("expert", *args.generators):
+                unit = out / "units" / f"seed_{seed}" / task.replace("/", "__") / name
+                done = unit / "unit.json"
+                if done.exists():
+                    u = json.loads(done.read_text())
                 else:
-                    units[name] = run_search(task, name, budget, args.seed, runs, unit)
-                done.parent.mkdir(parents=True, exist_ok=True)
-                done.write_text(json.dumps(units[name], indent=2))
-            u = units[name]
-            print(f"    exit {u['exit']}, {u['wall_s']:.0f} s wall, {u['cpu_s']:.0f} s CPU; "
-                  f"success {fmt(u.get('final_success', u.get('success')))}", flush=True)  # fmt: skip
-            results["cpu_s"] += float(u["cpu_s"])
-            results["wall_s"] = round(time.monotonic() - started, 1)
-            (out / "results.json").write_text(json.dumps(results, indent=2))
-            write_report(out, results, budget)
+                    print(f"[{time.strftime('%H:%M:%S')}] seed {seed}: {task} / {name} ...", flush=True)
+                    seed_runs = runs / f"seed_{seed}"
+                    if name == "expert":
+                        u = run_expert(task, budget, seed, seed_runs, unit)
+                    else:
+                        u = run_search(task, name, budget, seed, seed_runs, unit)
+                    done.parent.mkdir(parents=True, exist_ok=True)
+                    done.write_text(json.dumps(u, indent=2))
+                print(f"    seed {seed} {task} {name}: exit {u['exit']}, {u['wall_s']:.0f} s wall, {u['cpu_s']:.0f} s CPU; "
+                      f"success {fmt(u.get('final_success', u.get('success')))}", flush=True)  # fmt: skip
+                results["units"].append({"task": task, "writer": name, "seed": seed, **u})
+                results["cpu_s"] += float(u["cpu_s"])
+                results["wall_s"] += float(u["wall_s"])
+                (out / "results.json").write_text(json.dumps(results, indent=2))
+                write_report(out, results)
     print((out / "results.md").read_text())
     return 0
 

@@ -255,7 +255,7 @@ def object_effect(rewards: np.ndarray, progress: np.ndarray, scale: float) -> fl
     value (least-squares slope times the progress range), as a fraction of ``scale``.
 
     Example:
-        >>> object_effect(np.array([0.0, 1.0, 2.0]), np.array([0.0, 0.5, 1.0]), 4.0)
+        >>> round(object_effect(np.array([0.0, 1.0, 2.0]), np.array([0.0, 0.5, 1.0]), 4.0), 6)
         0.5
     """
     ok = np.isfinite(rewards) & np.isfinite(progress)
@@ -637,7 +637,7 @@ def detect_hacking(vdir: Path | None, branches: Sequence[Trajectory], demos: Seq
                          {"mean_reward_return": [float(rows[0]["mean_reward_return"]), float(rows[-1]["mean_reward_return"])],
                           "success_rate": [float(rows[0]["success_rate"]), float(rows[-1]["success_rate"])]},
                          {**alarm.to_dict(), "rising_components": rising}),
-                subject="training", actions=[f"less {rising[0]}"] if rising else [],
+                subject="training", actions=[f"less {name}" for name in rising[:3]],
             ))  # fmt: skip
     demo_of = {d.id: d for d in demos}
     cases = []

@@ -9,14 +9,17 @@ runs ``e2cl.rounds`` of them):
 2. the findings of the highest severity present (errors, else warnings; never info) are the
    **triggers**; no triggers: the round ends, nothing to correct;
 3. **feedback**: a templated line per trigger with the edit chosen for it (memory prefers
-   edits that fixed the same kind of finding on similar tasks and avoids refused ones), the
+   edits that fixed the same kind of finding on similar tasks, avoids refused ones and never
+   repeats an edit refused on this very version; with the offline writer, which acts on edits
+   only, a round without an untried edit ends the rounds as ``exhausted``), the
    memory's guidance lines, the LLM's summary with an LLM back-end, and the other findings as
    the prompt's observation;
 4. **correct**: the next version ``vN`` through the ordinary refinement path
    (:func:`rewardlab.pipeline.refined_reward`: ``feedback.json``, prompt and reply, diff);
-5. **verify**: ``vN`` must pass the pre-flight gate (:func:`rewardlab.search.gate.gate`), be
-   trained with the run's budget, and a fresh exploration of it (same seeds) must no longer show
-   any trigger (same :attr:`~rewardlab.e2cl.findings.Finding.key`); its success rate and its
+5. **verify**: ``vN`` must differ from ``vP``, pass the pre-flight gate
+   (:func:`rewardlab.search.gate.gate`), be trained with the run's budget, and a fresh
+   exploration of it (same seeds) must no longer show any trigger (same
+   :attr:`~rewardlab.e2cl.findings.Finding.key`); its success rate and its
    mean task progress must not fall more than ``e2cl.success_tolerance`` /
    ``e2cl.progress_tolerance`` below its parent's. Accepted: ``vN`` becomes
    current. Refused: ``vN`` stays on disk marked refused and ``vP`` stays current.
@@ -46,7 +49,13 @@ from rewardlab.e2cl.explore import (
 )
 from rewardlab.e2cl.feedback import feedback_lines, summarise
 from rewardlab.e2cl.findings import Finding, load_findings, save_findings, triggering
-from rewardlab.e2cl.memory import Memory, MemoryRecord, choose_action, guidance_lines
+from rewardlab.e2cl.memory import (
+    Memory,
+    MemoryRecord,
+    choose_action,
+    guidance_lines,
+    refused_here,
+)
 from rewardlab.generators.fewshot import task_tokens
 from rewardlab.pipeline import Log, record_run, refined_reward, train_version
 from rewardlab.rundir import read_json, reward_dir, write_json
@@ -54,7 +63,7 @@ from rewardlab.tasks.registry import TaskSpec
 from rewardlab.training import load_policy
 from rewardlab.wrappers import RewardFailure, compile_for_task, make_env
 
-ACCEPTED, REFUSED = "accepted", "refused"
+ACCEPTED, REFUSED, EXHAUSTED = "accepted", "refused", "exhausted"
 
 
 def e2cl_config(cfg: Any) -> E2CLConfig:
@@ -167,7 +176,8 @@ class RoundResult:
     version: int | None = None
     """The correction written (``None``: nothing to correct)."""
     outcome: str = "clean"
-    """``clean`` (no trigger), ``accepted`` or ``refused``."""
+    """``clean`` (no trigger), ``exhausted`` (no untried edit for the offline writer),
+    ``accepted`` or ``refused``."""
     reason: str = ""
     triggers: list[str] = field(default_factory=list)
     remaining: list[str] = field(default_factory=list)
@@ -242,7 +252,18 @@ def run_round(
         return result
     memory = Memory(config.memory)
     retrieved = memory.similar(task, task.instruction, {f.kind for f in triggers})
-    chosen = {f.key: choose_action(f, retrieved) for f in triggers}
+    records = [r for r, _ in retrieved]
+    chosen = {
+        f.key: choose_action(f, retrieved, refused_here(records, str(run_dir), parent, f))
+        for f in triggers
+    }
+    if cfg.llm.backend == "offline" and not any(chosen.values()):
+        # The offline writer acts on edits only: without an untried one it would write the same
+        # program again (an LLM can still act on the findings' words).
+        result.outcome = EXHAUSTED
+        result.reason = "no untried edit for " + ", ".join(result.triggers)
+        log(f"v{parent}: {result.reason}")
+        return result
     lines = feedback_lines(triggers, chosen)
     guidance = guidance_lines(retrieved, config.memory_k)
     source = (pdir / "reward.py").read_text()
@@ -263,6 +284,8 @@ def run_round(
     gate_ok, gate_findings = False, list[str]()
     if failure or candidate is None:
         result.outcome, result.reason = REFUSED, f"no acceptable corrected program: {failure}"
+    elif candidate.strip() == source.strip():
+        result.outcome, result.reason = REFUSED, "the correction did not change the program"
     else:
         gate_ok, gate_findings = _gate(cfg, task, vdir, candidate)
         if not gate_ok:
@@ -330,7 +353,7 @@ def run_e2cl(
             log(f"\nE2CL round {r + 1}/{config.rounds} on v{parent}")
             result = run_round(cfg, task, run_dir, parent, log, extra=extra)
             results.append(result)
-            if result.outcome == "clean":
+            if result.outcome in ("clean", EXHAUSTED):
                 break
             parent = result.current
     except KeyboardInterrupt:

@@ -96,26 +96,40 @@ class Memory:
         return sorted(zip(candidates, scores, strict=True), key=lambda p: -p[1])
 
 
-def choose_action(finding: Finding, retrieved: Sequence[tuple[MemoryRecord, float]]) -> str | None:
+def choose_action(
+    finding: Finding, retrieved: Sequence[tuple[MemoryRecord, float]], tried: Iterable[str] = ()
+) -> str | None:
     """The finding's candidate edit with the best record: ``+similarity`` for each past
     acceptance of that edit on the same kind of finding, ``-similarity`` for each refusal; ties
-    keep the detector's order.
+    keep the detector's order. Edits in ``tried`` (already refused for this very finding on
+    this very version) are never chosen again; ``None`` when no candidate is left.
 
     Example:
         >>> f = Finding("no_success", "warning", "never completed", actions=["more progress", "more upright"])
         >>> refused = MemoryRecord("t", "i", "no_success", "", "", "more progress", "refused")
-        >>> choose_action(f, [(refused, 1.0)])
-        'more upright'
+        >>> choose_action(f, [(refused, 1.0)]), choose_action(f, [], tried=["more progress", "more upright"])
+        ('more upright', None)
     """
-    if not finding.actions:
+    skip = set(tried)
+    candidates = [a for a in finding.actions if a not in skip]
+    if not candidates:
         return None
 
     def score(action: str) -> float:
         return sum((s if r.outcome == "accepted" else -s) for r, s in retrieved
                    if r.kind == finding.kind and r.action == action)  # fmt: skip
 
-    best = max(range(len(finding.actions)), key=lambda i: (score(finding.actions[i]), -i))
-    return finding.actions[best]
+    best = max(range(len(candidates)), key=lambda i: (score(candidates[i]), -i))
+    return candidates[best]
+
+
+def refused_here(
+    records: Iterable[MemoryRecord], run: str, parent: int, finding: Finding
+) -> list[str]:
+    """Edits already refused for ``finding`` (same kind and subject) on version ``parent`` of
+    run ``run``."""
+    return [r.action for r in records if r.run == run and r.parent == parent and r.kind == finding.kind
+            and r.subject == finding.subject and r.outcome == "refused" and r.action]  # fmt: skip
 
 
 def guidance_lines(retrieved: Sequence[tuple[MemoryRecord, float]], k: int) -> list[str]:

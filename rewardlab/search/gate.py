@@ -164,7 +164,8 @@ class GateReport:
         if returns:
             lines.append("mean return per rollout kind: " + ", ".join(f"{k} {v:.4g}" for k, v in returns.items()))
         ranking = self.stats.get("ranking")
-        if self.ranking_accuracy is not None and ranking:
+        rejected_for_ranking = any(f.startswith("ranking accuracy") for f in self.findings)
+        if self.ranking_accuracy is not None and ranking and not rejected_for_ranking:
             per = ", ".join(f"vs {k} {v:.2f}" for k, v in ranking.get("by_kind", {}).items())
             lines.append(
                 f"ranking accuracy {self.ranking_accuracy:.2f}: successful demonstrations outscored failed "

@@ -160,7 +160,7 @@ class Search:
                 if last.check is not None:
                     write_json(cdir / "check.json", last.check)
                 self._record_gate(cdir, entry, result.gate)
-                entry.update(verdict="rejected", reason=result.gate.summary())
+                entry.update(verdict="rejected", reason="\n".join(result.gate.findings) or result.gate.summary())
                 self.log(f"  it{i}/c{k}: {result.gate.summary()}")
                 continue
             if not result.ok or result.source is None:
@@ -184,7 +184,7 @@ class Search:
                 report = gate(self.task, source, self.cfg)
             self._record_gate(cdir, entry, report)
             if not report.ok:
-                entry.update(verdict="rejected", reason=report.summary())
+                entry.update(verdict="rejected", reason="\n".join(report.findings) or report.summary())
                 self.log(f"  it{i}/c{k}: {report.summary()}")
                 continue
             entry["verdict"] = "trained"
