@@ -136,6 +136,17 @@ def test_hacking_alarm_on_synthetic_curves() -> None:
     assert hacking_alarm(steps[::-1], rising[::-1], flat).flagged
 
 
+def test_hacking_alarm_spares_early_learning_with_small_progress() -> None:
+    # Regression: an honest halfcheetah candidate (progress 0.02 -> 0.08 at a small budget) was
+    # flagged because its progress rise stayed under the absolute tolerance.
+    steps = list(range(1, 10))
+    rising = [10, 12, 15, 20, 30, 45, 60, 80, 100]
+    small_progress = [0.02, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.08]
+    assert not hacking_alarm(steps, rising, [0.0] * 9, small_progress).flagged
+    # ... while progress that only wobbles still leaves the alarm raised
+    assert hacking_alarm(steps, rising, [0.0] * 9, [0.30, 0.31, 0.30, 0.29, 0.31, 0.30, 0.31, 0.30, 0.31]).flagged
+
+
 def write_metrics(path: Path, rows: list[tuple[int, float, float, float]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:

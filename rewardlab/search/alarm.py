@@ -10,8 +10,9 @@ first and last thirds of an evaluation curve (``metrics.csv``: ``mean_reward_ret
   (``|start|``, floored at 1% of the largest |return| so a start near 0 still counts);
 * success must not rise by more than ``flat_tol`` and must stay below ``1 - flat_tol`` (a
   task already solved is not being hacked);
-* the progress measure, when given, must not rise by more than ``flat_tol`` either (reward
-  and progress rising together is learning, not hacking).
+* the progress measure, when given, must not rise either: not by more than ``flat_tol``, and
+  not by ``min_rise`` of its start when it starts small (reward and progress rising together
+  is learning, not hacking, even early on while progress is still 0.02 -> 0.08).
 
 At least ``min_points`` evaluations are needed; with fewer the alarm stays silent.
 
@@ -58,6 +59,18 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
+
+def progress_rose(start: float, end: float, flat_tol: float, min_rise: float) -> bool:
+    """Whether task progress (0..1) rose: by more than ``flat_tol`` absolutely, or by at least
+    ``min_rise`` relative to its start (floored at 0.01) while gaining at least 0.01.
+
+    Example:
+        >>> progress_rose(0.02, 0.08, flat_tol=0.1, min_rise=0.25), progress_rose(0.5, 0.55, 0.1, 0.25)
+        (True, False)
+    """
+    gain = end - start
+    return gain > flat_tol or (gain >= 0.01 and gain / max(start, 0.01) >= min_rise)
+
 def hacking_alarm(
     steps: Sequence[float],
     reward_return: Sequence[float],
@@ -103,7 +116,7 @@ def hacking_alarm(
         alarm.reason = f"success rose with the return ({s0:.2f} -> {s1:.2f})"
     elif s1 >= 1.0 - flat_tol:
         alarm.reason = f"the task is already solved (success {s1:.2f})"
-    elif p0 is not None and p1 is not None and p1 - p0 > flat_tol:
+    elif p0 is not None and p1 is not None and progress_rose(p0, p1, flat_tol, min_rise):
         alarm.reason = f"task progress rose with the return ({p0:.2f} -> {p1:.2f}): learning, not hacking"
     else:
         alarm.flagged = True
