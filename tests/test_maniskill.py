@@ -543,3 +543,19 @@ def test_cli_check_accepts_a_text2reward_program(vulkan: None, tmp_path: Path) -
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert out.returncode == 0 and "ACCEPTED" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_e2cl_probes_read_the_scene(envs: dict[str, Any], name: str) -> None:
+    """Regression: E2CL's probes read ``objects[0].position``, which Panda cards do not have."""
+    from rewardlab.e2cl.explore import Probes
+
+    env = envs[name]
+    env.reset(seed=1)
+    probes = Probes(env, get_task(f"maniskill/{name}"))
+    probes.reset()
+    values = probes.read()
+    assert values["object_moved"] == pytest.approx(0.0, abs=1e-6) and values["goal_progress"] == pytest.approx(0.0, abs=1e-6)
+    assert all(np.isfinite(v) for v in values.values())
+    if name == "lift_cube":  # the goal is 0.2 m straight above the cube's resting centre
+        assert values["object_goal_distance"] == pytest.approx(0.2, abs=0.01)

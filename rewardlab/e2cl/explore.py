@@ -98,6 +98,12 @@ class SceneProbe:
     hand: str
     obj: str
     goal: str
+    goal_kind: str = "position"
+    """As the offline writer reads the card (:func:`rewardlab.generators.offline.describe_scene`):
+    ``position`` (``goal`` is where the object goes), ``height`` (``goal`` is a height: the
+    object's centre should be at ``goal + half_size``) or ``on`` (``goal`` is another object's
+    position: stack on top of it)."""
+    half_size: str | None = None
 
 
 def scene_probe(task: TaskSpec) -> SceneProbe | None:
@@ -107,7 +113,10 @@ def scene_probe(task: TaskSpec) -> SceneProbe | None:
     scene = describe_scene(task.load_card())
     if scene is None:
         return None
-    return SceneProbe(f"{scene.robot}.{scene.ee}", f"{scene.objects[0]}.position", scene.goal)
+    return SceneProbe(
+        f"{scene.robot}.{scene.ee}", f"{scene.objects[0]}.{scene.position}", scene.goal,
+        goal_kind=scene.goal_kind, half_size=scene.half_size,
+    )  # fmt: skip
 
 
 def _vector(me: Any, path: str) -> np.ndarray:
@@ -127,16 +136,28 @@ class Probes:
         self._start: np.ndarray | None = None
         self._d0 = 1.0
 
+    def _goal(self, obj: np.ndarray) -> np.ndarray:
+        """Where the object should be (the same reading of the card as the offline writer's)."""
+        assert self.scene is not None
+        goal = _vector(self.me, self.scene.goal)
+        if self.scene.goal_kind == "position" or self.scene.half_size is None:
+            return goal
+        half = float(_vector(self.me, self.scene.half_size))
+        if self.scene.goal_kind == "height":
+            return np.array([obj[0], obj[1], float(goal) + half])
+        return goal + np.array([0.0, 0.0, 2.0 * half])  # "on"
+
     def reset(self) -> None:
         if self.scene is not None:
             obj = _vector(self.me, self.scene.obj)
             self._start = obj
-            self._d0 = max(float(np.linalg.norm(_vector(self.me, self.scene.goal) - obj)), 1e-6)
+            self._d0 = max(float(np.linalg.norm(self._goal(obj) - obj)), 1e-6)
 
     def read(self) -> dict[str, float]:
         out = {limit.name: read_path(self.me, limit.path) for limit in self.limits}
         if self.scene is not None:
-            obj, goal = _vector(self.me, self.scene.obj), _vector(self.me, self.scene.goal)
+            obj = _vector(self.me, self.scene.obj)
+            goal = self._goal(obj)
             hand = _vector(self.me, self.scene.hand)
             d = float(np.linalg.norm(goal - obj))
             start = self._start if self._start is not None else obj
