@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 import zipfile
 from collections import Counter, defaultdict
@@ -337,6 +338,36 @@ def train(
         reward_errors=dict(errors),
     )
 
+
+
+@dataclass
+class SweepRun:
+    """One finished run of an experiment sweep (what :func:`train_once` returns)."""
+
+    curve: list[dict[str, float]]
+    """Evaluations in order: ``steps``, ``success`` (rate) and ``progress`` (mean, 0..1)."""
+    wall_s: float
+    """Wall time of the training that produced the run."""
+
+
+def train_once(
+    task: TaskSpec, source: str | None, algo: AlgoConfig, train_cfg: TrainConfig, run_dir: Path,
+    *, shaping: ShapingConfig | None = None,
+) -> SweepRun:
+    """:func:`train` in ``run_dir`` unless an earlier call finished there (``done.json``), then
+    read its evaluation curve: how experiment sweeps train, so an interrupted sweep resumes
+    where it stopped and a finished one is re-aggregated without training."""
+    done = run_dir / "done.json"
+    if not done.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "reward.py").write_text(source or "# the benchmark's own reward (reward_file=env)\n")
+        result = train(task, source, algo, train_cfg, run_dir, shaping=shaping)
+        done.write_text(json.dumps({"wall_s": result.wall_s, "timesteps": result.timesteps}))
+    curve = [
+        {"steps": int(r["timesteps"]), "success": float(r["success_rate"]), "progress": float(r["mean_progress"])}
+        for r in read_csv(run_dir / "metrics.csv")
+    ]  # fmt: skip
+    return SweepRun(curve, float(json.loads(done.read_text())["wall_s"]))
 
 def load_policy(run_dir: Path, algo_name: str, *, best: bool = False) -> tuple[BaseAlgorithm, Any]:
     """Load a trained policy and its observation normaliser (or ``None``) from a run."""

@@ -65,35 +65,24 @@ def available(task_name: str) -> str | None:
 
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one (task, arm, seed); returns its evaluation curve and wall time."""
+    """Train one (task, arm, seed) unless done; returns its evaluation curve and wall time."""
     import torch
 
     from rewardlab.config import TrainConfig, algo_preset
     from rewardlab.generators.offline import offline_reward
-    from rewardlab.rundir import read_csv
     from rewardlab.tasks import get_task
-    from rewardlab.training import train
+    from rewardlab.training import train_once
 
     torch.set_num_threads(1)
-    run_dir = Path(job["dir"])
-    done = run_dir / "done.json"
-    if not done.exists():
-        task = get_task(job["task"])
-        source = offline_reward(task) if job["arm"] == "offline" else None
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "reward.py").write_text(source or "# the benchmark's own reward (reward_file=env)\n")
-        (run_dir / "task.json").write_text(json.dumps(task.to_dict(), indent=1))
-        cfg = TrainConfig(
-            total_timesteps=job["steps"], n_envs=4, seed=job["seed"], eval_freq=job["eval_freq"],
-            eval_episodes=job["eval_episodes"], checkpoint_freq=10**9, stop_at_success=0.0,
-            progress_bar=False, video_episodes=0,
-        )  # fmt: skip
-        started = time.time()
-        result = train(task, source, algo_preset("ppo"), cfg, run_dir)
-        done.write_text(json.dumps({"wall_s": time.time() - started, "timesteps": result.timesteps}))
-    rows = read_csv(run_dir / "metrics.csv")
-    curve = [{"steps": int(r["timesteps"]), "success": float(r["success_rate"])} for r in rows]
-    return {**{k: job[k] for k in ("task", "arm", "seed")}, "curve": curve, "wall_s": json.loads(done.read_text())["wall_s"]}
+    task = get_task(job["task"])
+    cfg = TrainConfig(
+        total_timesteps=job["steps"], n_envs=4, seed=job["seed"], eval_freq=job["eval_freq"],
+        eval_episodes=job["eval_episodes"], checkpoint_freq=10**9, stop_at_success=0.0,
+        progress_bar=False, video_episodes=0,
+    )  # fmt: skip
+    source = offline_reward(task) if job["arm"] == "offline" else None
+    run = train_once(task, source, algo_preset("ppo"), cfg, Path(job["dir"]))
+    return {**{k: job[k] for k in ("task", "arm", "seed")}, "curve": run.curve, "wall_s": run.wall_s}
 
 
 def steps_to(curve: list[dict[str, Any]], level: float) -> int | None:

@@ -66,42 +66,22 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from rewardlab.config import ShapingConfig, TrainConfig, algo_preset
     from rewardlab.rundir import read_csv
     from rewardlab.tasks import get_task
-    from rewardlab.training import train
+    from rewardlab.training import train_once
 
     torch.set_num_threads(1)
     run_dir = Path(job["dir"])
-    done = run_dir / "done.json"
-    if not done.exists():
-        task = get_task(job["task"])
-        source = None if job["kind"] == "expert_teacher" else generated_reward(job["task"])
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "reward.py").write_text(source or "# the benchmark's own reward\n")
-        cfg = TrainConfig(
-            total_timesteps=job["steps"], n_envs=4, seed=job["seed"], eval_freq=job["eval_freq"],
-            eval_episodes=job["eval_episodes"], checkpoint_freq=10**9, stop_at_success=0.0,
-            progress_bar=False, video_episodes=0,
-        )  # fmt: skip
-        shaping = None
-        if job["kind"] in KINDS:
-            shaping = ShapingConfig(**ARMS[job["kind"]], teacher=job.get("teacher"))
-        started = time.time()
-        algo = algo_preset(job.get("algo", "ppo"), **(job.get("algo_kwargs") or {}))
-        result = train(task, source, algo, cfg, run_dir, shaping=shaping)
-        done.write_text(json.dumps({"wall_s": time.time() - started, "timesteps": result.timesteps}))
-    rows = read_csv(run_dir / "metrics.csv")
-    curve = [{"steps": int(r["timesteps"]), "success": float(r["success_rate"]), "progress": float(r["mean_progress"])} for r in rows]
+    task = get_task(job["task"])
+    source = None if job["kind"] == "expert_teacher" else generated_reward(job["task"])
+    cfg = TrainConfig(
+        total_timesteps=job["steps"], n_envs=4, seed=job["seed"], eval_freq=job["eval_freq"],
+        eval_episodes=job["eval_episodes"], checkpoint_freq=10**9, stop_at_success=0.0,
+        progress_bar=False, video_episodes=0,
+    )  # fmt: skip
+    shaping = ShapingConfig(**ARMS[job["kind"]], teacher=job.get("teacher")) if job["kind"] in KINDS else None
+    algo = algo_preset(job.get("algo", "ppo"), **(job.get("algo_kwargs") or {}))
+    run = train_once(task, source, algo, cfg, run_dir, shaping=shaping)
     weights = read_csv(run_dir / "shaping.csv") if (run_dir / "shaping.csv").exists() else []
-    return {**{k: job[k] for k in ("task", "kind", "seed")}, "curve": curve,
-            "wall_s": json.loads(done.read_text())["wall_s"], "weights": weights}  # fmt: skip
-
-
-def welch_p(x: list[float], y: list[float]) -> float:
-    """Two-sided Welch t-test p-value (nan when both samples are constant)."""
-    from scipy import stats
-
-    if np.std(x) + np.std(y) == 0:
-        return float("nan")
-    return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
+    return {**{k: job[k] for k in ("task", "kind", "seed")}, "curve": run.curve, "wall_s": run.wall_s, "weights": weights}
 
 
 def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace) -> None:
@@ -110,7 +90,7 @@ def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rewardlab.search.stats import t_interval
+    from rewardlab.search.stats import t_interval, welch_p
 
     learners = [r for r in results if r["kind"] in KINDS]
     teachers = {r["task"]: r for r in results if r["kind"] == "expert_teacher"}

@@ -75,35 +75,18 @@ def run_one(task_name: str, arm: str, seed: int, steps: int, value: Path, args: 
     import torch
 
     from rewardlab.config import ShapingConfig, TrainConfig, algo_preset
-    from rewardlab.rundir import read_csv
     from rewardlab.tasks import get_task
-    from rewardlab.training import train
+    from rewardlab.training import train_once
 
     torch.set_num_threads(1)
     run_dir = args.runs / slug(task_name) / f"{arm.replace(' ', '_')}_s{seed}"
-    done = run_dir / "done.json"
-    if not done.exists():
-        cfg = TrainConfig(
-            total_timesteps=steps, n_envs=4, seed=seed, eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
-            checkpoint_freq=10**9, stop_at_success=0.0, progress_bar=False, video_episodes=0,
-        )  # fmt: skip
-        shaping = ShapingConfig(kind="teacher", teacher=str(value)) if arm != "unshaped" else None
-        run_dir.mkdir(parents=True, exist_ok=True)
-        started = time.time()
-        result = train(get_task(task_name), None, algo_preset("ppo"), cfg, run_dir, shaping=shaping)
-        done.write_text(json.dumps({"wall_s": time.time() - started, "timesteps": result.timesteps}))
-    rows = read_csv(run_dir / "metrics.csv")
-    curve = [{"steps": int(r["timesteps"]), "success": float(r["success_rate"])} for r in rows]
-    return {"task": task_name, "arm": arm, "seed": seed, "curve": curve, "wall_s": json.loads(done.read_text())["wall_s"]}
-
-
-def welch_p(x: list[float], y: list[float]) -> float:
-    """Two-sided Welch t-test p-value (nan when both samples are constant)."""
-    from scipy import stats
-
-    if np.std(x) + np.std(y) == 0:
-        return float("nan")
-    return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
+    cfg = TrainConfig(
+        total_timesteps=steps, n_envs=4, seed=seed, eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
+        checkpoint_freq=10**9, stop_at_success=0.0, progress_bar=False, video_episodes=0,
+    )  # fmt: skip
+    shaping = ShapingConfig(kind="teacher", teacher=str(value)) if arm != "unshaped" else None
+    run = train_once(get_task(task_name), None, algo_preset("ppo"), cfg, run_dir, shaping=shaping)
+    return {"task": task_name, "arm": arm, "seed": seed, "curve": run.curve, "wall_s": run.wall_s}
 
 
 def first_reaching(curve: list[float], steps: list[int], level: float) -> int | None:
@@ -117,7 +100,7 @@ def aggregate(results: list[dict[str, Any]], fits: dict[str, dict[str, Any]], ou
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rewardlab.search.stats import t_interval
+    from rewardlab.search.stats import t_interval, welch_p
 
     tasks = list(dict.fromkeys(r["task"] for r in results))
     train_s = sum(r["wall_s"] for r in results)

@@ -217,7 +217,7 @@ def reference_rollouts(task: TaskSpec, settings: Any, cache_dir: str | Path | No
     key = cache_key(task, settings)
     folder = Path(cache_dir).expanduser() if cache_dir else _scratch_dir()
     path = folder / f"{task.name.replace('/', '__')}-{key}.npz"
-    memo = _MEMO.get(key)
+    memo = _MEMO.get(str(path))  # per file: a run asking for its own cache_dir gets the file there
     if memo is not None and memo.path.exists():
         return memo
     meta_path = path.with_suffix(".json")
@@ -225,7 +225,7 @@ def reference_rollouts(task: TaskSpec, settings: Any, cache_dir: str | Path | No
         try:
             meta = json.loads(meta_path.read_text())
             ref = ReferenceRollouts(load_rollouts(path), path, bool(meta["has_demos"]), meta["length"], list(meta["notes"]))
-            _MEMO[key] = ref
+            _MEMO[str(path)] = ref
             return ref
         except (OSError, ValueError, KeyError):
             pass  # unreadable: record again
@@ -236,5 +236,5 @@ def reference_rollouts(task: TaskSpec, settings: Any, cache_dir: str | Path | No
     save_rollouts(path, rollouts)
     meta_path.write_text(json.dumps({"task": task.name, "has_demos": has_demos, "length": length, "notes": notes}))
     ref = ReferenceRollouts(rollouts, path, has_demos, length, notes, round(time.monotonic() - started, 3))
-    _MEMO[key] = ref
+    _MEMO[str(path)] = ref
     return ref

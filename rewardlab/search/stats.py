@@ -99,6 +99,15 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * stats.sem(x))
     return mean_, half if math.isfinite(half) else 0.0
 
+
+def welch_p(x: Sequence[float], y: Sequence[float]) -> float:
+    """Two-sided Welch t-test p-value (nan when both samples are constant)."""
+    from scipy import stats
+
+    if float(np.std(x)) + float(np.std(y)) == 0.0:
+        return float("nan")
+    return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
+
 def _columns(
     scores: np.ndarray | Sequence[Sequence[float]] | Sequence[np.ndarray] | Mapping[str, Sequence[float]],
 ) -> list[np.ndarray]:

@@ -47,7 +47,7 @@ import gymnasium as gym
 import numpy as np
 
 from rewardlab.setup_vulkan import SETUP_COMMAND, activate
-from rewardlab.tasks.proxies import PROXY_BUILDERS, BenchmarkEnvProxy, Proxy
+from rewardlab.tasks.proxies import PROXY_BUILDERS, BenchmarkEnvProxy, Proxy, find_wrapper
 
 BENCHMARK_VERSION = "3.0.1"
 """The mani-skill release the tasks are pinned to (``pip install 'rewardlab[maniskill]'``)."""
@@ -591,15 +591,8 @@ VALUE_SOURCES: dict[str, Callable[[Any], Any]] = {
 
 def find_task_wrapper(env: gym.Env) -> ManiSkillTask:
     """The :class:`ManiSkillTask` layer inside ``env``'s wrapper stack."""
-    layer: Any = env
-    while not isinstance(layer, ManiSkillTask):
-        if not hasattr(layer, "env"):
-            raise TypeError(
-                f"{env} was not made through rewardlab's ManiSkill ids ({gym_id('<id>')}); "
-                "ManiSkill cards need them (they record the benchmark's success flag)"
-            )
-        layer = layer.env
-    return layer
+    return find_wrapper(env, ManiSkillTask, f"make it through rewardlab's ManiSkill ids ({gym_id('<id>')}); "
+                        "ManiSkill cards need them (they record the benchmark's success flag)")  # fmt: skip
 
 
 def maniskill_env_proxy(env: gym.Env, card: Any) -> BenchmarkEnvProxy:

@@ -52,7 +52,7 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from rewardlab.tasks.cards import TYPE_DOCS
-from rewardlab.tasks.proxies import PROXY_BUILDERS, BenchmarkEnvProxy, Proxy
+from rewardlab.tasks.proxies import PROXY_BUILDERS, BenchmarkEnvProxy, Proxy, find_wrapper
 
 BENCHMARK_VERSION = "3.1.1"
 """The metaworld release the tasks are pinned to (``pip install metaworld==3.1.1``)."""
@@ -308,15 +308,8 @@ VALUE_SOURCES: dict[str, Callable[[Any], Callable[[], Any]]] = {
 
 def find_task_wrapper(env: gym.Env) -> MetaWorldTask:
     """The :class:`MetaWorldTask` layer inside ``env``'s wrapper stack."""
-    layer: Any = env
-    while not isinstance(layer, MetaWorldTask):
-        if not hasattr(layer, "env"):
-            raise TypeError(
-                f"{env} was not made through rewardlab's MetaWorld ids ({gym_id('<env name>')}); "
-                "MetaWorld cards need them (they record the benchmark's success flag)"
-            )
-        layer = layer.env
-    return layer
+    return find_wrapper(env, MetaWorldTask, f"make it through rewardlab's MetaWorld ids ({gym_id('<env name>')}); "
+                        "MetaWorld cards need them (they record the benchmark's success flag)")  # fmt: skip
 
 
 def metaworld_env_proxy(env: gym.Env, card: Any) -> BenchmarkEnvProxy:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import mujoco
 import numpy as np
@@ -240,6 +240,20 @@ class BenchmarkEnvProxy(Group):
     @property
     def benchmark_success(self) -> bool:
         return bool(self._recorder.success)
+
+
+W = TypeVar("W")
+
+
+def find_wrapper(env: Any, kind: type[W], how: str) -> W:
+    """The ``kind`` layer inside ``env``'s wrapper stack; a :class:`TypeError` saying ``how``
+    such envs are made when there is none."""
+    layer = env
+    while not isinstance(layer, kind):
+        if not hasattr(layer, "env"):
+            raise TypeError(f"{env} has no {kind.__name__} layer: {how}")
+        layer = layer.env
+    return layer
 
 def build_env_proxy(card: Any, model: mujoco.MjModel, data: mujoco.MjData, dt: float) -> Group:
     """Build the ``self`` proxy for ``card`` over a live ``(model, data)`` pair.
