@@ -559,3 +559,20 @@ def test_e2cl_probes_read_the_scene(envs: dict[str, Any], name: str) -> None:
     assert all(np.isfinite(v) for v in values.values())
     if name == "lift_cube":  # the goal is 0.2 m straight above the cube's resting centre
         assert values["object_goal_distance"] == pytest.approx(0.2, abs=0.01)
+
+
+def test_gate_checks_a_maniskill_program_and_says_what_it_skipped(vulkan: None, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from rewardlab.config import RewardLabConfig
+    from rewardlab.generators.offline import offline_reward
+    from rewardlab.search.gate import gate
+
+    cfg = OmegaConf.structured(RewardLabConfig)
+    cfg.runs_dir = str(tmp_path)
+    cfg.check.steps = 20
+    task = get_task("maniskill/pick_cube")
+    good = gate(task, offline_reward(task), cfg)
+    assert good.ok and any("trajectory checks skipped: maniskill" in w for w in good.warnings)
+    bad = gate(task, "def compute_dense_reward(self, action):\n    return self.cubeA.mass\n", cfg)
+    assert not bad.ok and "mass" in " ".join(bad.findings)

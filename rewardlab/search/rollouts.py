@@ -78,6 +78,10 @@ class ReferenceRollouts:
         return out
 
 
+REPLAYABLE = ("mujoco", "metaworld")
+"""Benchmarks whose states the gate's child process can restore (MuJoCo ``MjData``); on others
+(ManiSkill's SAPIEN scenes) the gate runs the static and smoke checks only, and says so."""
+
 _MEMO: dict[str, ReferenceRollouts] = {}
 _TMP: list[Path] = []
 
