@@ -380,7 +380,13 @@ def main(argv: list[str] | None = None) -> int:
 
     @hydra.main(version_base="1.3", config_path=str(data_dir("conf")), config_name="config")
     def _entry(cfg: Any) -> None:
-        status.append(HYDRA_COMMANDS[command](cfg))
+        from rewardlab.tasks.registry import BenchmarkUnavailable
+
+        try:
+            status.append(HYDRA_COMMANDS[command](cfg))
+        except BenchmarkUnavailable as exc:  # a missing package/driver/asset: say how to get it
+            _print(f"error: {exc}")
+            status.append(2)
 
     saved_argv = sys.argv
     rest = _quote_free_text(rest)

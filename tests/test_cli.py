@@ -209,3 +209,16 @@ def test_expert_reward_aliases_select_the_benchmark_reward(tmp_path: Path) -> No
         cfg = OmegaConf.create({"reward_file": value, "llm": {"backend": "offline"}})
         assert initial_reward(cfg, get_task("metaworld/drawer_close"), tmp_path / value, print) == (None, "")
         assert "benchmark's own reward" in describe_generator(cfg)
+
+
+def test_missing_benchmark_package_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    """Regression: without mani-skill, ``train task=maniskill/...`` ended in a Hydra traceback."""
+    code = (
+        "import sys\n"
+        "sys.modules['mani_skill'] = None; sys.modules['sapien'] = None  # as if not installed\n"
+        "from rewardlab.cli import main\n"
+        f"sys.exit(main(['train', 'task=maniskill/pick_cube', 'runs_dir={tmp_path / 'runs'}']))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "pip install 'rewardlab[maniskill]'" in res.stdout and "Traceback" not in res.stdout + res.stderr

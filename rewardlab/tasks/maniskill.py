@@ -48,6 +48,7 @@ import numpy as np
 
 from rewardlab.setup_vulkan import SETUP_COMMAND, activate
 from rewardlab.tasks.proxies import PROXY_BUILDERS, BenchmarkEnvProxy, Proxy, find_wrapper
+from rewardlab.tasks.registry import BenchmarkUnavailable
 
 BENCHMARK_VERSION = "3.0.1"
 """The mani-skill release the tasks are pinned to (``pip install 'rewardlab[maniskill]'``)."""
@@ -75,11 +76,11 @@ def gym_id(name: str) -> str:
     return f"{ENV_NAMESPACE}/{name}"
 
 
-class VulkanUnavailable(RuntimeError):
+class VulkanUnavailable(BenchmarkUnavailable):
     """No Vulkan device: SAPIEN cannot simulate (the message says how to install a driver)."""
 
 
-class AssetMissing(RuntimeError):
+class AssetMissing(BenchmarkUnavailable):
     """A ManiSkill env needs downloaded assets that are not on this machine."""
 
 
@@ -101,7 +102,8 @@ def vulkan_problem() -> str | None:
 
 
 def ensure_vulkan() -> None:
-    """Raise :class:`VulkanUnavailable` (or :class:`ImportError`) unless SAPIEN can simulate."""
+    """Raise :class:`VulkanUnavailable` (or :class:`BenchmarkUnavailable` when mani-skill is
+    not installed) unless SAPIEN can simulate."""
     error = _vulkan_check()
     if error is not None:
         raise error
@@ -114,7 +116,7 @@ def _vulkan_check() -> Exception | None:
             sapien = _import_sapien()
             sapien.render.RenderSystem()
         except ImportError as exc:
-            _VULKAN.append(ImportError(f"mani-skill is not installed ({exc}): pip install 'rewardlab[maniskill]'"))
+            _VULKAN.append(BenchmarkUnavailable(f"mani-skill is not installed ({exc}): pip install 'rewardlab[maniskill]'"))
         except RuntimeError as exc:
             icd = os.environ.get("VK_ICD_FILENAMES") or os.environ.get("VK_DRIVER_FILES")
             driver = f"the driver {icd}" if icd else "the system's Vulkan drivers"

@@ -17,6 +17,11 @@ from rewardlab.paths import data_dir
 from rewardlab.tasks.cards import Card, load_card, render_card
 
 
+class BenchmarkUnavailable(RuntimeError):
+    """A task's benchmark cannot run on this machine (a package, driver or asset is missing);
+    the message says what and how to install it. The CLI prints it without a traceback."""
+
+
 @dataclass
 class SuccessSpec:
     """Which success metric decides a task, and its parameters."""
