@@ -48,7 +48,7 @@ import numpy as np
 
 from rewardlab.setup_vulkan import SETUP_COMMAND, activate
 from rewardlab.tasks.proxies import PROXY_BUILDERS, BenchmarkEnvProxy, Proxy, find_wrapper
-from rewardlab.tasks.registry import BenchmarkUnavailable
+from rewardlab.tasks.registry import BenchmarkUnavailable, check_pinned_version
 
 BENCHMARK_VERSION = "3.0.1"
 """The mani-skill release the tasks are pinned to (``pip install 'rewardlab[maniskill]'``)."""
@@ -145,13 +145,7 @@ def _import_mani_skill() -> None:
 
 
 def _check_version(pinned: str | None) -> None:
-    installed = metadata.version("mani-skill")
-    if pinned is not None and installed != pinned:
-        raise RuntimeError(
-            f"mani-skill {installed} is installed but the task is pinned to {pinned} (success "
-            f"rates differ between releases): pip install mani-skill=={pinned}, or override "
-            f"task.env_kwargs.benchmark_version={installed} to accept the difference knowingly"
-        )
+    check_pinned_version("mani-skill", pinned)
 
 
 def missing_assets(ms_id: str, robot_uids: Any = None) -> list[str]:

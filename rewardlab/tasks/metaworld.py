@@ -43,7 +43,6 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import metadata
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -53,6 +52,7 @@ from gymnasium.utils import seeding
 
 from rewardlab.tasks.cards import TYPE_DOCS
 from rewardlab.tasks.proxies import PROXY_BUILDERS, BenchmarkEnvProxy, Proxy, find_wrapper
+from rewardlab.tasks.registry import check_pinned_version
 
 BENCHMARK_VERSION = "3.1.1"
 """The metaworld release the tasks are pinned to (``pip install metaworld==3.1.1``)."""
@@ -111,13 +111,7 @@ def _seedable(cls: Any) -> Any:
 
 
 def _check_version(pinned: str | None) -> None:
-    installed = metadata.version("metaworld")
-    if pinned is not None and installed != pinned:
-        raise RuntimeError(
-            f"metaworld {installed} is installed but the task is pinned to {pinned} (success "
-            f"rates differ between releases): pip install metaworld=={pinned}, or override "
-            f"task.env_kwargs.benchmark_version={installed} to accept the difference knowingly"
-        )
+    check_pinned_version("metaworld", pinned)
 
 
 def _roll_upside_down_cameras(model: mujoco.MjModel) -> list[str]:

@@ -22,6 +22,20 @@ class BenchmarkUnavailable(RuntimeError):
     the message says what and how to install it. The CLI prints it without a traceback."""
 
 
+
+def check_pinned_version(package: str, pinned: str | None) -> None:
+    """Raise :class:`BenchmarkUnavailable` unless the installed ``package`` is the release the
+    task is pinned to (``env_kwargs.benchmark_version``; ``None`` = any)."""
+    from importlib import metadata
+
+    installed = metadata.version(package)
+    if pinned is not None and installed != pinned:
+        raise BenchmarkUnavailable(
+            f"{package} {installed} is installed but the task is pinned to {pinned} (success "
+            f"rates differ between releases): pip install {package}=={pinned}, or override "
+            f"task.env_kwargs.benchmark_version={installed} to accept the difference knowingly"
+        )
+
 @dataclass
 class SuccessSpec:
     """Which success metric decides a task, and its parameters."""
