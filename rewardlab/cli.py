@@ -6,7 +6,7 @@ Commands::
     rewardlab train task=mujoco/hopper_backflip      generate a reward, train, evaluate, record
     rewardlab train run=<run dir>                    resume an interrupted run
     rewardlab generate task=... instruction="..."    write and check a reward program
-    rewardlab check task=... file=my_reward.py       validate a reward file (exit 1 if rejected)
+    rewardlab check task=... file=my_reward.py       pre-flight gate on a reward file (exit 1 if rejected)
     rewardlab refine run=<run dir> feedback="..."    new reward version from feedback, trained
     rewardlab refine run=<run dir> interactive=true  feedback after each round (prints videos)
     rewardlab refine run=<run dir> feedback=auto     E2CL: explore, find errors, correct, verify
@@ -65,7 +65,7 @@ def _task(cfg: Any) -> Any:
 
 
 def cmd_check(cfg: Any) -> int:
-    from rewardlab.reward.check import check_program
+    from rewardlab.search.gate import gate
 
     if not cfg.file:
         _print("error: give the reward program to check: rewardlab check task=<task> file=<path>")
@@ -75,13 +75,12 @@ def cmd_check(cfg: Any) -> int:
         _print(f"error: {path} does not exist")
         return 2
     task = _task(cfg)
-    report = check_program(
-        task, path.read_text(), steps=cfg.check.steps, timeout_s=cfg.check.timeout_s,
-        memory_mb=cfg.check.memory_mb,
-    )  # fmt: skip
-    _print(f"{path} for {task.name}: {'ACCEPTED' if report.ok else 'REJECTED'}")
-    _print(report.summary())
-    return 0 if report.ok else 1
+    cfg.gate.cache_dir = None  # a check writes nothing: reference rollouts go to a temporary folder
+    verdict = gate(task, path.read_text(), cfg)
+    _print(f"{path} for {task.name}: {'ACCEPTED' if verdict.ok else 'REJECTED'} by the pre-flight gate")
+    for line in verdict.feedback_lines():
+        _print(f"  {line}")
+    return 0 if verdict.ok else 1
 
 
 def cmd_generate(cfg: Any) -> int:

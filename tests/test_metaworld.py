@@ -310,6 +310,8 @@ def test_cli_check_accepts_a_text2reward_program(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ACCEPTED" in out.stdout and "EGLError" not in out.stderr
+    assert "ranking accuracy" in out.stdout, "the CLI check runs the full pre-flight gate"
+    assert not (tmp_path / "runs").exists(), "a check writes nothing"
 
 
 @pytest.mark.slow
