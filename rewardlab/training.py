@@ -339,7 +339,6 @@ def train(
     )
 
 
-
 @dataclass
 class SweepRun:
     """One finished run of an experiment sweep (what :func:`train_once` returns)."""

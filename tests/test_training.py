@@ -138,3 +138,15 @@ def test_continued_csv_keeps_rows_up_to_the_checkpoint(tmp_path: Path) -> None:
     ]  # fmt: skip
     ContinuedCSV(str(path), keep_until=0).close()  # a fresh training starts a fresh log
     assert path.read_text() == ""
+
+
+def test_train_once_trains_then_reuses_the_finished_run(tmp_path: Path) -> None:
+    from rewardlab.training import train_once
+
+    task, algo = get_task("mujoco/hopper_forward"), AlgoConfig(kwargs={"n_steps": 256})
+    first = train_once(task, None, algo, tiny(total_timesteps=512, eval_freq=256), tmp_path / "run")
+    assert [p["steps"] for p in first.curve] == [256, 512] and first.wall_s > 0
+    assert (tmp_path / "run" / "reward.py").read_text().startswith("# the benchmark's own reward")
+    (tmp_path / "run" / "model.zip").unlink()  # a second call must not train (or load) again
+    again = train_once(task, None, algo, tiny(total_timesteps=4096), tmp_path / "run")
+    assert again == first and not (tmp_path / "run" / "model.zip").exists()

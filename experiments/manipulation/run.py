@@ -49,7 +49,7 @@ BUDGETS = {
 """Env steps per run (multiples of PPO's 4 x 1024-step rollout; run folders are named by it).
 MetaWorld: about twice what a calibration run of the expert reward needed to succeed
 (drawer_open: neither reward succeeded within 196,608 steps, so it gets 2.5 times that).
-PickCube: what 2 CPU cores allow in the time (~400 PPO steps/s); PPO usually needs millions of
+PickCube: what 2 CPU cores allow in the time (~310-370 PPO steps/s measured); PPO usually needs millions of
 steps there."""
 
 
