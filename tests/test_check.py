@@ -46,7 +46,7 @@ def test_good_program_passes_with_stats() -> None:
     assert stats["reward"]["min"] <= stats["reward"]["mean"] <= stats["reward"]["max"]
     assert stats["reward"]["std"] > 0
     assert set(stats["components"]) == {"forward", "healthy", "ctrl"}
-    assert 0 < stats["mean_call_us"] < check.MAX_MEAN_CALL_US
+    assert stats["mean_call_us"] > 0 and 0 < check.call_to_step(stats) < check.MAX_CALL_TO_STEP
     assert stats["uses_obs"] is False and stats["takes_obs"] is False
     assert stats["warnings"] == []
     as_dict = json.loads(json.dumps(report.to_dict()))
@@ -79,7 +79,7 @@ def test_static_check_never_executes_the_program() -> None:
     # Module-level code would allocate 28.8 GB: only the child may execute it.
     source = "import numpy as np\nA = np.ones(60000)[:, None] * np.ones(60000)[None, :]\n"
     findings, stats = static_check(HOPPER, source + prog("return 0.0"))
-    assert findings == [] and stats == {"uses_obs": False}
+    assert findings == [] and stats == {"uses_obs": False, "warnings": []}
 
 
 def test_module_level_memory_bomb_is_confined_to_the_child() -> None:
@@ -171,7 +171,6 @@ def test_wall_clock_timeout_kills_the_child() -> None:
     assert not report.ok
     (finding,) = report.findings
     assert finding.stage == "timeout" and "did not finish within 1 s" in finding.message
-    assert report.stats["elapsed_s"] < 10
 
 
 def test_cpu_limit_ends_the_child(monkeypatch: pytest.MonkeyPatch) -> None:

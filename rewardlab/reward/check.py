@@ -39,8 +39,10 @@ from rewardlab.reward.sandbox import Finding, instrument, vet
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.wrappers import card_paths
 
-MAX_MEAN_CALL_US = 2000.0
-"""Mean time per reward call (microseconds) above which a program is rejected as too slow."""
+MAX_CALL_TO_STEP = 20.0
+"""A program is rejected as too slow when its median call takes more than this many times the
+median step of the task's own environment, both timed in the smoke run's process on the same
+states (so machine load slows both alike and cannot flip the verdict)."""
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +56,8 @@ class CheckReport:
         findings: what is wrong, first occurrence of each distinct problem, with lines.
         stats: ``steps``, ``episodes``, ``calls_ok``/``calls_failed``, ``error_counts``,
             ``reward`` (min/mean/max/std), ``components`` (per name min/mean/max/std),
-            ``mean_call_us``/``max_call_us`` (successful calls), ``takes_obs``/``uses_obs``
+            ``mean_call_us``/``max_call_us``/``median_call_us`` (successful calls),
+            ``median_step_us`` (the environment's own step), ``takes_obs``/``uses_obs``
             (the program takes / reads the observation), ``elapsed_s`` and
             ``warnings`` (problems that do not reject the program, e.g. a constant reward).
     """
@@ -110,10 +113,12 @@ def static_check(task: TaskSpec, source: str) -> tuple[list[Finding], dict[str, 
         ``(findings, stats)``; the program's code is never executed.
     """
     paths, leaves = card_paths(task)
-    tree, findings = vet(source, entry=ENTRY, self_paths=paths, self_leaves=leaves)
+    vetting = vet(source, entry=ENTRY, self_paths=paths, self_leaves=leaves)
+    tree, findings = vetting.tree, vetting.findings
+    notes = [str(w).removeprefix("[warning] ") for w in vetting.warnings]
     if findings or tree is None:
-        return findings, {}
-    stats = {"uses_obs": _uses_obs(tree)}
+        return findings, {"warnings": notes}
+    stats: dict[str, Any] = {"uses_obs": _uses_obs(tree), "warnings": notes}
     try:
         compile(instrument(tree), "<reward>", "exec")
     except SyntaxError as exc:  # e.g. 'return' outside function: found by the compiler only
@@ -213,6 +218,13 @@ def run_child(
     return report, None
 
 
+def call_to_step(stats: dict[str, Any]) -> float | None:
+    """Median reward-call time over median bare environment step time, from a smoke run's
+    stats (``None`` without timings)."""
+    call, step = float(stats.get("median_call_us") or 0.0), float(stats.get("median_step_us") or 0.0)
+    return call / step if call > 0 and step > 0 else None
+
+
 def check_program(
     task: TaskSpec,
     source: str,
@@ -238,7 +250,6 @@ def check_program(
         program's code and survives whatever the program does.
     """
     findings, stats = static_check(task, source)
-    stats["warnings"] = []
     if findings:
         return CheckReport(False, findings, stats)
     request = {
@@ -258,13 +269,14 @@ def check_program(
         Finding(str(f["stage"]), str(f["message"]), f.get("line")) for f in report["findings"]
     ]
     stats.update(report.get("stats", {}))
-    mean_us = float(stats.get("mean_call_us") or 0.0)
-    if mean_us > MAX_MEAN_CALL_US:
+    ratio = call_to_step(stats)
+    if ratio is not None and ratio > MAX_CALL_TO_STEP:
         findings.append(
             Finding(
                 "smoke",
-                f"too slow: {mean_us / 1000:.2f} ms per call on average (limit "
-                f"{MAX_MEAN_CALL_US / 1000:g} ms); training calls it on every step",
+                f"too slow: a call takes {ratio:.0f}x the environment's own step "
+                f"({stats['median_call_us'] / 1000:.2f} ms vs {stats['median_step_us'] / 1000:.2f} ms, "
+                f"medians; limit {MAX_CALL_TO_STEP:g}x); training calls it on every step",
             )
         )
     reward = stats.get("reward")

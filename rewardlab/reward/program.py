@@ -91,6 +91,8 @@ class RewardProgram:
     takes_obs: bool
     budget: Budget
     max_abs: float = MAX_ABS_REWARD
+    warnings: list[Finding] = field(default_factory=list)
+    """What the vetting noted without rejecting the program (unused imports)."""
     _fn: Any = field(default=None, repr=False)
 
     @classmethod
@@ -110,9 +112,10 @@ class RewardProgram:
         ``self.`` attribute the program reads exists; ``ticks`` and ``seconds`` are the per-call
         budget.
         """
-        tree, findings = vet(source, entry=ENTRY, self_paths=self_paths, self_leaves=self_leaves)
-        if findings or tree is None:
-            raise RewardProgramError(findings)
+        vetting = vet(source, entry=ENTRY, self_paths=self_paths, self_leaves=self_leaves)
+        tree = vetting.tree
+        if vetting.findings or tree is None:
+            raise RewardProgramError(vetting.findings)
         budget = Budget(ticks, seconds)
         namespace = sandbox_globals(budget)
         try:
@@ -129,7 +132,10 @@ class RewardProgram:
             ) from None
         fn = namespace[ENTRY]
         takes_obs = fn.__code__.co_argcount == 3
-        return cls(source=source, takes_obs=takes_obs, budget=budget, max_abs=max_abs, _fn=fn)
+        return cls(
+            source=source, takes_obs=takes_obs, budget=budget, max_abs=max_abs,
+            warnings=vetting.warnings, _fn=fn,
+        )  # fmt: skip
 
     @property
     def digest(self) -> str:

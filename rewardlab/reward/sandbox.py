@@ -29,7 +29,7 @@ import builtins
 import math
 import resource
 import time
-import warnings
+import warnings as pywarnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -228,8 +228,8 @@ def _safe_append(arr: Any, values: Any, axis: Any = None) -> Any:
 
 def _check_dtype_like(value: Any, what: str) -> None:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with pywarnings.catch_warnings():
+            pywarnings.simplefilter("ignore")
             dtype = np.dtype(value)
     except Exception:  # not a dtype specification (e.g. a mode string such as "valid")
         return
@@ -396,11 +396,212 @@ def _safe_prod(iterable: Any, *, start: Any = 1) -> Any:
     return result
 
 
+_DISTANCE_NAMES = """braycurtis canberra chebyshev cityblock correlation cosine dice euclidean
+hamming jaccard jensenshannon mahalanobis minkowski rogerstanimoto russellrao seuclidean
+sokalsneath sqeuclidean yule directed_hausdorff"""
+
+
+def _rows(x: Any) -> float:
+    return float(np.shape(x)[0]) if np.ndim(x) else 1.0
+
+
+def _metric_name(kwargs: dict[str, Any], args: tuple[Any, ...], what: str) -> None:
+    metric = kwargs.get("metric", args[0] if args else "euclidean")
+    if not isinstance(metric, str):
+        raise SandboxViolation(f"{what}: metric must be a name such as 'euclidean', not a function")
+
+
+def _safe_cdist(xa: Any, xb: Any, *args: Any, **kwargs: Any) -> Any:
+    from scipy.spatial import distance
+
+    _metric_name(kwargs, args, "scipy.spatial.distance.cdist")
+    _check_count(_rows(xa) * _rows(xb), "scipy.spatial.distance.cdist")
+    return distance.cdist(xa, xb, *args, **kwargs)
+
+
+def _safe_pdist(x: Any, *args: Any, **kwargs: Any) -> Any:
+    from scipy.spatial import distance
+
+    _metric_name(kwargs, args, "scipy.spatial.distance.pdist")
+    _check_count(_rows(x) ** 2 / 2, "scipy.spatial.distance.pdist")
+    return distance.pdist(x, *args, **kwargs)
+
+
+def _safe_squareform(x: Any, *args: Any, **kwargs: Any) -> Any:
+    from scipy.spatial import distance
+
+    n = float(np.size(x))
+    _check_count(n if np.ndim(x) == 2 else 2 * n + math.sqrt(8 * n + 1), "scipy.spatial.distance.squareform")
+    return distance.squareform(x, *args, **kwargs)
+
+
+def _scipy_facade() -> Facade:
+    """``scipy.spatial.distance`` (metrics, ``cdist``/``pdist``/``squareform`` with capped
+    sizes and named metrics only) and ``scipy.spatial.transform.Rotation``."""
+    from scipy.spatial import distance
+
+    dist = {n: getattr(distance, n) for n in _DISTANCE_NAMES.split()}
+    dist.update(cdist=_safe_cdist, pdist=_safe_pdist, squareform=_safe_squareform)
+    transform = Facade("scipy.spatial.transform", {"Rotation": _rotation_facade()})
+    spatial = Facade(
+        "scipy.spatial",
+        {"distance": Facade("scipy.spatial.distance", _guard_members(dist, "scipy.spatial.distance")),
+         "transform": transform},
+    )  # fmt: skip
+    return Facade("scipy", {"spatial": spatial})
+
+
+_ROTATION_METHODS = """apply as_davenport as_euler as_matrix as_mrp as_quat as_rotvec
+approx_equal inv magnitude mean"""
+_ROTATION_FACTORIES = """from_davenport from_euler from_matrix from_mrp from_quat from_rotvec
+identity random concatenate align_vectors"""
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, Rotation):
+        return value._rotation
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unwrap(v) for v in value)
+    return value
+
+
+def _wrap(value: Any, what: str) -> Any:
+    from scipy.spatial.transform import Rotation as ScipyRotation
+
+    if isinstance(value, ScipyRotation):
+        return Rotation(value)
+    if isinstance(value, tuple):
+        return tuple(_wrap(v, what) for v in value)
+    return _check_result(value, what)
+
+
+def _rotation_call(target: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    what = f"Rotation.{name}"
+    for value in (*args, *kwargs.values()):
+        if not isinstance(value, Rotation):
+            _check_value(value, what)
+            if isinstance(value, (np.ndarray, list, tuple)):
+                _check_count(float(np.size(value)) if isinstance(value, np.ndarray) else float(len(value)), what)
+    if name in ("identity", "random"):
+        num = kwargs.get("num", args[0] if args else None)
+        if num is not None:
+            _check_count(9.0 * float(num), what)
+    return _wrap(getattr(target, name)(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}), what)
+
+
+class Rotation:
+    """``scipy.spatial.transform.Rotation`` for reward code: the allow-listed methods of a
+    rotation (``as_quat``, ``as_euler``, ``apply``, ``inv``, ``magnitude`` ..., composition with
+    ``*``, ``**``, indexing) with checked arguments; results are arrays or other
+    :class:`Rotation` s. Made by the factories of the ``Rotation`` facade (``from_quat`` ...)."""
+
+    __slots__ = ("_rotation",)
+
+    def __init__(self, rotation: Any) -> None:
+        object.__setattr__(self, "_rotation", rotation)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        raise SandboxViolation("Rotation objects are read-only")
+
+    def __getattr__(self, attr: str) -> Any:  # only for names that are not methods
+        raise AttributeError(f"Rotation.{attr} is not available to reward programs")
+
+    def __mul__(self, other: Any) -> Any:
+        if not isinstance(other, Rotation):
+            return NotImplemented
+        return Rotation(self._rotation * other._rotation)
+
+    def __pow__(self, n: Any) -> Any:
+        return _rotation_call(self._rotation, "__pow__", (n,), {})
+
+    def __len__(self) -> int:
+        return len(self._rotation)
+
+    def __getitem__(self, index: Any) -> Any:
+        return _rotation_call(self._rotation, "__getitem__", (index,), {})
+
+    def __repr__(self) -> str:
+        return f"Rotation({self._rotation.as_quat()!r})"
+
+    @property
+    def single(self) -> bool:
+        return bool(self._rotation.single)
+
+
+def _rotation_method(name: str) -> Callable[..., Any]:
+    def method(self: Rotation, *args: Any, **kwargs: Any) -> Any:
+        return _rotation_call(self._rotation, name, args, kwargs)
+
+    method.__name__ = name
+    return method
+
+
+for _name in _ROTATION_METHODS.split():
+    setattr(Rotation, _name, _rotation_method(_name))
+
+
+def _rotation_facade() -> Facade:
+    from scipy.spatial.transform import Rotation as ScipyRotation
+
+    def factory(name: str) -> Callable[..., Any]:
+        def make(*args: Any, **kwargs: Any) -> Any:
+            return _rotation_call(ScipyRotation, name, args, kwargs)
+
+        make.__name__ = name
+        return make
+
+    return Facade(
+        "scipy.spatial.transform.Rotation", {n: factory(n) for n in _ROTATION_FACTORIES.split()}
+    )
+
+
+_T3D_NAMES = {
+    "quaternions": """axangle2quat fillpositive mat2quat nearly_equivalent qconjugate qexp qeye
+    qinverse qisunit qlog qmult qnorm qpow quat2axangle quat2mat rotate_vector""",
+    "euler": """axangle2euler euler2axangle euler2mat euler2quat mat2euler quat2euler""",
+}
+
+
+def _transforms3d_facade() -> Facade:
+    """``transforms3d.quaternions`` and ``transforms3d.euler`` (what published reward code
+    calls: ``qmult``, ``qinverse``, ``quat2axangle``, ``euler2quat`` ...), arguments checked."""
+    import importlib
+
+    subs = {}
+    for sub, names in _T3D_NAMES.items():
+        module = importlib.import_module(f"transforms3d.{sub}")
+        members = {n: getattr(module, n) for n in names.split()}
+        subs[sub] = Facade(f"transforms3d.{sub}", _guard_members(members, f"transforms3d.{sub}"))
+    return Facade("transforms3d", subs)
+
+
+def _typing_facade() -> Facade:
+    """The ``typing`` names published reward code annotates with (``Tuple[float, Dict[str,
+    float]]`` ...)."""
+    import typing
+
+    names = "Any Callable Dict Iterable List Mapping Optional Sequence Tuple Union"
+    return Facade("typing", {n: getattr(typing, n) for n in names.split()})
+
+
 ALLOWED_MODULES: dict[str, Callable[[], Facade]] = {
     "numpy": _numpy_facade,
     "math": _math_facade,
+    "scipy": _scipy_facade,
+    "transforms3d": _transforms3d_facade,
+    "typing": _typing_facade,
 }
 """Modules reward code may import, each mapped to a factory of its sandboxed facade."""
+
+PREBOUND = {"np": "numpy", "math": "math"}
+"""Names bound in every program's namespace without an import (as Text2Reward's harness had
+them): ``np`` is the numpy facade, ``math`` the math facade."""
+
+UNAVAILABLE_HINTS = {
+    "torch": "torch is not available to reward programs: Eureka-style torch rewards "
+    "(tensors, @torch.jit.script) are not run; write the reward with numpy (np is pre-bound)",
+}
+"""Why a commonly imported module is refused, where a plain 'not allowed' would not help."""
 
 _FACADES: dict[str, Facade] = {}
 
@@ -599,6 +800,18 @@ class Budget:
 # --------------------------------------------------------------------------- static vetting
 
 
+@dataclass
+class Vetting:
+    """What :func:`vet` found."""
+
+    tree: ast.Module | None
+    """The parsed program; ``None`` if it does not parse."""
+    findings: list[Finding]
+    """Reasons to reject the program."""
+    warnings: list[Finding]
+    """Problems that do not reject it (stage ``warning``)."""
+
+
 def _small_number(node: ast.AST, limit: float = 64) -> bool:
     return (
         isinstance(node, ast.Constant)
@@ -625,7 +838,50 @@ def _defined_names(tree: ast.AST) -> set[str]:
             names.add(node.asname or node.name.split(".")[0])
         elif isinstance(node, ast.ExceptHandler) and node.name:
             names.add(node.name)
-    return names
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            names.add(node.name)  # match captures: case [a, b, *rest]
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            names.add(node.rest)
+    return names | set(PREBOUND)
+
+
+def _import_bindings(node: ast.Import | ast.ImportFrom) -> list[tuple[str, str | None, str]]:
+    """``(module, member, bound name)`` for every name an import statement binds."""
+    out: list[tuple[str, str | None, str]] = []
+    for alias in node.names:
+        if isinstance(node, ast.Import):
+            out.append((alias.name, None, alias.asname or alias.name.split(".")[0]))
+        else:
+            out.append((node.module or "", alias.name, alias.asname or alias.name))
+    return out
+
+
+def _import_problem(module: str, member: str | None, level: int = 0) -> str | None:
+    """Why ``import module`` / ``from module import member`` is refused (``None``: allowed)."""
+    root = module.split(".")[0]
+    allowed = ", ".join(sorted(ALLOWED_MODULES))
+    if level:
+        return "relative imports are not allowed"
+    if root not in ALLOWED_MODULES:
+        verb = "import from" if member is not None else "import of"
+        return UNAVAILABLE_HINTS.get(root) or f"{verb} {module!r} is not allowed (allowed: {allowed})"
+    if any(part.startswith("_") for part in module.split(".")):
+        return f"importing {'from ' if member is not None else ''}private module {module!r} is not allowed"
+    if member == "*":
+        return "star imports are not allowed"
+    if member is not None and member.startswith("_"):
+        return f"importing private name {member!r} is not allowed"
+    try:
+        target = facade(module)
+    except ImportError:
+        return f"{root} is not installed"
+    except (AttributeError, SandboxViolation):
+        return f"module {module!r} is not available to reward programs"
+    if member is not None and not hasattr(target, member):
+        return f"{module}.{member} is not available to reward programs (available: {', '.join(dir(target))})"
+    return None
+
+
 
 
 def _attribute_chain(node: ast.Attribute) -> list[str] | None:
@@ -646,8 +902,10 @@ def vet(
     entry: str = "compute_dense_reward",
     self_paths: set[str] | None = None,
     self_leaves: set[str] | None = None,
-) -> tuple[ast.Module | None, list[Finding]]:
-    """Parse and statically check ``source``; return the tree and every finding.
+) -> Vetting:
+    """Parse and statically check ``source``; return the tree, every finding and the warnings
+    (an unused import of an allowed module is a warning; any import of another module, used
+    or not, is a finding).
 
     Args:
         source: the reward program.
@@ -658,35 +916,29 @@ def vet(
             access beyond them (``.copy()``, ``.shape``) is not checked against the card.
     """
     findings: list[Finding] = []
+    warnings: list[Finding] = []
     if len(source) > 100_000:
-        return None, [Finding("static", "program is longer than 100,000 characters")]
+        return Vetting(None, [Finding("static", "program is longer than 100,000 characters")], [])
     try:
         tree = ast.parse(source, filename="<reward>")
     except SyntaxError as exc:
-        return None, [Finding("syntax", f"{exc.msg}", exc.lineno)]
+        return Vetting(None, [Finding("syntax", f"{exc.msg}", exc.lineno)], [])
 
     def bad(node: ast.AST, message: str) -> None:
         findings.append(Finding("static", message, getattr(node, "lineno", None)))
 
-    allowed_roots = set(ALLOWED_MODULES)
     defined = _defined_names(tree) | set(SAFE_BUILTINS)
+    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] not in allowed_roots:
-                    bad(node, f"import of {alias.name!r} is not allowed (allowed: {', '.join(sorted(allowed_roots))})")
-                elif any(part.startswith("_") for part in alias.name.split(".")):
-                    bad(node, f"importing private module {alias.name!r} is not allowed")
-        elif isinstance(node, ast.ImportFrom):
-            if node.level or (node.module or "").split(".")[0] not in allowed_roots:
-                bad(node, f"import from {node.module or '.'!r} is not allowed (allowed: {', '.join(sorted(allowed_roots))})")
-            elif any(part.startswith("_") for part in (node.module or "").split(".")):
-                bad(node, f"importing from private module {node.module!r} is not allowed")
-            for alias in node.names:
-                if alias.name == "*":
-                    bad(node, "star imports are not allowed")
-                elif alias.name.startswith("_"):
-                    bad(node, f"importing private name {alias.name!r} is not allowed")
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            level = node.level if isinstance(node, ast.ImportFrom) else 0
+            for module, member, bound in _import_bindings(node):
+                problem = _import_problem(module, member, level)
+                if problem:
+                    bad(node, problem)
+                elif bound not in loaded:
+                    what = f"{module}.{member}" if member is not None else module
+                    warnings.append(Finding("warning", f"unused import of {what!r}", node.lineno))
         elif isinstance(node, ast.Attribute):
             if node.attr.startswith("_"):
                 bad(node, f"access to private/dunder attribute {node.attr!r} is not allowed")
@@ -729,7 +981,7 @@ def vet(
     for stmt in tree.body:
         if not isinstance(stmt, (ast.FunctionDef, ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.Expr)):
             findings.append(Finding("static", f"top-level {type(stmt).__name__} is not allowed: only imports, constants and functions", stmt.lineno))
-    return tree, findings
+    return Vetting(tree, findings, warnings)
 
 
 def _check_self_paths(
@@ -854,6 +1106,7 @@ def sandbox_globals(budget: Budget) -> dict[str, Any]:
         "__rl_pow__": guard_pow,
         "__rl_lshift__": guard_lshift,
         _ATTR: guard_attr,
+        **{name: facade(module) for name, module in PREBOUND.items()},
     }
 
 

@@ -95,11 +95,14 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         rewards: list[float] = []
         components: dict[str, list[float]] = {}
         call_s: list[float] = []
+        step_s: list[float] = []
         episodes = 1
         for _ in range(steps):
             action = env.action_space.sample()
+            before = time.perf_counter()
             obs, _, terminated, truncated, _ = env.step(action)
             start = time.perf_counter()
+            step_s.append(start - before)
             try:
                 reward, parts = program(me, action, obs)
             except RewardRuntimeError as exc:
@@ -122,6 +125,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         for key, f in errors.items()
     ]
     timed = call_s[1:] or call_s  # the first call pays one-off costs (facade creation)
+    stepped = step_s[1:] or step_s
     stats: dict[str, Any] = {
         "steps": steps,
         "episodes": episodes,
@@ -131,6 +135,8 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         "takes_obs": program.takes_obs,
         "mean_call_us": 1e6 * float(np.mean(timed)) if timed else 0.0,
         "max_call_us": 1e6 * float(np.max(timed)) if timed else 0.0,
+        "median_call_us": 1e6 * float(np.median(timed)) if timed else 0.0,
+        "median_step_us": 1e6 * float(np.median(stepped)) if stepped else 0.0,
         "reward": _summary(rewards) if rewards else None,
         "components": {name: _summary(vals) for name, vals in components.items()},
     }
