@@ -1,4 +1,9 @@
-"""Batched reward evaluation: equality with per-world calls, lifting, detection and fallback."""
+"""Batched reward evaluation: equality with per-world calls, lifting, detection and fallback.
+
+The failure cases of issue 14 (a ``try`` around ``math.sqrt``, reductions over worlds,
+errors in the branch not taken) are checked against gymnasium envs evaluating the program
+per world: same states (the bit-for-bit ``loop`` engine), same rewards, same failures.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,16 @@ import math
 
 import numpy as np
 import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rewardlab.generators.base import GenerationRequest, extract_code
 from rewardlab.generators.offline import OfflineGenerator
 from rewardlab.reward import RewardProgram
 from rewardlab.rollout import CoreConfig, RolloutCore
+from rewardlab.rollout.batch import BatchValue
 from rewardlab.rollout.lift import lift_source
+from rewardlab.rollout.reward import TRY_REASON
+from rewardlab.rollout.sb3 import CoreVecEnv
 from rewardlab.tasks import get_task, list_tasks
 from rewardlab.wrappers import ProgramReward, RewardFailure, compile_for_task, make_env
 
@@ -103,20 +112,17 @@ def test_branching_program_is_detected_and_falls_back_to_per_world():
     core = run_against_per_world(get_task("mujoco/hopper_forward"), BRANCHING_PROGRAM)
     report = core.reward_report
     assert report.mode == "per_world"
-    assert "truth value of an array" in report.reasons["batched"]
+    assert "truth value of a per-world value" in report.reasons["batched"]
     assert "line 4" in report.reasons["batched"]
     assert report.reasons["lifted"] == "nothing to lift"
     assert "per_world" in report.summary()
 
 
-def test_program_reducing_over_the_batch_is_caught_by_the_check():
-    """np.sum without an axis silently sums all worlds' actions: the per-world comparison
-    rejects it as written, and the lifted version (axis=0) is used instead."""
+def test_reductions_apply_per_world_when_batched():
+    """np.sum without an axis sums one world's action, never all worlds': as written."""
     core = run_against_per_world(get_task("mujoco/hopper_forward"), REDUCING_PROGRAM)
     report = core.reward_report
-    assert "differs from per-world" in report.reasons["batched"]
-    assert report.mode == "lifted"
-    assert "numpy.sum -> axis=0" in report.lift_changes
+    assert report.mode == "batched" and report.reasons == {}
 
 
 def test_programs_reading_obs_get_batch_last_obs():
@@ -197,28 +203,172 @@ import numpy as np
 def compute_dense_reward(self, action):
     a = self.r.a
     ok = 0.0 < a < 2.0 and not a > 1.5
-    return (1.0 if ok else -1.0) + max(a, 0.5, -1.0) + np.linalg.norm(action) + action.sum() + math.atan2(a, 1.0)
+    v = np.array([a, 2.0 * a, 1.0])
+    return (1.0 if ok else -1.0) + max(a, 0.5, -1.0) + np.linalg.norm(action) + action.sum() + math.atan2(a, 1.0) + float(v @ v)
 """)
     assert {
         "chained comparison -> numpy.logical_and",
         "and -> numpy.where",
-        "numpy.linalg.norm -> axis=0",
-        ".sum() -> axis=0",
         "math.atan2 -> numpy.arctan2",
+        "numpy.array([...]) -> numpy.stack",
+        "float() -> numpy.positive(dtype=float64)",
     } <= set(changes)
     program = RewardProgram.compile(lifted)
     from types import SimpleNamespace as NS
 
     values = np.array([-1.0, 0.2, 1.0, 1.7, 2.5])
-    action = np.arange(10, dtype=np.float64).reshape(2, 5) / 10.0  # (action dim, N)
-    batch = program._fn(NS(r=NS(a=values)), action)
-    for i, a in enumerate(values):
+    action = np.arange(10, dtype=np.float32).reshape(5, 2) / 10.0  # (N, action dim)
+    batch = program._fn(NS(r=NS(a=BatchValue(values, weak=True))), BatchValue(action)).values()
+    for i, a in enumerate(values.tolist()):  # Python floats, as the per-world proxies give
         ok = 0.0 < a < 2.0 and not a > 1.5
+        v = np.array([a, 2.0 * a, 1.0])
         want = (
             (1.0 if ok else -1.0)
             + max(a, 0.5, -1.0)
-            + np.linalg.norm(action[:, i])
-            + action[:, i].sum()
+            + np.linalg.norm(action[i])
+            + action[i].sum()
             + math.atan2(a, 1.0)
+            + float(v @ v)
         )
-        assert batch[i] == pytest.approx(want)
+        assert batch[i] == pytest.approx(want, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- issue 14 cases
+
+
+def against_gymnasium(name, source, *, n=8, steps=200, seed=3, mode="auto"):
+    """The core (bit-for-bit ``loop`` engine) and gymnasium envs with ProgramReward, same
+    seeds and actions: every world-step's reward, failure flag and components must agree.
+    Returns the core, the number of failed world-steps and the post-step observations
+    ``(steps, n, obs_dim)`` the rewards were computed on."""
+    task = get_task(name)
+    config = CoreConfig(num_worlds=n, engine="loop", reward_mode=mode, max_error_rate=1.0)
+    core = RolloutCore(task, config, program=source)
+    ours = CoreVecEnv(core)
+    ref = DummyVecEnv([
+        lambda: make_env(task, compile_for_task(source, task), max_error_rate=1.0) for _ in range(n)
+    ])  # fmt: skip
+    ours.seed(seed)
+    ref.seed(seed)
+    np.testing.assert_array_equal(ours.reset(), ref.reset())
+    rng = np.random.default_rng(seed)
+    failures = 0
+    seen = []
+    for t in range(steps):
+        action = rng.uniform(-1, 1, (n, core.spec.nu)).astype(np.float32)
+        obs, rew, done, infos = ours.step(action)
+        seen.append(ours.last.final_obs.copy())
+        r_obs, r_rew, r_done, r_infos = ref.step(action)
+        np.testing.assert_array_equal(obs, r_obs)
+        np.testing.assert_array_equal(done, r_done)
+        np.testing.assert_allclose(rew, r_rew, rtol=1e-6, atol=1e-6, err_msg=f"step {t}")
+        for i, (got, want) in enumerate(zip(infos, r_infos, strict=True)):
+            assert ("reward/error" in got) == ("reward/error" in want), (t, i)
+            failures += "reward/error" in want
+            for key, value in want.items():
+                if key.startswith("reward/") and key != "reward/error":
+                    assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-6), (t, i, key)
+    return core, failures, np.array(seen)
+
+
+TRY_SQRT = """
+import math
+def compute_dense_reward(self, action):
+    z = self.hopper.top.position_z
+    try:
+        height = math.sqrt(z - 1.2)
+    except ValueError:
+        height = -1.0
+    return height + 0.1 * self.hopper.top.velocity_x
+"""
+
+
+def test_try_except_runs_per_world_with_the_same_rewards_and_no_failures():
+    """Issue 14 (1): lifted to np.sqrt this gave NaN rows counted as failures; a program with
+    try is never batched, so the except clause does its job in every world."""
+    core, failures, _ = against_gymnasium("mujoco/hopper_forward", TRY_SQRT)
+    report = core.reward_report
+    assert failures == 0 and sum(core.error_counts.values()) == 0
+    assert report.mode == "per_world" and report.reasons["lifted"] == TRY_REASON
+    with pytest.raises(ValueError, match="try/except"):
+        against_gymnasium("mujoco/hopper_forward", TRY_SQRT, steps=1, mode="lifted")
+
+
+BRANCH_NOT_TAKEN = """
+import math
+def compute_dense_reward(self, action):
+    z = self.hopper.top.position_z
+    height = math.sqrt(z - 1.2) if z > 1.2 else -1.0
+    return height + 0.1 * self.hopper.top.velocity_x
+"""
+
+SQRT_FAILS = """
+import math
+def compute_dense_reward(self, action):
+    return math.sqrt(self.hopper.top.position_z - 1.2) + max(self.hopper.top.velocity_x, 0.0)
+"""
+
+
+def test_errors_in_a_branch_not_taken_and_failing_rows_match_per_world():
+    """Lifted, both branches run for every world: math.sqrt of a negative height in the
+    branch not taken raises a floating-point error, and that step is evaluated per world
+    (same rewards, no spurious failure). Without the branch, the worlds whose sqrt fails are
+    re-evaluated per world: the same worlds fail, with the per-world finding."""
+    core, failures, _ = against_gymnasium("mujoco/hopper_forward", BRANCH_NOT_TAKEN)
+    report = core.reward_report
+    assert failures == 0 and report.lift_changes
+    assert report.fallback_steps > 0
+    assert any("FloatingPointError" in r for r in report.fallback_reasons)
+    # once most batched steps fall back, per world is cheaper: the core says so and switches
+    assert report.mode == "lifted" or "given up" in report.reasons["lifted"]
+    core, failures, _ = against_gymnasium("mujoco/hopper_forward", SQRT_FAILS)
+    assert failures > 0 and sum(core.error_counts.values()) == failures
+    assert all("ValueError: math domain error" in k for k in core.error_counts)
+
+
+ANY_LOW = """
+import numpy as np
+def compute_dense_reward(self, action):
+    z = self.hopper.top.position_z
+    reward = self.hopper.top.velocity_x
+    if np.any(z < 1.2):
+        reward -= 1.0
+    return reward
+"""
+
+REDUCTIONS = """
+import numpy as np
+def compute_dense_reward(self, action):
+    z = self.hopper.top.position_z
+    low = 1.0 * np.any(z < 1.2) + np.all(z > 1.2) + np.sum(z) - np.mean(z) + np.max(z)
+    parts = [z, self.hopper.top.velocity_x, action[0]]
+    return low + 0.1 * len(action) + np.sum(np.abs(action)) + sum(parts) + np.linalg.norm(action), {"low": low}
+"""
+
+INDEXING = """
+def compute_dense_reward(self, action):
+    z = self.hopper.top.position_z
+    return z[0] + action[0]
+"""
+
+
+@pytest.mark.parametrize("source", [ANY_LOW, REDUCTIONS])
+def test_reductions_never_mix_worlds(source):
+    """Issue 14 (2): one low hopper used to penalise every world. Reductions are per world
+    (or the program runs per world): the rewards are gymnasium's, at N=8 with falls."""
+    core, _, seen = against_gymnasium("mujoco/hopper_forward", source)
+    low = seen[:, :, 0] < 1.2  # hopper obs[0] is the torso height
+    assert (low.any(axis=1) & ~low.all(axis=1)).sum() >= 5  # steps where only some worlds are low
+    report = core.reward_report
+    if source is ANY_LOW:
+        assert report.mode == "per_world"
+        assert "truth value of a per-world value" in report.reasons["batched"]
+    else:
+        assert report.mode == "batched" and report.fallback_steps == 0
+        assert report.verifications == report.batched_calls > 0  # every step re-checked
+
+
+def test_indexing_a_per_world_scalar_is_refused():
+    """z[0] of a float fails per world; batched it would read world 0 for everyone."""
+    core, failures, _ = against_gymnasium("mujoco/hopper_forward", INDEXING, steps=5)
+    assert core.reward_report.mode in ("undecided", "per_world") and failures == 5 * 8

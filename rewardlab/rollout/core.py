@@ -66,8 +66,9 @@ class CoreConfig:
     """World ``i`` draws its initial states from a generator seeded ``seed + i``."""
     reward_mode: str = "auto"
     """``auto``, ``batched``, ``lifted`` or ``per_world`` (see :mod:`rewardlab.rollout.reward`)."""
-    verify_every: int = 1000
-    """Re-check one world of a batched reward against a per-world call this often (calls)."""
+    verify_every: int = 1
+    """Re-check one random world of a batched reward against a per-world call every this many
+    steps (0 = never)."""
     max_error_rate: float = 0.05
     """Stop (:class:`RewardFailure`) when more than this fraction of recent reward calls fail."""
     error_window: int = 1000

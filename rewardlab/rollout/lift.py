@@ -1,33 +1,44 @@
-"""Lift a per-world reward program to arrays: a small, exact source rewrite.
+"""Lift a per-world reward program to batch values: a small, exact source rewrite.
 
 Reward programs are written for one world: Python ``min``/``max`` of two numbers, conditional
-expressions, ``math.cos``, ``float(...)``, ``np.dot(action, action)``. Over batched proxies
-(values of shape ``(N,)``, vectors ``(k, N)`` with the batch axis last) these raise (``min`` of
-arrays asks for the truth value of an array; ``math.cos`` wants a scalar) or reduce over the
-batch. :func:`lift_source` rewrites exactly those constructs into their elementwise numpy
-equivalents, which compute the same value per world:
+expressions, ``math.cos``, ``float(...)``, ``np.array([a, b])``. Over
+:class:`~rewardlab.rollout.batch.BatchValue` inputs these raise
+:class:`~rewardlab.rollout.batch.NotBatchable` (``min`` asks for the truth value of a
+comparison, ``math.cos`` and ``float`` for a Python float, ``np.array`` for a plain array).
+:func:`lift_source` rewrites exactly those constructs into numpy calls that compute the same
+value per world:
 
 ==================================  ==========================================================
 per world                           lifted
 ==================================  ==========================================================
-``min(a, b, ...)`` / ``max``        ``np.minimum`` / ``np.maximum`` (nested)
+``min(a, b, ...)`` / ``max``        ``np.fmin`` / ``np.fmax`` (nested; also ``max([a, b])``)
 ``a if c else b``                   ``np.where(c, a, b)`` (both sides are evaluated)
 ``a and b`` / ``a or b``            ``np.where(a, b, a)`` / ``np.where(a, a, b)``
 ``not a``; ``a < b < c``            ``np.logical_not(a)``; ``np.logical_and(a < b, b < c)``
-``math.cos(x)`` (and other math     ``np.cos(x)`` ...
+``math.cos(x)`` (and other math     ``np.cos(x, dtype=np.float64)`` ...
 functions with a numpy twin)
-``float(x)``                        ``np.asarray(x, dtype=np.float64)``
-``np.dot(a, b)``, ``a @ b``         ``np.sum(a * b, axis=0)`` (1-D vectors per world)
-``np.sum(x)`` / ``x.sum()`` ...     ``axis=0`` added (sum, mean, max, min, prod, any, all,
-                                    linalg.norm) when no axis is given
+``float(x)``                        ``np.positive(x, dtype=np.float64)``
+``np.array([a, b])`` (a literal)    ``np.stack([a, b])`` (nested literals too; ``dtype=`` ->
+                                    ``.astype``)
 ==================================  ==========================================================
 
-Statement-level branching (``if x > 0: ...``), loops over values and ``int``/``bool`` of
-values are left alone: such a program still raises over arrays and is evaluated per world.
-The rewrite is only ever *trusted after checking* (see :mod:`rewardlab.rollout.reward`):
-the lifted program's batched output must equal the per-world output of the original on real
-states, or it is not used. The result is ordinary source; it is vetted and sandboxed like
-any other program.
+Reductions, ``np.dot``/``@``, indexing and ``len`` need no rewrite: batch values apply them
+per world. Statement-level branching (``if x > 0: ...``), loops over values and ``int``/``bool``
+of values are left alone: such a program still refuses batch values and is evaluated per
+world. A program with ``try`` is never lifted (:func:`has_try`): its ``except`` clauses catch
+errors of single worlds, which a batched call cannot raise per world.
+
+``fmin``/``fmax`` stand for the builtins (they differ from ``min``/``max`` only on NaN, which a
+batched call never produces: see below). A numpy ufunc called with ``dtype=np.float64`` (the
+lifted ``float`` and ``math.*``), ``fmin``/``fmax`` of Python floats and ``np.where`` between
+Python floats (a conditional expression) give values that behave as Python floats per world,
+as the builtins do (:mod:`rewardlab.rollout.batch`).
+
+Both sides of a conditional are evaluated for every world: an error there (``math.sqrt`` of
+a negative value in the branch not taken) is a floating-point exception that makes the
+evaluator run that step per world (:mod:`rewardlab.rollout.reward`). The rewrite is only ever
+trusted after checking: the lifted program's output must equal the per-world output of the
+original on real states. The result is ordinary source, vetted and sandboxed like any other.
 
 Example:
     >>> src = '''
@@ -38,9 +49,11 @@ Example:
     ... '''
     >>> lifted, changes = lift_source(src)
     >>> print(lifted.splitlines()[-1].strip())
-    return rl_np_.where(up > 0, rl_np_.minimum(rl_np_.maximum(up, -1.0), 0.5), 0.0)
+    return rl_np_.where(up > 0, rl_np_.fmin(rl_np_.fmax(up, -1.0), 0.5), 0.0)
+    >>> print(lifted.splitlines()[-2].strip())
+    up = rl_np_.cos(self.r.pitch, dtype=rl_np_.float64)
     >>> changes
-    ['math.cos -> numpy.cos', 'max -> numpy.maximum', 'min -> numpy.minimum', 'conditional expression -> numpy.where']
+    ['math.cos -> numpy.cos', 'max -> numpy.fmax', 'min -> numpy.fmin', 'conditional expression -> numpy.where']
 """
 
 from __future__ import annotations
@@ -57,11 +70,12 @@ MATH_TO_NUMPY = {
     "exp": "exp", "expm1": "expm1", "log": "log", "log10": "log10", "log2": "log2",
     "log1p": "log1p", "sqrt": "sqrt", "fabs": "fabs", "hypot": "hypot", "floor": "floor",
     "ceil": "ceil", "copysign": "copysign", "degrees": "degrees", "radians": "radians",
-    "isfinite": "isfinite", "isnan": "isnan", "isinf": "isinf",
 }  # fmt: skip
-"""``math`` functions with an elementwise numpy twin that agrees on finite inputs."""
+"""``math`` functions with an elementwise numpy twin that agrees on finite inputs (computed in
+float64, as ``math`` does; where ``math`` raises, numpy signals a floating-point error)."""
 
-REDUCTIONS = frozenset({"sum", "mean", "max", "min", "prod", "any", "all", "amax", "amin"})
+BINARY = frozenset({"atan2", "hypot", "copysign"})
+"""The lifted ``math`` functions of two arguments (the others take one)."""
 
 
 def _np(attr: str) -> ast.Attribute:
@@ -129,68 +143,68 @@ class _Lift(ast.NodeTransformer):
         self._note("conditional expression -> numpy.where")
         return ast.copy_location(_call("where", node.test, node.body, node.orelse), node)
 
-    def visit_BinOp(self, node: ast.BinOp) -> Any:
-        self.generic_visit(node)
-        if isinstance(node.op, ast.MatMult):
-            self._note("a @ b -> numpy.sum(a * b, axis=0)")
-            product = ast.BinOp(node.left, ast.Mult(), node.right)
-            return ast.copy_location(_call("sum", product, axis=ast.Constant(0)), node)
-        return node
-
     def visit_Call(self, node: ast.Call) -> Any:
         self.generic_visit(node)
         func = node.func
         plain = not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)
         if isinstance(func, ast.Name) and plain:
-            if func.id in ("min", "max") and len(node.args) >= 2:
-                fn = "minimum" if func.id == "min" else "maximum"
+            args = node.args
+            if func.id in ("min", "max") and len(args) == 1 and isinstance(args[0], (ast.List, ast.Tuple)):
+                args = args[0].elts
+            if func.id in ("min", "max") and len(args) >= 2 and not any(isinstance(a, ast.Starred) for a in args):
+                fn = "fmin" if func.id == "min" else "fmax"
                 self._note(f"{func.id} -> numpy.{fn}")
-                out = node.args[0]
-                for arg in node.args[1:]:
+                out = args[0]
+                for arg in args[1:]:
                     out = _call(fn, out, arg)
                 return ast.copy_location(out, node)
-            if func.id == "float" and len(node.args) == 1:
-                self._note("float() -> numpy.asarray(float64)")
-                return ast.copy_location(_call("asarray", node.args[0], dtype=_np("float64")), node)
+            if func.id == "float" and len(args) == 1:
+                self._note("float() -> numpy.positive(dtype=float64)")
+                return ast.copy_location(_call("positive", args[0], dtype=_np("float64")), node)
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
             owner = func.value.id
-            if owner in self.math_names and func.attr in MATH_TO_NUMPY and plain:
+            arity = 2 if func.attr in BINARY else 1
+            if owner in self.math_names and func.attr in MATH_TO_NUMPY and plain and len(node.args) == arity:
                 self._note(f"math.{func.attr} -> numpy.{MATH_TO_NUMPY[func.attr]}")
-                return ast.copy_location(
-                    ast.Call(_np(MATH_TO_NUMPY[func.attr]), node.args, []), node
-                )
-            if owner in self.numpy_names and func.attr == "dot" and plain and len(node.args) == 2:
-                self._note("numpy.dot -> numpy.sum(a * b, axis=0)")
-                product = ast.BinOp(node.args[0], ast.Mult(), node.args[1])
-                return ast.copy_location(_call("sum", product, axis=ast.Constant(0)), node)
-            if owner in self.numpy_names and func.attr in REDUCTIONS:
-                return self._add_axis(node, f"numpy.{func.attr}", positional=1)
-        if (
-            isinstance(func, ast.Attribute)
-            and func.attr == "norm"
-            and isinstance(func.value, ast.Attribute)
-            and func.value.attr == "linalg"
-            and isinstance(func.value.value, ast.Name)
-            and func.value.value.id in self.numpy_names
-        ):
-            return self._add_axis(node, "numpy.linalg.norm", positional=1)
-        if (
-            isinstance(func, ast.Attribute)
-            and func.attr in REDUCTIONS
-            and not (
-                isinstance(func.value, ast.Name)
-                and func.value.id in self.numpy_names | self.math_names
-            )
-        ):
-            return self._add_axis(node, f".{func.attr}()", positional=0)
+                return ast.copy_location(_call(MATH_TO_NUMPY[func.attr], *node.args, dtype=_np("float64")), node)
+            if owner in self.numpy_names and func.attr in ("array", "asarray"):
+                return self._literal_array(node)
         return node
 
-    def _add_axis(self, node: ast.Call, what: str, positional: int) -> ast.Call:
-        if len(node.args) != positional or any(k.arg in ("axis", None) for k in node.keywords):
+    def _literal_array(self, node: ast.Call) -> Any:
+        dtype = [k for k in node.keywords if k.arg == "dtype"]
+        if (
+            len(node.args) != 1
+            or len(dtype) != len(node.keywords)
+            or not _nonempty_literal(node.args[0])
+        ):
             return node
-        self._note(f"{what} -> axis=0")
-        node.keywords = [*node.keywords, ast.keyword("axis", ast.Constant(0))]
-        return node
+        self._note("numpy.array([...]) -> numpy.stack")
+        out: ast.expr = _stacked(node.args[0])
+        if dtype:
+            out = ast.Call(ast.Attribute(out, "astype", ast.Load()), [dtype[0].value], [])
+        return ast.copy_location(out, node)
+
+
+def _nonempty_literal(node: ast.expr) -> bool:
+    if not isinstance(node, (ast.List, ast.Tuple)) or not node.elts:
+        return False
+    return not any(isinstance(e, ast.Starred) for e in node.elts)
+
+
+def _stacked(node: ast.expr) -> ast.expr:
+    if isinstance(node, (ast.List, ast.Tuple)) and _nonempty_literal(node):
+        return _call("stack", ast.List([_stacked(e) for e in node.elts], ast.Load()))
+    return node
+
+
+def has_try(source: str) -> bool:
+    """Whether ``source`` has a ``try`` statement (such programs are never batched)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(n, (ast.Try, getattr(ast, "TryStar", ast.Try))) for n in ast.walk(tree))
 
 
 def lift_source(source: str) -> tuple[str, list[str]]:

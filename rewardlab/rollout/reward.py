@@ -1,28 +1,37 @@
 """Batched reward evaluation: one sandboxed program call for all worlds, or per world.
 
-:class:`BatchedReward` decides once, on the first states it sees, how to run a program:
+:class:`BatchedReward` decides, on the first states it sees, how to run a program:
 
 ``batched``
-    the program's own source over batched proxies (``(N,)`` leaves; ``action`` and ``obs``
-    as ``(dim, N)``, batch axis last so ``action[0]`` is every world's first component);
+    the program's own source over :class:`~rewardlab.rollout.batch.BatchValue` inputs
+    (proxy leaves, ``action``, ``obs``), which apply every operation per world or refuse it;
 ``lifted``
     the :func:`~rewardlab.rollout.lift.lift_source` rewrite of it (``min``/``max``,
-    conditional expressions, ``math.*``, ``float``, ``np.dot`` made elementwise);
+    conditional expressions, ``math.*``, ``float``, array literals made elementwise);
 ``per_world``
     the original program once per world with scalar proxies -- exactly what
     :class:`rewardlab.wrappers.ProgramReward` does.
 
-A batched mode is used only if its output has the batch shape and equals the per-world
-output of the original program on every world of the probe batch (``rtol=1e-6``); otherwise
-the reason is recorded (the exception with its line, e.g. ``ValueError: The truth value of an
-array ... is ambiguous`` for an ``if`` on a value, or "differs from per-world evaluation" for a
-program that reduces over the batch). Every ``verify_every`` batched calls one random world
-is re-checked against a per-world call; a mismatch switches to per-world for good. A batched
-call that raises falls back to per-world evaluation for that step, so failures are
-attributed to worlds exactly as in the per-world wrapper.
+Why a batched call computes what the program says, world by world:
 
-Per world, an output that is not finite, exceeds ``max_abs`` or has a non-finite component is
-a failed call: reward 0, no components, ``error`` set, as :class:`ProgramReward` does.
+* batch values never mix worlds: reductions, ``len``, iteration and indexing act on the
+  per-world axes, and anything value-dependent (``if`` on a value, ``float``, ``math.*``)
+  raises :class:`~rewardlab.rollout.batch.NotBatchable`;
+* a program with ``try`` is never batched (its ``except`` clauses catch one world's error);
+* the call runs with numpy's floating-point errors raising: where one world's value would
+  raise per world (``math.sqrt`` of a negative number, a division by zero) the whole step
+  is evaluated per world instead;
+* rows whose output is not finite or too large are re-evaluated per world with the original
+  program, so failures (and their findings) are exactly the per-world ones;
+* a batched mode is adopted only if it equals the per-world output on every world of the
+  first states, and every ``verify_every`` batched calls (default: every call) one random
+  world is re-checked against a per-world call; a mismatch evaluates that step per world and
+  switches to per-world for good.
+
+Every decision is counted in :class:`BatchReport` (``to_dict`` is what the core writes to
+``rollout.json``). Per world, an output that is not finite, exceeds ``max_abs`` or has a
+non-finite component is a failed call: reward 0, no components, ``error`` set, as
+:class:`ProgramReward` does.
 
 Example:
     >>> import numpy as np
@@ -44,7 +53,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,9 +67,26 @@ from rewardlab.reward.program import (
     _traceback_line,
 )
 from rewardlab.reward.sandbox import BudgetExceeded, Finding
-from rewardlab.rollout.lift import lift_source
+from rewardlab.rollout.batch import BatchValue, BatchView, NotBatchable
+from rewardlab.rollout.lift import has_try, lift_source
 
 MODES = ("auto", "batched", "lifted", "per_world")
+
+TRY_REASON = "the program has try/except (it catches errors of single worlds): evaluated per world"
+
+RTOL = 1e-6
+ATOL = 1e-6
+"""A batched reward equals the per-world one when within this (float32 resolution of an O(1)
+reward; the learner sees rewards as float32)."""
+
+DECIDE_TRIES = 20
+"""Steps over which the decision is retried while the batched call meets floating-point
+errors (which depend on the states, not on the program's structure)."""
+
+FALLBACK_WINDOW = 100
+"""Batched calls over which whole-step fallbacks are counted ..."""
+FALLBACK_LIMIT = 0.5
+"""... and the fraction above which batched evaluation is given up (per world is cheaper)."""
 
 
 @dataclass
@@ -79,59 +105,88 @@ class RewardBatch:
 
 @dataclass
 class BatchReport:
-    """How a program is evaluated, and why."""
+    """How a program is evaluated, why, and how often each safeguard acted."""
 
     mode: str = "undecided"
     reasons: dict[str, str] = field(default_factory=dict)
-    """Mode that was tried and rejected -> why."""
+    """Mode that was tried and rejected (or given up) -> why."""
     lift_changes: list[str] = field(default_factory=list)
     lifted_source: str | None = None
+    calls: int = 0
+    """Evaluations (one per core step)."""
+    batched_calls: int = 0
+    """Steps on which the batched program was called (after the decision)."""
     fallback_steps: int = 0
-    """Steps on which a batched call raised and the step was evaluated per world."""
+    """Steps on which the batched call raised and every world was evaluated per world."""
+    fallback_reasons: Counter[str] = field(default_factory=Counter)
+    """Why those steps fell back (first line of the error) -> count."""
+    rows_reevaluated: int = 0
+    """World-steps whose batched output was not finite or too large, re-evaluated per world."""
+    per_world_calls: int = 0
+    """Calls of the original program on one world (fallbacks, re-evaluations, checks and
+    per-world mode)."""
     verifications: int = 0
+    """Random-world re-checks of a batched output against a per-world call."""
     seconds: float = 0.0
     """Wall time spent in reward evaluation."""
-    calls: int = 0
 
     def summary(self) -> str:
         why = "; ".join(f"{m}: {r}" for m, r in self.reasons.items())
         lift = f" (lift: {', '.join(self.lift_changes)})" if self.mode == "lifted" else ""
-        return f"reward evaluation: {self.mode}{lift}" + (f" [rejected {why}]" if why else "")
+        counts = ""
+        if self.batched_calls:
+            counts = (
+                f"; {self.fallback_steps} of {self.batched_calls} batched steps fell back to per world, "
+                f"{self.rows_reevaluated} world-steps re-evaluated, {self.verifications} re-checks"
+            )
+        return f"reward evaluation: {self.mode}{lift}" + (f" [rejected {why}]" if why else "") + counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record (what ``rollout.json`` holds under ``reward``)."""
+        return {
+            "mode": self.mode, "reasons": dict(self.reasons), "lift_changes": list(self.lift_changes),
+            "calls": self.calls, "batched_calls": self.batched_calls,
+            "fallback_steps": self.fallback_steps, "fallback_reasons": dict(self.fallback_reasons),
+            "rows_reevaluated": self.rows_reevaluated, "per_world_calls": self.per_world_calls,
+            "verifications": self.verifications, "seconds": round(self.seconds, 3),
+        }  # fmt: skip
 
 
 def _raw_call(program: RewardProgram, me: Any, action: Any, obs: Any) -> Any:
-    """Call the compiled entry point with a fresh budget; errors become RewardRuntimeError."""
+    """Call the compiled entry point with a fresh budget; errors become RewardRuntimeError
+    (:class:`NotBatchable` passes through)."""
     program.budget.reset()
     fn = program._fn
     try:
         return fn(me, action, obs) if program.takes_obs else fn(me, action)
     except BudgetExceeded as exc:
         raise RewardRuntimeError(Finding("timeout", str(exc), program.budget.line)) from None
+    except NotBatchable as exc:
+        line = _traceback_line(exc)
+        raise NotBatchable(f"line {line}: {exc}" if line else str(exc)) from None
     except Exception as exc:
         raise RewardRuntimeError(
             Finding("runtime", f"{type(exc).__name__}: {exc}", _traceback_line(exc))
         ) from None
 
 
-class NotBatchable(Exception):
-    """A batched output does not have the batch shape or the expected structure."""
-
-
 def _as_batch(value: Any, n: int, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise NotBatchable(f"{what} is not numeric ({type(value).__name__}): {exc}") from None
-    if arr.shape == (n,):
-        return arr
-    if arr.shape == () or arr.shape == (1,):
-        return np.full(n, float(arr.reshape(())))
-    raise NotBatchable(f"{what} has shape {arr.shape}, expected ({n},) or a scalar")
+    """A per-world number of every world as ``(N,)`` float64, or :class:`NotBatchable`."""
+    if isinstance(value, BatchValue):
+        arr = value.values()
+        if arr.shape[1:] not in ((), (1,)):
+            raise NotBatchable(f"{what} has per-world shape {arr.shape[1:]}, not a number")
+        return arr.reshape(n).astype(np.float64)
+    if isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+        return np.full(n, float(value))
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+        return np.full(n, float(value.reshape(())))
+    raise NotBatchable(f"{what} is a {type(value).__name__}, not a number per world")
 
 
 def split_output(out: Any, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``(reward (N,), {name: (N,)})`` from a batched program output (float or tuple)."""
-    if isinstance(out, tuple):
+    """``(reward (N,), {name: (N,)})`` from a batched program output (number or tuple)."""
+    if type(out) is tuple:
         if len(out) != 2 or not isinstance(out[1], dict):
             raise NotBatchable("a tuple return must be (reward, {name: value})")
         comps = {}
@@ -141,6 +196,10 @@ def split_output(out: Any, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             comps[name] = _as_batch(value, n, f"component {name!r}")
         return _as_batch(out[0], n, "reward"), comps
     return _as_batch(out, n, "reward"), {}
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 class BatchedReward:
@@ -153,6 +212,7 @@ class BatchedReward:
             :meth:`RewardProgram.compile` with the program's budget).
         verify_every: re-check one random world against a per-world call every this many
             batched calls (0 = never).
+        seed: seed of the choice of re-checked worlds.
     """
 
     def __init__(
@@ -161,7 +221,7 @@ class BatchedReward:
         *,
         mode: str = "auto",
         compile_lifted: Any = None,
-        verify_every: int = 1000,
+        verify_every: int = 1,
         seed: int = 0,
     ) -> None:
         if mode not in MODES:
@@ -181,6 +241,8 @@ class BatchedReward:
         self._lifted: RewardProgram | None = None
         self._active: RewardProgram | None = None
         self._since_verify = 0
+        self._decide_tries = 0
+        self._recent_fallbacks: deque[bool] = deque(maxlen=FALLBACK_WINDOW)
         self._rng = np.random.default_rng(seed)
         self.error_counts: Counter[str] = Counter()
         self.errors: dict[str, Finding] = {}
@@ -192,20 +254,27 @@ class BatchedReward:
     # ------------------------------------------------------------------ evaluation paths
 
     def per_world(
-        self, worlds: Sequence[Any], action: np.ndarray, obs: np.ndarray | None
+        self,
+        worlds: Sequence[Any],
+        action: np.ndarray,
+        obs: np.ndarray | None,
+        rows: Sequence[int] | None = None,
     ) -> RewardBatch:
-        """The original program once per world (scalar proxies), as ``ProgramReward``."""
+        """The original program once per world (scalar proxies), as ``ProgramReward``; only
+        on ``rows`` if given (the others are left as failed)."""
         n = len(worlds)
         reward = np.zeros(n)
-        error = np.zeros(n, dtype=bool)
+        error = np.zeros(n, dtype=bool) if rows is None else np.ones(n, dtype=bool)
         comps: dict[str, np.ndarray] = {}
         findings: dict[int, Finding] = {}
-        for i, me in enumerate(worlds):
+        for i in range(n) if rows is None else rows:
+            self.report.per_world_calls += 1
             try:
-                r, c = self.program(me, action[i], None if obs is None else obs[i])
+                r, c = self.program(worlds[i], action[i], None if obs is None else obs[i])
             except RewardRuntimeError as exc:
                 error[i], findings[i] = True, exc.finding
                 continue
+            error[i] = False
             reward[i] = r
             for name, value in c.items():
                 if name not in comps:
@@ -216,53 +285,59 @@ class BatchedReward:
     def _batched(
         self, program: RewardProgram, me: Any, action: np.ndarray, obs: np.ndarray | None
     ) -> RewardBatch:
+        """One call of ``program`` over batch values; rows that are not finite or too large
+        are marked failed (the caller re-evaluates them per world). Raises
+        :class:`NotBatchable` or :class:`RewardRuntimeError` when the call itself fails."""
         n = action.shape[0]
-        with np.errstate(all="ignore"):
+        with np.errstate(divide="raise", over="raise", invalid="raise", under="ignore"):
             out = _raw_call(
                 program,
-                me,
-                np.ascontiguousarray(action.T),
-                None if obs is None else np.ascontiguousarray(obs.T),
+                BatchView(me),
+                BatchValue(np.array(action)),
+                None if obs is None else BatchValue(np.array(obs)),
             )
-            reward, comps = split_output(out, n)
+        reward, comps = split_output(out, n)
         bad = ~np.isfinite(reward) | (np.abs(reward) > program.max_abs)
         for value in comps.values():
             bad |= ~np.isfinite(value)
-        findings: dict[int, Finding] = {}
         if bad.any():
-            for i in np.flatnonzero(bad).tolist():
-                findings[i] = self._finding_for(
-                    float(reward[i]), {k: float(v[i]) for k, v in comps.items()}, program.max_abs
-                )
             reward = np.where(bad, 0.0, reward)
             comps = {k: np.where(bad, 0.0, v) for k, v in comps.items()}
-        return RewardBatch(reward, comps, bad, findings)
+        return RewardBatch(reward, comps, bad)
 
-    @staticmethod
-    def _finding_for(reward: float, comps: dict[str, float], max_abs: float) -> Finding:
-        if not np.isfinite(reward):
-            return Finding("output", f"reward is not finite ({reward})")
-        if abs(reward) > max_abs:
-            return Finding("output", f"reward magnitude {reward:.3g} exceeds {max_abs:g} per step")
-        name = next(k for k, v in comps.items() if not np.isfinite(v))
-        return Finding("output", f"component {name!r} is not finite ({comps[name]})")
+    def _repair(self, out: RewardBatch, worlds: Sequence[Any], action: np.ndarray, obs: np.ndarray | None) -> RewardBatch:
+        """Re-evaluate the failed rows of a batched output per world with the original program."""
+        rows = np.flatnonzero(out.error).tolist()
+        if not rows:
+            return out
+        self.report.rows_reevaluated += len(rows)
+        fix = self.per_world(worlds, action, obs, rows=rows)
+        n = len(worlds)
+        for name in fix.components.keys() | out.components.keys():
+            column = out.components.get(name)
+            if column is None:
+                column = out.components[name] = np.zeros(n)
+            column[rows] = fix.components[name][rows] if name in fix.components else 0.0
+        out.reward[rows] = fix.reward[rows]
+        out.error[rows] = fix.error[rows]
+        out.findings.update(fix.findings)
+        return out
 
     # ------------------------------------------------------------------ deciding
 
-    def _agrees(self, got: RewardBatch, want: RewardBatch, rows: np.ndarray) -> str | None:
-        ok = rows & ~want.error
-        if (got.error & ok).any():
-            return "batched output is not finite where the per-world output is"
-        if not np.allclose(got.reward[ok], want.reward[ok], rtol=1e-6, atol=1e-8):
+    @staticmethod
+    def _agrees(got: RewardBatch, want: RewardBatch, rows: np.ndarray) -> str | None:
+        ok = rows & ~want.error & ~got.error
+        if not np.allclose(got.reward[ok], want.reward[ok], rtol=RTOL, atol=ATOL):
             worst = int(np.flatnonzero(ok)[np.argmax(np.abs(got.reward[ok] - want.reward[ok]))])
             return (
                 f"batched reward differs from per-world evaluation (world {worst}: "
-                f"{got.reward[worst]:.6g} vs {want.reward[worst]:.6g}); a reduction over the batch?"
+                f"{got.reward[worst]:.6g} vs {want.reward[worst]:.6g})"
             )
-        if set(got.components) != set(want.components) and ok.any():
+        if ok.any() and set(got.components) != set(want.components):
             return f"component names differ: {sorted(got.components)} vs {sorted(want.components)}"
         for name, value in want.components.items():
-            if not np.allclose(got.components[name][ok], value[ok], rtol=1e-6, atol=1e-8):
+            if not np.allclose(got.components[name][ok], value[ok], rtol=RTOL, atol=ATOL):
                 return f"component {name!r} differs from per-world evaluation"
         return None
 
@@ -274,20 +349,24 @@ class BatchedReward:
         want: RewardBatch,
         action: np.ndarray,
         obs: np.ndarray | None,
-    ) -> RewardBatch | None:
+    ) -> bool | None:
+        """Whether ``mode`` computes the per-world output ``want``; ``None``: undecided (a
+        floating-point error on these states)."""
         try:
             got = self._batched(program, me, action, obs)
         except RewardRuntimeError as exc:
             self.report.reasons[mode] = str(exc.finding)
-            return None
+            if "FloatingPointError" in exc.finding.message and self._decide_tries < DECIDE_TRIES:
+                return None
+            return False
         except NotBatchable as exc:
             self.report.reasons[mode] = str(exc)
-            return None
+            return False
         problem = self._agrees(got, want, np.ones(len(got.reward), dtype=bool))
         if problem:
             self.report.reasons[mode] = problem
-            return None
-        return got
+            return False
+        return True
 
     def _lifted_program(self) -> RewardProgram | None:
         if self._lifted is None:
@@ -311,8 +390,15 @@ class BatchedReward:
         self, me: Any, worlds: Sequence[Any], action: np.ndarray, obs: np.ndarray | None
     ) -> RewardBatch:
         want = self.per_world(worlds, action, obs)
+        if self.requested != "per_world" and has_try(self.program.source):
+            self.report.reasons.update(batched=TRY_REASON, lifted=TRY_REASON)
+            if self.requested != "auto":
+                raise ValueError(f"reward program cannot run in mode {self.requested!r}: {TRY_REASON}")
+            self.report.mode = "per_world"
+            return want
         if want.error.all():  # nothing to compare against yet: decide on a later step
             return want
+        self._decide_tries += 1
         order = ["batched", "lifted"] if self.requested == "auto" else [self.requested]
         for mode in order:
             if mode == "per_world":
@@ -320,7 +406,11 @@ class BatchedReward:
             program = self.program if mode == "batched" else self._lifted_program()
             if program is None:
                 continue
-            if self._try(mode, program, me, want, action, obs) is not None:
+            verdict = self._try(mode, program, me, want, action, obs)
+            if verdict is None:  # try again on the next states
+                return want
+            if verdict:
+                self.report.reasons.pop(mode, None)
                 self.report.mode, self._active = mode, program
                 return want
         if self.requested not in ("auto", "per_world"):
@@ -356,33 +446,47 @@ class BatchedReward:
         program = self._active
         if program is None:
             return self.per_world(worlds, action, obs)
+        self.report.batched_calls += 1
         try:
             out = self._batched(program, me, action, obs)
-        except (RewardRuntimeError, NotBatchable):
-            self.report.fallback_steps += 1
+        except (RewardRuntimeError, NotBatchable) as exc:
+            self._fell_back(str(exc.finding) if isinstance(exc, RewardRuntimeError) else str(exc))
             return self.per_world(worlds, action, obs)
+        self._recent_fallbacks.append(False)
+        out = self._repair(out, worlds, action, obs)
         self._since_verify += 1
         if self.verify_every and self._since_verify >= self.verify_every:
             self._since_verify = 0
-            self._verify(out, worlds, action, obs)
+            problem = self._verify(out, worlds, action, obs)
+            if problem:
+                self.report.reasons[self.report.mode] = f"re-check failed: {problem}"
+                self.report.mode, self._active = "per_world", None
+                return self.per_world(worlds, action, obs)
         return out
+
+    def _fell_back(self, reason: str) -> None:
+        self.report.fallback_steps += 1
+        self.report.fallback_reasons[_first_line(reason)] += 1
+        self._recent_fallbacks.append(True)
+        recent = self._recent_fallbacks
+        if len(recent) == recent.maxlen and sum(recent) > FALLBACK_LIMIT * len(recent):
+            top = self.report.fallback_reasons.most_common(1)[0][0]
+            self.report.reasons[self.report.mode] = (
+                f"given up: {sum(recent)} of the last {len(recent)} batched steps fell back to "
+                f"per world (mostly: {top})"
+            )
+            self.report.mode, self._active = "per_world", None
 
     def _verify(
         self, out: RewardBatch, worlds: Sequence[Any], action: np.ndarray, obs: np.ndarray | None
-    ) -> None:
+    ) -> str | None:
+        """Compare one random world of ``out`` with a per-world call; the problem or None."""
         self.report.verifications += 1
-        i = int(self._rng.integers(len(worlds)))
-        rows = np.zeros(len(worlds), dtype=bool)
+        n = len(worlds)
+        i = int(self._rng.integers(n))
+        rows = np.zeros(n, dtype=bool)
         rows[i] = True
-        want = RewardBatch(np.zeros(len(worlds)), {}, np.ones(len(worlds), dtype=bool))
-        try:
-            r, c = self.program(worlds[i], action[i], None if obs is None else obs[i])
-        except RewardRuntimeError:
-            return
-        want.error[i] = False
-        want.reward[i] = r
-        want.components = {k: np.full(len(worlds), v) for k, v in c.items()}
-        problem = self._agrees(out, want, rows)
-        if problem:
-            self.report.reasons[self.report.mode] = f"re-check failed: {problem}"
-            self.report.mode, self._active = "per_world", None
+        want = self.per_world(worlds, action, obs, rows=[i])
+        if want.error[i] != out.error[i]:
+            return f"world {i} failed on one path only"
+        return self._agrees(out, want, rows)
