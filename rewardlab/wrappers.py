@@ -15,12 +15,13 @@ from collections import Counter, deque
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
+import numpy as np
 
 from rewardlab.reward.program import RewardProgram, RewardRuntimeError
 from rewardlab.reward.sandbox import Finding
 from rewardlab.tasks.proxies import PROXY_BUILDERS, Group
 from rewardlab.tasks.registry import TaskSpec
-from rewardlab.tasks.success import make_metric
+from rewardlab.tasks.success import SuccessInputs, make_metric
 
 
 def env_proxy(env: gym.Env, task: TaskSpec) -> Group:
@@ -43,6 +44,9 @@ def compile_for_task(source: str, task: TaskSpec, **kwargs: Any) -> RewardProgra
     return RewardProgram.compile(source, self_paths=paths, self_leaves=leaves, **kwargs)
 
 
+ONE_WORLD = np.ones(1, dtype=bool)
+
+
 class TaskSuccess(gym.Wrapper):
     """Track the task's success metric from simulator state.
 
@@ -55,21 +59,22 @@ class TaskSuccess(gym.Wrapper):
         super().__init__(env)
         self.task = task
         self.me = env_proxy(env, task)
-        self.metric = make_metric(task.success.metric, dict(task.success.params))
+        self.inputs = SuccessInputs.for_env(env, self.me, task)
+        self.metric = make_metric(task.success.metric, dict(task.success.params), n=1)
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        self.metric.reset(self.me)
+        self.metric.reset(self.inputs, ONE_WORLD)
         info.update(success=False, **{"task/progress": 0.0})
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self.metric.update(self.me)
-        info["success"] = bool(self.metric.success)
-        info["task/progress"] = float(self.metric.progress)
+        self.metric.update(self.inputs)
+        info["success"] = bool(self.metric.success[0])
+        info["task/progress"] = float(self.metric.progress[0])
         if terminated or truncated:
-            info["is_success"] = bool(self.metric.success)
+            info["is_success"] = info["success"]
         return obs, reward, terminated, truncated, info
 
 

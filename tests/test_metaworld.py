@@ -99,12 +99,12 @@ def test_success_is_the_benchmarks_flag_latched_within_the_episode() -> None:
         recorder = find_task_wrapper(env)
         metric = env.metric  # type: ignore[attr-defined]
         recorder.success = True  # what a successful step records
-        metric.update(env.me)  # type: ignore[attr-defined]
+        metric.update(env.inputs)  # type: ignore[attr-defined]
         recorder.success = False
-        metric.update(env.me)  # type: ignore[attr-defined]
-        assert metric.success and metric.progress == 1.0
+        metric.update(env.inputs)  # type: ignore[attr-defined]
+        assert metric.success[0] and metric.progress[0] == 1.0
         env.reset(seed=0)
-        assert not metric.success
+        assert not metric.success[0]
     finally:
         env.close()
 

@@ -13,9 +13,7 @@ from rewardlab.rollout import CoreConfig, RolloutCore
 from rewardlab.rollout.native import NativeBackend, rollout_step
 from rewardlab.rollout.proxies import build_batch_proxy, build_world_proxies
 from rewardlab.rollout.spec import spec_for
-from rewardlab.rollout.success import make_batch_metric
 from rewardlab.tasks import get_task
-from rewardlab.tasks.success import make_metric
 from rewardlab.wrappers import make_env
 
 N = 4
@@ -178,128 +176,6 @@ def test_batched_proxies_equal_scalar_proxies():
         assert not np.any(src.qpos == 123.0)
 
 
-def _random_walk_me(rng, n, steps):
-    """Batched and per-world fake proxies over random walks that cross metric thresholds."""
-    paths = ["r.x", "r.z", "r.pitch", "r.up", "r.leg"]
-    scales = {"r.x": 0.3, "r.z": 0.25, "r.pitch": 0.9, "r.up": 0.3, "r.leg": 0.5}
-    series = {p: np.cumsum(rng.normal(0, scales[p], (steps, n)), axis=0) for p in paths}
-    series["r.z"] += 1.2
-    series["r.up"] = np.clip(series["r.up"] + 0.8, -1, 1)
-    series["r.pitch"][:, : n // 2] *= 4.0  # some worlds spin: flips
-    return series
-
-
-@pytest.mark.parametrize(
-    ("metric", "params"),
-    [
-        (
-            "displacement",
-            {
-                "position": "r.x",
-                "distance": 1.0,
-                "upright": "r.pitch",
-                "max_tilt": 2.5,
-                "height": "r.z",
-                "min_height": 0.2,
-            },
-        ),
-        ("displacement", {"position": "r.x", "distance": -1.0, "up": "r.up", "min_up": -0.5}),
-        (
-            "flip",
-            {
-                "angle": "r.pitch",
-                "direction": -1,
-                "height": "r.z",
-                "min_height": 0.5,
-                "hold_steps": 2,
-                "tolerance": 1.5,
-            },
-        ),
-        (
-            "flip",
-            {
-                "angle": "r.pitch",
-                "direction": 1,
-                "height": "r.z",
-                "min_height": 0.5,
-                "hold_steps": 2,
-                "tolerance": 1.5,
-            },
-        ),
-        (
-            "jump",
-            {
-                "height": "r.z",
-                "min_height": 1.4,
-                "position": "r.x",
-                "max_drift": 1.5,
-                "upright": "r.pitch",
-                "max_tilt": 3.0,
-                "jumps": 2,
-            },
-        ),
-        (
-            "hold_height",
-            {"height": "r.z", "max_height": 1.0, "up": "r.up", "min_up": 0.3, "hold_steps": 3},
-        ),
-        ("hold_height", {"height": "r.z", "min_height": 1.3, "hold_steps": 2}),
-        (
-            "oscillate",
-            {"angle": "r.leg", "amplitude": 0.6, "swings": 3, "up": "r.up", "min_up": 0.2},
-        ),
-    ],
-)
-def test_batched_metrics_equal_scalar_trackers(metric, params):
-    rng = np.random.default_rng(hash(metric) % 2**32)
-    n, steps = 64, 80
-    series = _random_walk_me(rng, n, steps)
-
-    def batch_me(t):
-        return SimpleNamespace(r=SimpleNamespace(**{p[2:]: series[p][t] for p in series}))
-
-    def world_me(t, i):
-        return SimpleNamespace(r=SimpleNamespace(**{p[2:]: float(series[p][t, i]) for p in series}))
-
-    batched = make_batch_metric(metric, params, n)
-    scalar = [make_metric(metric, params) for _ in range(n)]
-    batched.reset(batch_me(0), np.ones(n, dtype=bool))
-    for i, m in enumerate(scalar):
-        m.reset(world_me(0, i))
-    successes = 0
-    for t in range(1, steps):
-        if t == steps // 2:  # auto-reset half of the worlds mid-way
-            mask = np.arange(n) % 2 == 0
-            batched.reset(batch_me(t), mask)
-            for i in np.flatnonzero(mask):
-                scalar[i].reset(world_me(t, i))
-        batched.update(batch_me(t))
-        for i, m in enumerate(scalar):
-            m.update(world_me(t, i))
-        assert batched.success.tolist() == [bool(m.success) for m in scalar], t
-        np.testing.assert_allclose(
-            batched.progress, [m.progress for m in scalar], rtol=0, atol=1e-12
-        )
-        successes += int(batched.success.sum())
-    assert successes > 0  # the walks do exercise the success branches
-
-
-def test_unknown_metric_falls_back_to_per_world_trackers():
-    from rewardlab.rollout.success import PerWorldMetric
-    from rewardlab.tasks import success as success_module
-
-    success_module.METRICS["always"] = lambda: SimpleNamespace(
-        reset=lambda me: None, update=lambda me: None, success=True, progress=1.0
-    )
-    try:
-        m = make_batch_metric("always", {}, 2, worlds=[object(), object()])
-        assert isinstance(m, PerWorldMetric)
-        m.reset(None, np.array([True, True]))
-        m.update(None)
-        assert m.success.tolist() == [True, True]
-    finally:
-        del success_module.METRICS["always"]
-
-
 def test_proxy_state_and_timings():
     core = RolloutCore(get_task("mujoco/walker_forward"), CoreConfig(num_worlds=3))
     core.reset()
@@ -320,7 +196,6 @@ def test_docstring_examples_run():
         "spec",
         "native",
         "proxies",
-        "success",
         "lift",
         "reward",
         "core",

@@ -42,8 +42,8 @@ from rewardlab.rollout.spec import (
     sample_initial,
     spec_for,
 )
-from rewardlab.rollout.success import make_batch_metric
 from rewardlab.tasks.registry import TaskSpec
+from rewardlab.tasks.success import SuccessInputs, make_metric
 from rewardlab.wrappers import RewardFailure, compile_for_task
 
 BACKENDS = ("native", "mjx")
@@ -157,8 +157,9 @@ class RolloutCore:
         self.src = SimpleNamespace(qpos=self.backend.qpos, qvel=self.backend.qvel)
         self.me = build_batch_proxy(self.card, spec.model, self.src, spec.dt)
         self.worlds = build_world_proxies(self.card, spec.model, self.src, spec.dt)
-        self.metric = make_batch_metric(
-            task.success.metric, dict(task.success.params), n, self.worlds
+        self.metric = make_metric(task.success.metric, dict(task.success.params), n)
+        self.success_inputs = SuccessInputs(
+            self.me, n, model=spec.model, qpos=self.backend.qpos, worlds=self.worlds, task=task
         )
         if isinstance(program, str):
             program = compile_for_task(program, task)
@@ -231,7 +232,7 @@ class RolloutCore:
         self.steps[idx] = 0
         obs = observe(self.spec, self.backend.qpos, self.backend.qvel, self.backend.cfrc_ext)
         self.obs[idx] = obs[idx]
-        self.metric.reset(self.me, mask)
+        self.metric.reset(self.success_inputs, mask)
 
     # ------------------------------------------------------------------ step
 
@@ -258,7 +259,7 @@ class RolloutCore:
         self.steps += 1
         truncated = self.steps >= self.horizon
         t2 = clock()
-        self.metric.update(self.me)
+        self.metric.update(self.success_inputs)
         success, progress = (
             np.asarray(self.metric.success, dtype=bool).copy(),
             np.asarray(self.metric.progress, dtype=np.float64),

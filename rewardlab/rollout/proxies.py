@@ -42,6 +42,7 @@ from rewardlab.tasks.proxies import (
     SlideJoint,
     _joint_id,
     build_env_proxy,
+    up_axis,
 )
 
 
@@ -116,10 +117,13 @@ def rotate_by_quaternion(vec: np.ndarray, quat: np.ndarray) -> np.ndarray:
 class BatchFreeJoint(Proxy):
     """A free-floating root over all worlds (world-frame quantities, as :class:`FreeJoint`)."""
 
-    __slots__ = ("_src", "_q", "_v")
+    __slots__ = ("_src", "_q", "_v", "_up")
     _fields = FreeJoint._fields
 
-    def __init__(self, path: str, model: mujoco.MjModel, src: Any, joint: str, body: str) -> None:
+    def __init__(
+        self, path: str, model: mujoco.MjModel, src: Any, joint: str, body: str,
+        up: tuple[float, float, float] | list[float] = (0.0, 0.0, 1.0),
+    ) -> None:  # fmt: skip
         super().__init__(path)
         jid = _joint_id(model, joint)
         if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body) < 0:
@@ -127,6 +131,7 @@ class BatchFreeJoint(Proxy):
         object.__setattr__(self, "_src", src)
         object.__setattr__(self, "_q", int(model.jnt_qposadr[jid]))
         object.__setattr__(self, "_v", int(model.jnt_dofadr[jid]))
+        object.__setattr__(self, "_up", up_axis(up))
 
     def _qp(self, k: int) -> np.ndarray:
         return self._src.qpos[:, self._q + k].copy()
@@ -159,8 +164,9 @@ class BatchFreeJoint(Proxy):
         q = self._src.qpos[:, self._q + 3 : self._q + 7]
         w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
         norm = w * w + x * x + y * y + z * z
+        ux, uy, uz = self._up
         with np.errstate(divide="ignore", invalid="ignore"):
-            up = 1.0 - 2.0 * (x * x + y * y) / norm
+            up = (2.0 * (x * z - w * y) * ux + 2.0 * (y * z + w * x) * uy + (w * w - x * x - y * y + z * z) * uz) / norm
         return np.where(norm > 0, up, np.nan)
 
 

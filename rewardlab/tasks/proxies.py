@@ -124,10 +124,12 @@ class FreeJoint(Proxy):
     """A free-floating root (Text2Reward's ``FreeJoint``), world-frame quantities.
 
     ``quaternion`` (w, x, y, z) and ``up_z`` (z component of the body's up axis, 1 upright,
-    -1 upside down) are rewardlab extensions beyond the published representation.
+    -1 upside down) are rewardlab extensions beyond the published representation. The body's
+    up axis is its local ``up`` (default +z); a card sets it where the model's body frame is
+    not upright (HumanoidStandup's torso is modelled lying down: its head is along local -x).
     """
 
-    __slots__ = ("_qpos", "_qvel", "_q", "_v")
+    __slots__ = ("_qpos", "_qvel", "_q", "_v", "_up")
     _fields = (
         "position_x", "position_y", "position_z",
         "velocity_x", "velocity_y", "velocity_z",
@@ -136,8 +138,9 @@ class FreeJoint(Proxy):
     )  # fmt: skip
 
     def __init__(
-        self, path: str, model: mujoco.MjModel, data: mujoco.MjData, joint: str, body: str
-    ) -> None:
+        self, path: str, model: mujoco.MjModel, data: mujoco.MjData, joint: str, body: str,
+        up: tuple[float, float, float] | list[float] = (0.0, 0.0, 1.0),
+    ) -> None:  # fmt: skip
         super().__init__(path)
         jid = _joint_id(model, joint)
         bid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body)
@@ -147,6 +150,7 @@ class FreeJoint(Proxy):
         object.__setattr__(self, "_qvel", data.qvel)
         object.__setattr__(self, "_q", int(model.jnt_qposadr[jid]))
         object.__setattr__(self, "_v", int(model.jnt_dofadr[jid]))
+        object.__setattr__(self, "_up", up_axis(up))
 
     position_x = property(lambda self: float(self._qpos[self._q]))
     position_y = property(lambda self: float(self._qpos[self._q + 1]))
@@ -176,7 +180,20 @@ class FreeJoint(Proxy):
     def up_z(self) -> float:
         w, x, y, z = self._qpos[self._q + 3 : self._q + 7]
         norm = w * w + x * x + y * y + z * z
-        return float(1.0 - 2.0 * (x * x + y * y) / norm) if norm > 0 else math.nan
+        if not norm > 0:
+            return math.nan
+        ux, uy, uz = self._up  # z row of the rotation matrix, applied to the body's up axis
+        return float((2.0 * (x * z - w * y) * ux + 2.0 * (y * z + w * x) * uy + (w * w - x * x - y * y + z * z) * uz) / norm)
+
+
+def up_axis(up: Any) -> tuple[float, float, float]:
+    """A body's up axis from a card (``[x, y, z]`` in the body frame), as a unit vector."""
+    axis = np.asarray(up, dtype=np.float64).reshape(3)
+    length = float(np.linalg.norm(axis))
+    if not length > 0:
+        raise ValueError(f"up axis {up!r} has no direction")
+    ux, uy, uz = (axis / length).tolist()
+    return ux, uy, uz
 
 
 PART_TYPES: dict[str, Callable[..., Proxy]] = {
