@@ -299,11 +299,21 @@ def cmd_evaluate(cfg: Any) -> int:
 
 
 def cmd_review(cfg: Any) -> int:
-    from rewardlab.review.app import serve
+    from rewardlab.review.app import RemoteRefused, remote_settings, serve
 
     runs = Path(cfg.runs_dir).resolve()
-    _print(f"reviewing runs under {runs} at http://{cfg.review.host}:{cfg.review.port}/ (Ctrl-C to stop)")
-    serve(runs, host=cfg.review.host, port=cfg.review.port)
+    token = os.environ.get(cfg.review.token_env) if cfg.review.token_env else None
+    if cfg.review.token_env and not token:
+        _print(f"error: review.token_env={cfg.review.token_env} names an empty or unset environment variable")
+        return 2
+    try:  # refuse an unsafe exposure before anything starts
+        remote_settings(cfg.review.host, cfg.review.allow_remote, list(cfg.review.allowed_hosts), token)
+    except RemoteRefused as exc:
+        _print(f"error: {exc}")
+        return 2
+    _print(f"reviewing runs under {runs} (Ctrl-C to stop)")
+    serve(runs, host=cfg.review.host, port=cfg.review.port, allow_remote=cfg.review.allow_remote,
+          allowed_hosts=list(cfg.review.allowed_hosts), token=token)  # fmt: skip
     return 0
 
 

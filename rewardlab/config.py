@@ -234,8 +234,18 @@ class ReviewConfig:
     """The rollout review web page (``rewardlab review``)."""
 
     host: str = "127.0.0.1"
-    """Interface to bind; keep the loopback default unless you know who can reach you."""
+    """Interface to bind; keep the loopback default unless you know who can reach you. Any
+    other address is refused unless ``allow_remote`` is set."""
     port: int = 8765
+    allow_remote: bool = False
+    """Serve on a non-loopback ``host``: then a warning is printed, requests must name one of
+    ``allowed_hosts`` and carry a token (printed in the address at start)."""
+    allowed_hosts: list[str] = field(default_factory=list)
+    """Host names (or addresses) clients use to reach a remote review server (``Host`` header
+    check against DNS rebinding); required when ``host`` is ``0.0.0.0`` or ``::``."""
+    token_env: str | None = None
+    """Name of an environment variable holding the token of a remote review server (the value
+    is never written anywhere); unset: a random token per start."""
 
 
 @dataclass

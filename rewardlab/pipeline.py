@@ -202,6 +202,9 @@ def train_version(cfg: Any, task: TaskSpec, run_dir: Path, version: int, source:
     shaping = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ShapingConfig), cfg.get("shaping") or {}))
     assert isinstance(algo, AlgoConfig) and isinstance(train_cfg, TrainConfig) and isinstance(shaping, ShapingConfig)
     log(f"training {algo.name} on {task.name} (reward v{version}) for up to {train_cfg.total_timesteps:,} steps -> {vdir}")
+    vdir.mkdir(parents=True, exist_ok=True)  # the settings this version is trained with (a refinement may change them)
+    OmegaConf.save(OmegaConf.create({"algo": OmegaConf.to_container(cfg.algo, resolve=True),
+                                     "train": OmegaConf.to_container(cfg.train, resolve=True)}), vdir / "train.yaml")  # fmt: skip
     result = train(task, source, algo, train_cfg, vdir, shaping=shaping)
     model, normalizer = load_policy(vdir, algo.name)
     program = compile_for_task(source, task) if source is not None else None

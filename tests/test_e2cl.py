@@ -489,7 +489,8 @@ def test_review_page_shows_findings_frames_and_verdicts(corrected_run: Path) -> 
     runs = corrected_run.parents[2]
     client = create_app(runs, python="/nonexistent/python").test_client()
     run_id = corrected_run.relative_to(runs).as_posix()
-    html = client.get(f"/run/{run_id}").get_data(as_text=True)
+    page = f"/run/{run_id}?v=0&v=1&v=2"  # the review page compares the versions chosen
+    html = client.get(page).get_data(as_text=True)
     column = html[html.index('id="review-v0"') : html.index('id="review-v1"')]
     assert "Findings of the exploration" in column and "<code>ignores_object</code>" in column
     assert (
@@ -515,7 +516,7 @@ def test_review_page_shows_findings_frames_and_verdicts(corrected_run: Path) -> 
     data["findings"][0]["message"] = "<script>window.__x = 1</script>"
     write_json(bad, data)
     try:
-        html = client.get(f"/run/{run_id}").get_data(as_text=True)
+        html = client.get(page).get_data(as_text=True)
     finally:
         bad.write_text(original)
     assert "<script>window.__x" not in html and "&lt;script&gt;window.__x" in html

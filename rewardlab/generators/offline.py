@@ -74,6 +74,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rewardlab.generators.base import GenerationRequest, Reply, extract_code
+from rewardlab.generators.feedback_tags import phrase_edits
 from rewardlab.tasks.cards import Card
 from rewardlab.tasks.registry import TaskSpec
 
@@ -327,6 +328,7 @@ TAGS: dict[str, list[tuple[str, str]]] = {
     "ignores object": [("up", "reach"), ("up", "grasp"), ("up", "move")],
     "ignores the object": [("up", "reach"), ("up", "grasp"), ("up", "move")],
 }
+TAGS.update({phrase: edits for phrase, edits in phrase_edits().items() if phrase not in TAGS})  # the review page's tags
 EVIDENCE = re.compile(r"\[[^\]]*\]")
 """Text in square brackets: evidence shown to the reward writer, never read as an edit."""
 

@@ -1,59 +1,44 @@
 """Reviews of a reward version: ``rewards/vN/reviews.jsonl``, one JSON object per line.
 
-Appends rewrite the file through a temporary file and ``os.replace`` (a crash never leaves a
-half-written line), serialised by a thread lock and an ``flock`` on ``.reviews.lock`` (two
-servers on one runs directory do not lose each other's lines).
+Appends rewrite the file through a temporary file and ``rename`` inside the checked version
+folder (:meth:`RunsRoot.append_atomic`: a crash never leaves a half-written line, and a
+``reviews.jsonl`` or folder that is a link is refused, never written through), serialised by a
+thread lock and an ``flock`` on ``.reviews.lock`` (two servers on one runs directory do not
+lose each other's lines).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import threading
-from pathlib import Path
 from typing import Any
+
+from rewardlab.review.safefs import RunsRoot
 
 REVIEWS = "reviews.jsonl"
 _LOCK = threading.Lock()
 
 
-def append_review(vdir: Path, record: dict[str, Any]) -> None:
-    """Append ``record`` to ``vdir/reviews.jsonl`` atomically and durably."""
+def append_review(root: RunsRoot, version_dir: str, record: dict[str, Any]) -> None:
+    """Append ``record`` to ``<version_dir>/reviews.jsonl`` (``version_dir`` relative to the
+    runs directory) atomically and durably; :class:`~rewardlab.review.safefs.Refused` if a
+    link or special file is in the way."""
     line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode()
-    path = vdir / REVIEWS
-    with _LOCK, (vdir / ".reviews.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        old = path.read_bytes() if path.exists() else b""
-        if old and not old.endswith(b"\n"):
-            old += b"\n"
-        tmp = vdir / f".{REVIEWS}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with tmp.open("wb") as f:
-            f.write(old + line)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(vdir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with _LOCK, root.locked(f"{version_dir}/.reviews.lock"):
+        root.append_atomic(f"{version_dir}/{REVIEWS}", line)
 
 
-def read_reviews(vdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The reviews of a version, oldest first, and a reason per unreadable line."""
-    path = vdir / REVIEWS
-    if not path.is_file():
-        return [], []
+def parse_reviews(data: bytes) -> tuple[list[dict[str, Any]], list[str]]:
+    """The reviews in a ``reviews.jsonl``'s bytes, oldest first, and a reason per unreadable line."""
     reviews: list[dict[str, Any]] = []
     bad: list[str] = []
-    for n, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for n, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
         if not raw.strip():
             continue
         try:
             item = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            bad.append(f"{REVIEWS} line {n}: invalid JSON ({exc.msg})")
+        except (json.JSONDecodeError, RecursionError) as exc:
+            bad.append(f"{REVIEWS} line {n}: invalid JSON ({getattr(exc, 'msg', 'nested too deeply')})")
             continue
         if isinstance(item, dict):
             reviews.append(item)
