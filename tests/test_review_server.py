@@ -674,3 +674,29 @@ def test_tags_follow_the_task_family_and_the_writer_understands_each() -> None:
         names = {term for _, term in tag.edits}
         edits, unknown = feedback_edits([tag.phrase], names)
         assert edits and not unknown, (tag.name, edits, unknown)
+
+
+def test_tensorboard_starts_on_the_runs_logs_from_the_page(runs: tuple[Path, str]) -> None:
+    import urllib.request
+
+    app = create_app(runs[0])
+    client = app.test_client()
+    assert "tensorboard --logdir" in page(client, f"/run/{runs[1]}") and "Start TensorBoard" in page(client, f"/run/{runs[1]}")
+    try:
+        res = client.post(f"/tensorboard/{runs[1]}")
+        assert res.status_code == 303 and "tb_error" not in res.headers["Location"], res.headers["Location"]
+        url = re.search(r'TensorBoard: <a href="(http://127\.0\.0\.1:\d+/)"', page(client, f"/run/{runs[1]}")).group(1)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 90
+        while True:  # it loads the event files in the background
+            with urllib.request.urlopen(url + "data/runs", timeout=30) as answer:
+                names = json.loads(answer.read())
+            if names or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert "v0/tb" in names, "TensorBoard reads the versions' logs"
+        refused = client.post("/tensorboard/mujoco/hopper_forward/links")
+        assert "tb_error=refused" in refused.headers["Location"], "not on a folder holding links"
+    finally:
+        app.extensions["rewardlab_tensorboards"].stop_all()
+    remote = create_app(runs[0], token="t" * 24, tensorboard=False).test_client()
+    assert remote.post(f"/tensorboard/{runs[1]}", headers={"Authorization": "Bearer " + "t" * 24}).status_code == 403
