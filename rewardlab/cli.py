@@ -103,6 +103,8 @@ def cmd_generate(cfg: Any) -> int:
     if cfg.file:
         Path(cfg.file).write_text(result.source)
     _print(result.source)
+    for line in result.notes():
+        _print(f"# {line}")
     _print(f"# accepted after {len(result.attempts)} attempt(s); written to {out / 'reward.py'}")
     return 0
 

@@ -115,6 +115,8 @@ def _accept(cfg: Any, task: TaskSpec, result: GenerationResult, vdir: Path, log:
     if not result.ok or result.source is None:
         return None, f"no acceptable reward program after {len(result.attempts)} attempt(s):\n{result.failure_summary()}"
     (vdir / "reward.py").write_text(result.source)
+    for line in result.notes():
+        log(f"  {line}")
     if result.report is not None:
         write_json(vdir / "check.json", result.report.to_dict())
     if result.gate is not None:

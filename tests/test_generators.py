@@ -11,7 +11,7 @@ import pytest
 from rewardlab.config import CheckConfig
 from rewardlab.generators.base import GenerationRequest, GeneratorError, Reply, extract_code
 from rewardlab.generators.loop import generate_reward
-from rewardlab.generators.offline import OfflineGenerator, classify
+from rewardlab.generators.offline import OfflineGenerator, understand
 from rewardlab.generators.prompts import generation_messages
 from rewardlab.tasks import get_task, list_tasks
 from rewardlab.wrappers import compile_for_task, make_env
@@ -20,20 +20,21 @@ FAST_CHECK = CheckConfig(steps=30, timeout_s=60)
 
 
 @pytest.mark.parametrize(
-    ("instruction", "behaviour", "direction"),
+    ("task", "instruction", "behaviour", "direction"),
     [
-        ("Make the hopper do a back flip.", "flip", -1),
-        ("do a front flip", "flip", 1),
-        ("Make the hopper move forward as fast as possible.", "locomotion", 1),
-        ("run backwards", "locomotion", -1),
-        ("Make the hopper jump in place.", "jump", 1),
-        ("Make the ant lie down on the ground.", "lie_down", 1),
-        ("Make the humanoid stand up from lying on the ground.", "stand", 1),
-        ("wave the front right leg", "wave", 1),
+        ("mujoco/hopper_backflip", "Make the hopper do a back flip.", "flip", "-x"),
+        ("mujoco/hopper_frontflip", "do a front flip", "flip", "+x"),
+        ("mujoco/hopper_forward", "Make the hopper move forward as fast as possible.", "locomotion", "+x"),
+        ("mujoco/hopper_forward", "run backwards", "locomotion", "-x"),
+        ("mujoco/hopper_jump", "Make the hopper jump in place.", "jump", None),
+        ("mujoco/ant_lie_down", "Make the ant lie down on the ground.", "lie_down", None),
+        ("mujoco/humanoid_standup", "Make the humanoid stand up from lying on the ground.", "stand", None),
+        ("mujoco/ant_wave_leg", "wave the front right leg", "wave", None),
     ],
 )
-def test_classify(instruction: str, behaviour: str, direction: int) -> None:
-    assert classify(instruction) == (behaviour, direction)
+def test_understand(task: str, instruction: str, behaviour: str, direction: str | None) -> None:
+    u = understand(get_task(task), instruction)
+    assert (u.behaviour, u.direction, u.refusal) == (behaviour, direction, None)
 
 
 # ManiSkill tasks (they need a Vulkan device): tests/test_maniskill.py

@@ -52,7 +52,7 @@ def test_parse_terms_round_trips_offline_programs() -> None:
 
 def test_feedback_edits_and_refine_terms() -> None:
     edits, unknown = feedback_edits(["too slow", "drop the action penalty", "the sky is blue"], {"progress", "action"})
-    assert edits == [("up", "progress"), ("drop", "action")]
+    assert edits == [("faster", "progress"), ("drop", "action")]
     assert unknown == ["the sky is blue"]
     terms = [Term("progress", 1.0, "vx", ""), Term("action", 0.001, "-a", "")]
     library = {"stay": Term("stay", 0.5, "-abs(x)", "")}

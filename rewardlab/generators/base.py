@@ -53,6 +53,11 @@ class GeneratorError(RuntimeError):
     """A back-end could not produce a reply (server down, timeouts, bad credentials ...)."""
 
 
+class WriterRefusal(GeneratorError):
+    """The writer declines the instruction: it does not understand it (the message says what it
+    read, what it can write, and what else to use). Retrying the same request changes nothing."""
+
+
 class Generator(Protocol):
     """A reward-program writer."""
 

@@ -3,15 +3,17 @@ the reward edit each one stands for.
 
 A tag travels to ``rewardlab refine`` as ``tags=[name,...]``; the command turns it into the
 feedback line ``phrase`` (underscores become spaces), which every reward writer reads: an LLM
-reads the words, and the offline synthesizer maps the phrase to ``edits`` (``(op, term)``
-pairs in its vocabulary: ``up``/``down`` re-weight a term, ``add`` adds one from the library;
-see :mod:`rewardlab.generators.offline`). This module is the one place the tag vocabulary is
-defined; the page offers :func:`tags_for` the task, and refuses any other tag.
+reads the words, and the offline writer reads the phrase with its feedback grammar
+(:mod:`rewardlab.generators.offline.refine`, which defines what each phrase does: ``edits``).
+This module is the one place the tag vocabulary is defined; the page offers :func:`tags_for`
+the task, and refuses any other tag.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from rewardlab.generators.offline.refine import feedback_edits
 
 LOCOMOTION = "locomotion"
 MANIPULATION = "manipulation"
@@ -25,8 +27,6 @@ class FeedbackTag:
     """Identifier sent as ``tags=[...]``: the phrase with ``_`` for spaces."""
     label: str
     """What the page shows."""
-    edits: tuple[tuple[str, str], ...]
-    """``(op, term)`` edits of the offline synthesizer."""
     family: str
 
     @property
@@ -34,19 +34,27 @@ class FeedbackTag:
         """The feedback line the reward writer reads."""
         return self.name.replace("_", " ")
 
+    @property
+    def edits(self) -> tuple[tuple[str, str], ...]:
+        """``(op, term)``: what the offline writer does with the phrase (its feedback grammar)."""
+        return tuple(feedback_edits([self.phrase], set())[0])
+
 
 TAGS: tuple[FeedbackTag, ...] = (
-    FeedbackTag("too_slow", "too slow", (("up", "progress"),), LOCOMOTION),
-    FeedbackTag("falls", "falls", (("add", "alive"), ("up", "upright")), LOCOMOTION),
-    FeedbackTag("jerky", "jerky", (("up", "action"),), LOCOMOTION),
-    FeedbackTag("drifts", "drifts", (("add", "stay"),), LOCOMOTION),
-    FeedbackTag("spins", "spins", (("add", "steady"),), LOCOMOTION),
-    FeedbackTag("misses_the_object", "misses the object", (("up", "reach"),), MANIPULATION),
-    FeedbackTag("drops_it", "drops it", (("up", "grasp"), ("up", "lift")), MANIPULATION),
-    FeedbackTag("pushes_instead_of_grasps", "pushes instead of grasps", (("add", "grasp"), ("up", "grasp")), MANIPULATION),
-    FeedbackTag("ignores_the_object", "ignores the object", (("up", "reach"), ("up", "grasp"), ("up", "move")), MANIPULATION),
-    FeedbackTag("stops_short_of_the_goal", "stops short of the goal", (("up", "move"), ("add", "goal")), MANIPULATION),
-    FeedbackTag("jerky_arm", "jerky arm", (("up", "action"),), MANIPULATION),
+    FeedbackTag("too_slow", "too slow", LOCOMOTION),
+    FeedbackTag("too_fast", "too fast", LOCOMOTION),
+    FeedbackTag("falls", "falls", LOCOMOTION),
+    FeedbackTag("falls_forward", "falls forward", LOCOMOTION),
+    FeedbackTag("falls_backward", "falls backward", LOCOMOTION),
+    FeedbackTag("jerky", "jerky", LOCOMOTION),
+    FeedbackTag("drifts", "drifts", LOCOMOTION),
+    FeedbackTag("spins", "spins", LOCOMOTION),
+    FeedbackTag("misses_the_object", "misses the object", MANIPULATION),
+    FeedbackTag("drops_it", "drops it", MANIPULATION),
+    FeedbackTag("pushes_instead_of_grasps", "pushes instead of grasps", MANIPULATION),
+    FeedbackTag("ignores_the_object", "ignores the object", MANIPULATION),
+    FeedbackTag("stops_short_of_the_goal", "stops short of the goal", MANIPULATION),
+    FeedbackTag("jerky_arm", "jerky arm", MANIPULATION),
 )  # fmt: skip
 
 
@@ -60,8 +68,3 @@ def tags_for(task: str) -> tuple[FeedbackTag, ...]:
     """The tags offered for ``task``, in display order."""
     family = family_of(task)
     return tuple(t for t in TAGS if t.family == family)
-
-
-def phrase_edits() -> dict[str, list[tuple[str, str]]]:
-    """``phrase -> edits`` of every tag (what the offline synthesizer adopts)."""
-    return {t.phrase: list(t.edits) for t in TAGS}

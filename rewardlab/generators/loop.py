@@ -19,6 +19,7 @@ from rewardlab.generators.base import (
     Generator,
     GeneratorError,
     Reply,
+    WriterRefusal,
     extract_code,
 )
 from rewardlab.generators.prompts import fix_messages, generation_messages
@@ -110,6 +111,13 @@ class GenerationResult:
     def ok(self) -> bool:
         return self.source is not None
 
+    def notes(self) -> list[str]:
+        """What the writer said it understood and did (``params["report"]`` of the last reply;
+        the offline writer fills it, LLM back-ends do not)."""
+        reply = self.attempts[-1].reply if self.attempts else None
+        report = (reply or {}).get("params", {}).get("report", [])
+        return [str(line) for line in report] if isinstance(report, list) else []
+
     def failure_summary(self) -> str:
         last = self.attempts[-1] if self.attempts else None
         if last is None:
@@ -160,6 +168,10 @@ def generate_reward(
         started = time.time()
         try:
             reply: Reply = generator.propose(request)
+        except WriterRefusal as exc:
+            attempt.error = f"the {generator.name} writer refused: {exc}"
+            _record(out_dir, attempt)
+            return GenerationResult(None, report, attempts, screened)
         except GeneratorError as exc:
             attempt.error = f"{generator.name} back-end failed after {time.time() - started:.1f}s: {exc}"
             _record(out_dir, attempt)
