@@ -30,7 +30,13 @@ from rewardlab.tasks.success import (
 )
 from rewardlab.wrappers import TaskSuccess, make_env
 
-ROOT_Z = {"mujoco/hopper": 1, "mujoco/halfcheetah": 1, "mujoco/walker2d": 1, "mujoco/ant": 2, "mujoco/humanoid_standup": 2}
+ROOT_Z = {
+    "mujoco/hopper": 1,
+    "mujoco/halfcheetah": 1,
+    "mujoco/walker2d": 1,
+    "mujoco/ant": 2,
+    "mujoco/humanoid_standup": 2,
+}
 
 
 class Judge:
@@ -115,9 +121,13 @@ def test_a_roll_over_the_ground_is_not_a_flip(direction: int) -> None:
     end[2] = 2 * math.pi * direction
     poses += [end] * 20
     trace = np.array(poses)
-    assert _old_flip_criterion(trace[:, 2], trace[:, 1], direction), "the old metric accepted this roll"
+    assert _old_flip_criterion(trace[:, 2], trace[:, 1], direction), (
+        "the old metric accepted this roll"
+    )
     touching = [judge.ground.clearance(q[None])[0][:3].min() < TOUCH for q in poses[5:85]]
-    assert sum(touching) > 30, "the body (not only the foot) is on the ground through much of the roll"
+    assert sum(touching) > 30, (
+        "the body (not only the foot) is on the ground through much of the roll"
+    )
     success, progress = judge.kinematic(poses)
     assert not success and progress < 0.5
     judge.close()
@@ -177,7 +187,9 @@ def test_a_dive_that_lands_beyond_the_distance_is_not_forward_motion() -> None:
     """Physical cheat: thrown forward, the hopper covers more than the task's 3 m and lands on
     the ground (termination off so the episode goes on after the fall)."""
     task = get_task("mujoco/hopper_forward")
-    task = dataclasses.replace(task, env_kwargs={**task.env_kwargs, "terminate_when_unhealthy": False})
+    task = dataclasses.replace(
+        task, env_kwargs={**task.env_kwargs, "terminate_when_unhealthy": False}
+    )
     judge = Judge(task)
     qvel = np.zeros(judge.nv)
     qvel[0], qvel[1], qvel[2] = 6.0, 4.0, 1.0
@@ -216,7 +228,11 @@ def test_sliding_on_the_body_is_not_running() -> None:
 def test_honest_forward_and_backward_motion_pass() -> None:
     """Kinematic stand-ins for a gait: upright on the feet over the distance passes, in the
     asked direction only."""
-    for name, distance in [("mujoco/hopper_forward", 3.5), ("mujoco/hopper_backward", -3.5), ("mujoco/walker_forward", 3.5)]:
+    for name, distance in [
+        ("mujoco/hopper_forward", 3.5),
+        ("mujoco/hopper_backward", -3.5),
+        ("mujoco/walker_forward", 3.5),
+    ]:
         judge = Judge(name)
         stand = judge.grounded(judge.base.init_qpos)  # type: ignore[attr-defined]
         poses = [np.array([x, *stand[1:]]) for x in np.linspace(0.0, distance, 100)]
@@ -264,7 +280,12 @@ def test_a_lying_humanoid_does_not_stand_and_a_standing_one_does() -> None:
     assert not success, "lying on the ground (physical, zero actions)"
 
     standing_pose = lying.copy()
-    standing_pose[3:7] = [math.cos(math.pi / 4), 0.0, math.sin(math.pi / 4), 0.0]  # the model lies along x
+    standing_pose[3:7] = [
+        math.cos(math.pi / 4),
+        0.0,
+        math.sin(math.pi / 4),
+        0.0,
+    ]  # the model lies along x
     stand = judge.grounded(standing_pose)
     assert judge.wrapper.me.humanoid.torso.up_z < 0.1  # type: ignore[attr-defined]
     assert judge.kinematic([stand] * 25)[0], "standing on the feet (kinematic stand-in)"
@@ -327,7 +348,9 @@ class FakeInputs(SuccessInputs):
     def __init__(self, me: object, n: int, clearance: np.ndarray) -> None:
         super().__init__(me, n)
         self._clear = clearance
-        self._ground = SimpleNamespace(columns=lambda names: np.array([0 if nm == "foot" else 1 for nm in names]))  # type: ignore[assignment]
+        self._ground = SimpleNamespace(
+            columns=lambda names: np.array([0 if nm == "foot" else 1 for nm in names])
+        )  # type: ignore[assignment]
 
     def clearance(self) -> np.ndarray:
         return self._clear
@@ -347,7 +370,9 @@ METRIC_CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("metric", "params"), METRIC_CASES, ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("metric", "params"), METRIC_CASES, ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_n_worlds_equal_n_single_worlds(metric: str, params: dict) -> None:
     """The same metric code over N worlds (the rollout core) and over one world N times (the
     gymnasium wrapper) agrees step for step, including partial resets."""
@@ -363,8 +388,16 @@ def test_n_worlds_equal_n_single_worlds(metric: str, params: dict) -> None:
 
     def inputs(t: int, i: int | None = None) -> FakeInputs:
         if i is None:
-            return FakeInputs(SimpleNamespace(r=SimpleNamespace(**{p: v[t] for p, v in series.items()})), n, clear[t])
-        return FakeInputs(SimpleNamespace(r=SimpleNamespace(**{p: float(v[t, i]) for p, v in series.items()})), 1, clear[t, i : i + 1])
+            return FakeInputs(
+                SimpleNamespace(r=SimpleNamespace(**{p: v[t] for p, v in series.items()})),
+                n,
+                clear[t],
+            )
+        return FakeInputs(
+            SimpleNamespace(r=SimpleNamespace(**{p: float(v[t, i]) for p, v in series.items()})),
+            1,
+            clear[t, i : i + 1],
+        )
 
     many = make_metric(metric, params, n)
     ones = [make_metric(metric, params, 1) for _ in range(n)]
