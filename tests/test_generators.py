@@ -26,7 +26,7 @@ FAST_CHECK = CheckConfig(steps=30, timeout_s=60)
         ("mujoco/hopper_frontflip", "do a front flip", "flip", "+x"),
         ("mujoco/hopper_forward", "Make the hopper move forward as fast as possible.", "locomotion", "+x"),
         ("mujoco/hopper_forward", "run backwards", "locomotion", "-x"),
-        ("mujoco/hopper_jump", "Make the hopper jump in place.", "jump", None),
+        ("mujoco/hopper_jump", "Make the hopper jump in place.", "jump", "in-place"),
         ("mujoco/ant_lie_down", "Make the ant lie down on the ground.", "lie_down", None),
         ("mujoco/humanoid_standup", "Make the humanoid stand up from lying on the ground.", "stand", None),
         ("mujoco/ant_wave_leg", "wave the front right leg", "wave", None),
