@@ -194,17 +194,42 @@ class SearchConfig:
     """Largest rung budget (the last rung is the largest ``min_steps * eta**r`` not above it)."""
     target_success: float = 1.0
     """Stop the search once a candidate's evaluation reaches this success rate (0 = never)."""
+    decision_episodes: int = 20
+    """Fresh evaluation episodes behind every promotion decision (on the rollout core where the
+    task runs there); 0 = decide on the last training evaluation (``train.eval_episodes``)."""
+    promotion: str = "interval"
+    """``interval``: the top 1/eta go on, plus every candidate whose success interval (Wilson)
+    overlaps the best's (on equal success: whose progress interval overlaps the best's);
+    ``rank``: the top 1/eta by point estimate only (see :mod:`rewardlab.search.halving`)."""
     launcher: str = "auto"
-    """Where candidate trainings and seed runs go: ``inline`` (this process, one at a time),
-    ``joblib`` (Hydra's joblib launcher, local processes), ``submitit_slurm`` /
-    ``submitit_local`` (Hydra's submitit launcher) or any other Hydra launcher name;
-    ``auto`` = ``joblib`` when installed and ``n_jobs > 1``, else ``inline``."""
+    """Where candidate trainings and seed runs go: ``inline`` (this process, one at a time, no
+    isolation), ``joblib`` (Hydra's joblib launcher, local processes), ``ray`` (a Ray cluster:
+    ``ray_address``, or a local instance), ``submitit_slurm`` / ``submitit_local`` (Hydra's
+    submitit launcher) or any other Hydra launcher name; ``auto`` = ``joblib`` when installed
+    and ``n_jobs > 1``, else ``inline`` (see :mod:`rewardlab.search.launch`)."""
     n_jobs: int = 2
-    """Parallel jobs of the joblib launcher (1 = the inline path)."""
+    """Parallel jobs of the joblib launcher and of a local Ray instance (1 = the inline path)."""
     launcher_overrides: list[str] = field(default_factory=list)
     """Extra Hydra overrides for the launcher, e.g. ``[hydra.launcher.partition=gpu]``."""
     job_timeout_s: float = 0.0
-    """Kill a launched batch of trainings after this many seconds (0 = no limit)."""
+    """Kill a training attempt after this many seconds and record it as timed out (0 = no
+    limit); submitit: the job's time limit (rounded up to minutes)."""
+    retries: int = 1
+    """Re-run a training whose process was killed (signal, lost Ray worker) this many times,
+    from its last checkpoint; then it is recorded as failed and the search goes on."""
+    ray_address: str | None = None
+    """``launcher=ray``: the cluster (``auto``, ``<head ip>:6379``); ``null`` = start a local
+    Ray instance for the search."""
+    cpus_per_job: float = 1.0
+    """CPUs reserved per training (Ray ``num_cpus``; submitit ``cpus_per_task``)."""
+    gpus_per_job: float = 0.0
+    """GPUs reserved per training (Ray ``num_gpus``, which sets ``CUDA_VISIBLE_DEVICES``;
+    submitit ``gpus_per_node``)."""
+    memory_gb_per_job: float = 0.0
+    """Memory reserved per training in GiB (Ray ``memory``; submitit ``mem_gb``); 0 = none."""
+    gpus: list[int] = field(default_factory=list)
+    """joblib (and other local launchers): GPU indices to pin trainings to, one free GPU per
+    running training via ``CUDA_VISIBLE_DEVICES`` (empty = leave the environment alone)."""
     seeds: list[int] = field(default_factory=list)
     """After the search, retrain the best reward from scratch with these seeds (for IQM and
     confidence intervals); empty = no seed sweep."""

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from omegaconf import OmegaConf
 
+from rewardlab.config import SearchConfig
 from rewardlab.generators.base import GenerationRequest, extract_code
 from rewardlab.generators.offline import OfflineGenerator, parse_terms
 from rewardlab.search.alarm import alarm_from_metrics, hacking_alarm
@@ -297,7 +299,8 @@ def test_launcher_selection_and_command(tmp_path: Path) -> None:
     assert resolve_launcher(s) in ("joblib", "inline")
     s.launcher, s.n_jobs = "auto", 1
     assert resolve_launcher(s) == "inline"
-    s = SimpleNamespace(launcher="submitit_slurm", n_jobs=2, launcher_overrides=["hydra.launcher.partition=gpu"])
+    s = OmegaConf.structured(SearchConfig(launcher="submitit_slurm", n_jobs=2, launcher_overrides=["hydra.launcher.partition=gpu"],
+                                          gpus_per_job=1, memory_gb_per_job=6.5, job_timeout_s=600))  # fmt: skip
     assert resolve_launcher(s) == "submitit_slurm"
     try:
         import hydra_plugins.hydra_submitit_launcher  # noqa: F401
@@ -307,5 +310,11 @@ def test_launcher_selection_and_command(tmp_path: Path) -> None:
     cmd = hydra_command(tmp_path / "jobs.json", 3, "submitit_slurm", s)
     assert cmd[1:4] == ["-m", "rewardlab.search.worker", "-m"]
     assert "index=0,1,2" in cmd and "hydra/launcher=submitit_slurm" in cmd
-    assert cmd[-1] == "hydra.launcher.partition=gpu"
+    assert cmd[-1] == "hydra.launcher.partition=gpu"  # the user's overrides come last and win
+    # per-job resources and the timeout in SLURM's terms
+    assert {"hydra.launcher.gpus_per_node=1", "hydra.launcher.mem_gb=7", "hydra.launcher.timeout_min=10",
+            "hydra.launcher.cpus_per_task=1"} <= set(cmd)  # fmt: skip
     assert "hydra.launcher.n_jobs=2" in hydra_command(tmp_path / "jobs.json", 2, "joblib", s)
+    ray = hydra_command(tmp_path / "jobs.json", 2, "ray", s, "10.0.0.1:6379")
+    assert "hydra/launcher=rewardlab_ray" in ray and "hydra.launcher.address=10.0.0.1:6379" in ray
+    assert {"hydra.launcher.num_gpus=1", "hydra.launcher.memory_gb=6.5", "hydra.launcher.max_retries=1"} <= set(ray)

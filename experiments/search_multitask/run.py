@@ -34,6 +34,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -51,10 +52,15 @@ GENERATORS = ("offline", "server")
 BUDGET = {
     "candidates": 4, "iterations": 2, "min_steps": 8192, "eta": 2, "max_steps": 32768,
     "n_envs": 4, "n_steps": 512, "eval_freq": 8192, "eval_episodes": 5, "check_steps": 100,
+    "promotion": "interval", "decision_episodes": 20,
 }  # fmt: skip
 """The full run's budget (PPO rollouts of 4 x 512 steps; rungs 8,192 / 16,384 / 32,768)."""
 QUICK = {**BUDGET, "candidates": 2, "iterations": 1, "min_steps": 2048, "max_steps": 4096, "eval_freq": 2048,
-         "eval_episodes": 1, "check_steps": 30}  # fmt: skip
+         "eval_episodes": 1, "check_steps": 30, "decision_episodes": 3}  # fmt: skip
+RULES = {"interval": {"promotion": "interval", "decision_episodes": 20}, "rank": {"promotion": "rank", "decision_episodes": 0}}
+"""``--rule``: ``interval`` (decisions on 20 fresh episodes with intervals, the default since
+issue 14) or ``rank`` (top 1/eta on the last 5-episode training evaluation: how ``results/``
+was made)."""
 
 
 def common(b: dict[str, Any], seed: int) -> list[str]:
@@ -100,6 +106,7 @@ def run_search(task: str, generator: str, b: dict[str, Any], seed: int, runs: Pa
     root = runs / generator / task.replace("/", "__")
     args = ["search", f"task={task}", f"search.candidates={b['candidates']}", f"search.iterations={b['iterations']}",
             f"search.min_steps={b['min_steps']}", f"search.eta={b['eta']}", f"search.max_steps={b['max_steps']}",
+            f"search.promotion={b['promotion']}", f"search.decision_episodes={b['decision_episodes']}",
             "search.launcher=inline", *common(b, seed), f"runs_dir={root}"]  # fmt: skip
     served: list[tuple[str, str]] = []
     if generator == "server":
@@ -130,6 +137,9 @@ def run_search(task: str, generator: str, b: dict[str, Any], seed: int, runs: Pa
         "best": best.get("dir"), "best_success": best.get("success"), "best_progress": best.get("progress"),
         "final_success": best.get("final_success"), "best_budget": best.get("budget_reached"),
         "hacking_alarms": [c["dir"] for c in cands if (c.get("hacking") or {}).get("flagged")],
+        "candidates": [{k: c.get(k) for k in ("iteration", "index", "attempts", "verdict", "status", "pruned_at", "rungs")}
+                       for c in cands],
+        "decisions": [it.get("decisions", []) for it in record["iterations"]],
     }  # fmt: skip
 
 
@@ -149,6 +159,7 @@ def _row(u: dict[str, Any], expert: dict[str, Any]) -> dict[str, Any]:
     p = u.get("programs") or {}
     best = final_eval(Path(u["run_dir"]) / str(u.get("best")) / "summary.json") if u.get("best") else {}
     ref = final_eval(Path(expert["run_dir"]) / "rewards" / "v0" / "summary.json") if expert.get("run_dir") else {}
+    ref = ref or {"success_rate": expert.get("success")}  # reused expert units whose run folder is gone
     return {
         "replies": p.get("replies", 0), "no_code": p.get("no_code", 0), "check_rejected": p.get("check_rejected", 0),
         "gate_rejected": p.get("gate_rejected", 0), "passed": p.get("passed", 0),
@@ -208,11 +219,20 @@ def main() -> int:
     parser.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--quick", action="store_true", help="tiny budgets (a smoke run of the script)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--rule", choices=sorted(RULES), default="interval",
+                        help="promotion rule and decision episodes (rank: how results/ was made)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: results_interval/ (--rule interval) or results/ (--rule rank)")
     parser.add_argument("--runs", type=Path, default=None)
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="an output made with the other rule: write pruning.md (how often the better program was pruned)")
+    parser.add_argument("--expert-from", type=Path, default=None,
+                        help="reuse the expert units of an earlier output (they do not depend on the rule)")
     args = parser.parse_args()
-    budget = QUICK if args.quick else BUDGET
-    out: Path = args.out
+    budget = {**(QUICK if args.quick else BUDGET), **RULES[args.rule]}
+    if args.quick:
+        budget["decision_episodes"] = min(budget["decision_episodes"], QUICK["decision_episodes"])
+    out: Path = args.out or HERE / ("results" if args.rule == "rank" else "results_interval")
     runs: Path = args.runs or out / "runs"
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"budget": budget, "seeds": args.seeds, "units": [], "cpu_s": 0.0, "wall_s": 0.0}
@@ -221,6 +241,11 @@ def main() -> int:
             for name in ("expert", *args.generators):
                 unit = out / "units" / f"seed_{seed}" / task.replace("/", "__") / name
                 done = unit / "unit.json"
+                reused = args.expert_from / unit.relative_to(out) / "unit.json" if args.expert_from else None
+                if name == "expert" and reused is not None and reused.exists() and not done.exists():
+                    done.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(reused, done)
+                    shutil.copyfile(reused.parent / "console.log", unit / "console.log")
                 if done.exists():
                     u = json.loads(done.read_text())
                 else:
@@ -239,6 +264,10 @@ def main() -> int:
                 results["wall_s"] += float(u["wall_s"])
                 (out / "results.json").write_text(json.dumps(results, indent=2))
                 write_report(out, results)
+    if args.compare is not None:
+        from pruning import write_pruning
+
+        write_pruning(args.compare, out, out / "pruning.md")
     print((out / "results.md").read_text())
     return 0
 

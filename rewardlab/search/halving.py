@@ -2,11 +2,22 @@
 
 Rung ``r`` trains every surviving candidate up to ``min_steps * eta**r`` environment steps
 (continuing from its own checkpoint, never from scratch), ranks the candidates by the task's
-evaluation success at that budget (ties: task progress, then candidate order), and keeps the
-top ``max(1, n // eta)`` for the next rung (Jamieson & Talwalkar 2016). The last rung is the
-largest budget not above ``max_steps``; a lone survivor keeps training up to it. As soon as a
-candidate's evaluation reaches ``target_success`` the search stops (IsaacLabEureka's early
-stop). Candidates whose training failed are dropped at the rung where they failed.
+evaluation success at that budget (ties: task progress, then candidate order), and promotes
+them to the next rung by one of two rules (``promotion``):
+
+* ``rank``: the top ``max(1, n // eta)`` (Jamieson & Talwalkar 2016), whatever the margin;
+* ``interval`` (the default): those, plus every other candidate that is not *clearly worse*
+  than the best (:func:`clearly_worse`): its success interval (Wilson, over the decision
+  episodes) overlaps the best's and, when both have the same success rate, its progress
+  interval overlaps the best's too. A decision that the
+  evaluation cannot make is not made: with 5 episodes, 0/5 against 1/5 successes pruned
+  the better program of the search experiment; with the intervals both go on.
+
+Results without intervals (``success_low`` ...) count as exact, and then both rules agree
+except on exact ties. The last rung is the largest budget not above ``max_steps``; a lone
+survivor keeps training up to it. As soon as a candidate's evaluation reaches
+``target_success`` the search stops (IsaacLabEureka's early stop). Candidates whose training
+failed are dropped at the rung where they failed.
 
 The scheduler is pure: training is a callable, so the logic is tested on recorded budgets.
 
@@ -60,6 +71,53 @@ def score(result: dict[str, Any]) -> tuple[float, float]:
     return float(result.get("success", 0.0)), float(result.get("progress", 0.0))
 
 
+PROMOTIONS = ("interval", "rank")
+"""Promotion rules of :func:`successive_halving` (see the module docstring)."""
+
+
+def bounds(result: dict[str, Any], metric: str) -> tuple[float, float]:
+    """``(low, high)`` of ``success`` or ``progress`` in a rung result (the point value when
+    the result carries no interval)."""
+    value = float(result.get(metric, 0.0) or 0.0)
+    low, high = result.get(f"{metric}_low"), result.get(f"{metric}_high")
+    return (value if low is None else float(low)), (value if high is None else float(high))
+
+
+def clearly_worse(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether result ``a`` is worse than ``b`` beyond the evaluation's noise: ``a``'s success
+    interval lies entirely below ``b``'s, or both have the same success rate (typically 0, early
+    in training) and ``a``'s progress interval lies entirely below ``b``'s. Overlapping success
+    intervals with different rates are never separated by progress (on tasks whose progress
+    is the success flag, progress would only repeat the success comparison without Wilson's
+    care at 0).
+
+    Example:
+        >>> clearly_worse({"success": 0.0, "success_low": 0.0, "success_high": 0.16},
+        ...               {"success": 0.2, "success_low": 0.08, "success_high": 0.42})
+        False
+        >>> clearly_worse({"success": 0.0}, {"success": 0.2})
+        True
+    """
+    (a_low, a_high), (b_low, b_high) = bounds(a, "success"), bounds(b, "success")
+    if a_high < b_low:
+        return True
+    if b_high < a_low or score(a)[0] != score(b)[0]:
+        return False
+    return bounds(a, "progress")[1] < bounds(b, "progress")[0]
+
+
+def promote(ranked: list[str], results: dict[str, dict[str, Any]], eta: int, rule: str = "interval") -> list[str]:
+    """The candidates of ``ranked`` (best first) that go on to the next rung under ``rule``."""
+    if rule not in PROMOTIONS:
+        raise ValueError(f"unknown promotion rule {rule!r}; known: {', '.join(PROMOTIONS)}")
+    keep = survivors(len(ranked), eta) if ranked else 0
+    top = ranked[:keep]
+    if rule == "rank" or not ranked:
+        return top
+    best = results[ranked[0]]
+    return top + [k for k in ranked[keep:] if not clearly_worse(results[k], best)]
+
+
 @dataclass
 class HalvingResult:
     """What :func:`successive_halving` did."""
@@ -78,6 +136,9 @@ class HalvingResult:
     """The candidate whose evaluation reached ``target_success`` (the search stops)."""
     calls: list[tuple[list[str], int]] = field(default_factory=list)
     """Every ``train`` call made: ``(keys, budget)``."""
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    """Per rung that promoted: ``budget``, ``ranked`` (best first), ``promoted``, ``by_rank``
+    (what the rank rule alone would have promoted) and ``pruned``."""
 
     @property
     def best(self) -> str | None:
@@ -94,16 +155,19 @@ def successive_halving(
     *,
     target_success: float = 0.0,
     on_rung: Callable[[int, int, HalvingResult], None] | None = None,
+    promotion: str = "interval",
 ) -> HalvingResult:
     """Run successive halving of ``keys`` over ``budgets``.
 
     Args:
         keys: Candidate identifiers, in their tie-break order.
         budgets: Rung budgets (see :func:`rung_budgets`).
-        eta: Keep ``max(1, n // eta)`` candidates after each rung.
+        eta: Keep ``max(1, n // eta)`` candidates after each rung (and, with
+            ``promotion="interval"``, every candidate not clearly worse than the best).
         train: Continues candidates to a budget (see :data:`TrainFn`).
         target_success: Stop once a candidate's success reaches it (0 = never).
         on_rung: Called after every rung with ``(rung index, budget, state so far)``.
+        promotion: ``interval`` or ``rank`` (see the module docstring).
 
     Returns:
         The :class:`HalvingResult`.
@@ -139,8 +203,11 @@ def successive_halving(
             result.target_reached = reached[0] if reached else None
             alive = []
         else:
-            keep = survivors(len(ranked), eta) if ranked else 0
-            alive, losers = ranked[:keep], ranked[keep:]
+            latest = {k: result.history[k][-1] for k in ranked}
+            promoted = promote(ranked, latest, eta, promotion)
+            alive, losers = promoted, [k for k in ranked if k not in promoted]
+            result.decisions.append({"budget": budget, "ranked": ranked, "promoted": promoted,
+                                     "by_rank": promote(ranked, latest, eta, "rank"), "pruned": losers})  # fmt: skip
             for key in losers:
                 result.pruned[key] = budget
             eliminated.append(failed_now)

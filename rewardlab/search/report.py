@@ -10,6 +10,14 @@ def _f(value: Any, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def with_interval(c: dict[str, Any], metric: str) -> str:
+    """``0.20 [0.08, 0.42]`` (the decision interval) or ``0.20`` (none recorded)."""
+    low, high = c.get(f"{metric}_low"), c.get(f"{metric}_high")
+    if low is None or high is None:
+        return _f(c.get(metric))
+    return f"{_f(c.get(metric))} [{low:.2f}, {high:.2f}]"
+
+
 def candidate_rows(record: dict[str, Any]) -> list[list[str]]:
     """One row per candidate: iteration, candidate, verdict, budget, success, progress, rank,
     status, alarm."""
@@ -28,7 +36,7 @@ def candidate_rows(record: dict[str, Any]) -> list[list[str]]:
             budget = c.get("budget_reached")
             rows.append([
                 str(it["index"]), str(c["index"]) + (" *" if c.get("dir") == best else ""), verdict.replace("|", "/"),
-                "-" if budget is None else f"{budget:,}", _f(c.get("success")), _f(c.get("progress")),
+                "-" if budget is None else f"{budget:,}", with_interval(c, "success"), with_interval(c, "progress"),
                 _f(c.get("rank"), "d"), str(c.get("status", "-")), alarm,
             ])  # fmt: skip
     return rows
@@ -44,6 +52,21 @@ def format_candidates(record: dict[str, Any]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
+def decision_text(settings: dict[str, Any]) -> str:
+    """How promotion decisions were taken, in words."""
+    episodes = settings.get("decision_episodes")
+    if episodes:
+        pct = round(100 * float(settings.get("confidence", 0.95)))
+        basis = (f"{episodes} fresh evaluation episodes per candidate and rung, {pct}% intervals "
+                 "(Wilson for success, Student t for progress)")  # fmt: skip
+    else:
+        basis = f"the last training evaluation ({settings.get('eval_episodes')} episodes, no intervals)"
+    rule = settings.get("promotion", "rank")
+    how = ("top 1/eta plus every candidate not clearly worse than the best" if rule == "interval"
+           else "top 1/eta by point estimate")  # fmt: skip
+    return f"{basis}; promotion rule `{rule}` ({how})"
+
+
 def write_search_report(run_dir: Path, record: dict[str, Any]) -> None:
     """Write ``report.md`` for a search run."""
     from rewardlab.search.stats import format_table
@@ -56,6 +79,7 @@ def write_search_report(run_dir: Path, record: dict[str, Any]) -> None:
         f"- reward writer: {record['generator']}; algorithm: {record['algo']}",
         f"- {s['iterations']} iteration(s) x {s['candidates']} candidate(s); successive halving eta={s['eta']}, "
         f"rung budgets {budgets}; target success {s['target_success']:.2f}; gate: {s['gate']}",
+        f"- decisions: {decision_text(s)}",
         f"- launcher: {s['launcher']} (n_jobs={s['n_jobs']}); wall time {record.get('wall_s', 0):.0f} s",
         f"- environment steps trained: {record.get('steps_trained', 0):,} (without halving: "
         f"{record.get('steps_without_halving', 0):,}); LLM calls {record['llm']['calls']}, "
@@ -74,7 +98,7 @@ def write_search_report(run_dir: Path, record: dict[str, Any]) -> None:
                      f"{_f(best.get('budget_reached'), ',')} steps" +
                      (f", final evaluation {_f(best.get('final_success'))}" if best.get("final_success") is not None else ""))  # fmt: skip
     lines += ["", "## Candidates", "", "Ranked by the task's success metric at the budget each reached "
-              "(ties: task progress); `*` marks the best.", "",
+              "(ties: task progress), with the decision's intervals where recorded; `*` marks the best.", "",
               "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]  # fmt: skip
     lines += ["| " + " | ".join(r) + " |" for r in candidate_rows(record)]
     alarms = [(c["dir"], c["hacking"]["reason"]) for it in record.get("iterations", []) for c in it.get("candidates", [])

@@ -31,13 +31,37 @@ from rewardlab.reward.check import CheckReport
 from rewardlab.rundir import write_json
 from rewardlab.search.alarm import alarm_from_metrics
 from rewardlab.search.gate import GATE_NAME, GateReport, gate, gate_settings, remember_check
-from rewardlab.search.halving import HalvingResult, rung_budgets, successive_halving
+from rewardlab.search.halving import PROMOTIONS, HalvingResult, rung_budgets, successive_halving
 from rewardlab.search.launch import Job, launch, launcher_problem, resolve_launcher
 from rewardlab.search.reflection import Reflection, reflect, reflection_messages, render_reflection
 from rewardlab.search.report import format_candidates, write_search_report
 from rewardlab.tasks.registry import TaskSpec
 
 Log = Callable[[str], None]
+
+
+RUNG_FIELDS = ("budget", "status", "timesteps", "success", "success_low", "success_high", "progress",
+               "progress_low", "progress_high", "curve_success", "curve_progress", "best_success", "wall_s")  # fmt: skip
+"""What ``search.json`` keeps of every rung result (the full decision is in ``decisions.csv``)."""
+
+
+def describe_result(res: dict[str, Any]) -> str:
+    """``success 0.20 [0.08, 0.42] (20 episodes), progress 0.31 [...]`` for a rung result."""
+    decision = res.get("decision")
+    if not decision:
+        return f"success {res['success']:.2f}, progress {res['progress']:.2f}"
+    return (f"success {res['success']:.2f} [{res['success_low']:.2f}, {res['success_high']:.2f}], progress "
+            f"{res['progress']:.2f} [{res['progress_low']:.2f}, {res['progress_high']:.2f}] "
+            f"({decision['episodes']} episodes on the {decision['engine']})")  # fmt: skip
+
+
+def settings_problem(search: Any) -> str | None:
+    """Why the ``search.*`` settings cannot run (one line), or ``None``."""
+    if str(search.promotion) not in PROMOTIONS:
+        return f"search.promotion must be one of {', '.join(PROMOTIONS)}, got {search.promotion!r}"
+    if int(search.decision_episodes) < 0:
+        return f"search.decision_episodes must be >= 0, got {search.decision_episodes}"
+    return launcher_problem(search)
 
 
 def make_search_generator(cfg: Any) -> Generator:
@@ -90,6 +114,8 @@ class Search:
                 "eta": int(self.s.eta), "rung_budgets": self.budgets,
                 "target_success": float(self.s.target_success), "launcher": resolve_launcher(self.s),
                 "n_jobs": int(self.s.n_jobs), "eval_episodes": int(cfg.train.eval_episodes),
+                "decision_episodes": int(self.s.decision_episodes), "promotion": str(self.s.promotion),
+                "confidence": float(self.s.confidence),
                 "gate": _describe_gate(cfg),
             },
             "iterations": [], "best": None, "llm": {"calls": 0, "cost_usd": 0.0},
@@ -210,25 +236,32 @@ class Search:
                 Job(name=f"it{i}/c{k}@{budget}", directory=str(self.run_dir / by_key[k]["dir"]),
                     source_file=str(self.run_dir / by_key[k]["dir"] / "reward.py"), budget=budget,
                     seed=int(self.cfg.train.seed), stop_at_success=float(self.s.target_success),
-                    checkpoint_freq=self.budgets[0])
+                    checkpoint_freq=self.budgets[0], decision_episodes=int(self.s.decision_episodes),
+                    confidence=float(self.s.confidence))
                 for k in keys
             ]  # fmt: skip
             results = launch(self.cfg, self.task, jobs, idir / "batches" / f"rung_{r}", self.log)
             for k, res in zip(keys, results, strict=True):
                 if res.get("status") == "ok":
-                    self.log(f"    c{k}: success {res['success']:.2f}, progress {res['progress']:.2f} "
-                             f"after {res['timesteps']:,} steps ({res['wall_s']:.0f} s)")  # fmt: skip
+                    self.log(f"    c{k}: {describe_result(res)} after {res['timesteps']:,} steps ({res['wall_s']:.0f} s)")
                 else:
                     self.log(f"    c{k}: training failed: {str(res.get('error'))[:200]}")
             return dict(zip(keys, results, strict=True))
 
         def on_rung(r: int, budget: int, state: HalvingResult) -> None:
             self._apply(by_key, state)
+            if state.decisions and state.decisions[-1]["budget"] == budget:
+                d = state.decisions[-1]
+                extra = [k for k in d["promoted"] if k not in d["by_rank"]]
+                if extra:
+                    self.log(f"  kept c{', c'.join(extra)} too: not clearly worse than c{d['ranked'][0]} "
+                             f"(interval rule; the rank rule would have pruned them)")  # fmt: skip
+            self.record["iterations"][i]["decisions"] = state.decisions
             self.save()
 
         return successive_halving(
             list(by_key), self.budgets, int(self.s.eta), train,
-            target_success=float(self.s.target_success), on_rung=on_rung,
+            target_success=float(self.s.target_success), on_rung=on_rung, promotion=str(self.s.promotion),
         )  # fmt: skip
 
     def _apply(self, by_key: dict[str, dict[str, Any]], state: HalvingResult) -> None:
@@ -237,7 +270,7 @@ class Search:
             c = by_key[key]
             rungs = state.history[key]
             last = rungs[-1]
-            c["rungs"] = [{k: r.get(k) for k in ("budget", "status", "timesteps", "success", "progress", "best_success", "wall_s")} for r in rungs]
+            c["rungs"] = [{k: r.get(k) for k in RUNG_FIELDS if k in r} for r in rungs]
             c["rank"] = rank
             c["pruned_at"] = state.pruned.get(key)
             if key in state.failed:
@@ -252,6 +285,7 @@ class Search:
             if ok:
                 c.update(budget_reached=int(ok[-1]["timesteps"]), success=float(ok[-1]["success"]),
                          progress=float(ok[-1]["progress"]), best_success=float(ok[-1].get("best_success", 0.0)))  # fmt: skip
+                c.update({k: ok[-1][k] for k in ("success_low", "success_high", "progress_low", "progress_high") if k in ok[-1]})
 
     def finish_candidates(self, candidates: list[dict[str, Any]]) -> None:
         """Per trained candidate: hacking alarm, ``summary.json`` and ``curves.png``."""
@@ -311,7 +345,7 @@ class Search:
     def run(self) -> int:
         """Run the search; the exit code (0 when a best reward was found, 1 when none could be
         trained, 2 for a configuration error, 130 when interrupted)."""
-        problem = launcher_problem(self.s)
+        problem = settings_problem(self.s)
         if problem:
             self.record.update(status="failed", message=problem)
             self.save()

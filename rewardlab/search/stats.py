@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -90,14 +91,53 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
         >>> t_interval([1.0, 1.0, 1.0])
         (1.0, 0.0)
     """
-    from scipy import stats
-
     x = np.asarray(values, dtype=float)
     mean_ = float(np.mean(x))
     if len(x) < 2 or float(np.std(x)) == 0.0:
         return mean_, 0.0
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * stats.sem(x))
+    half = _t(confidence, len(x) - 1) * float(np.std(x, ddof=1)) / math.sqrt(len(x))
     return mean_, half if math.isfinite(half) else 0.0
+
+
+@functools.cache
+def _t(confidence: float, dof: int) -> float:
+    """The two-sided Student-t quantile of ``confidence`` with ``dof`` degrees of freedom."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + confidence / 2, dof))
+
+
+@functools.cache
+def _z(confidence: float) -> float:
+    """The two-sided standard-normal quantile of ``confidence``."""
+    from scipy import stats
+
+    return float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a success rate ``successes / n`` (Wilson 1927).
+
+    Unlike the normal approximation it stays inside ``[0, 1]`` and is not degenerate at 0 or
+    n successes, which is where search decisions usually are (``(0.0, 1.0)`` for ``n == 0``).
+
+    Example:
+        >>> low, high = wilson_interval(0, 20)
+        >>> (low, round(high, 3))
+        (0.0, 0.161)
+        >>> [round(v, 3) for v in wilson_interval(4, 20)]
+        [0.081, 0.416]
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, {n}], got {successes}")
+    z = _z(confidence)
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def welch_p(x: Sequence[float], y: Sequence[float]) -> float:
