@@ -111,14 +111,20 @@ def test_decisions_on_the_rollout_core_match_gymnasium_episodes() -> None:
     )  # not on the core
 
 
-def test_promotion_simulation_measures_both_rules() -> None:
+def experiment(name: str) -> Any:
+    """A script of ``experiments/search_promotion`` as a module."""
     spec = importlib.util.spec_from_file_location(
-        "search_promotion_run", ROOT / "experiments" / "search_promotion" / "run.py"
+        f"search_promotion_{name}", ROOT / "experiments" / "search_promotion" / f"{name}.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
+    return module
+
+
+def test_promotion_simulation_measures_both_rules() -> None:
+    module = experiment("run")
     Scenario, simulate = module.Scenario, module.simulate
 
     scenario = Scenario("close", better=0.35, worse=0.15, others=0)
@@ -134,3 +140,12 @@ def test_promotion_simulation_measures_both_rules() -> None:
         seed=1,
     )
     assert 0.3 < same.better_pruned < 0.7  # a coin flip when the two are equal
+
+
+def test_asha_and_synchronous_rungs_run_on_the_same_candidates() -> None:
+    out = experiment("asha").compare(4, 2, reps=30, seed=0)
+    assert out["sync rank"]["steps"] == 2.0  # 4 x 1/4 + 2 x 1/4 + 1 x 1/2 of a full training
+    assert out["sync interval"]["steps"] >= out["sync rank"]["steps"]
+    assert out["asha"]["steps"] > 1.0  # every candidate trains to the first rung at least
+    for r in out.values():
+        assert 0.0 <= r["found_best"] <= 1.0 and r["regret"] >= 0.0 and r["wall"] > 0.0

@@ -19,7 +19,7 @@ program it returns against the best of the K (regret; "found best" = returned th
 
 Usage::
 
-    python experiments/search_promotion/asha.py            # ~1 min
+    python experiments/search_promotion/asha.py            # ~3 min on a busy machine
     python experiments/search_promotion/asha.py --reps 50 --out /tmp/sp
 """
 
