@@ -191,20 +191,42 @@ def ray_cluster() -> Iterator[str]:
     port = free_port()
     address = f"127.0.0.1:{port}"
     common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    logs = [(temp / "head.log").open("w"), (temp / "node.log").open("w")]
-    nodes = [subprocess.Popen([ray, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                               f"--temp-dir={temp}", *common], env=ray_env(), stdout=logs[0], stderr=subprocess.STDOUT)]  # fmt: skip
+    logs = [temp / "head.log", temp / "node.log"]
+    nodes: list[subprocess.Popen[bytes]] = []
+
+    def start(args: list[str], log: Path) -> None:
+        with log.open("w") as fh:
+            nodes.append(
+                subprocess.Popen(
+                    [ray, "start", *args, *common],
+                    env=ray_env(),
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        try:  # `ray start` says so once its node is up (minutes on a loaded machine)
+            wait_for(
+                lambda: "Ray runtime started" in log.read_text() or nodes[-1].poll() is not None,
+                timeout=600,
+            )
+        finally:
+            assert nodes[-1].poll() is None and "Ray runtime started" in log.read_text(), (
+                log.read_text()[-3000:]
+            )
+
     try:
-
-        def alive(count: int) -> bool:
-            status = subprocess.run([ray, "status", f"--address={address}"], env=ray_env(), capture_output=True,
-                                    text=True, timeout=60)  # fmt: skip
-            return status.stdout.count(" node_") >= count
-
-        wait_for(lambda: alive(1), timeout=180)
-        nodes.append(subprocess.Popen([ray, "start", f"--address={address}", *common], env=ray_env(),
-                                      stdout=logs[1], stderr=subprocess.STDOUT))  # fmt: skip
-        wait_for(lambda: alive(2), timeout=180)
+        start(
+            ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"], logs[0]
+        )
+        start([f"--address={address}"], logs[1])
+        status = subprocess.run(
+            [ray, "status", f"--address={address}"],
+            env=ray_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert status.stdout.count(" node_") == 2, status.stdout + status.stderr
         yield address
     finally:
         for node in reversed(nodes):
@@ -214,13 +236,11 @@ def ray_cluster() -> Iterator[str]:
                 node.wait(60)
             except subprocess.TimeoutExpired:
                 node.kill()
-        for log in logs:
-            log.close()
         shutil.rmtree(temp, ignore_errors=True)
 
 
 TINY_SEARCH = [
-    "task=mujoco/hopper_forward", "search.candidates=3", "search.iterations=1", "search.min_steps=128",
+    "task=mujoco/hopper_forward", "search.candidates=2", "search.iterations=1", "search.min_steps=128",
     "search.max_steps=256", "search.eta=2", "search.decision_episodes=3", "search.target_success=0",
     "train.n_envs=2", "algo.kwargs.n_steps=64", "train.eval_freq=128", "train.eval_episodes=1",
     "train.video_episodes=0", "check.steps=20", "train.seed=3",
@@ -235,6 +255,7 @@ def search(root: Path, *extra: str) -> tuple[dict[str, Any], Path]:
     return json.loads((found / "search.json").read_text()), found
 
 
+@pytest.mark.timeout(1500)  # two small searches and a cluster start-up, on a shared machine
 def test_a_ray_cluster_search_survives_a_killed_worker_and_matches_the_local_search(
     ray_cluster: str, tmp_path: Path
 ) -> None:
