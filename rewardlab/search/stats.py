@@ -127,6 +127,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         (0.0, 0.161)
         >>> [round(v, 3) for v in wilson_interval(4, 20)]
         [0.081, 0.416]
+        >>> [round(x, 3) for x in wilson_interval(5, 5)]
+        [0.566, 1.0]
     """
     if n <= 0:
         return 0.0, 1.0
@@ -148,24 +150,6 @@ def welch_p(x: Sequence[float], y: Sequence[float]) -> float:
         return float("nan")
     return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
 
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a success rate from ``successes`` of ``n`` episodes (95% by
-    default); honest at small ``n`` and at 0 or 1, unlike the normal approximation.
-
-    Example:
-        >>> [round(x, 3) for x in wilson_interval(5, 5)]
-        [0.566, 1.0]
-        >>> wilson_interval(0, 0)
-        (0.0, 1.0)
-    """
-    if n <= 0:
-        return 0.0, 1.0
-    p = min(max(successes / n, 0.0), 1.0)
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 def _columns(
     scores: np.ndarray | Sequence[Sequence[float]] | Sequence[np.ndarray] | Mapping[str, Sequence[float]],
