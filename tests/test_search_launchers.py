@@ -2,7 +2,7 @@
 reused loky workers, GPU pinning, a killed training retried or recorded, a timeout,
 ``submitit_local``, and a two-node Ray cluster on 127.0.0.1 (``ray start --head`` plus a
 second ``ray start``) running a search whose worker is killed mid-job, with the same
-candidates and best program as the in-process launcher."""
+candidates and best program as the in-process launcher replaying it (``llm=replay``)."""
 
 from __future__ import annotations
 
@@ -280,7 +280,8 @@ def test_a_ray_cluster_search_survives_a_killed_worker_and_matches_the_local_sea
         tmp_path / "ray", "search.launcher=ray", f"search.ray_address={ray_cluster}"
     )
     killer.join(5)
-    local, _ = search(tmp_path / "local", "search.launcher=inline")
+    # the same search locally, in this process, from the Ray run's recorded replies (llm=replay)
+    local, _ = search(tmp_path / "local", "search.launcher=inline", "llm=replay", f"llm.replay_from={ray_dir}")
     assert killed, "the worker was never killed"
     assert on_ray["status"] == local["status"] == "done"
     assert on_ray["settings"]["launcher"] == "ray"
