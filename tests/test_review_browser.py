@@ -200,6 +200,21 @@ def test_comparison_table_marks_the_best_version_and_sorts(page: Page, server: S
     assert cols == ["review-v1", "review-v2", "review-v4"]
 
 
+def test_compared_videos_play_in_sync(page: Page, server: Server, crafted: dict[str, str]) -> None:
+    page.goto(f"{server.url}run/{crafted['best']}")
+    until(page, "() => Array.from(document.querySelectorAll('#watch video')).every(v => v.readyState >= 2)")
+    page.evaluate("() => { const v = document.querySelector('#review-v2 video'); v.currentTime = 0.4; }")
+    until(page, "() => Math.abs(document.querySelector('#review-v4 video').currentTime - 0.4) < 0.05", timeout=10)
+    page.evaluate("() => document.querySelector('#review-v2 video').play()")
+    until(page, "() => !document.querySelector('#review-v4 video').paused", timeout=10)
+    page.evaluate("() => document.querySelector('#review-v4 video').pause()")
+    until(page, "() => document.querySelector('#review-v2 video').paused", timeout=10)
+    page.uncheck("[data-sync]")
+    page.evaluate("() => document.querySelector('#review-v2 video').play()")
+    time.sleep(0.5)
+    assert page.evaluate("() => document.querySelector('#review-v4 video').paused"), "unsynchronized: each on its own"
+
+
 def test_overlay_chart_has_one_series_per_version_hover_and_smoothing(page: Page, server: Server, crafted: dict[str, str]) -> None:
     page.goto(f"{server.url}run/{crafted['best']}")
     for key in ("success", "env_return", "reward/progress"):

@@ -74,6 +74,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="review_screenshots_"))
     out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="review_runs_"))
+    work.mkdir(parents=True, exist_ok=True)
     runs = work / "runs"
     rewardlab("train", "task=mujoco/hopper_forward", *settings(args.steps), f"runs_dir={runs}", cwd=work)
     (config,) = [p for p in runs.rglob("config.yaml") if p.parent.name != ".hydra"]
