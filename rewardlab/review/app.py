@@ -185,7 +185,7 @@ def _ci(ci: Any) -> str:
 
 
 STATUS_CLASSES = {"done": "ok", "trained": "ok", "running": "busy", "training": "busy", "refining": "busy",
-                  "interrupted": "warn", "ended": "warn", "not trained": "warn", "cancelled": "warn",
+                  "interrupted": "warn", "stopped": "warn", "ended": "warn", "not trained": "warn", "cancelled": "warn",
                   "trained, not evaluated": "warn", "trained, summary unreadable": "warn",
                   "passed": "ok", "accepted": "ok", "rejected": "bad", "refused": "bad"}  # fmt: skip
 

@@ -310,7 +310,8 @@ def _read_summary(files: RunFiles, run: RunSummary) -> dict[str, Any]:
     run.generator = text(summary.get("generator"))
     run.algo = text(summary.get("algo"), run.algo)
     run.updated = text(summary.get("updated"))
-    run.latest_version = integer(summary.get("latest_version"))
+    # the current version (newest trained and not refused by E2CL); runs recorded before the key: latest_version
+    run.latest_version = integer(summary.get("current_version", summary.get("latest_version")))
     run.success_rate = num(summary.get("success_rate"))
     run.timesteps = integer(summary.get("timesteps"))
     listed = summary.get("versions")
