@@ -6,7 +6,8 @@ Usage: python benchmarks/rollout_throughput.py [--seconds 3] [--tasks ...] [--pp
 For each task (default HalfCheetah and Hopper forward) with the offline synthesizer's reward
 program (a generated reward; ``ProgramReward`` on the gymnasium side), it measures env-steps/s
 of: a gymnasium single env; ``SyncVectorEnv`` and ``AsyncVectorEnv`` of 8 envs; the ``native``
-core at N = 64, 256, 1024 (``rollout`` engine, plus the per-world ``loop`` engine); the
+core at N = 64, 256, 1024 (default ``loop`` engine, bit-for-bit gymnasium, and the
+``mujoco.rollout`` engine); the
 ``mjx`` core on CPU (if jax is installed); and the raw physics limit (``mujoco.rollout``
 physics steps/s over open-loop random controls from reset states, 25 env steps long, divided
 by ``frame_skip``). Each configuration lives in its own subprocess (its peak RSS is its own),
@@ -384,10 +385,8 @@ def main() -> None:
             ("gymnasium SyncVectorEnv, 8 envs", "gym_sync", 8),
             ("gymnasium AsyncVectorEnv, 8 envs", "gym_async", 8),
         ]
+        plan += [(f"native core (loop, default), N={n}", "core_native_loop", n) for n in args.sizes]
         plan += [(f"native core (rollout), N={n}", "core_native_rollout", n) for n in args.sizes]
-        plan += [
-            (f"native core (loop), N={n}", "core_native_loop", n) for n in args.sizes if n >= 256
-        ]
         plan += [("native core (rollout, 2 threads), N=1024", "core_native_rollout2t", 1024)]
         if have_jax:
             plan += [(f"mjx core (CPU), N={n}", "core_mjx", n) for n in args.mjx_sizes]

@@ -57,7 +57,9 @@ class CoreConfig:
     backend: str = "native"
     """``native`` (MuJoCo C engine, default on CPU) or ``mjx`` (JAX; the GPU path)."""
     engine: str = "auto"
-    """native only: ``rollout`` (mujoco.rollout), ``loop`` (mj_step per world), ``auto``."""
+    """native only: ``loop`` (``mj_step`` per world, bit-for-bit gymnasium; ``auto``) or
+    ``rollout`` (``mujoco.rollout``: a few percent faster, drifts from gymnasium's
+    trajectories; see :mod:`rewardlab.rollout.native`)."""
     nthread: int = 0
     """native rollout engine: worker threads (0 = the calling thread)."""
     mjx_x64: bool = True

@@ -61,6 +61,8 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from rewardlab.reward.sandbox import PREBOUND
+
 NP = "rl_np_"
 """The name the lifted source imports numpy under (chosen not to collide with user names)."""
 
@@ -87,10 +89,22 @@ def _call(attr: str, *args: ast.expr, **kwargs: ast.expr) -> ast.Call:
 
 
 def _module_aliases(tree: ast.Module, module: str) -> set[str]:
+    """Names under which ``module`` is reachable: its imports, and its pre-bound name unless
+    the program binds that name to something else."""
     names: set[str] = set()
+    rebound: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(a.asname or a.name for a in node.names if a.name == module)
+            for alias in node.names:
+                bound = alias.asname or alias.name.split(".")[0]
+                (names if alias.name == module else rebound).add(bound)
+        elif isinstance(node, ast.ImportFrom):
+            rebound.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            rebound.add(node.id)
+        elif isinstance(node, ast.arg):
+            rebound.add(node.arg)
+    names.update(n for n, m in PREBOUND.items() if m == module and n not in rebound)
     return names
 
 

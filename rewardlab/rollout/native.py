@@ -2,25 +2,30 @@
 
 Two engines, chosen by ``engine=``:
 
+``loop`` (the default)
+    One scratch ``MjData``; per world and env step ``mj_setState`` of the world's integration
+    state (time, qpos, qvel, the solver's warm start ...), one ``mj_step(nstep=frame_skip)``
+    (plus ``mj_rnePostConstraint`` when contact forces are needed), ``mj_getState``:
+    bit-for-bit gymnasium, including the warm start and Ant's ``cfrc_ext``/stale ``xpos``,
+    with memory ``O(N * nstate)`` (one ``MjData`` stays in cache).
 ``rollout``
     One :func:`mujoco.rollout` call steps every world ``frame_skip`` physics steps (the loop
     over worlds and sub-steps runs in C). The state is the full-physics state
     ``(N, 1 + nq + nv)`` (time, qpos, qvel); stepping is the pure function
-    :func:`rollout_step`. The solver's warm start is not carried from one env step to the
-    next (rollout starts each call cold), which changes results by ~1e-14 per step.
-``loop``
-    One ``MjData`` per world and one ``mj_step(nstep=frame_skip)`` call per world (plus
-    ``mj_rnePostConstraint`` when contact forces are needed): bit-for-bit gymnasium,
-    including the warm start and Ant's ``cfrc_ext``/stale ``xpos``.
+    :func:`rollout_step`. ``mujoco.rollout`` (3.3) does not return the solver's warm start,
+    so every env step starts the constraint solver cold: results differ from gymnasium's by
+    ~1e-14 per step, which a contact-rich gait amplifies (HalfCheetah: 1e-10 after ~30 steps,
+    O(1) after ~120; see ``benchmarks/README.md``). A few percent faster than ``loop``; not
+    available where the env reads contact forces (Ant).
 
-``auto`` picks ``rollout`` unless the env reads contact forces (Ant), then ``loop``.
+``auto`` is ``loop``.
 
 Example:
     >>> import numpy as np
     >>> from rewardlab.rollout.spec import spec_for
     >>> sim = NativeBackend(spec_for("HalfCheetah-v5"), num_worlds=4)
     >>> sim.engine, sim.qpos.shape
-    ('rollout', (4, 9))
+    ('loop', (4, 9))
     >>> sim.set_worlds(np.arange(4), np.zeros((4, 9)), np.zeros((4, 9)))
     >>> sim.step(np.zeros((4, 6))); round(float(sim.time[0]), 3)
     0.05
@@ -35,6 +40,9 @@ from mujoco import rollout as mj_rollout
 from rewardlab.rollout.spec import LocomotionSpec
 
 FULLPHYSICS = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
+INTEGRATION = int(mujoco.mjtState.mjSTATE_INTEGRATION)
+"""Everything ``mj_step`` reads that carries over between steps (full physics, warm start,
+controls, applied forces, mocap ...); it starts with the full-physics state."""
 ENGINES = ("auto", "rollout", "loop")
 
 
@@ -81,7 +89,7 @@ class NativeBackend:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if engine == "auto":
-            engine = "loop" if spec.needs_contact_forces else "rollout"
+            engine = "loop"
         if engine == "rollout" and spec.needs_contact_forces:
             raise ValueError(
                 f"{spec.env_id} reads contact forces (cfrc_ext), which mujoco.rollout does not "
@@ -95,24 +103,26 @@ class NativeBackend:
         nstate = mujoco.mj_stateSize(m, FULLPHYSICS)
         if nstate != 1 + m.nq + m.nv:
             raise NotImplementedError("only models whose full physics state is (time, qpos, qvel)")
-        self.state = np.zeros((n, nstate))
-        self.time = self.state[:, 0]
-        self.qpos = self.state[:, 1 : 1 + m.nq]
-        self.qvel = self.state[:, 1 + m.nq :]
         self.cfrc_ext: np.ndarray | None = None
         self.main_xpos: np.ndarray | None = None
         if engine == "loop":
-            self._datas = [mujoco.MjData(m) for _ in range(n)]
+            self._data = mujoco.MjData(m)
+            self._integration = np.zeros((n, mujoco.mj_stateSize(m, INTEGRATION)))
+            self.state = self._integration[:, :nstate]  # the integration state starts with it
             if spec.needs_contact_forces:
                 self.cfrc_ext = np.zeros((n, m.nbody, 6))
                 self.main_xpos = np.zeros((n, 3))
         else:
+            self.state = np.zeros((n, nstate))
             self._runner = mj_rollout.Rollout(nthread=nthread)
             self._scratch = [mujoco.MjData(m) for _ in range(max(nthread, 1))]
             self._models = [m] * n
             self._states = np.empty((n, spec.frame_skip, nstate))
             self._sensors = np.empty((n, spec.frame_skip, 0))
             self._control = np.empty((n, spec.frame_skip, m.nu))
+        self.time = self.state[:, 0]
+        self.qpos = self.state[:, 1 : 1 + m.nq]
+        self.qvel = self.state[:, 1 + m.nq :]
 
     def set_worlds(self, idx: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> None:
         """gymnasium's ``reset`` for worlds ``idx``: ``mj_resetData``, set ``(qpos, qvel)``,
@@ -122,14 +132,13 @@ class NativeBackend:
             self.qpos[idx] = qpos
             self.qvel[idx] = qvel
             return
-        m = self.model
+        m, d = self.model, self._data
         for row, i in enumerate(np.asarray(idx).tolist()):
-            d = self._datas[i]
             mujoco.mj_resetData(m, d)
             d.qpos[:] = qpos[row]
             d.qvel[:] = qvel[row]
             mujoco.mj_forward(m, d)
-            mujoco.mj_getState(m, d, self.state[i], FULLPHYSICS)
+            mujoco.mj_getState(m, d, self._integration[i], INTEGRATION)
             if self.cfrc_ext is not None and self.main_xpos is not None:
                 self.cfrc_ext[i] = d.cfrc_ext
                 self.main_xpos[i] = d.xpos[self.spec.main_body]
@@ -148,13 +157,15 @@ class NativeBackend:
         self._loop_step(np.asarray(ctrl, dtype=np.float64))
 
     def _loop_step(self, ctrl: np.ndarray) -> None:
-        m, fs, state = self.model, self.spec.frame_skip, self.state
-        step, get_state, rne = mujoco.mj_step, mujoco.mj_getState, mujoco.mj_rnePostConstraint
+        m, d, fs, states = self.model, self._data, self.spec.frame_skip, self._integration
+        step, rne = mujoco.mj_step, mujoco.mj_rnePostConstraint
+        get_state, set_state = mujoco.mj_getState, mujoco.mj_setState
         cfrc, xpos, main = self.cfrc_ext, self.main_xpos, self.spec.main_body
-        for i, d in enumerate(self._datas):
+        for i in range(self.num_worlds):
+            set_state(m, d, states[i], INTEGRATION)
             d.ctrl[:] = ctrl[i]
             step(m, d, fs)
-            get_state(m, d, state[i], FULLPHYSICS)
+            get_state(m, d, states[i], INTEGRATION)
             if cfrc is not None and xpos is not None:
                 rne(m, d)
                 cfrc[i] = d.cfrc_ext
