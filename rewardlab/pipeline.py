@@ -21,13 +21,14 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rewardlab.config import AlgoConfig, ShapingConfig, TrainConfig
+from rewardlab.config import AlgoConfig, RolloutConfig, ShapingConfig, TrainConfig
 from rewardlab.evaluation import run_episodes, summarize
 from rewardlab.generators.base import GeneratorError
 from rewardlab.generators.loop import Attempt, GenerationResult, generate_reward, make_generator
 from rewardlab.generators.prompts import generation_messages, refinement_messages
 from rewardlab.report import plot_curves, write_run_report
 from rewardlab.reward.check import CheckReport, check_program
+from rewardlab.rollout.record import summary as rollout_summary
 from rewardlab.rundir import read_json, reward_dir, write_json
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.training import load_policy, train
@@ -202,12 +203,15 @@ def train_version(cfg: Any, task: TaskSpec, run_dir: Path, version: int, source:
     algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), cfg.algo))
     train_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg.train))
     shaping = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ShapingConfig), cfg.get("shaping") or {}))
+    rollout = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RolloutConfig), cfg.get("rollout") or {}))
     assert isinstance(algo, AlgoConfig) and isinstance(train_cfg, TrainConfig) and isinstance(shaping, ShapingConfig)
+    assert isinstance(rollout, RolloutConfig)
     log(f"training {algo.name} on {task.name} (reward v{version}) for up to {train_cfg.total_timesteps:,} steps -> {vdir}")
     vdir.mkdir(parents=True, exist_ok=True)  # the settings this version is trained with (a refinement may change them)
     OmegaConf.save(OmegaConf.create({"algo": OmegaConf.to_container(cfg.algo, resolve=True),
-                                     "train": OmegaConf.to_container(cfg.train, resolve=True)}), vdir / "train.yaml")  # fmt: skip
-    result = train(task, source, algo, train_cfg, vdir, shaping=shaping)
+                                     "train": OmegaConf.to_container(cfg.train, resolve=True),
+                                     "rollout": OmegaConf.to_container(OmegaConf.structured(rollout))}), vdir / "train.yaml")  # fmt: skip
+    result = train(task, source, algo, train_cfg, vdir, shaping=shaping, rollout=rollout)
     model, normalizer = load_policy(vdir, algo.name)
     program = compile_for_task(source, task) if source is not None else None
     final = summarize(
@@ -221,6 +225,7 @@ def train_version(cfg: Any, task: TaskSpec, run_dir: Path, version: int, source:
         "version": version, "status": "done", "timesteps": result.timesteps,
         "train_wall_s": round(result.wall_s, 1), "stopped_early": result.stopped_early,
         "best_success_rate": result.best_success_rate, "reward_errors": result.reward_errors,
+        "rollout": rollout_summary(result.rollout),
         "success_rate": final["success_rate"], "final_eval": final,
         "videos": [e["video"] for e in final["per_episode"] if e["video"]],
     }  # fmt: skip
@@ -246,6 +251,8 @@ def record_run(run_dir: Path, cfg: Any, task: TaskSpec, status: str, message: st
         if (vdir / "summary.json").exists():
             vs = read_json(vdir / "summary.json")
             entry.update({k: vs[k] for k in ("status", "timesteps", "success_rate", "videos", "train_wall_s")})
+            if vs.get("rollout"):
+                entry["rollout"] = vs["rollout"]
         if (vdir / "verification.json").exists():  # an E2CL correction: accepted or refused
             entry["verification"] = read_json(vdir / "verification.json").get("outcome")
         versions.append(entry)

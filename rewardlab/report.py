@@ -65,6 +65,9 @@ def write_run_report(run_dir: Path, summary: dict[str, Any]) -> None:
     vdir = run_dir / "rewards" / f"v{latest}"
     if latest is not None and vdir.is_dir():
         lines += ["", f"## Latest version: v{latest}"]
+        rollout = next((v.get("rollout") for v in versions if v.get("version") == latest), None)
+        if rollout:
+            lines += ["", f"Rollout: {rollout} ([rollout.json](rewards/v{latest}/rollout.json))"]
         rows = read_csv(vdir / "metrics.csv")
         if rows:
             lines += ["", "| steps | success | progress | reward return | env return |", "|---|---|---|---|---|"]

@@ -14,7 +14,7 @@ import json
 import time
 import zipfile
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +31,11 @@ from stable_baselines3.common.logger import (
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
-from rewardlab.config import AlgoConfig, ShapingConfig, TrainConfig
+from rewardlab.config import AlgoConfig, RolloutConfig, ShapingConfig, TrainConfig
 from rewardlab.evaluation import run_episodes, summarize
-from rewardlab.rundir import append_csv, read_csv
+from rewardlab.rundir import append_csv, read_csv, write_json
 from rewardlab.tasks.registry import TaskSpec
-from rewardlab.wrappers import compile_for_task, make_env
+from rewardlab.wrappers import RewardFailure, compile_for_task, make_env
 
 if TYPE_CHECKING:
     from rewardlab.shaping.continuous import Shaper
@@ -98,23 +98,30 @@ def training_logger(folder: Path, resumed_at: int) -> Logger:
 
 
 def make_vec_env(
-    task: TaskSpec, source: str | None, train: TrainConfig, shaper: Shaper | None = None
+    task: TaskSpec, source: str | None, train: TrainConfig, shaper: Shaper | None = None,
+    rollout: RolloutConfig | None = None,
 ) -> VecEnv:
     """``n_envs`` copies of the task env (each compiles its own program), with Monitor;
     ``shaper`` (:mod:`rewardlab.shaping.continuous`) wraps each copy under the Monitor.
 
     ``train.backend`` other than ``dummy`` steps all copies together on the batched rollout
-    core (:mod:`rewardlab.rollout`): ``native`` (MuJoCo's C engine) or ``mjx`` (JAX).
+    core (:mod:`rewardlab.rollout`): ``native`` (MuJoCo's C engine) or ``mjx`` (JAX), set up
+    by ``rollout`` (the ``rollout`` config node).
     """
     if train.backend != "dummy":
+        from dataclasses import asdict
+
         from rewardlab.rollout.core import CoreConfig
         from rewardlab.rollout.sb3 import make_core_vec_env
+        from rewardlab.rollout.support import supports
 
-        if shaper is not None:
-            raise ValueError(f"shaping needs train.backend=dummy (per-env wrappers), not {train.backend!r}")
+        problem = supports(task, str(train.backend))
+        if problem or shaper is not None:
+            raise ValueError(problem or f"shaping wraps each env and needs train.backend=dummy, not {train.backend}")
+        config = CoreConfig(**asdict(rollout or RolloutConfig()), backend=str(train.backend))
         return make_core_vec_env(
             task, source, n_envs=train.n_envs, seed=train.seed,
-            max_error_rate=train.max_reward_error_rate, config=CoreConfig(backend=train.backend),
+            max_error_rate=train.max_reward_error_rate, config=config,
         )  # fmt: skip
 
     def factory(rank: int) -> Any:
@@ -242,6 +249,24 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
         model.save_replay_buffer(folder / f"model_replay_buffer_{steps}_steps.pkl")
 
 
+def algo_kwargs(algo: AlgoConfig, n_envs: int) -> dict[str, Any]:
+    """The SB3 constructor's keyword arguments: ``algo.kwargs``, and for PPO ``n_steps`` from
+    ``algo.steps_per_update`` (``ceil(steps_per_update / n_envs)``, so the rollout per update
+    keeps the preset's size with any number of envs) unless ``kwargs.n_steps`` is set.
+
+    Example:
+        >>> algo = AlgoConfig(steps_per_update=4096)
+        >>> algo_kwargs(algo, 4)["n_steps"], algo_kwargs(algo, 64)["n_steps"], algo_kwargs(algo, 5000)["n_steps"]
+        (1024, 64, 1)
+        >>> algo_kwargs(AlgoConfig(steps_per_update=4096, kwargs={"n_steps": 256}), 64)["n_steps"]
+        256
+    """
+    kwargs = dict(algo.kwargs)
+    if str(algo.name) == "ppo" and "n_steps" not in kwargs and algo.steps_per_update:
+        kwargs["n_steps"] = max(-(-int(algo.steps_per_update) // max(n_envs, 1)), 1)
+    return kwargs
+
+
 def build_model(algo: AlgoConfig, train: TrainConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
     """Create the algorithm, or restore it (with normalisation and replay buffer) from the
     newest checkpoint in ``run_dir``."""
@@ -260,7 +285,7 @@ def build_model(algo: AlgoConfig, train: TrainConfig, venv: VecEnv, run_dir: Pat
         return model
     if algo.normalize_obs or norm_reward:
         venv = VecNormalize(venv, norm_obs=algo.normalize_obs, norm_reward=norm_reward)
-    kwargs = dict(algo.kwargs)
+    kwargs = algo_kwargs(algo, venv.num_envs)
     return cls(algo.policy, venv, seed=train.seed, device=train.device, verbose=0, **kwargs)
 
 
@@ -274,14 +299,24 @@ class TrainResult:
     wall_s: float
     stopped_early: bool
     reward_errors: dict[str, int]
+    rollout: dict[str, Any] = field(default_factory=dict)
+    """What stepped the envs and evaluated the reward (``rollout.json``)."""
 
 
 def train(
     task: TaskSpec, source: str | None, algo: AlgoConfig, train: TrainConfig, run_dir: Path,
-    *, shaping: ShapingConfig | None = None,
+    *, shaping: ShapingConfig | None = None, rollout: RolloutConfig | None = None,
 ) -> TrainResult:
     """Train (or resume) in ``run_dir``; the reward is ``source`` (``None`` = env reward),
-    shaped during training by ``shaping`` (:mod:`rewardlab.shaping.continuous`) if given."""
+    shaped during training by ``shaping`` (:mod:`rewardlab.shaping.continuous`) if given, on
+    ``train.backend`` (set up by ``rollout`` for the rollout core). What stepped the envs and
+    evaluated the reward is written to ``run_dir/rollout.json`` (also when a failing reward
+    stops training)."""
+    from rewardlab.rollout.support import supports
+
+    problem = supports(task, str(train.backend), shaping=str(shaping.kind) if shaping is not None else "none")
+    if problem:
+        raise ValueError(problem)
     torch.set_num_threads(train.torch_threads)
     started = time.time()
     shaper = None
@@ -289,7 +324,7 @@ def train(
         from rewardlab.shaping.continuous import make_shaper
 
         shaper = make_shaper(shaping, algo, train, run_dir, task)
-    venv = make_vec_env(task, source, train, shaper)
+    venv = make_vec_env(task, source, train, shaper, rollout)
     model = build_model(algo, train, venv, run_dir)
     model.set_logger(training_logger(run_dir / "tb", model.num_timesteps))
     remaining = train.total_timesteps - model.num_timesteps
@@ -313,6 +348,10 @@ def train(
             )  # fmt: skip
         except KeyboardInterrupt:
             save_checkpoint(model, run_dir)  # so `rewardlab train run=<dir>` loses nothing
+            record_rollout(venv, train, source, run_dir)
+            raise
+        except RewardFailure:
+            record_rollout(venv, train, source, run_dir)
             raise
         stopped_early = model.num_timesteps < train.total_timesteps
     if evaluator.last_eval != model.num_timesteps:  # final evaluation at the last step
@@ -325,6 +364,7 @@ def train(
     errors: Counter[str] = Counter()
     vec_env = model.get_env()
     assert vec_env is not None
+    rollout_record = record_rollout(vec_env, train, source, run_dir)
     if source is not None:
         for counts in vec_env.get_attr("error_counts"):
             errors.update(counts)
@@ -336,7 +376,24 @@ def train(
         wall_s=time.time() - started,
         stopped_early=stopped_early,
         reward_errors=dict(errors),
+        rollout=rollout_record,
     )
+
+
+def record_rollout(venv: VecEnv, train: TrainConfig, source: str | None, run_dir: Path) -> dict[str, Any]:
+    """Write ``run_dir/rollout.json``: what stepped the envs and how the reward program was
+    evaluated (the rollout core's :meth:`~rewardlab.rollout.core.RolloutCore.rollout_report`;
+    for ``dummy``, gymnasium envs calling the program once per env and step)."""
+    if str(train.backend) == "dummy":
+        record: dict[str, Any] = {
+            "backend": "dummy", "num_worlds": train.n_envs,
+            "reward": {"mode": "per_world" if source is not None else "env",
+                       "summary": "gymnasium envs in SB3's DummyVecEnv" + (", the program once per env and step" if source is not None else ", the benchmark's own reward")},
+        }  # fmt: skip
+    else:
+        record = venv.get_attr("rollout_report", indices=[0])[0]
+    write_json(run_dir / "rollout.json", record)
+    return record
 
 
 @dataclass

@@ -13,7 +13,8 @@ from rewardlab.rollout import CoreConfig, RolloutCore
 from rewardlab.rollout.native import NativeBackend, rollout_step
 from rewardlab.rollout.proxies import build_batch_proxy, build_world_proxies
 from rewardlab.rollout.spec import spec_for
-from rewardlab.tasks import get_task
+from rewardlab.rollout.support import supports
+from rewardlab.tasks import get_task, list_tasks
 from rewardlab.wrappers import make_env
 
 N = 4
@@ -207,7 +208,7 @@ def test_proxy_state_and_timings():
 
 
 def test_docstring_examples_run():
-    """The runnable examples in the rollout modules' docstrings."""
+    """The runnable examples in the rollout modules' docstrings (and training.algo_kwargs)."""
     import doctest
     import importlib
 
@@ -220,7 +221,38 @@ def test_docstring_examples_run():
         "core",
         "sb3",
         "gym_vector",
+        "batch",
+        "support",
+        "record",
     ]:
         module = importlib.import_module(f"rewardlab.rollout.{name}")
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name
+    import rewardlab.training
+
+    finder = doctest.DocTestFinder()
+    for test in finder.find(rewardlab.training.algo_kwargs, "algo_kwargs", globs=vars(rewardlab.training)):
+        assert doctest.DocTestRunner().run(test).failed == 0
+
+
+def test_supports_says_exactly_which_tasks_the_core_runs():
+    """``supports`` (the config-time check) agrees with what the core builds, for every task."""
+    for task in list_tasks():
+        assert supports(task, "dummy") is None
+        reason = supports(task, "native")
+        if task.benchmark != "mujoco":
+            assert reason is not None and "use train.backend=dummy" in reason
+            continue
+        if reason is None:
+            core = RolloutCore(task, CoreConfig(num_worlds=2))
+            core.reset()
+            core.step(np.zeros((2, core.spec.nu)))
+        else:
+            assert "use train.backend=dummy" in reason
+            with pytest.raises(NotImplementedError):
+                RolloutCore(task, CoreConfig(num_worlds=2))
+    ant, cheetah = get_task("mujoco/ant_forward"), get_task("mujoco/halfcheetah_forward")
+    assert "contact forces" in (supports(ant, "mjx") or "")
+    assert supports(cheetah, "mjx") in (None, "train.backend=mjx needs JAX and MJX: pip install mujoco-mjx==3.3.0 jax==0.5.3 jaxlib==0.5.3")
+    assert "expected one of dummy, native, mjx" in (supports(cheetah, "nope") or "")
+    assert "needs train.backend=dummy" in (supports(cheetah, "native", shaping="adaptive") or "")

@@ -21,6 +21,7 @@ from rewardlab.rollout.batch import BatchValue
 from rewardlab.rollout.lift import lift_source
 from rewardlab.rollout.reward import TRY_REASON
 from rewardlab.rollout.sb3 import CoreVecEnv
+from rewardlab.rollout.support import supports
 from rewardlab.tasks import get_task, list_tasks
 from rewardlab.wrappers import ProgramReward, RewardFailure, compile_for_task, make_env
 
@@ -57,7 +58,7 @@ def run_against_per_world(task, source, steps=30, mode="auto", seed=0):
     return core
 
 
-SUPPORTED = [t.name for t in list_tasks() if t.benchmark == "mujoco" and "humanoid" not in t.card]
+SUPPORTED = [t.name for t in list_tasks() if supports(t, "native") is None]
 
 
 @pytest.mark.parametrize("name", SUPPORTED)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rewardlab.config import AlgoConfig, TrainConfig
-from rewardlab.rundir import read_csv
+from rewardlab.config import AlgoConfig, RolloutConfig, ShapingConfig, TrainConfig
+from rewardlab.rundir import read_csv, read_json
 from rewardlab.tasks import get_task
 from rewardlab.training import ContinuedCSV, latest_checkpoint, load_policy, train
 
@@ -98,12 +98,34 @@ def test_resume_skips_a_checkpoint_broken_by_a_kill(tmp_path: Path) -> None:
 
 
 def test_training_on_the_rollout_core_backend(tmp_path: Path) -> None:
-    result = train(get_task("mujoco/hopper_forward"), SOURCE, AlgoConfig(kwargs={"n_steps": 128}),
-                   tiny(n_envs=8, backend="native"), tmp_path)  # fmt: skip
-    assert result.timesteps >= 1024
+    """The core trains with the ``rollout`` node's settings, keeps the preset's rollout size per
+    update with 8 envs, and records what ran in ``rollout.json``."""
+    algo = AlgoConfig(steps_per_update=1024)
+    result = train(get_task("mujoco/hopper_forward"), SOURCE, algo, tiny(n_envs=8, backend="native"),
+                   tmp_path, rollout=RolloutConfig(engine="rollout", reward_mode="per_world"))  # fmt: skip
+    assert result.timesteps == 1024  # one update of 8 envs x 128 steps
     progress = read_csv(tmp_path / "tb" / "progress.csv")
     assert any(r.get("reward/forward") for r in progress), "components reach the logger from the core"
     assert read_csv(tmp_path / "metrics.csv"), "the task metric is evaluated"
+    record = read_json(tmp_path / "rollout.json")
+    assert record == result.rollout
+    assert (record["backend"], record["engine"], record["num_worlds"]) == ("native", "rollout", 8)
+    assert record["steps"] == 128 and record["reward"]["mode"] == "per_world"
+    assert record["reward"]["per_world_calls"] == 8 * 128
+    default = train(get_task("mujoco/hopper_forward"), SOURCE, algo, tiny(n_envs=8, backend="native",
+                    total_timesteps=1024), tmp_path / "default")  # fmt: skip
+    assert (default.rollout["engine"], default.rollout["reward"]["mode"]) == ("loop", "batched")
+    assert default.rollout["reward"]["verifications"] == 128 - 1  # every step after the decision
+
+
+def test_backend_that_cannot_run_the_task_is_refused_before_training(tmp_path: Path) -> None:
+    algo = AlgoConfig(kwargs={"n_steps": 128})
+    with pytest.raises(ValueError, match="humanoid_forward: the batched core reproduces"):
+        train(get_task("mujoco/humanoid_forward"), None, algo, tiny(backend="native"), tmp_path)
+    with pytest.raises(ValueError, match="shaping=adaptive wraps each env and needs train.backend=dummy"):
+        train(get_task("mujoco/hopper_forward"), SOURCE, algo, tiny(backend="native"), tmp_path,
+              shaping=ShapingConfig(kind="adaptive"))  # fmt: skip
+    assert not list(tmp_path.iterdir())
 
 
 def test_resume_keeps_the_progress_log(tmp_path: Path) -> None:

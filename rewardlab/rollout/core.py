@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from gymnasium.utils import seeding
 
+from rewardlab.config import RolloutConfig
 from rewardlab.reward.program import RewardProgram
 from rewardlab.rollout.proxies import build_batch_proxy, build_world_proxies, snapshot_paths
 from rewardlab.rollout.reward import BatchedReward, BatchReport
@@ -50,31 +51,18 @@ BACKENDS = ("native", "mjx")
 
 
 @dataclass
-class CoreConfig:
-    """How the core runs (the ``rollout`` config node)."""
+class CoreConfig(RolloutConfig):
+    """How the core runs: the ``rollout`` config node (:class:`rewardlab.config.RolloutConfig`:
+    engine, threads, MJX precision, reward evaluation) plus what training sets from
+    ``train.*``."""
 
     num_worlds: int = 64
     backend: str = "native"
     """``native`` (MuJoCo C engine, default on CPU) or ``mjx`` (JAX; the GPU path)."""
-    engine: str = "auto"
-    """native only: ``loop`` (``mj_step`` per world, bit-for-bit gymnasium; ``auto``) or
-    ``rollout`` (``mujoco.rollout``: a few percent faster, drifts from gymnasium's
-    trajectories; see :mod:`rewardlab.rollout.native`)."""
-    nthread: int = 0
-    """native rollout engine: worker threads (0 = the calling thread)."""
-    mjx_x64: bool = True
-    """mjx: float64 (parity with the C engine); False = float32 (speed on a GPU)."""
     seed: int | None = 0
     """World ``i`` draws its initial states from a generator seeded ``seed + i``."""
-    reward_mode: str = "auto"
-    """``auto``, ``batched``, ``lifted`` or ``per_world`` (see :mod:`rewardlab.rollout.reward`)."""
-    verify_every: int = 1
-    """Re-check one random world of a batched reward against a per-world call every this many
-    steps (0 = never)."""
     max_error_rate: float = 0.05
     """Stop (:class:`RewardFailure`) when more than this fraction of recent reward calls fail."""
-    error_window: int = 1000
-    """Recent reward calls (world-steps, at least one batch step) the error rate is taken over."""
 
 
 @dataclass
@@ -130,7 +118,7 @@ def make_backend(spec: LocomotionSpec, config: CoreConfig) -> Any:
     if config.backend == "mjx":
         from rewardlab.rollout.mjx import MjxBackend
 
-        return MjxBackend(spec, config.num_worlds, x64=config.mjx_x64)
+        return MjxBackend(spec, config.num_worlds, x64=config.mjx_precision == "float64")
     raise ValueError(f"unknown back-end {config.backend!r}; known: {BACKENDS}")
 
 
@@ -201,6 +189,29 @@ class RolloutCore:
     @property
     def error_counts(self) -> dict[str, int]:
         return dict(self.evaluator.error_counts) if self.evaluator is not None else {}
+
+    def rollout_report(self) -> dict[str, Any]:
+        """What ran, JSON-ready (``rewards/v<N>/rollout.json``): back-end and engine, worlds and
+        steps, the share of step time per phase, and how the reward program was evaluated
+        (:meth:`BatchReport.to_dict`: mode, why other modes were refused, fallbacks,
+        re-evaluated rows, re-checks) with the most frequent reward failures."""
+        cfg, tm, report = self.config, self.timings, self.reward_report
+        out: dict[str, Any] = {
+            "backend": cfg.backend, "engine": getattr(self.backend, "engine", cfg.backend),
+            "num_worlds": self.num_worlds, "steps": tm.steps, "world_steps": tm.steps * self.num_worlds,
+            "seconds": round(tm.total, 3), "time_shares": {k: round(v, 4) for k, v in tm.table().items()},
+            "verify_every": cfg.verify_every, "infos": cfg.infos,
+        }  # fmt: skip
+        if cfg.backend == "native":
+            out["nthread"] = cfg.nthread
+        if cfg.backend == "mjx":
+            out["mjx_precision"] = cfg.mjx_precision
+        if report is None:
+            out["reward"] = {"mode": "env", "summary": "the benchmark's own reward (no program)"}
+        else:
+            out["reward"] = {**report.to_dict(), "summary": report.summary()}
+            out["reward_errors"] = dict(Counter(self.error_counts).most_common(10))
+        return out
 
     def proxy_state(self) -> dict[str, np.ndarray]:
         """The compact representation of every world: ``{"self.hopper.top.position_x": (N,)}``."""

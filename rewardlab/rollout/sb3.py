@@ -103,6 +103,10 @@ class CoreVecEnv(VecEnv):
                 infos[i]["is_success"] = bool(success[i])
         return infos
 
+    def rollout_report(self) -> dict[str, Any]:
+        """What the core ran (:meth:`RolloutCore.rollout_report`)."""
+        return self.core.rollout_report()
+
     def close(self) -> None:
         self.core.close()
 
@@ -118,6 +122,8 @@ class CoreVecEnv(VecEnv):
         if attr_name == "error_counts":
             counts = self.core.error_counts
             return [counts if i == 0 else {} for i in idx]
+        if attr_name == "rollout_report":
+            return [self.core.rollout_report() for _ in idx]
         value = getattr(self.core, attr_name)
         return [value for _ in idx]
 
@@ -151,10 +157,10 @@ def make_core_vec_env(
     seed: int = 0,
     max_error_rate: float = 0.05,
     config: CoreConfig | None = None,
-    infos: str = "full",
 ) -> VecEnv:
     """Drop-in for :func:`rewardlab.training.make_vec_env` on the rollout core:
-    ``VecMonitor(CoreVecEnv(...), info_keywords=("is_success",))`` seeded ``seed + i``.
+    ``VecMonitor(CoreVecEnv(...), info_keywords=("is_success",))`` seeded ``seed + i``
+    (``config.infos`` chooses the per-step infos).
 
     Example:
         >>> from rewardlab.tasks import get_task
@@ -169,6 +175,6 @@ def make_core_vec_env(
     cfg = replace(
         config or CoreConfig(), num_worlds=n_envs, seed=seed, max_error_rate=max_error_rate
     )
-    venv = CoreVecEnv(RolloutCore(task, cfg, program=source), infos=infos)
+    venv = CoreVecEnv(RolloutCore(task, cfg, program=source), infos=cfg.infos)
     venv.seed(seed)
     return VecMonitor(venv, info_keywords=("is_success",))

@@ -196,7 +196,7 @@ def run_job(cfg: Any, task: TaskSpec, job: Job) -> dict[str, Any]:
         ``stopped_early``, ``wall_s``, ``reward_errors``, ``pid`` and ``error`` (the reason,
         for a failure).
     """
-    from rewardlab.config import AlgoConfig, TrainConfig
+    from rewardlab.config import AlgoConfig, RolloutConfig, TrainConfig
     from rewardlab.training import train
     from rewardlab.wrappers import RewardFailure
 
@@ -209,7 +209,8 @@ def run_job(cfg: Any, task: TaskSpec, job: Job) -> dict[str, Any]:
     try:
         algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), cfg.algo))
         train_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg.train))
-        assert isinstance(algo, AlgoConfig) and isinstance(train_cfg, TrainConfig)
+        rollout = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RolloutConfig), cfg.get("rollout") or {}))
+        assert isinstance(algo, AlgoConfig) and isinstance(train_cfg, TrainConfig) and isinstance(rollout, RolloutConfig)
         train_cfg.total_timesteps = int(job.budget)
         train_cfg.seed = int(job.seed)
         train_cfg.stop_at_success = float(job.stop_at_success)
@@ -218,7 +219,7 @@ def run_job(cfg: Any, task: TaskSpec, job: Job) -> dict[str, Any]:
         if job.checkpoint_freq > 0:
             train_cfg.checkpoint_freq = int(job.checkpoint_freq)
         source = Path(job.source_file).read_text() if job.source_file else None
-        result = train(task, source, algo, train_cfg, directory)
+        result = train(task, source, algo, train_cfg, directory, rollout=rollout)
         ensure_checkpoint(directory, result.timesteps)
         decision = None
         if job.decision_episodes > 0:

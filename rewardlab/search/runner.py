@@ -77,9 +77,16 @@ def make_search_generator(cfg: Any) -> Generator:
 
 def rollout_quantum(cfg: Any) -> int:
     """Steps one training iteration takes (rung budgets are multiples of it)."""
+    from omegaconf import OmegaConf
+
+    from rewardlab.config import AlgoConfig
+    from rewardlab.training import algo_kwargs
+
     n_envs = int(cfg.train.n_envs)
     if cfg.algo.name == "ppo":
-        return int(dict(cfg.algo.kwargs).get("n_steps", 2048)) * n_envs
+        algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), cfg.algo))
+        assert isinstance(algo, AlgoConfig)
+        return int(algo_kwargs(algo, n_envs).get("n_steps", 2048)) * n_envs
     return n_envs
 
 
