@@ -69,7 +69,8 @@ class AlgoConfig:
     steps_per_update: int | None = None
     """PPO: environment steps collected per update, summed over ``train.n_envs``; ``n_steps``
     becomes ``ceil(steps_per_update / n_envs)``, so the update keeps its size whatever the
-    number of envs. ``kwargs.n_steps``, when set, wins; ``None``: SB3's default ``n_steps``."""
+    number of envs. ``kwargs.n_steps``, when set (not null), wins; ``None``: SB3's default
+    ``n_steps``."""
 
 
 

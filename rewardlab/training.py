@@ -252,7 +252,8 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
 def algo_kwargs(algo: AlgoConfig, n_envs: int) -> dict[str, Any]:
     """The SB3 constructor's keyword arguments: ``algo.kwargs``, and for PPO ``n_steps`` from
     ``algo.steps_per_update`` (``ceil(steps_per_update / n_envs)``, so the rollout per update
-    keeps the preset's size with any number of envs) unless ``kwargs.n_steps`` is set.
+    keeps the preset's size with any number of envs) unless ``kwargs.n_steps`` is set (not
+    ``None``).
 
     Example:
         >>> algo = AlgoConfig(steps_per_update=4096)
@@ -262,6 +263,8 @@ def algo_kwargs(algo: AlgoConfig, n_envs: int) -> dict[str, Any]:
         256
     """
     kwargs = dict(algo.kwargs)
+    if kwargs.get("n_steps") is None:  # the preset's ``n_steps: null``: follow n_envs
+        kwargs.pop("n_steps", None)
     if str(algo.name) == "ppo" and "n_steps" not in kwargs and algo.steps_per_update:
         kwargs["n_steps"] = max(-(-int(algo.steps_per_update) // max(n_envs, 1)), 1)
     return kwargs
