@@ -79,7 +79,9 @@ class BatchValue:
     def __init__(self, values: np.ndarray, *, weak: bool = False) -> None:
         arr = np.asarray(values)
         if arr.ndim == 0 or arr.dtype.kind not in _KINDS:
-            raise TypeError(f"a batch value needs a numeric array with a batch axis, got {arr.dtype}{arr.shape}")
+            raise TypeError(
+                f"a batch value needs a numeric array with a batch axis, got {arr.dtype}{arr.shape}"
+            )
         if weak and arr.ndim != 1:
             raise TypeError("only per-world scalars can be weak")
         object.__setattr__(self, "_a", arr)
@@ -117,7 +119,9 @@ class BatchValue:
         raise _refuse("formatting a per-world value")
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise _refuse("converting a per-world value to a plain array (np.array/np.asarray of state)")
+        raise _refuse(
+            "converting a per-world value to a plain array (np.array/np.asarray of state)"
+        )
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise _refuse("assigning to a per-world value")
@@ -343,7 +347,9 @@ def _aligned(values: Sequence[Any], *, cast: bool) -> list[Any]:
     except ValueError as exc:
         raise _refuse(f"per-world shapes do not broadcast: {exc}") from None
     if int(np.prod(shape, dtype=np.int64)) > MAX_WORLD_ELEMENTS:
-        raise _refuse(f"a per-world value of shape {shape} (batched up to {MAX_WORLD_ELEMENTS} elements)")
+        raise _refuse(
+            f"a per-world value of shape {shape} (batched up to {MAX_WORLD_ELEMENTS} elements)"
+        )
     weak_dtype = None
     if cast and any(isinstance(v, BatchValue) and v._weak for v in values):
         strong = [
@@ -352,7 +358,9 @@ def _aligned(values: Sequence[Any], *, cast: bool) -> list[Any]:
             if v is not None and not (isinstance(v, BatchValue) and v._weak)
         ]
         if any(not isinstance(s, (bool, int, float)) for s in strong):
-            placeholders = [_weak_placeholder(v._a) for v in values if isinstance(v, BatchValue) and v._weak]
+            placeholders = [
+                _weak_placeholder(v._a) for v in values if isinstance(v, BatchValue) and v._weak
+            ]
             weak_dtype = np.result_type(*strong, *placeholders)
     out: list[Any] = []
     for v in values:
@@ -393,10 +401,17 @@ def _operator(py_op: Callable[..., Any], ufunc: np.ufunc, *operands: Any) -> Any
             elif isinstance(arr, bool) and ufunc not in _BOOL_OK:
                 arr = int(arr)
             arrays.append(arr)
-        if ufunc is np.power and any(isinstance(a, np.ndarray) and a.dtype.kind in "iu" for a in arrays):
+        if ufunc is np.power and any(
+            isinstance(a, np.ndarray) and a.dtype.kind in "iu" for a in arrays
+        ):
             raise _refuse("integer power of per-world values")
         return _wrap(ufunc(*arrays), weak=True)
-    return BatchValue.__array_ufunc__(operands[0] if isinstance(operands[0], BatchValue) else operands[-1], ufunc, "__call__", *operands)
+    return BatchValue.__array_ufunc__(
+        operands[0] if isinstance(operands[0], BatchValue) else operands[-1],
+        ufunc,
+        "__call__",
+        *operands,
+    )
 
 
 _BOOL_OK = frozenset({np.bitwise_and, np.bitwise_or, np.bitwise_xor, np.less, np.less_equal,
@@ -455,7 +470,10 @@ def _as_batch(value: Any, like: BatchValue) -> BatchValue:
     arr = np.asarray(value)
     if arr.dtype.kind not in _KINDS:
         raise _refuse(f"a {arr.dtype} value with per-world values")
-    return BatchValue(np.broadcast_to(arr, (like._a.shape[0], *arr.shape)).copy(), weak=isinstance(value, (bool, int, float)))
+    return BatchValue(
+        np.broadcast_to(arr, (like._a.shape[0], *arr.shape)).copy(),
+        weak=isinstance(value, (bool, int, float)),
+    )
 
 
 def _contiguous(value: BatchValue) -> np.ndarray:
@@ -485,7 +503,9 @@ def _argreduction(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise _refuse(f"numpy.{fn.__name__} here")
         if axis is None:
             return _wrap(fn(_contiguous(a).reshape(a._a.shape[0], -1), axis=1))
-        return _wrap(fn(_contiguous(a), axis=_axes(a, axis), keepdims=bool(kwargs.get("keepdims", False))))
+        return _wrap(
+            fn(_contiguous(a), axis=_axes(a, axis), keepdims=bool(kwargs.get("keepdims", False)))
+        )
 
     return handler
 
@@ -561,7 +581,9 @@ def _concatenate(arrays: Any, axis: Any = 0, **kwargs: Any) -> Any:
     like = next(v for v in items if isinstance(v, BatchValue))
     batch = [_as_batch(v, like) for v in items]
     if axis is None:
-        return _wrap(np.concatenate([_contiguous(b).reshape(b._a.shape[0], -1) for b in batch], axis=1))
+        return _wrap(
+            np.concatenate([_contiguous(b).reshape(b._a.shape[0], -1) for b in batch], axis=1)
+        )
     if any(b.ndim == 0 for b in batch):
         raise _refuse("numpy.concatenate of per-world scalars")
     return _wrap(np.concatenate([b._a for b in batch], axis=_axis(batch[0], axis)))
@@ -639,14 +661,23 @@ def _flip(a: Any, axis: Any = None) -> BatchValue:
 def _dot(a: Any, b: Any) -> Any:
     nd = [v.ndim if isinstance(v, BatchValue) else np.ndim(v) for v in (a, b)]
     if 0 in nd:
-        return _operator(operator.mul, np.multiply, a, b) if all(isinstance(v, BatchValue) for v in (a, b)) else BatchValue.__array_ufunc__(a if isinstance(a, BatchValue) else b, np.multiply, "__call__", a, b)
+        return (
+            _operator(operator.mul, np.multiply, a, b)
+            if all(isinstance(v, BatchValue) for v in (a, b))
+            else BatchValue.__array_ufunc__(
+                a if isinstance(a, BatchValue) else b, np.multiply, "__call__", a, b
+            )
+        )
     if max(nd) > 2:
         raise _refuse("numpy.dot of arrays with more than 2 dimensions per world")
     return _matmul(a, b)
 
 
 def _vdot(a: Any, b: Any) -> Any:
-    return _dot(_ravel(a) if isinstance(a, BatchValue) else np.ravel(a), _ravel(b) if isinstance(b, BatchValue) else np.ravel(b))
+    return _dot(
+        _ravel(a) if isinstance(a, BatchValue) else np.ravel(a),
+        _ravel(b) if isinstance(b, BatchValue) else np.ravel(b),
+    )
 
 
 def _inner(a: Any, b: Any) -> Any:
@@ -683,7 +714,9 @@ def _matmul(a: Any, b: Any, **kwargs: Any) -> BatchValue:
         right = right[:, :, None]
     if left.shape[-1] != right.shape[-2]:
         raise _refuse("matmul: per-world shapes do not match")
-    out = np.matmul(np.broadcast_to(left, (n, *left.shape[1:])), np.broadcast_to(right, (n, *right.shape[1:])))
+    out = np.matmul(
+        np.broadcast_to(left, (n, *left.shape[1:])), np.broadcast_to(right, (n, *right.shape[1:]))
+    )
     if nds[1] == 1:
         out = out[..., 0]
     if nds[0] == 1:
@@ -699,7 +732,11 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
         if x.ndim == 0:
             if ord is not None:
                 raise _refuse("numpy.linalg.norm of a scalar with ord")
-            return _wrap(np.abs(arr).astype(np.result_type(arr.dtype, np.float16)) if keepdims is False else np.abs(arr))
+            return _wrap(
+                np.abs(arr).astype(np.result_type(arr.dtype, np.float16))
+                if keepdims is False
+                else np.abs(arr)
+            )
         if x.ndim == 1:
             return _wrap(np.linalg.norm(arr, ord=ord, axis=1, keepdims=keepdims))
         if x.ndim == 2:
@@ -737,7 +774,9 @@ def _like(fn: Callable[..., Any]) -> Callable[..., Any]:
     return handler
 
 
-def _allclose(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> BatchValue:
+def _allclose(
+    a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False
+) -> BatchValue:
     left, right = _aligned([a, b], cast=True)
     close = np.asarray(np.isclose(left, right, rtol=rtol, atol=atol, equal_nan=equal_nan))
     return _wrap(close.reshape(close.shape[0], -1).all(axis=1))
@@ -752,7 +791,15 @@ def _diff(a: Any, n: int = 1, axis: int = -1) -> BatchValue:
 def _count_nonzero(a: Any, axis: Any = None, *, keepdims: bool = False) -> BatchValue:
     if not isinstance(a, BatchValue):
         raise _refuse("numpy.count_nonzero here")
-    return _wrap(np.count_nonzero(_contiguous(a).reshape(a._a.shape) if axis is not None else _contiguous(a).reshape(a._a.shape[0], -1), axis=_axes(a, axis) if axis is not None else 1, keepdims=keepdims))
+    return _wrap(
+        np.count_nonzero(
+            _contiguous(a).reshape(a._a.shape)
+            if axis is not None
+            else _contiguous(a).reshape(a._a.shape[0], -1),
+            axis=_axes(a, axis) if axis is not None else 1,
+            keepdims=keepdims,
+        )
+    )
 
 
 def _size(a: Any, axis: Any = None) -> int:
@@ -781,17 +828,40 @@ def _round(a: Any, decimals: int = 0, out: Any = None) -> BatchValue:
     return _wrap(np.round(a._a, decimals))
 
 
-def _nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None, neginf: Any = None) -> BatchValue:
-    if not isinstance(x, BatchValue) or any(isinstance(v, BatchValue) for v in (nan, posinf, neginf)):
+def _nan_to_num(
+    x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None, neginf: Any = None
+) -> BatchValue:
+    if not isinstance(x, BatchValue) or any(
+        isinstance(v, BatchValue) for v in (nan, posinf, neginf)
+    ):
         raise _refuse("numpy.nan_to_num here")
     return _wrap(np.nan_to_num(x._a, nan=nan, posinf=posinf, neginf=neginf))
 
 
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {
-    **{getattr(np, n): _reduction(getattr(np, n), n) for n in (
-        "sum", "prod", "mean", "std", "var", "max", "min", "amax", "amin", "any", "all", "ptp",
-        "nansum", "nanmean", "nanmax", "nanmin", "median", "nanprod",
-    )},  # fmt: skip
+    **{
+        getattr(np, n): _reduction(getattr(np, n), n)
+        for n in (
+            "sum",
+            "prod",
+            "mean",
+            "std",
+            "var",
+            "max",
+            "min",
+            "amax",
+            "amin",
+            "any",
+            "all",
+            "ptp",
+            "nansum",
+            "nanmean",
+            "nanmax",
+            "nanmin",
+            "median",
+            "nanprod",
+        )
+    },  # fmt: skip
     np.argmax: _argreduction(np.argmax),
     np.argmin: _argreduction(np.argmin),
     np.where: _where,

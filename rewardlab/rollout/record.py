@@ -29,7 +29,9 @@ def summary(record: dict[str, Any]) -> str:
             "per_world": "per world", "undecided": "per world (undecided)"}.get(mode, mode)  # fmt: skip
     parts = [f"{head}; reward {text}"]
     if reward.get("batched_calls"):
-        parts.append(f"{reward.get('fallback_steps', 0):,} of {reward['batched_calls']:,} batched steps evaluated per world")
+        parts.append(
+            f"{reward.get('fallback_steps', 0):,} of {reward['batched_calls']:,} batched steps evaluated per world"
+        )
         parts.append(f"{reward.get('rows_reevaluated', 0):,} world-steps re-evaluated")
         parts.append(f"{reward.get('verifications', 0):,} re-checks")
     reasons = reward.get("reasons") or {}
