@@ -229,7 +229,8 @@ def run_round_robin(
 
 
 def ppo_throughput(task_name: str, kind: str, n: int, total: int) -> dict[str, Any]:
-    """PPO (SB3 defaults, rollout of 2048 steps split over n envs) fps, with a time split."""
+    """PPO as ``rewardlab train`` runs it (``conf/algo/ppo.yaml``: 4,096 env steps per update
+    split over the n envs, observation and reward normalisation) fps, with a time split."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.monitor import Monitor
@@ -240,7 +241,9 @@ def ppo_throughput(task_name: str, kind: str, n: int, total: int) -> dict[str, A
         VecNormalize,
     )
 
+    from rewardlab.config import algo_preset
     from rewardlab.tasks import get_task
+    from rewardlab.training import algo_kwargs
     from rewardlab.wrappers import compile_for_task, make_env
 
     torch.set_num_threads(1)
@@ -264,10 +267,9 @@ def ppo_throughput(task_name: str, kind: str, n: int, total: int) -> dict[str, A
             if kind == "dummy"
             else SubprocVecEnv([make] * n, start_method="fork")
         )
-    venv = VecNormalize(base)
-    model = PPO(
-        "MlpPolicy", venv, n_steps=max(2048 // n, 8), batch_size=64, seed=0, device="cpu", verbose=0
-    )
+    algo = algo_preset("ppo")
+    venv = VecNormalize(base, norm_obs=algo.normalize_obs, norm_reward=algo.normalize_reward)
+    model = PPO(algo.policy, venv, seed=0, device="cpu", verbose=0, **algo_kwargs(algo, n))
     spent = {"env": 0.0, "collect": 0.0, "train": 0.0}
 
     def timed(obj: Any, name: str, key: str) -> None:
@@ -433,7 +435,7 @@ def main() -> None:
     if not args.no_ppo:
         task = "mujoco/hopper_forward"
         table = [
-            f"### SB3 PPO end to end on {task} ({args.ppo_steps} steps, rollout 2048 steps, torch 1 thread)",
+            f"### SB3 PPO end to end on {task} ({args.ppo_steps} steps, conf/algo/ppo.yaml: 4,096 steps per update, torch 1 thread)",
             "",
             "| vec env | PPO fps | env step share | policy inference share | gradient update share |",
             "|---|---:|---:|---:|---:|",
