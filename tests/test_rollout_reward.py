@@ -373,3 +373,43 @@ def test_indexing_a_per_world_scalar_is_refused():
     """z[0] of a float fails per world; batched it would read world 0 for everyone."""
     core, failures, _ = against_gymnasium("mujoco/hopper_forward", INDEXING, steps=5)
     assert core.reward_report.mode in ("undecided", "per_world") and failures == 5 * 8
+
+
+PER_WORLD_EXPRESSIONS = [
+    "z * a[0]", "z - 0.01 * a[0] ** 2", "np.sum(np.square(a))", "a @ a", "np.dot(a, a) * z",
+    "np.linalg.norm(q)", "np.linalg.norm(q[:2])", "np.clip(z, -0.5, 0.5)", "np.where(z > 0, z, 0.1 * z)",
+    "np.any(z < 1.0)", "np.all(a > 0)", "np.mean(a)", "sum(a)", "len(a) * z", "np.array([1.0, 2.0, 3.0]) @ a",
+    "np.max(np.abs(a))", "(z > 0) + (z > 0.5)", "np.exp(-z ** 2) + np.cos(z)", "abs(z) * 2", "a.T[1]",
+    "a.mean()", "a.sum() + a.max() - a.min()", "q[-1] * q[0]", "np.hstack([a, np.ones(2)]).sum()", "round(z)",
+    "-z // 0.3 + z % 0.3", "np.linalg.norm(a - np.array([0.1, 0.2, 0.3]))", "np.stack([z, 2.0 * z]).sum()",
+    "np.concatenate([a, q]).std()", "np.argmax(q)", "a.reshape(3, 1)[2, 0]", "np.cross(a, np.array([0.0, 0.0, 1.0]))",
+    "[x * 2 for x in a][1]", "np.diff(q)", "np.median(q)", "np.count_nonzero(a > 0)", "np.interp(z, [0.0, 1.0], [1.0, 0.0])",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("expr", PER_WORLD_EXPRESSIONS)
+def test_batch_values_compute_each_worlds_value(expr):
+    """Every operation on batch values gives, per world, what it gives on that world's value
+    (Python float leaves, a float32 action, a float64 quaternion), dtype included."""
+    rng = np.random.default_rng(0)
+    n = 7
+    z, a, q = rng.normal(size=n), rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 4))
+    fn = eval(f"lambda z, a, q: {expr}", {"np": np})  # noqa: S307 - test expressions above
+    got = np.asarray(fn(BatchValue(z, weak=True), BatchValue(a), BatchValue(q)).values())
+    for i in range(n):
+        want = np.asarray(fn(float(z[i]), a[i], q[i]))
+        assert got[i].dtype == want.dtype, (expr, got.dtype, want.dtype)
+        np.testing.assert_allclose(got[i], want, rtol=1e-6, atol=1e-7, err_msg=expr)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["bool(z > 0)", "float(z)", "math.cos(z)", "len(z)", "np.array([z, z])", "max(a)", "{z: 1}", "int(z)",
+     "f'{z}'", "a[np.argmax(a)]", "z.item()", "np.sort(a)"],
+)  # fmt: skip
+def test_batch_values_refuse_what_needs_one_worlds_value(expr):
+    from rewardlab.rollout.batch import NotBatchable
+
+    z, a = BatchValue(np.array([0.5, 1.5]), weak=True), BatchValue(np.ones((2, 3)))
+    with pytest.raises((NotBatchable, TypeError)):
+        eval(expr, {"np": np, "math": math, "z": z, "a": a})  # noqa: S307 - test expressions above

@@ -708,19 +708,21 @@ def _matmul(a: Any, b: Any, **kwargs: Any) -> BatchValue:
         nds.append(nd)
         ops.append(arr)
     left, right = ops
+    if nds == [1, 1]:  # a dot product per world
+        if left.shape[-1] != right.shape[-1]:
+            raise _refuse("matmul: per-world shapes do not match")
+        return _wrap(np.broadcast_to(np.sum(left * right, axis=-1), (n,)))
     if nds[0] == 1:
         left = left[:, None, :]
     if nds[1] == 1:
         right = right[:, :, None]
     if left.shape[-1] != right.shape[-2]:
         raise _refuse("matmul: per-world shapes do not match")
-    out = np.matmul(
-        np.broadcast_to(left, (n, *left.shape[1:])), np.broadcast_to(right, (n, *right.shape[1:]))
-    )
+    out = np.matmul(left, right)  # broadcasts a constant's leading 1 against the worlds
     if nds[1] == 1:
         out = out[..., 0]
-    if nds[0] == 1:
-        out = out[:, 0] if nds[1] == 2 else out[:, 0]
+    elif nds[0] == 1:
+        out = out[:, 0]
     return _wrap(out)
 
 
