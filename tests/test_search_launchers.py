@@ -146,10 +146,19 @@ def test_a_killed_training_is_retried_then_recorded_and_a_hang_times_out(tmp_pat
 
 def test_submitit_local_runs_search_jobs(tmp_path: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    cfg = tiny_cfg(**{"search.launcher": "submitit_local", "search.job_timeout_s": 600.0})
+    cfg = tiny_cfg(
+        **{
+            "search.launcher": "submitit_local",
+            "search.job_timeout_s": 600.0,
+            "search.gpus": [0, 1],
+        }
+    )
     jobs = jobs_in(tmp_path, 2)
     results = launch(cfg, TASK, jobs, tmp_path / "batch", print)
     assert [r["status"] for r in results] == ["ok", "ok"], results
+    assert {r["cuda_visible_devices"] for r in results} <= {"0", "1"}
+    if overlap(*results):  # both ran at once: on different GPUs
+        assert results[0]["cuda_visible_devices"] != results[1]["cuda_visible_devices"]
     assert [r["timesteps"] for r in results] == [256, 256]
     assert len({r["pid"] for r in results}) == 2 and os.getpid() not in {r["pid"] for r in results}
     assert "attempts" not in results[0]  # submitit starts a process per job: it trains there
@@ -281,7 +290,9 @@ def test_a_ray_cluster_search_survives_a_killed_worker_and_matches_the_local_sea
     )
     killer.join(5)
     # the same search locally, in this process, from the Ray run's recorded replies (llm=replay)
-    local, _ = search(tmp_path / "local", "search.launcher=inline", "llm=replay", f"llm.replay_from={ray_dir}")
+    local, _ = search(
+        tmp_path / "local", "search.launcher=inline", "llm=replay", f"llm.replay_from={ray_dir}"
+    )
     assert killed, "the worker was never killed"
     assert on_ray["status"] == local["status"] == "done"
     assert on_ray["settings"]["launcher"] == "ray"

@@ -203,7 +203,7 @@ def run_job(cfg: Any, task: TaskSpec, job: Job) -> dict[str, Any]:
     directory = Path(job.directory)
     directory.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    base: dict[str, Any] = {"job": job.name, "budget": job.budget, "pid": os.getpid()}
+    base: dict[str, Any] = {"job": job.name, "budget": job.budget, "pid": os.getpid(), "started": round(started, 3)}
     cpu_before = cpu_seconds()
     forget_after_checkpoint(directory)
     try:
@@ -272,7 +272,7 @@ def resource_overrides(launcher: str, search: Any, ray_address: str | None = Non
         return [*out, f"hydra.launcher.address={ray_address}"] if ray_address else out
     if launcher in STARTS_FRESH:
         out = [f"hydra.launcher.cpus_per_task={max(1, math.ceil(cpus))}"]
-        if gpus > 0:
+        if gpus > 0 and launcher == "submitit_slurm":  # submitit_local would give every job GPU 0: search.gpus pins there
             out.append(f"hydra.launcher.gpus_per_node={math.ceil(gpus)}")
         if mem > 0:
             out.append(f"hydra.launcher.mem_gb={math.ceil(mem)}")

@@ -23,7 +23,8 @@ the memory cap, a crashed native library) reaches the next job. The supervisor
 
 Every attempt is appended to ``<batch>/attempts_<index>.jsonl`` and the result carries the
 list (pids, host, exit, reason). submitit starts a fresh process per job by itself (a SLURM
-job, or a local subprocess for ``submitit_local``): there the job trains in place.
+job, or a local subprocess for ``submitit_local``): there the job trains in place, taking a
+GPU of ``search.gpus`` the same way (SLURM assigns ``search.gpus_per_job`` GPUs itself).
 """
 
 from __future__ import annotations
@@ -70,14 +71,18 @@ def result_path(spec_path: Path, index: int) -> Path:
     return spec_path.parent / f"result_{index}.json"
 
 
-def train_here(spec_path: Path, index: int) -> dict[str, Any]:
-    """Train job ``index`` of the spec in this process and write its result."""
+def train_here(spec_path: Path, index: int, *, pin: bool = False) -> dict[str, Any]:
+    """Train job ``index`` of the spec in this process and write its result; ``pin``: first take
+    a free GPU of ``search.gpus`` for the training (a supervisor pins its child itself)."""
     spec = read_json(spec_path)
     run_cfg = OmegaConf.load(spec["config"])
     task = TaskSpec.from_dict(spec["task"])
     job = Job(**spec["jobs"][index])
     limit_memory(run_cfg.train)
-    result = run_job(run_cfg, task, job)
+    with gpu_slot([int(g) for g in run_cfg.search.gpus] if pin else []) as gpu:
+        if gpu is not None:  # before anything initialises CUDA in this process
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        result = run_job(run_cfg, task, job)
     result.update(
         host=socket.gethostname(), cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES")
     )
@@ -201,7 +206,7 @@ def work(cfg: Any) -> None:
     if read_json(spec_path).get("fresh"):
         supervise(spec_path, int(cfg.index))
     else:
-        train_here(spec_path, int(cfg.index))
+        train_here(spec_path, int(cfg.index), pin=True)
 
 
 @hydra.main(version_base="1.3", config_path=None, config_name="rewardlab_search_worker")
