@@ -700,3 +700,13 @@ def test_tensorboard_starts_on_the_runs_logs_from_the_page(runs: tuple[Path, str
         app.extensions["rewardlab_tensorboards"].stop_all()
     remote = create_app(runs[0], token="t" * 24, tensorboard=False).test_client()
     assert remote.post(f"/tensorboard/{runs[1]}", headers={"Authorization": "Bearer " + "t" * 24}).status_code == 403
+
+
+def test_a_run_is_recognised_without_walking_the_tree(runs: tuple[Path, str]) -> None:
+    from rewardlab.review.runs import discover_runs, is_run
+
+    root = RunsRoot(runs[0])
+    found, _ = discover_runs(root)
+    assert runs[1] in found and all(is_run(root, r) for r in found)
+    for not_a_run in ("mujoco", f"{runs[1]}/rewards", f"{runs[1]}/rewards/v0", f"{runs[1]}/.hydra", "escape", "up/runs", "", "a/../b"):
+        assert not is_run(root, not_a_run), not_a_run

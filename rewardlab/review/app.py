@@ -65,10 +65,11 @@ from rewardlab.review.runs import (
     Version,
     discover_runs,
     integer,
+    is_run,
     load_run,
     num,
 )
-from rewardlab.review.safefs import Refused, RunsRoot, split_rel
+from rewardlab.review.safefs import Refused, RunsRoot
 from rewardlab.review.store import append_review
 from rewardlab.review.tensorboard import TensorBoards
 
@@ -314,11 +315,7 @@ def create_app(
         return render_template("error.html", code=exc.code, name=exc.name, description=exc.description, root=root.path), exc.code or 500
 
     def run_id_of(run_id: str) -> str:
-        try:
-            split_rel(run_id)
-        except Refused:
-            abort(404, "no such run")
-        if run_id not in discover_runs(root)[0]:
+        if not is_run(root, run_id):
             abort(404, "no such run")
         return run_id
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from rewardlab.review.safefs import Refusal, Refused, RunsRoot, shown_name, utf8_name
+from rewardlab.review.safefs import Refusal, Refused, RunsRoot, shown_name, split_rel, utf8_name
 from rewardlab.review.store import REVIEWS, parse_reviews
 from rewardlab.search.stats import wilson_interval
 
@@ -119,6 +119,27 @@ def discover_runs(root: RunsRoot) -> tuple[list[str], list[Refusal]]:
             elif stat.S_ISDIR(mode):
                 stack.append(([*parts, name], depth + 1))
     return sorted(found), sorted(refused, key=lambda r: r.path)
+
+
+def is_run(root: RunsRoot, run_id: str) -> bool:
+    """``run_id`` names a run folder :func:`discover_runs` would list (without walking the
+    whole tree): plain visible components, no link on the way, no run folder above it."""
+    try:
+        parts = split_rel(run_id)
+    except Refused:
+        return False
+    if len(parts) > MAX_DEPTH or any(p.startswith(".") for p in parts):
+        return False
+    try:
+        for i in range(len(parts)):
+            entries = dict(root.entries(parts[:i]))
+            if i and _is_run_dir(entries):
+                return False  # inside another run
+            if not stat.S_ISDIR(entries.get(parts[i], 0)):
+                return False
+        return _is_run_dir(dict(root.entries(parts)))
+    except (Refused, OSError):
+        return False
 
 
 # --------------------------------------------------------------------------- reading one run
