@@ -183,6 +183,9 @@ def line_chart(
     else:
         y0, y1 = yt[0], yt[-1]
     chart.x0, chart.x1, chart.y0, chart.y1 = x0, x1, y0, y1
+    ylabels = distinct_labels(yt)
+    chart.left = max(LEFT, 12 + round(6.6 * max(len(label) for label in ylabels)))  # room for the longest label
+    chart.plot_w = chart.width - chart.left - RIGHT
 
     def sx(x: float) -> float:
         return round(chart.left + (x - x0) / (x1 - x0) * chart.plot_w, 1)
@@ -191,7 +194,7 @@ def line_chart(
         return round(chart.top + (1 - (y - y0) / (y1 - y0)) * chart.plot_h, 1)
 
     chart.xticks = [(sx(t), x_format(t)) for t in xt]
-    chart.yticks = [(sy(t), label) for t, label in zip(yt, distinct_labels(yt), strict=True)]
+    chart.yticks = [(sy(t), label) for t, label in zip(yt, ylabels, strict=True)]
     for i, (s, pts) in enumerate(kept):
         color = s.color or PALETTE[i % len(PALETTE)]
         coords = [(sx(x), sy(y)) for x, y in pts]
