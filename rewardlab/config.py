@@ -149,8 +149,8 @@ class GateConfig:
     seed: int = 0
     """First reset seed of the reference rollouts."""
     steps: int = 200
-    """Longest reference rollout without demonstrations (tasks with demonstrations use the
-    experts' time to success plus ``settle_steps``)."""
+    """Longest reference rollout without demonstrations (on tasks with demonstrations every
+    rollout runs the task's whole episode)."""
     episodes: int = 4
     """Random-policy rollouts."""
     zero_episodes: int = 1
@@ -160,8 +160,6 @@ class GateConfig:
     perturb_std: float = 0.3
     demos: int = 6
     """Successful scripted-expert demonstrations (tasks with a scripted policy)."""
-    settle_steps: int = 20
-    """Steps every demonstration-task rollout runs past the slowest expert's first success."""
     noisy_demos: int = 6
     """Expert rollouts with action noise (std ``noise_std``); those that fail count as failures."""
     noise_std: float = 1.0

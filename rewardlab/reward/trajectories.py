@@ -2,7 +2,10 @@
 
 Rollouts of a task's real environment are run by trusted code (this process); what is recorded
 per step is MuJoCo's integration state (``mj_getState`` with ``mjSTATE_INTEGRATION``: time,
-qpos, qvel, actuator activations, mocap poses, ...), the observation and the action. An
+qpos, qvel, actuator activations, mocap poses, ...), the observation, the action *as executed*
+(clipped to the action space's bounds, as the environments clip it: MetaWorld's scripted
+experts ask for actions up to ~15, which a reward program must not be shown) and the
+environment's own reward. An
 untrusted reward program is then evaluated on those states **only** in the memory-, CPU- and
 time-limited child process of :mod:`rewardlab.reward.smoke` (the same one the spine's smoke
 check uses): the child makes the task's environment, resets it with each rollout's reset seed
@@ -48,7 +51,7 @@ from rewardlab.tasks.registry import TaskSpec
 STATE_SPEC = int(mujoco.mjtState.mjSTATE_INTEGRATION)
 """What is recorded per step: everything ``mj_step`` integrates (restoring it reproduces the
 simulator's state)."""
-FORMAT = 1
+FORMAT = 2
 """Version of the ``.npz`` layout written by :func:`save_rollouts`."""
 
 Policy = Callable[[np.ndarray, int], Any]
@@ -75,6 +78,9 @@ class Rollout:
     """``(T, A)``."""
     successes: np.ndarray
     """``(T,)`` the task's success metric after each step (latched within the episode)."""
+    rewards: np.ndarray
+    """``(T,)`` the environment's own reward of each step (the benchmark's expert reward when
+    the env was made without a program)."""
 
     @property
     def length(self) -> int:
@@ -126,7 +132,8 @@ def record_rollout(
     Args:
         env: The task's environment from :func:`rewardlab.wrappers.make_env` (its
             ``info["success"]`` is recorded; without it, success is ``False``).
-        policy: ``policy(observation, step) -> action``.
+        policy: ``policy(observation, step) -> action`` (clipped to a ``Box`` action space's
+            bounds before it is executed and recorded).
         seed: Reset seed (recorded: the evaluation child resets with it).
         steps: At most this many steps; the episode also ends when the env terminates or
             truncates it.
@@ -134,14 +141,19 @@ def record_rollout(
         stop_after_success: Stop this many steps after the first success (``None``: never).
     """
     obs, _ = env.reset(seed=seed)
-    states, observations, actions, successes = [], [], [], []
+    space = env.action_space
+    bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
+    states, observations, actions, successes, rewards = [], [], [], [], []
     left: int | None = None
     for t in range(steps):
         action = np.asarray(policy(obs, t), dtype=np.float32)
-        obs, _, terminated, truncated, info = env.step(action)
+        if bounds is not None:  # what the env executes (and what a trained policy can send)
+            action = np.clip(action, bounds[0], bounds[1]).astype(np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
         states.append(capture_state(env))
         observations.append(np.asarray(obs, dtype=np.float64).ravel())
         actions.append(action.ravel())
+        rewards.append(float(reward))
         success = bool(info.get("success", False))
         successes.append(success)
         if left is not None:
@@ -154,6 +166,7 @@ def record_rollout(
         kind=kind, seed=int(seed), states=np.array(states, dtype=np.float64),
         observations=np.array(observations, dtype=np.float64),
         actions=np.array(actions, dtype=np.float32), successes=np.array(successes, dtype=bool),
+        rewards=np.array(rewards, dtype=np.float64),
     )  # fmt: skip
 
 
@@ -173,6 +186,7 @@ def save_rollouts(path: Path, rollouts: Sequence[Rollout]) -> Path:
             observations=np.concatenate([r.observations for r in rollouts]),
             actions=np.concatenate([r.actions for r in rollouts]),
             successes=np.concatenate([r.successes for r in rollouts]),
+            rewards=np.concatenate([r.rewards for r in rollouts]),
         )  # fmt: skip
     os.replace(tmp, path)
     return path
@@ -184,7 +198,7 @@ def load_rollouts(path: Path | str) -> list[Rollout]:
         if int(data["format"]) != FORMAT or int(data["spec"]) != STATE_SPEC:
             raise ValueError(f"{path}: rollouts of another format ({int(data['format'])}) or state spec")
         off = data["offsets"]
-        arrays = {k: data[k] for k in ("states", "observations", "actions", "successes")}
+        arrays = {k: data[k] for k in ("states", "observations", "actions", "successes", "rewards")}
         return [
             Rollout(kind=str(kind), seed=int(seed), **{k: v[off[i] : off[i + 1]] for k, v in arrays.items()})
             for i, (kind, seed) in enumerate(zip(data["kinds"], data["seeds"], strict=True))

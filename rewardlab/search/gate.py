@@ -9,17 +9,27 @@ a. the spine's **static and smoke checks** pass (:func:`rewardlab.reward.check.c
 b. it is **finite and well-scaled** on the task's reference rollouts
    (:mod:`rewardlab.search.rollouts`: random, zero-action and perturbed rollouts, plus
    scripted-expert demonstrations, noisy and truncated demonstrations where the task has an
-   expert): every call returns a finite number, the largest per-step ``|r|`` is at most
-   ``gate.max_abs`` and at least ``gate.min_abs`` (not ~0 everywhere);
+   expert; whole episodes, actions as the environment executes them): every call returns a
+   finite number, the largest per-step ``|r|`` is at most ``gate.max_abs`` and at least
+   ``gate.min_abs`` (not ~0 everywhere);
 c. the **total varies** over those states (a constant reward is rejected; a constant named
    component is a warning);
-d. where demonstrations exist, it **ranks successful demonstrations above failed rollouts**:
-   the ranking accuracy (the fraction of (successful demo, failed rollout) pairs, all of equal
-   length, whose returns are ordered right; ties count half) must reach
-   ``gate.min_ranking_accuracy``. Also reported: the accuracy against each kind of failure and
-   the *progress order* (mean Spearman correlation of per-step reward with time along each
-   demonstration up to its success; a warning when negative, never a rejection, since rewards
-   paying progress *increments* need not rise).
+d. where demonstrations exist, it **prefers doing the task** (CARD's trajectory preference,
+   :func:`preference`): the fraction of (successful demonstration, failed rollout) pairs whose
+   whole-episode returns are ordered right (ties count half) must reach
+   ``gate.min_ranking_accuracy``. Returns are compared on the same states with a neutral
+   (zero) action at every step, so that a ``-w * norm(action)`` term does not punish the
+   scripted experts' full-effort actions (which a trained policy need not copy), and over
+   whole episodes, so that the time a successful policy holds the goal counts as it does in
+   training. Also reported: the preference with the actions as executed and discounted, per
+   kind of failure, the probability that a state after success outscores a failed rollout's
+   state, and the *progress order* (mean Spearman correlation of per-step reward with time
+   along each demonstration up to its success; a warning when negative, never a rejection,
+   since rewards paying progress *increments* need not rise).
+
+Every check's verdict is in ``stats["checks"]`` (``pass``, ``warn``, ``reject``, ``skip``).
+The thresholds are measured against training outcomes in ``experiments/gate_calibration``
+(README: false rejections and false acceptances per check).
 
 The program runs on the recorded states only inside the limited child
 (:func:`rewardlab.reward.trajectories.evaluate_on_rollouts`); the rollouts themselves are
@@ -41,12 +51,13 @@ import numpy as np
 
 from rewardlab.config import GateConfig
 from rewardlab.reward.check import CheckReport, check_program
-from rewardlab.reward.trajectories import TrajectoryEvaluation, evaluate_on_rollouts
+from rewardlab.reward.trajectories import Rollout, TrajectoryEvaluation, evaluate_on_rollouts
 from rewardlab.search.rollouts import DEMO_KIND, REPLAYABLE, ReferenceRollouts, reference_rollouts
 from rewardlab.tasks.registry import TaskSpec
 
 __all__ = [
-    "GATE_NAME", "GateReport", "evaluate_on_rollouts", "gate", "gate_settings", "remember_check",
+    "GATE_NAME", "GateReport", "benchmark_evaluation", "evaluate_on_rollouts", "gate", "gate_benchmark_reward",
+    "gate_settings", "judge", "preference", "remember_check",
 ]  # fmt: skip
 
 GATE_NAME = "preflight"
@@ -162,15 +173,21 @@ class GateReport:
             lines.append(f"component `{name}`: min {comp['min']:.4g}, mean {comp['mean']:.4g}, max {comp['max']:.4g}")
         returns = self.stats.get("returns")
         if returns:
-            lines.append("mean return per rollout kind: " + ", ".join(f"{k} {v:.4g}" for k, v in returns.items()))
-        ranking = self.stats.get("ranking")
+            lines.append("mean return per rollout kind (actions as executed): "
+                         + ", ".join(f"{k} {v:.4g}" for k, v in returns.items()))  # fmt: skip
+        pref = self.stats.get("preference") or {}
+        traj = pref.get("trajectory")
         rejected_for_ranking = any(f.startswith("ranking accuracy") for f in self.findings)
-        if self.ranking_accuracy is not None and ranking and not rejected_for_ranking:
-            per = ", ".join(f"vs {k} {v:.2f}" for k, v in ranking.get("by_kind", {}).items())
+        if traj and not rejected_for_ranking:
+            per = ", ".join(f"vs {k} {v:.2f}" for k, v in pref.get("by_kind", {}).items())
             lines.append(
-                f"ranking accuracy {self.ranking_accuracy:.2f}: successful demonstrations outscored failed "
-                f"rollouts in {self.ranking_accuracy:.0%} of {ranking['pairs']} pairs ({per})"
-            )
+                f"ranking accuracy {traj['neutral']:.2f} (CARD's trajectory preference): over whole episodes, successful "
+                f"demonstrations outscored failed rollouts in {traj['neutral']:.0%} of {pref['pairs']} pairs ({per}; "
+                f"states compared with neutral actions; {traj['recorded']:.2f} with the actions as executed)"
+            )  # fmt: skip
+        if pref.get("success_states") is not None:
+            lines.append(f"success states {pref['success_states']:.2f}: probability that a state of a demonstration after "
+                         "its success outscores a state of a failed rollout")  # fmt: skip
         if self.progress_order is not None:
             lines.append(
                 f"progress order {self.progress_order:+.2f}: Spearman correlation of per-step reward with "
@@ -192,55 +209,109 @@ def _constant(values: np.ndarray, tol: float) -> bool:
     return float(values.max() - values.min()) <= tol * max(1.0, abs(float(values.mean())))
 
 
-def _ranking(ref: ReferenceRollouts, returns: list[float]) -> tuple[float | None, dict[str, Any]]:
-    good = [i for i, r in enumerate(ref.rollouts) if r.kind == DEMO_KIND]
-    bad = [i for i, r in enumerate(ref.rollouts) if r.kind != DEMO_KIND and not r.success]
-    if not good or not bad:
-        return None, {"pairs": 0}
-    score: dict[str, list[float]] = {}
-    for i in good:
-        for j in bad:
-            a, b = returns[i], returns[j]
-            tie = abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
-            score.setdefault(ref.rollouts[j].kind, []).append(0.5 if tie else float(a > b))
-    allv = [v for vs in score.values() for v in vs]
-    return float(np.mean(allv)), {
-        "pairs": len(allv), "successful": len(good), "failed": len(bad),
-        "by_kind": {k: float(np.mean(v)) for k, v in score.items()},
-    }  # fmt: skip
+def _tied(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
 
 
-def _progress_order(ref: ReferenceRollouts, ev: TrajectoryEvaluation) -> float | None:
+def _pair_accuracy(good: list[float], bad: list[float]) -> float:
+    """Fraction of (good, bad) pairs with ``good > bad``; ties count half."""
+    scores = [0.5 if _tied(a, b) else float(a > b) for a in good for b in bad]
+    return float(np.mean(scores))
+
+
+def _auc(good: np.ndarray, bad: np.ndarray) -> float:
+    """P(a value drawn from ``good`` > one drawn from ``bad``), ties half (Mann-Whitney)."""
+    from scipy.stats import rankdata
+
+    both = np.concatenate([good, bad])
+    scale = max(1.0, float(np.abs(both).max()))
+    ranks = rankdata(np.round(both / scale, 9))  # values equal to 1e-9 relative are ties
+    return float((ranks[: len(good)].sum() - len(good) * (len(good) + 1) / 2) / (len(good) * len(bad)))
+
+
+def _discounted(r: np.ndarray, gamma: float) -> float:
+    return float(np.sum(r * gamma ** np.arange(len(r))))
+
+
+def _spearman_to_success(rollout: Rollout, rewards: np.ndarray) -> float | None:
     from scipy.stats import spearmanr
 
-    values = []
-    for rollout, rewards in zip(ref.rollouts, ev.rewards, strict=True):
-        first = rollout.first_success
-        if rollout.kind != DEMO_KIND or first is None or first < 2:
-            continue
-        r = rewards[: first + 1]
-        if np.ptp(r) <= 0:
-            values.append(0.0)
-            continue
-        rho = spearmanr(np.arange(len(r)), r).statistic
-        if rho is not None and math.isfinite(float(rho)):
-            values.append(float(rho))
-    return float(np.mean(values)) if values else None
+    first = rollout.first_success
+    if first is None or first < 2:
+        return None
+    r = rewards[: first + 1]
+    if np.ptp(r) <= 0:
+        return 0.0
+    rho = spearmanr(np.arange(len(r)), r).statistic
+    return float(rho) if rho is not None and math.isfinite(float(rho)) else None
+
+
+def preference(ref: ReferenceRollouts, rewards: list[np.ndarray], neutral: list[np.ndarray]) -> dict[str, Any]:
+    """How the reward orders the task's demonstrations against its failures (demonstration
+    tasks only), read in several ways; which of them the gate acts on, and at what threshold,
+    is :func:`judge`'s business (calibrated in ``experiments/gate_calibration``).
+
+    ``rewards`` and ``neutral`` hold the per-step rewards of ``ref.rollouts`` as recorded and of
+    their neutral-action copies. Returned (``None`` where undefined):
+
+    * ``trajectory``: CARD's trajectory preference: the fraction of (successful demonstration,
+      failed rollout) pairs whose whole-episode returns are ordered right (ties half), on the
+      neutral-action copies (``neutral``), with the actions as executed (``recorded``), and
+      with discounted returns (``gamma`` 0.99) from the first step (``discounted``); also per
+      kind of failure (``by_kind``, neutral);
+    * ``success_states``: the probability that a state of a demonstration at or after its
+      success outscores a state of a failed rollout (per step, neutral actions): does the
+      reward pay more for the task being done than for anything the failures do;
+    * ``progress_order``: mean Spearman correlation of the per-step reward (neutral) with time
+      along the demonstrations up to success (positive: the reward rises as the expert
+      progresses);
+    * ``pairs``, ``successful``, ``failed``: the counts behind them.
+    """
+    plain = ref.rollouts
+    good = [i for i, r in enumerate(plain) if r.kind == DEMO_KIND]
+    bad = [i for i, r in enumerate(plain) if r.kind != DEMO_KIND and not r.success]
+    out: dict[str, Any] = {"successful": len(good), "failed": len(bad), "pairs": len(good) * len(bad)}
+    if not good or not bad:
+        return out
+    totals = {"neutral": [float(r.sum()) for r in neutral], "recorded": [float(r.sum()) for r in rewards],
+              "discounted": [_discounted(r, 0.99) for r in neutral]}  # fmt: skip
+    out["trajectory"] = {k: _pair_accuracy([v[i] for i in good], [v[j] for j in bad]) for k, v in totals.items()}
+    kinds = sorted({plain[j].kind for j in bad})
+    out["by_kind"] = {
+        k: _pair_accuracy([totals["neutral"][i] for i in good], [totals["neutral"][j] for j in bad if plain[j].kind == k])
+        for k in kinds
+    }  # fmt: skip
+    done = np.concatenate([neutral[i][int(plain[i].first_success or 0) :] for i in good])
+    failed = np.concatenate([neutral[j] for j in bad])
+    out["success_states"] = _auc(done, failed)
+    orders = [rho for i in good if (rho := _spearman_to_success(plain[i], neutral[i])) is not None]
+    out["progress_order"] = float(np.mean(orders)) if orders else None
+    out["returns"] = {
+        "demo": float(np.mean([totals["neutral"][i] for i in good])),
+        **{k: float(np.mean([totals["neutral"][j] for j in bad if plain[j].kind == k])) for k in kinds},
+    }  # fmt: skip
+    return out
 
 
 def judge(ref: ReferenceRollouts, ev: TrajectoryEvaluation, s: GateConfig) -> GateReport:
-    """The verdict of checks (b)-(d) from a program's outputs on the reference rollouts."""
+    """The verdict of checks (b)-(d) from a program's outputs on the reference rollouts
+    (``ev`` holds one row per rollout of the evaluation file: as recorded, then neutral)."""
     findings = [str(f) for f in ev.findings]
     warnings = list(ref.notes if not ref.has_demos else [])
+    checks: dict[str, str] = {}
     stats: dict[str, Any] = {"rollouts": {"count": len(ref.rollouts), "states": sum(r.length for r in ref.rollouts),
-                                          "kinds": ref.kinds(), "length": ref.length, "notes": ref.notes}}  # fmt: skip
+                                          "kinds": ref.kinds(), "length": ref.length, "notes": ref.notes},
+                             "checks": checks}  # fmt: skip
     if findings or not ev.rewards:
+        checks["finite"] = "reject"
         return GateReport(False, findings or ["the program returned nothing on the reference states"], warnings, stats)
-    every = np.concatenate(ev.rewards)
+    checks["finite"] = "pass"
+    rewards, neutral = ref.split(ev.rewards)
+    every = np.concatenate(rewards)
     stats["reward"] = _summary(every)
     stats["components"] = {}
     for name, per in ev.components.items():
-        values = np.concatenate(per)
+        values = np.concatenate(ref.split(per)[0])
         values = values[np.isfinite(values)]
         if len(values) == 0:
             continue
@@ -249,42 +320,63 @@ def judge(ref: ReferenceRollouts, ev: TrajectoryEvaluation, s: GateConfig) -> Ga
             warnings.append(f"component `{name}` is constant ({values[0]:.4g}) on all {len(values)} reference states: "
                             "it tells states apart only through episode length (early termination); "
                             "if it should shape behaviour, rewrite it so it varies, else drop it")  # fmt: skip
-    peak = float(np.abs(every).max())
+    peak = float(np.abs(np.concatenate([every, *neutral])).max())
+    checks["scale"] = "pass"
     if peak > s.max_abs:
-        worst = max(range(len(ev.rewards)), key=lambda i: float(np.abs(ev.rewards[i]).max()))
+        worst = max(range(len(rewards)), key=lambda i: float(np.abs(rewards[i]).max()))
         findings.append(f"badly scaled: per-step |reward| reaches {peak:.3g} (on a {ref.rollouts[worst].kind} rollout); "
                         f"keep it within {s.max_abs:g}")  # fmt: skip
+        checks["scale"] = "reject"
     elif peak < s.min_abs:
         findings.append(f"the reward is ~0 everywhere: per-step |reward| at most {peak:.3g} on all {len(every)} "
                         "reference states; scale it up")  # fmt: skip
-    elif _constant(every, s.constant_tol):
+        checks["scale"] = "reject"
+    checks["constant"] = "pass"
+    if _constant(every, s.constant_tol):
         findings.append(f"the reward is constant ({every[0]:.4g}) on all {len(every)} reference states "
                         f"({_kinds(ref.kinds())} rollouts): it gives no learning signal")  # fmt: skip
-    returns = [float(r.sum()) for r in ev.rewards]
-    by_kind: dict[str, list[float]] = {}
-    for rollout, ret in zip(ref.rollouts, returns, strict=True):
-        by_kind.setdefault(rollout.kind, []).append(ret)
-    stats["returns"] = {k: float(np.mean(v)) for k, v in by_kind.items()}
-    ranking: dict[str, Any] = {"pairs": 0}
+        checks["constant"] = "reject"
+    stats["returns"] = {}
+    for rollout, r in zip(ref.rollouts, rewards, strict=True):
+        stats["returns"].setdefault(rollout.kind, []).append(float(r.sum()))
+    stats["returns"] = {k: float(np.mean(v)) for k, v in stats["returns"].items()}
     accuracy: float | None = None
+    order: float | None = None
     if ref.has_demos:
-        accuracy, ranking = _ranking(ref, returns)
-    order = _progress_order(ref, ev) if ref.has_demos else None
-    stats["ranking"] = ranking
-    stats["progress_order"] = order
-    if accuracy is not None and accuracy < s.min_ranking_accuracy:
-        per_kind = ", ".join(f"{v:.2f} vs {k}" for k, v in ranking["by_kind"].items())
-        findings.append(
-            f"ranking accuracy {accuracy:.2f} < {s.min_ranking_accuracy:.2f}: successful demonstrations outscore "
-            f"failed rollouts in only {accuracy:.0%} of {ranking['pairs']} pairs ({per_kind}); the reward does not "
-            "prefer doing the task"
-        )
-    if order is not None and order < 0:
-        warnings.append(f"the reward falls as the expert progresses (progress order {order:+.2f}): check the signs "
-                        "of distance terms")  # fmt: skip
-    if ref.has_demos and accuracy is None:
-        warnings.append("no failed rollout to rank the demonstrations against")
+        pref = preference(ref, rewards, neutral)
+        stats["preference"] = pref
+        traj = pref.get("trajectory")
+        if traj is None:
+            warnings.append("no failed rollout to rank the demonstrations against")
+        else:
+            accuracy = float(traj["neutral"])
+            order = pref["progress_order"]
+            checks["preference"] = "pass"
+            if checks["constant"] == "pass" and accuracy < s.min_ranking_accuracy:
+                per_kind = ", ".join(f"{v:.2f} vs {k}" for k, v in pref["by_kind"].items())
+                findings.append(
+                    f"ranking accuracy {accuracy:.2f} < {s.min_ranking_accuracy:.2f} (CARD's trajectory preference): over "
+                    "whole episodes, successful "
+                    f"demonstrations outscore failed rollouts in only {accuracy:.0%} of {pref['pairs']} pairs "
+                    f"({per_kind}; states compared with neutral actions); the reward does not prefer doing the task"
+                )  # fmt: skip
+                checks["preference"] = "reject"
+            if order is not None and order < 0:
+                warnings.append(f"the reward falls as the expert progresses (progress order {order:+.2f}): check the "
+                                "signs of distance terms")  # fmt: skip
+                checks["progress"] = "warn"
+            else:
+                checks["progress"] = "pass"
     return GateReport(not findings, findings, warnings, stats, ranking_accuracy=accuracy, progress_order=order)
+
+
+def benchmark_evaluation(ref: ReferenceRollouts) -> TrajectoryEvaluation:
+    """The task's own (expert) reward on its reference rollouts, as the environment returned it
+    when they were recorded (trusted values, no program runs). The neutral-action copies get the
+    same values: the benchmark's reward cannot be re-run with other actions, and MetaWorld's
+    ``v2`` rewards read the state, not the action."""
+    values = [np.asarray(r.rewards, dtype=np.float64) for r in ref.rollouts]
+    return TrajectoryEvaluation(rewards=values + [v.copy() for v in values], stats={"elapsed_s": 0.0})
 
 
 def gate(task: TaskSpec, source: str, cfg: Any) -> GateReport:
@@ -336,6 +428,21 @@ def gate(task: TaskSpec, source: str, cfg: Any) -> GateReport:
             verdict.stats["timing"] = {"evaluate_s": ev.stats.get("elapsed_s"), "record_s": ref.record_s,
                                        "rollouts_file": str(Path(ref.path).name)}  # fmt: skip
             verdict.stats["eval"] = {k: ev.stats.get(k) for k in ("states", "calls_ok", "calls_failed", "mean_call_us")}
+    verdict.stats.setdefault("checks", {})["check"] = "pass" if report.ok else "reject"
     verdict.stats.setdefault("timing", {})["gate_s"] = round(time.monotonic() - started, 3)
     _VERDICTS[key] = verdict
+    return verdict
+
+
+def gate_benchmark_reward(task: TaskSpec, cfg: Any) -> GateReport:
+    """The gate's checks (b)-(d) on the task's own dense reward (``reward_file=env``), read
+    from the values the environment returned on the reference rollouts (trusted code: there is
+    no program to vet). Same settings and verdict as :func:`gate`."""
+    settings, cache_dir = gate_settings(cfg)
+    if task.benchmark not in REPLAYABLE:
+        return GateReport(True, [], [f"trajectory checks skipped: {task.benchmark} states cannot be replayed"],
+                          {"checks": {"check": "skip"}})  # fmt: skip
+    ref = reference_rollouts(task, settings, cache_dir)
+    verdict = judge(ref, benchmark_evaluation(ref), settings)
+    verdict.stats["checks"]["check"] = "skip"
     return verdict

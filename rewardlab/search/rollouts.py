@@ -17,10 +17,17 @@ Tasks with a scripted expert (MetaWorld: ``metaworld.policies``, via
 * ``truncated_demo``: the expert for ``gate.truncate_at`` of its time to success, then zero
   actions (near misses; kept when they did not succeed).
 
-There all rollouts have the same length ``L`` (the slowest expert's first success plus
-``gate.settle_steps``, at most the horizon), so their returns compare fairly. Without a scripted
-expert (the MuJoCo locomotion tasks) rollouts run up to ``gate.steps`` steps or until the env
-ends the episode, and the gate checks finiteness, scale and variation only.
+There every rollout runs the task's whole episode (``task.horizon`` steps; the expert goes on
+acting after its success, as a trained policy would), so returns compare like with like: equal
+lengths, and success held as long as training would hold it. Without a scripted expert (the
+MuJoCo locomotion tasks) rollouts run up to ``gate.steps`` steps or until the env ends the
+episode, and the gate checks finiteness, scale and variation only.
+
+Actions are recorded as the environment executes them (clipped to the action space), with the
+environment's own reward of each step. The evaluation file also holds a **neutral-action copy**
+of every rollout (the same states, every action zero): a reward's preference between states is
+read there, so that a ``-w * norm(action)`` term does not punish the scripted expert's
+full-effort actions that a trained policy need not copy.
 
 The rollouts are kept per process and written to ``gate.cache_dir`` (``.npz``, keyed by the task,
 these settings and the simulator versions), which is also the file the evaluation child reads.
@@ -35,7 +42,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -47,9 +54,11 @@ from rewardlab.tasks.registry import TaskSpec
 
 DEMO_KIND = "demo"
 """Kind of the successful expert rollouts (the "successful" side of the ranking)."""
+NEUTRAL = "neutral/"
+"""Kind prefix of the neutral-action copies of the rollouts in the evaluation file."""
 ROLLOUT_FIELDS = (
     "seed", "steps", "episodes", "zero_episodes", "perturbed_episodes", "perturb_std", "demos",
-    "settle_steps", "noisy_demos", "noise_std", "truncate_at",
+    "noisy_demos", "noise_std", "truncate_at",
 )  # fmt: skip
 """The gate settings that shape the rollouts (and their cache key)."""
 
@@ -58,7 +67,8 @@ ROLLOUT_FIELDS = (
 class ReferenceRollouts:
     """A task's reference rollouts (see the module docstring)."""
 
-    rollouts: list[Rollout]
+    recorded: list[Rollout]
+    """Every rollout in the evaluation file: the rollouts, then their neutral-action copies."""
     path: Path
     """The ``.npz`` the evaluation child reads."""
     has_demos: bool
@@ -70,8 +80,27 @@ class ReferenceRollouts:
     record_s: float = 0.0
     """Time it took to record them (0 when loaded from the disk cache)."""
 
+    @property
+    def rollouts(self) -> list[Rollout]:
+        """The rollouts as recorded (actions as executed)."""
+        return [r for r in self.recorded if not r.kind.startswith(NEUTRAL)]
+
+    @property
+    def neutral(self) -> list[Rollout]:
+        """The same rollouts with every action replaced by the neutral one (in the same order)."""
+        return [r for r in self.recorded if r.kind.startswith(NEUTRAL)]
+
+    def split(self, per_rollout: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Values given per rollout of the evaluation file (in its order) -> ``(for the rollouts
+        as recorded, for their neutral-action copies)``."""
+        if len(per_rollout) != len(self.recorded):
+            raise ValueError(f"{len(per_rollout)} values for {len(self.recorded)} rollouts")
+        plain = [v for v, r in zip(per_rollout, self.recorded, strict=True) if not r.kind.startswith(NEUTRAL)]
+        neutral = [v for v, r in zip(per_rollout, self.recorded, strict=True) if r.kind.startswith(NEUTRAL)]
+        return plain, neutral
+
     def kinds(self) -> dict[str, int]:
-        """Number of rollouts of each kind."""
+        """Number of rollouts of each kind (as recorded)."""
         out: dict[str, int] = {}
         for r in self.rollouts:
             out[r.kind] = out.get(r.kind, 0) + 1
@@ -100,7 +129,7 @@ def cache_key(task: TaskSpec, settings: Any) -> str:
     """Content hash of what determines the rollouts: task, rollout settings, versions."""
     payload = {
         "task": task.to_dict(), "settings": {k: getattr(settings, k) for k in ROLLOUT_FIELDS},
-        "versions": _versions(), "format": 1,
+        "versions": _versions(), "format": 2,
     }  # fmt: skip
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -131,7 +160,8 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
     """Record the reference rollouts of ``task`` (uncached; see the module docstring).
 
     Returns:
-        ``(rollouts, has_demos, common length or None, notes)``.
+        ``(rollouts, has_demos, common length or None, notes)``; ``rollouts`` ends with the
+        neutral-action copy of every rollout (:func:`with_neutral_actions`).
     """
     from rewardlab.wrappers import make_env
 
@@ -140,39 +170,37 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
     try:
         space: Any = env.action_space
         low, high = np.asarray(space.low, dtype=np.float32), np.asarray(space.high, dtype=np.float32)
-        zero = np.clip(np.zeros(space.shape, dtype=np.float32), low, high)
+        zero = neutral_action(space)
         rollouts: list[Rollout] = []
         notes: list[str] = []
         expert = _expert(task)
         length: int | None = None
         horizon = int(task.horizon)
         if expert is not None and s.demos > 0:
-            probes: list[Rollout] = []
+            demos: list[Rollout] = []
             for i in range(3 * int(s.demos)):
-                if len(probes) == int(s.demos):
+                if len(demos) == int(s.demos):
                     break
-                probe = record_rollout(env, lambda o, t: _expert_action(expert, o), seed=int(s.seed) + i,
-                                       steps=horizon, kind=DEMO_KIND, stop_after_success=0)  # fmt: skip
-                if probe.success:
-                    probes.append(probe)
-            if probes:
-                firsts = [int(p.first_success or 0) for p in probes]
-                length = min(horizon, max(firsts) + 1 + int(s.settle_steps))
-                for probe, first in zip(probes, firsts, strict=True):
-                    seed = probe.seed
-                    rollouts.append(record_rollout(env, lambda o, t: _expert_action(expert, o), seed=seed,
-                                                   steps=length, kind=DEMO_KIND))  # fmt: skip
+                demo = record_rollout(env, lambda o, t: _expert_action(expert, o), seed=int(s.seed) + i,
+                                      steps=horizon, kind=DEMO_KIND)  # fmt: skip
+                if demo.success:
+                    demos.append(demo)
+            if demos:
+                length = min(d.length for d in demos)
+                firsts = [int(d.first_success or 0) for d in demos]
+                for demo, first in zip(demos, firsts, strict=True):
+                    rollouts.append(demo)
                     cut = int(float(s.truncate_at) * first)
 
                     def stop_early(o: np.ndarray, t: int, cut: int = cut) -> np.ndarray:
                         return _expert_action(expert, o) if t < cut else zero
 
-                    truncated = record_rollout(env, stop_early, seed=seed, steps=length, kind="truncated_demo")
+                    truncated = record_rollout(env, stop_early, seed=demo.seed, steps=length, kind="truncated_demo")
                     if not truncated.success:
                         rollouts.append(truncated)
                 rng = np.random.default_rng(int(s.seed))
                 for j in range(int(s.noisy_demos)):
-                    seed = probes[j % len(probes)].seed
+                    seed = demos[j % len(demos)].seed
 
                     def noisy(o: np.ndarray, t: int) -> np.ndarray:
                         a = _expert_action(expert, o) + rng.normal(0.0, float(s.noise_std), size=zero.shape)
@@ -182,13 +210,14 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
                     if not rollout.success:
                         rollouts.append(rollout)
                 notes.append(
-                    f"{len(probes)} successful scripted-expert demonstrations (first success at steps "
-                    f"{min(firsts)}-{max(firsts)}); every rollout {length} steps"
+                    f"{len(demos)} successful scripted-expert demonstrations (first success at steps "
+                    f"{min(firsts)}-{max(firsts)}, then the expert goes on acting); every rollout {length} steps "
+                    "(the task's episode), actions clipped to the action space as the environment executes them"
                 )
             else:
                 notes.append(f"the scripted expert succeeded in none of {3 * int(s.demos)} tries: no demonstrations")
         elif expert is None:
-            notes.append("no scripted expert for this task: no demonstrations, so no ranking check; "
+            notes.append("no scripted expert for this task: no demonstrations, so no preference check; "
                          "states from random, zero-action and perturbed zero-action rollouts")  # fmt: skip
         steps = length if length is not None else min(horizon, int(s.steps))
         base = int(s.seed) + 1000
@@ -206,7 +235,24 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
     finally:
         env.close()
     rollouts = [r for r in rollouts if r.length > 0]
-    return rollouts, any(r.kind == DEMO_KIND for r in rollouts), length, notes
+    return rollouts + with_neutral_actions(rollouts, zero), any(r.kind == DEMO_KIND for r in rollouts), length, notes
+
+
+def neutral_action(space: Any) -> np.ndarray:
+    """The action that asks for nothing: zero, clipped into a ``Box``'s bounds."""
+    low, high = np.asarray(space.low, dtype=np.float32), np.asarray(space.high, dtype=np.float32)
+    return np.clip(np.zeros(space.shape, dtype=np.float32), low, high)
+
+
+def with_neutral_actions(rollouts: list[Rollout], action: np.ndarray) -> list[Rollout]:
+    """Copies of ``rollouts`` whose every action is ``action`` (kind prefixed with
+    :data:`NEUTRAL`): the same states, so that a reward's preference between states is measured
+    without the actions that happened to lead there (a scripted expert's full-effort actions, a
+    random policy's)."""
+    return [
+        replace(r, kind=NEUTRAL + r.kind, actions=np.broadcast_to(action, r.actions.shape).astype(np.float32))
+        for r in rollouts
+    ]
 
 
 def reference_rollouts(task: TaskSpec, settings: Any, cache_dir: str | Path | None = None) -> ReferenceRollouts:
@@ -228,7 +274,8 @@ def reference_rollouts(task: TaskSpec, settings: Any, cache_dir: str | Path | No
     if path.exists() and meta_path.exists():
         try:
             meta = json.loads(meta_path.read_text())
-            ref = ReferenceRollouts(load_rollouts(path), path, bool(meta["has_demos"]), meta["length"], list(meta["notes"]))
+            loaded = load_rollouts(path)
+            ref = ReferenceRollouts(loaded, path, bool(meta["has_demos"]), meta["length"], list(meta["notes"]))
             _MEMO[str(path)] = ref
             return ref
         except (OSError, ValueError, KeyError):

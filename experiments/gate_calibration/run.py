@@ -1,0 +1,229 @@
+"""Calibrate the pre-flight gate against training outcomes.
+
+Two steps, both resumable:
+
+1. ``train``: every program of the calibration set (:mod:`programs`) is trained with PPO
+   (``conf/algo/ppo.yaml``, 4 envs, 1 torch thread) for a fixed budget per benchmark, per seed,
+   evaluating the task's own success metric every ``--eval-freq`` steps (5 deterministic
+   episodes) and stopping once an evaluation reaches ``--stop-at`` success. Each run lives in
+   its own folder under ``--runs`` (:func:`rewardlab.training.train_once`: a finished run is
+   reused, an interrupted one resumes from its last checkpoint); every finished run is appended
+   to ``outcomes.csv`` in ``--out`` (the table of measured outcomes).
+2. ``report``: the gate is run on every program (:mod:`rewardlab.search.gate`; the expert
+   reward through :func:`rewardlab.search.gate.gate_benchmark_reward`), its verdicts and
+   per-check numbers go to ``verdicts.json``, and ``results.md`` / ``results.json`` /
+   ``calibration.png`` give, per check, rejections, false rejections (rejected, but the reward
+   reached success) and false acceptances (accepted, but the reward never reached any success),
+   with Wilson intervals, on the whole set and on the held-out half.
+
+Usage::
+
+    python experiments/gate_calibration/run.py train --jobs 2          # the trainings (~3.5 core-hours)
+    python experiments/gate_calibration/run.py evaluate                # the gate's numbers per program (cached)
+    python experiments/gate_calibration/run.py report                  # gate + tables (minutes)
+    python experiments/gate_calibration/run.py all --out experiments/gate_calibration/results
+    python experiments/gate_calibration/run.py all --tasks metaworld/drawer_close --kinds offline constant \\
+        --seeds 1 --mw-steps 4096 --eval-freq 4096 --out /tmp/gc --runs /tmp/gc/runs   # smoke run
+
+The default ``--out`` (``runs/gate_calibration/results``) never overwrites the committed results
+(``experiments/gate_calibration/results``); name that folder to rebuild them.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from programs import Program, calibration_set  # noqa: E402
+
+OUTCOME_FIELDS = (
+    "task", "kind", "digest", "seed", "budget", "timesteps", "reached", "steps_to_success",
+    "max_success", "final_success", "evals", "wall_s", "error",
+)  # fmt: skip
+
+
+def budget_of(task: str, args: argparse.Namespace) -> int:
+    """The env-step budget of a run on ``task``."""
+    return int(args.mw_steps if task.startswith("metaworld/") else args.mujoco_steps)
+
+
+def run_dir(program: Program, seed: int, args: argparse.Namespace) -> Path:
+    budget = budget_of(program.task, args)
+    return args.runs / program.task.replace("/", "_") / f"{program.kind}-{program.digest}_s{seed}_{budget}"
+
+
+def train_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one (program, seed) unless done (or failed before); returns its outcome row."""
+    import torch
+
+    from rewardlab.config import TrainConfig, algo_preset
+    from rewardlab.tasks import get_task
+    from rewardlab.training import train_once
+
+    torch.set_num_threads(1)
+    folder = Path(job["dir"])
+    failed = folder / "failed.json"
+    task = get_task(job["task"])
+    cfg = TrainConfig(
+        total_timesteps=job["budget"], n_envs=4, seed=job["seed"], eval_freq=job["eval_freq"],
+        eval_episodes=job["eval_episodes"], checkpoint_freq=job["checkpoint_freq"],
+        stop_at_success=job["stop_at"], progress_bar=False, video_episodes=0,
+    )  # fmt: skip
+    started = time.time()
+    error = ""
+    curve: list[dict[str, float]] = []
+    wall = 0.0
+    if failed.exists():
+        error = json.loads(failed.read_text())["error"]
+    else:
+        try:
+            run = train_once(task, job["source"], algo_preset("ppo"), cfg, folder)
+            curve, wall = run.curve, run.wall_s
+        except Exception as exc:  # the reward made training stop (errors, non-finite values ...)
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            folder.mkdir(parents=True, exist_ok=True)
+            failed.write_text(json.dumps({"error": error, "wall_s": time.time() - started}))
+    if error and not curve:
+        from rewardlab.rundir import read_csv
+
+        rows = read_csv(folder / "metrics.csv") if (folder / "metrics.csv").exists() else []
+        curve = [{"steps": int(r["timesteps"]), "success": float(r["success_rate"]), "progress": 0.0} for r in rows]
+        wall = float(json.loads(failed.read_text()).get("wall_s", 0.0))
+    reached = next((p["steps"] for p in curve if p["success"] >= job["stop_at"]), None)
+    return {
+        "task": job["task"], "kind": job["kind"], "digest": job["digest"], "seed": job["seed"],
+        "budget": job["budget"], "timesteps": curve[-1]["steps"] if curve else 0,
+        "reached": int(reached is not None), "steps_to_success": reached if reached is not None else "",
+        "max_success": max((p["success"] for p in curve), default=0.0),
+        "final_success": curve[-1]["success"] if curve else 0.0, "evals": len(curve),
+        "wall_s": round(wall, 1), "error": error,
+    }  # fmt: skip
+
+
+def read_outcomes(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def select(args: argparse.Namespace) -> list[Program]:
+    programs = calibration_set()
+    if args.tasks:
+        programs = [p for p in programs if p.task in args.tasks]
+    if args.kinds:
+        programs = [p for p in programs if p.kind in args.kinds]
+    return programs
+
+
+def train_all(args: argparse.Namespace) -> None:
+    """Step 1 (see the module docstring)."""
+    out = args.out / "outcomes.csv"
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = read_outcomes(out)
+    done = {(r["task"], r["kind"], r["digest"], r["seed"], r["budget"]) for r in rows}
+    # A run of a larger budget that reached success within this one, or had no success at any
+    # evaluation, is this budget's run too (same seed and program: training is identical up to
+    # the smaller budget; evaluations fall on the same steps).
+    def within(r: dict[str, str]) -> dict[str, Any] | None:
+        budget = budget_of(r["task"], args)
+        if budget >= int(r["budget"]) or (r["task"], r["kind"], r["digest"], r["seed"], str(budget)) in done:
+            return None
+        if r["reached"] == "1" and int(r["steps_to_success"]) <= budget:
+            return {**r, "budget": str(budget)}
+        if r["reached"] == "0" and float(r["max_success"]) == 0.0 and not r["error"]:
+            return {**r, "budget": str(budget), "timesteps": str(budget), "evals": str(budget // args.eval_freq)}
+        return None
+
+    reuse = [x for r in rows if (x := within(r)) is not None]
+    done |= {(r["task"], r["kind"], r["digest"], r["seed"], r["budget"]) for r in reuse}
+    programs = select(args)
+    jobs = []
+    for seed in range(args.seeds):
+        for p in programs:
+            key = (p.task, p.kind, p.digest, str(seed), str(budget_of(p.task, args)))
+            if key in done:
+                continue
+            jobs.append({
+                "task": p.task, "kind": p.kind, "digest": p.digest, "source": p.source, "seed": seed,
+                "budget": budget_of(p.task, args), "dir": str(run_dir(p, seed, args)),
+                "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes,
+                "checkpoint_freq": args.checkpoint_freq, "stop_at": args.stop_at,
+            })  # fmt: skip
+    # task by task, every program and seed of a task before the next task: an interrupted
+    # calibration leaves whole tasks measured
+    tasks = list(dict.fromkeys(p.task for p in programs))
+    order = ("expert", "offline", "t2r_dist", "t2r", "t2r_staged")
+    jobs.sort(key=lambda j: (tasks.index(j["task"]), order.index(j["kind"]) if j["kind"] in order else len(order), j["seed"]))
+    index, count = (int(x) for x in args.shard.split("/"))
+    jobs = jobs[index::count]
+    print(f"{len(jobs)} runs to train ({len(done)} already in {out})", flush=True)
+    started = time.time()
+    new = not out.exists()
+    with out.open("a", newline="") as fh, ProcessPoolExecutor(
+        max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        writer = csv.DictWriter(fh, fieldnames=OUTCOME_FIELDS)
+        if new:
+            writer.writeheader()
+        if args.shard.startswith("0/"):
+            writer.writerows(reuse)
+        futures = {pool.submit(train_one, job): job for job in jobs}
+        for i, fut in enumerate(as_completed(futures), 1):
+            row = fut.result()
+            writer.writerow(row)
+            fh.flush()
+            print(
+                f"[{i}/{len(jobs)} {time.time() - started:.0f}s] {row['task']} {row['kind']} seed {row['seed']}: "
+                f"{'success at ' + str(row['steps_to_success']) if row['reached'] else 'no success'} "
+                f"(max {row['max_success']:.2f}, {row['timesteps']} steps, {row['wall_s']} s){' ' + row['error'] if row['error'] else ''}",
+                flush=True,
+            )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=("train", "evaluate", "report", "all"))
+    parser.add_argument("--tasks", nargs="+", default=None)
+    parser.add_argument("--kinds", nargs="+", default=None)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--mw-steps", type=int, default=65_536, help="env steps per MetaWorld run")
+    parser.add_argument("--mujoco-steps", type=int, default=65_536, help="env steps per MuJoCo run")
+    parser.add_argument("--eval-freq", type=int, default=16_384)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--stop-at", type=float, default=0.8, help="success rate that counts as learned (and stops)")
+    parser.add_argument("--checkpoint-freq", type=int, default=32_768)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--shard", default="0/1", help="i/n: train every n-th run from the i-th (separate processes)")
+    parser.add_argument("--out", type=Path, default=Path("runs/gate_calibration/results"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/gate_calibration/runs"))
+    args = parser.parse_args()
+    if args.step in ("train", "all"):
+        train_all(args)
+    if args.step == "evaluate":  # the gate's numbers for every program, outcomes or not (cached)
+        from report import evaluate_all
+
+        evaluate_all(args)
+    if args.step in ("report", "all"):
+        from report import report
+
+        print(report(args))
+
+
+if __name__ == "__main__":
+    main()
