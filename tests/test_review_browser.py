@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 from review_lineage import BEST_LINEAGE, Spec, copy_run, craft_lineage
-from test_review_server import TINY, XSS, train_tiny_run
+from test_review_server import TINY, XSS, copy_tiny_run, tiny_run  # noqa: F401 (tiny_run: a fixture)
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -78,8 +78,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tiny_run(tmp_path_factory.mktemp("review_browser"))
+def run_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811 (the fixture)
+    return copy_tiny_run(tiny_run, tmp_path_factory.mktemp("review_browser"))
 
 
 @pytest.fixture(scope="module")

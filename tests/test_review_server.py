@@ -59,12 +59,25 @@ def train_tiny_run(root: Path) -> Path:
     return config.parent
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real tiny training for the whole session (the review tests copy it)."""
+    return train_tiny_run(tmp_path_factory.mktemp("review_tiny"))
+
+
+def copy_tiny_run(run_dir: Path, root: Path) -> Path:
+    """A copy of the run at the same place below ``root/runs`` (links kept as links)."""
+    dst = root / "runs" / run_dir.relative_to(run_dir.parents[2])
+    shutil.copytree(run_dir, dst, symlinks=True)
+    return dst
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def runs(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A runs directory with one real run, malformed folders and escaping symlinks;
     ``(runs dir, run id)``."""
     root = tmp_path_factory.mktemp("review")
-    run_dir = train_tiny_run(root)
+    run_dir = copy_tiny_run(tiny_run, root)
     runs_dir = root / "runs"
     bad = runs_dir / "broken"
     (bad / "bad_json" / "rewards").mkdir(parents=True)
