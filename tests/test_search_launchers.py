@@ -228,14 +228,13 @@ def ray_cluster() -> Iterator[str]:
             ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"], logs[0]
         )
         start([f"--address={address}"], logs[1])
-        status = subprocess.run(
-            [ray, "status", f"--address={address}"],
-            env=ray_env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert status.stdout.count(" node_") == 2, status.stdout + status.stderr
+
+        def nodes_up() -> int:
+            status = subprocess.run([ray, "status", f"--address={address}"], env=ray_env(), capture_output=True,
+                                    text=True, timeout=300)  # fmt: skip
+            return status.stdout.count(" node_")
+
+        wait_for(lambda: nodes_up() == 2, timeout=300)
         yield address
     finally:
         for node in reversed(nodes):
@@ -322,3 +321,38 @@ def test_a_ray_cluster_search_survives_a_killed_worker_and_matches_the_local_sea
         for line in p.read_text().splitlines()
     }
     assert len(nodes) == 2
+
+
+APP = """
+import os, time
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+@hydra.main(version_base="1.3", config_path=None, config_name=None)
+def main(cfg):
+    if int(cfg.x) == 2:
+        time.sleep(600)  # a hang
+    # Ray workers run in the cluster's environment, not the driver's: write next to the job
+    with open(os.path.join(HydraConfig.get().runtime.output_dir, "done.txt"), "w") as fh:
+        fh.write(f"{os.getpid()} {os.environ.get('REWARDLAB_RAY_NODE')}")
+
+main()
+"""
+
+
+def test_the_ray_launcher_sweeps_any_hydra_app_and_fails_a_hung_job(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    (tmp_path / "app.py").write_text(APP)
+    res = subprocess.run(
+        [sys.executable, str(tmp_path / "app.py"), "-m", "+x=0,1,2", "hydra/launcher=rewardlab_ray",
+         f"hydra.launcher.address={ray_cluster}", "hydra.launcher.timeout_s=20", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        capture_output=True, text=True, timeout=600, env=ray_env(), cwd=tmp_path,
+    )  # fmt: skip
+    # the hung job fails the multirun (Hydra reports it once every job has returned) ...
+    assert res.returncode != 0 and "TimeoutError" in res.stderr + res.stdout, res.stderr[-3000:]
+    assert "still running after 20 s" in res.stderr + res.stdout
+    # ... while the others ran, each in its own process on the cluster
+    done = [(tmp_path / "sweep" / str(x) / "done.txt").read_text().split() for x in (0, 1)]
+    assert len({pid for pid, _ in done}) == 2 and all(node != "None" for _, node in done)
+    assert not (tmp_path / "sweep" / "2" / "done.txt").exists()
