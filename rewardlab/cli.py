@@ -59,6 +59,8 @@ def _task(cfg: Any) -> Any:
     from rewardlab.tasks.registry import TaskSpec
 
     task = TaskSpec.from_dict(OmegaConf.to_container(cfg.task, resolve=True))
+    if isinstance(cfg.task.success, str):  # task.success=<name or expression>: record what it became
+        cfg.task.success = {"metric": task.success.metric, "params": dict(task.success.params)}
     if cfg.instruction:
         task.instruction = str(cfg.instruction)
     return task
@@ -86,11 +88,13 @@ def cmd_check(cfg: Any) -> int:
 def cmd_generate(cfg: Any) -> int:
     from hydra.core.hydra_config import HydraConfig
 
-    from rewardlab.pipeline import generate
+    from rewardlab.pipeline import generate, success_lines
     from rewardlab.rundir import reward_dir, write_json
 
     task = _task(cfg)
     out = reward_dir(Path(HydraConfig.get().runtime.output_dir), 0)
+    for line in success_lines(task):
+        _print(f"# {line}")
     result = generate(cfg, task, out)
     if not result.ok or result.source is None:
         _print(f"no acceptable reward program after {len(result.attempts)} attempt(s):")
@@ -183,11 +187,11 @@ def cmd_train(cfg: Any) -> int:
         _print(f"resuming {run_dir} (reward v{version}) from its latest checkpoint")
     else:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
         version, source = 0, None
+    task = _task(cfg)  # before anything is written: a bad task.success is an error here
+    run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     _limit_memory(cfg)
-    task = _task(cfg)
     if cfg.run is None:
         source, failure = initial_reward(cfg, task, run_dir, _print)
         if failure:
@@ -351,7 +355,7 @@ def _hydra_overrides(command: str, args: list[str]) -> list[str]:
     return []
 
 
-FREE_TEXT_KEYS = ("feedback=", "instruction=", "+feedback=", "+instruction=")
+FREE_TEXT_KEYS = ("feedback=", "instruction=", "+feedback=", "+instruction=", "task.success=")
 
 
 def _quote_free_text(args: list[str]) -> list[str]:
@@ -392,10 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     @hydra.main(version_base="1.3", config_path=str(data_dir("conf")), config_name="config")
     def _entry(cfg: Any) -> None:
         from rewardlab.tasks.registry import BenchmarkUnavailable
+        from rewardlab.tasks.success import SuccessChoiceError
 
         try:
             status.append(HYDRA_COMMANDS[command](cfg))
-        except BenchmarkUnavailable as exc:  # a missing package/driver/asset: say how to get it
+        except (BenchmarkUnavailable, SuccessChoiceError) as exc:  # say what to install / choose
             _print(f"error: {exc}")
             status.append(2)
 

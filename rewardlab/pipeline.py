@@ -31,6 +31,7 @@ from rewardlab.reward.check import CheckReport, check_program
 from rewardlab.rollout.record import summary as rollout_summary
 from rewardlab.rundir import read_json, reward_dir, write_json
 from rewardlab.tasks.registry import TaskSpec
+from rewardlab.tasks.success import describe_success
 from rewardlab.training import load_policy, train
 from rewardlab.wrappers import compile_for_task
 
@@ -127,10 +128,25 @@ def _accept(cfg: Any, task: TaskSpec, result: GenerationResult, vdir: Path, log:
     return (None, failure) if failure else (result.source, "")
 
 
+def success_lines(task: TaskSpec) -> list[str]:
+    """Which behaviour the success metric measures, when the instruction or the metric is not
+    the registered task's (:func:`rewardlab.generators.offline.grammar.success_notice`)."""
+    from rewardlab.generators.offline.grammar import success_notice
+    from rewardlab.tasks.registry import get_task
+
+    try:
+        registered: TaskSpec | None = get_task(task.name)
+    except KeyError:
+        registered = None
+    return success_notice(task, task.instruction, registered)
+
+
 def initial_reward(cfg: Any, task: TaskSpec, run_dir: Path, log: Log) -> tuple[str | None, str]:
     """Reward v0: ``(source, failure message)``; ``source`` is ``None`` for the env reward."""
     vdir = reward_dir(run_dir, 0)
     vdir.mkdir(parents=True, exist_ok=True)
+    for line in success_lines(task):
+        log(line)
     if cfg.reward_file in BENCHMARK_REWARD:
         return None, ""
     if cfg.reward_file:
@@ -262,6 +278,8 @@ def record_run(run_dir: Path, cfg: Any, task: TaskSpec, status: str, message: st
         "task": task.name, "instruction": task.instruction, "algo": cfg.algo.name,
         "generator": describe_generator(cfg), "run_dir": str(run_dir), "status": status,
         "message": message, "latest_version": latest.get("version"),
+        "success_metric": {"metric": task.success.metric, "description": describe_success(task.success),
+                           "params": dict(task.success.params)},
         "success_rate": latest.get("success_rate"), "timesteps": latest.get("timesteps"),
         "videos": latest.get("videos", []), "versions": versions,
         "updated": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -65,8 +65,10 @@ class TaskSpec:
     """gymnasium id; empty means the card's ``env_id``."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``gymnasium.make``."""
-    success: SuccessSpec = field(default_factory=SuccessSpec)
-    """The success metric computed from simulator state."""
+    success: Any = field(default_factory=SuccessSpec)
+    """The success metric computed from simulator state: a :class:`SuccessSpec` (typed ``Any``
+    so that ``task.success=<name or expression>`` is accepted on the command line;
+    :meth:`from_dict` resolves it, see :func:`rewardlab.tasks.success.resolve_success`)."""
 
     @property
     def benchmark(self) -> str:
@@ -98,7 +100,14 @@ class TaskSpec:
         """Build from a plain mapping (e.g. a Hydra ``DictConfig`` converted to a dict)."""
         data = dict(data)
         success = data.pop("success", {}) or {}
-        return cls(success=SuccessSpec(**dict(success)), **data)
+        task = cls(**data)
+        if isinstance(success, str):  # task.success=<registered name or expression>
+            from rewardlab.tasks.success import resolve_success
+
+            task.success = resolve_success(task, success)
+        else:
+            task.success = SuccessSpec(**dict(success))
+        return task
 
 
 def _freeze(kwargs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:

@@ -557,7 +557,7 @@ def compile_expression(expr: str, card: str) -> Any:
     try:
         ast.parse(expr, mode="eval")
     except SyntaxError as exc:
-        raise ValueError(f"task.success={expr!r} is neither a registered metric nor a Python expression: {exc.msg}") from None
+        raise ValueError(f"not a Python expression ({exc.msg})") from None
     from rewardlab.tasks.registry import TaskSpec
     from rewardlab.wrappers import compile_for_task
 
@@ -615,6 +615,53 @@ def describe_success(spec: SuccessSpec) -> str:
     if metric == "expression":
         return f"the expression {p['expr']!r} true at some step"
     return metric
+
+
+class SuccessChoiceError(ValueError):
+    """``task.success=...`` names no registered metric of the robot and is no valid success
+    expression over its card (the message says which exist)."""
+
+
+def resolve_success(task: TaskSpec, choice: str) -> SuccessSpec:
+    """The success metric ``task.success=<choice>`` asks for: a metric registered for the
+    task's robot (:func:`success_choices`: ``hopper_backward`` or ``backward``), or a Python
+    expression over the card's attributes (``self.hopper.top.position_x < -2.0``), vetted like
+    reward code (:func:`compile_expression`) and judged true at some step.
+
+    Raises :class:`SuccessChoiceError` with the choices (and close names) otherwise.
+
+    Example:
+        >>> from rewardlab.tasks import get_task
+        >>> resolve_success(get_task("mujoco/hopper_forward"), "backward").params["distance"]
+        -3.0
+    """
+    from rewardlab.reward.program import RewardProgramError
+    from rewardlab.tasks.registry import SuccessSpec
+
+    choice = choice.strip()
+    choices = success_choices(task)
+    if choice in choices:
+        chosen = choices[choice]
+        return SuccessSpec(chosen.metric, dict(chosen.params))
+    names = ", ".join(sorted(choices))
+    if choice.isidentifier():
+        import difflib
+
+        close = difflib.get_close_matches(choice, choices, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise SuccessChoiceError(
+            f"task.success={choice!r} is no success metric of {task.card} (registered: {names}){hint}; "
+            "or give a Python expression over the card, e.g. task.success='self.<robot>.<part>.position_x < -2'"
+        )
+    try:
+        compile_expression(choice, task.card)
+    except (ValueError, RewardProgramError) as exc:
+        why = "; ".join(str(f) for f in getattr(exc, "findings", [])) or str(exc)
+        raise SuccessChoiceError(
+            f"task.success={choice!r} is neither a registered metric ({names}) nor an acceptable "
+            f"expression over {task.card}: {why}"
+        ) from None
+    return SuccessSpec("expression", {"expr": choice, "card": task.card})
 
 
 def success_choices(task: TaskSpec) -> dict[str, SuccessSpec]:

@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rewardlab.tasks.registry import TaskSpec
+    from rewardlab.tasks.registry import SuccessSpec, TaskSpec
 
 from rewardlab.generators.offline.terms import Robot, Scene, describe_robot, describe_scene
 
@@ -836,3 +836,62 @@ def _object_attribute(noun: str, scene: Scene) -> str | None:
         if noun in card_words(doc) or noun.rstrip("s") in card_words(doc):
             return name
     return None
+
+
+# --------------------------------------------------------------------------- success metric
+
+
+def measures(spec: SuccessSpec, u: Understanding) -> bool:
+    """Whether success metric ``spec`` measures the behaviour read in ``u`` (locomotion: the
+    direction; flips: front or back; waving: the joint; manipulation: always the card's goal)."""
+    p = dict(spec.params)
+    if u.family == "manipulation":
+        return True
+    if spec.metric == "displacement":
+        axis = "x" if str(p.get("position", "")).endswith("_x") else "y"
+        return u.behaviour == "locomotion" and u.direction == f"{'+' if float(p['distance']) > 0 else '-'}{axis}"
+    if spec.metric == "flip":
+        return u.behaviour == "flip" and u.direction == ("+x" if int(p["direction"]) > 0 else "-x")
+    if spec.metric == "jump":
+        return u.behaviour == "jump"
+    if spec.metric == "hold_height":
+        return u.behaviour == ("lie_down" if "max_height" in p else "stand")
+    if spec.metric == "oscillate":
+        return u.behaviour == "wave" and bool(u.limb) and f".{u.limb}." in f".{p['angle']}"
+    return False
+
+
+def success_notice(task: TaskSpec, instruction: str, registered: TaskSpec | None) -> list[str]:
+    """What the run's success metric measures, when that is not obviously what the instruction
+    asks: the instruction or the metric differ from the registered task's. Names the registered
+    metric of the robot that measures the instruction's behaviour (``task.success=<name>``), or
+    says that none does and how to give a success expression."""
+    from rewardlab.tasks.success import describe_success, success_choices
+
+    same_instruction = registered is not None and " ".join(instruction.lower().split()) == " ".join(
+        registered.instruction.lower().split()
+    )
+    same_metric = registered is not None and registered.success == task.success
+    if same_instruction and same_metric:
+        return []
+    judged = f"success is judged by: {describe_success(task.success)} ({task.success.metric})"
+    if not same_metric:
+        return [f"{judged}, chosen with task.success"]
+    u = understand(task, instruction)
+    if u.refusal is None and u.behaviour is not None and measures(task.success, u):
+        return [judged]
+    choices = success_choices(task)
+    matching = [n for n, s in sorted(choices.items()) if u.behaviour is not None and u.refusal is None and measures(s, u)]
+    head = f"the instruction differs from {task.name}'s: {judged}, not by the instruction"
+    if matching:
+        return [head, f"to judge it by what the instruction asks: task.success={matching[0]} ({describe_success(choices[matching[0]])})"]
+    if u.robot is not None:
+        example = f"self.{u.robot.name}.{u.robot.root}.position_x < -2.0"
+    else:
+        example = f"self.{u.scene.objects[0] if u.scene else 'obj1'}.position[2] > 0.1"
+    return [
+        head,
+        f"no registered metric of {task.card} measures it (registered: {', '.join(sorted(choices))}); "
+        f"give one as an expression over the card, e.g. task.success='{example}'",
+    ]
+
