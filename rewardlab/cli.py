@@ -228,6 +228,7 @@ def _refine_once(cfg: Any, task: Any, run_dir: Path, feedback: list[str]) -> int
 
 
 def cmd_refine(cfg: Any) -> int:
+    from rewardlab.report import evaluation_line
     from rewardlab.rundir import latest_reward_version, read_json, reward_dir
 
     if not cfg.run:
@@ -255,7 +256,7 @@ def cmd_refine(cfg: Any) -> int:
         vdir = reward_dir(run_dir, version or 0)
         if (vdir / "summary.json").exists():
             vs = read_json(vdir / "summary.json")
-            _print(f"\nv{version}: success rate {vs['success_rate']:.2f} after {vs['timesteps']:,} steps")
+            _print(f"\nv{version} after {vs['timesteps']:,} steps: {evaluation_line(vs['final_eval'])}")
             for video in vs["videos"]:
                 _print(f"  watch: {video}")
         try:
@@ -272,6 +273,7 @@ def cmd_evaluate(cfg: Any) -> int:
     from omegaconf import OmegaConf
 
     from rewardlab.evaluation import run_episodes, summarize
+    from rewardlab.report import evaluation_line
     from rewardlab.rundir import latest_reward_version, reward_dir, write_json
     from rewardlab.training import load_policy
     from rewardlab.wrappers import compile_for_task
@@ -295,8 +297,7 @@ def cmd_evaluate(cfg: Any) -> int:
     )  # fmt: skip
     summary = summarize(results)
     write_json(out / "summary.json", summary)
-    _print(f"{task.name} v{version}: success rate {summary['success_rate']:.2f} over {summary['episodes']} episodes "
-           f"(mean progress {summary['mean_progress']:.2f}, mean env return {summary['mean_env_return']:.1f})")
+    _print(f"{task.name} v{version}: {evaluation_line(summary)}")
     _print(f"results: {out / 'summary.json'}")
     for r in results:
         if r.video:

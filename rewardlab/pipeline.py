@@ -26,7 +26,7 @@ from rewardlab.evaluation import run_episodes, summarize
 from rewardlab.generators.base import GeneratorError
 from rewardlab.generators.loop import Attempt, GenerationResult, generate_reward, make_generator
 from rewardlab.generators.prompts import generation_messages, refinement_messages
-from rewardlab.report import plot_curves, write_run_report
+from rewardlab.report import evaluation_line, plot_curves, write_run_report
 from rewardlab.reward.check import CheckReport, check_program
 from rewardlab.rollout.record import summary as rollout_summary
 from rewardlab.rundir import read_json, reward_dir, write_json
@@ -247,8 +247,7 @@ def train_version(cfg: Any, task: TaskSpec, run_dir: Path, version: int, source:
     }  # fmt: skip
     write_json(vdir / "summary.json", summary)
     plot_curves(vdir)
-    log(f"{task.name} v{version}: success rate {final['success_rate']:.2f} over {final['episodes']} "
-        f"episodes after {result.timesteps:,} steps ({result.wall_s:.0f} s)")  # fmt: skip
+    log(f"{task.name} v{version} after {result.timesteps:,} steps ({result.wall_s:.0f} s): {evaluation_line(final)}")
     for video in summary["videos"]:
         log(f"  video: {video}")
     return summary

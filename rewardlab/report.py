@@ -1,11 +1,59 @@
-"""Human-readable outputs of a run: ``report.md`` and ``curves.png`` per reward version."""
+"""Human-readable outputs of a run: ``report.md`` and ``curves.png`` per reward version, and the
+one-line evaluation summary the CLI prints.
+
+Numbers lead with what is comparable across reward versions and runs: the task's success rate
+with its Wilson 95% interval (the task's own metric, from simulator state) and the benchmark's
+own return (the environment's reward, whatever reward trained the policy). Each version's return
+under its own reward comes last and is labelled as such: it changes when the reward's weights
+change (doubling every weight doubles it), so it does not compare versions.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from rewardlab.rundir import read_csv
+from rewardlab.rundir import read_csv, read_json
+from rewardlab.search.stats import wilson_interval
+
+OWN_RETURN = "own-reward return"
+"""How a version's return under its own reward is labelled wherever it is shown."""
+
+
+def success_with_interval(rate: float | None, episodes: int) -> str:
+    """``"0.40 [0.12, 0.77] (2/5)"``: a success rate with its Wilson 95% interval and counts.
+
+    Example:
+        >>> success_with_interval(0.4, 5)
+        '0.40 [0.12, 0.77] (2/5)'
+        >>> success_with_interval(None, 0)
+        '-'
+    """
+    if rate is None or episodes <= 0:
+        return "-"
+    wins = round(rate * episodes)
+    low, high = wilson_interval(wins, episodes)
+    return f"{rate:.2f} [{low:.2f}, {high:.2f}] ({wins}/{episodes})"
+
+
+def evaluation_line(final: dict[str, Any]) -> str:
+    """One line for an evaluation summary (:func:`rewardlab.evaluation.summarize`): success with
+    its interval, benchmark return, progress, then the own-reward return, labelled.
+
+    Example:
+        >>> evaluation_line({"success_rate": 0.4, "episodes": 5, "mean_env_return": 812.5,
+        ...                  "mean_progress": 0.61, "mean_reward_return": 1500.0})
+        'task success rate 0.40 [0.12, 0.77] (2/5 episodes); benchmark return 812.5; progress 0.61; own-reward return 1500.0 (not comparable across versions)'
+    """
+    n = int(final.get("episodes", 0))
+    text = success_with_interval(final.get("success_rate"), n).replace(f"/{n})", f"/{n} episodes)")
+    line = (
+        f"task success rate {text}; benchmark return {float(final.get('mean_env_return', 0.0)):.1f}"
+    )
+    line += f"; progress {float(final.get('mean_progress', 0.0)):.2f}"
+    if final.get("mean_reward_return") is not None:
+        line += f"; {OWN_RETURN} {float(final['mean_reward_return']):.1f} (not comparable across versions)"
+    return line
 
 
 def plot_curves(run_dir: Path) -> Path | None:
@@ -20,14 +68,18 @@ def plot_curves(run_dir: Path) -> Path | None:
 
     steps = [int(r["timesteps"]) for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    axes[0].plot(steps, [float(r["success_rate"]) for r in rows], "o-", label="success rate")
+    axes[0].plot(steps, [float(r["success_rate"]) for r in rows], "o-", label="task success rate")
     axes[0].plot(steps, [float(r["mean_progress"]) for r in rows], "s--", label="progress")
     axes[0].set(xlabel="environment steps", ylim=(-0.05, 1.05), title="task success (evaluation)")
     axes[0].legend()
     tb = read_csv(run_dir / "tb" / "progress.csv")
     comps = sorted({k for r in tb for k in r if k.startswith("reward/") and k != "reward/error"})
     for key in comps:
-        pts = [(int(r["time/total_timesteps"]), float(r[key])) for r in tb if r.get(key) and r.get("time/total_timesteps")]
+        pts = [
+            (int(r["time/total_timesteps"]), float(r[key]))
+            for r in tb
+            if r.get(key) and r.get("time/total_timesteps")
+        ]
         if pts:
             axes[1].plot(*zip(*pts, strict=True), label=key[7:])
     axes[1].set(xlabel="environment steps", title="reward components (mean per step)")
@@ -40,8 +92,24 @@ def plot_curves(run_dir: Path) -> Path | None:
     return path
 
 
+def _final_eval(run_dir: Path, version: int) -> dict[str, Any]:
+    path = run_dir / "rewards" / f"v{version}" / "summary.json"
+    if not path.is_file():
+        return {}
+    final = read_json(path).get("final_eval")
+    return final if isinstance(final, dict) else {}
+
+
+def _number(value: Any, digits: int = 1) -> str:
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return "-"
+
+
 def write_run_report(run_dir: Path, summary: dict[str, Any]) -> None:
-    """Write ``report.md``: the reward lineage, then the latest version in detail."""
+    """Write ``report.md``: which metric judges the run, the reward lineage with comparable
+    numbers first, then the latest version in detail."""
     lines = [
         f"# {summary['task']}: {summary['instruction']}",
         "",
@@ -49,39 +117,82 @@ def write_run_report(run_dir: Path, summary: dict[str, Any]) -> None:
         f"- reward writer: {summary['generator']}",
         f"- algorithm: {summary['algo']}",
     ]
+    metric = summary.get("success_metric")
+    if isinstance(metric, dict):
+        lines.append(
+            f"- success judged by: {metric.get('description')} (metric `{metric.get('metric')}`)"
+        )
     if summary.get("message"):
         lines += ["", "```", str(summary["message"]), "```"]
     versions = summary.get("versions", [])
     if versions:
-        lines += ["", "## Reward versions", "", "| version | parent | feedback | steps | success rate |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Reward versions",
+            "",
+            "Task success with its Wilson 95% interval and the benchmark's own return compare "
+            f"versions; the {OWN_RETURN} is each version's return under its own reward and does not.",
+            "",
+            f"| version | parent | feedback | steps | task success [95% CI] (wins/episodes) | benchmark return | {OWN_RETURN} |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for v in versions:
             feedback = "; ".join(v.get("feedback", [])).replace("|", "/") or "-"
-            rate = v.get("success_rate")
+            final = _final_eval(run_dir, int(v["version"]))
+            success = success_with_interval(
+                final.get("success_rate", v.get("success_rate")), int(final.get("episodes", 0))
+            )
             lines.append(
                 f"| v{v['version']} | {'v' + str(v['parent']) if 'parent' in v else '-'} | {feedback} "
-                f"| {v.get('timesteps', '-')} | {'-' if rate is None else f'{rate:.2f}'} |"
+                f"| {v.get('timesteps', '-')} | {success} | {_number(final.get('mean_env_return'))} "
+                f"| {_number(final.get('mean_reward_return'))} |"
             )
     latest = summary.get("latest_version")
     vdir = run_dir / "rewards" / f"v{latest}"
     if latest is not None and vdir.is_dir():
         lines += ["", f"## Latest version: v{latest}"]
+        final = _final_eval(run_dir, int(latest))
+        if final:
+            lines += ["", f"Final evaluation: {evaluation_line(final)}."]
         rollout = next((v.get("rollout") for v in versions if v.get("version") == latest), None)
         if rollout:
             lines += ["", f"Rollout: {rollout} ([rollout.json](rewards/v{latest}/rollout.json))"]
         rows = read_csv(vdir / "metrics.csv")
         if rows:
-            lines += ["", "| steps | success | progress | reward return | env return |", "|---|---|---|---|---|"]
             lines += [
-                f"| {r['timesteps']} | {r['success_rate']} | {r['mean_progress']} | {r['mean_reward_return']} | {r['mean_env_return']} |"
+                "",
+                "During training (evaluation episodes at each point):",
+                "",
+                f"| steps | task success | benchmark return | progress | {OWN_RETURN} |",
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r['timesteps']} | {r['success_rate']} | {r['mean_env_return']} | {r['mean_progress']} | {r['mean_reward_return']} |"
                 for r in rows
             ]
         if (vdir / "curves.png").exists():
             lines += ["", f"![curves](rewards/v{latest}/curves.png)"]
         videos = summary.get("videos") or []
         if videos:
-            lines += ["", "Videos:", ""] + [f"- [{Path(v).name}]({Path(v).relative_to(run_dir)})" for v in videos]
+            lines += ["", "Videos:", ""] + [
+                f"- [{Path(v).name}]({Path(v).relative_to(run_dir)})" for v in videos
+            ]
         if (vdir / "diff.patch").exists():
-            lines += ["", "Change from its parent:", "", "```diff", (vdir / "diff.patch").read_text().rstrip(), "```"]
+            lines += [
+                "",
+                "Change from its parent:",
+                "",
+                "```diff",
+                (vdir / "diff.patch").read_text().rstrip(),
+                "```",
+            ]
         if (vdir / "reward.py").exists():
-            lines += ["", "Reward program:", "", "```python", (vdir / "reward.py").read_text().rstrip(), "```"]
+            lines += [
+                "",
+                "Reward program:",
+                "",
+                "```python",
+                (vdir / "reward.py").read_text().rstrip(),
+                "```",
+            ]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -212,3 +212,15 @@ def test_a_refusal_is_one_attempt_with_the_reason(tmp_path: Path) -> None:
         "offline writer refused" in result.failure_summary()
         and "opposite" in result.failure_summary()
     )
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+    import importlib
+
+    for name in ["generators.offline.grammar", "generators.offline.refine", "generators.offline.terms",
+                 "generators.offline.writer", "tasks.success", "report"]:  # fmt: skip
+        result = doctest.testmod(
+            importlib.import_module(f"rewardlab.{name}"), optionflags=doctest.ELLIPSIS
+        )
+        assert result.failed == 0, name

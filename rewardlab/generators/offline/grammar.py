@@ -62,7 +62,7 @@ Example:
     >>> from rewardlab.tasks import get_task
     >>> u = understand(get_task("mujoco/hopper_forward"), "hop backwards slowly")
     >>> u.behaviour, u.direction, u.speed, u.refusal
-    ('move', '-x', 'slow', None)
+    ('locomotion', '-x', 'slow', None)
     >>> understand(get_task("metaworld/drawer_open"), "push the drawer closed").refusal is not None
     True
 """
@@ -501,6 +501,15 @@ def _locomotion(instruction: str, robot: Robot, card_name: str) -> Understanding
                 p.status, p.note = "not used", "a flip needs all the speed it can get"
             elif p.value == "fast" and behaviour in ("stand", "lie_down", "wave", "jump"):
                 p.status, p.note = "not used", f"no speed term for {behaviour}"
+            elif p.value == "slow" and behaviour == "jump":
+                p.status, p.note = "not used", "no speed term for jump"
+            elif p.value == "fast":
+                p.note = "as fast as it can (term progress)"
+            elif p.value == "slow":
+                p.note = "a set pace of 0.5 m/s (term pace)" if behaviour == "locomotion" else "slow body motion (term pace)"
+    for b in behaviours:
+        if behaviour is not None and not b.note:
+            b.note = f"behaviour {behaviour}"
     # body parts (waving)
     if limb_words:
         if behaviour != "wave":
