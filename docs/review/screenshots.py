@@ -62,7 +62,17 @@ def shoot(runs: Path, run_id: str, out: Path, name: str, top: bool = False) -> N
             browser.close()
     finally:
         server.shutdown()
+    for png in [out / f"{name}.png", *([out / f"{name}_top.png"] if top else [])]:
+        small(png)
     print(f"wrote {out / name}.png", flush=True)
+
+
+def small(png: Path) -> None:
+    """256 colours, no dithering: a third of the size, the page's flat colours unchanged."""
+    from PIL import Image
+
+    image = Image.open(png).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(png, optimize=True)
 
 
 def main() -> None:
@@ -76,12 +86,18 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="review_runs_"))
     work.mkdir(parents=True, exist_ok=True)
     runs = work / "runs"
-    rewardlab("train", "task=mujoco/hopper_forward", *settings(args.steps), f"runs_dir={runs}", cwd=work)
-    (config,) = [p for p in runs.rglob("config.yaml") if p.parent.name != ".hydra"]
-    run_dir = config.parent
+    found = [p for p in runs.rglob("config.yaml") if p.parent.name != ".hydra"] if runs.exists() else []
+    if not found:  # a --work folder from an interrupted call goes on where it stopped
+        rewardlab("train", "task=mujoco/hopper_forward", *settings(args.steps), f"runs_dir={runs}", cwd=work)
+        found = [p for p in runs.rglob("config.yaml") if p.parent.name != ".hydra"]
+    run_dir = found[0].parent
     run_id = run_dir.relative_to(runs).as_posix()
-    shoot(runs, run_id, out, "run_1")
+    done = len([p for p in (run_dir / "rewards").glob("v*") if (p / "summary.json").exists()])
+    if done == 1:
+        shoot(runs, run_id, out, "run_1")
     for i, feedback in enumerate(FEEDBACK, 1):
+        if i < done:
+            continue
         rewardlab("refine", f"run={run_dir}", f"feedback={feedback}", *settings(args.steps), cwd=work)
         print(f"v{i}: {feedback}", flush=True)
         if i == 2:
