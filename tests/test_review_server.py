@@ -723,3 +723,14 @@ def test_a_run_is_recognised_without_walking_the_tree(runs: tuple[Path, str]) ->
     assert runs[1] in found and all(is_run(root, r) for r in found)
     for not_a_run in ("mujoco", f"{runs[1]}/rewards", f"{runs[1]}/rewards/v0", f"{runs[1]}/.hydra", "escape", "up/runs", "", "a/../b"):
         assert not is_run(root, not_a_run), not_a_run
+
+
+def test_a_summary_that_is_not_a_rate_is_not_shown_as_one() -> None:
+    from rewardlab.review.runs import Version, _read_version_summary
+
+    v = Version(number=0)
+    _read_version_summary(v, {"success_rate": 7.5, "final_eval": {"episodes": 4, "per_episode": "x", "mean_env_return": "nan"}})
+    assert v.success_rate is None and v.success_ci is None and v.env_return is None
+    assert v.errors == ["summary.json: success_rate 7.5 is not a rate; not shown"]
+    _read_version_summary(v, {"success_rate": 0.75, "final_eval": {"episodes": 4}})
+    assert v.success_ci is not None and v.success_ci[0] < 0.75 < v.success_ci[1]

@@ -718,8 +718,12 @@ def _read_version_summary(v: Version, summary: dict[str, Any]) -> tuple[dict[str
         v.reward_return = num(final.get("mean_reward_return"))
         if v.success_rate is None:
             v.success_rate = num(final.get("success_rate"))
+    if v.success_rate is not None and not 0.0 <= v.success_rate <= 1.0:
+        v.errors.append(f"summary.json: success_rate {v.success_rate:g} is not a rate; not shown")
+        v.success_rate = None
     if v.success_rate is not None and v.episodes:
-        v.success_ci = wilson_interval(round(v.success_rate * v.episodes), v.episodes)
+        wins = round(v.success_rate * v.episodes)
+        v.success_ci = wilson_interval(wins, v.episodes)
     episodes = _episodes(summary)
     steps = sum(integer(e.get("length")) or 0 for e in episodes) or 1
     totals: dict[str, float] = {}
