@@ -466,7 +466,7 @@ class EMConfig:
     """Stop when the mean log-likelihood changes by less than ``tol * (1 + |loglik|)``."""
     inner_iter: int = 2
     """Damped Newton steps per M-step for the gate and for multinomial experts."""
-    bound: float = 30.0
+    bound: float = 100.0
     """Gate parameters and multinomial expert coefficients are kept in ``[-bound, bound]`` (a
     compact parameter set, as the theory assumes; the multinomial MLE can diverge otherwise)."""
     var_floor: float = 1e-6
@@ -560,7 +560,7 @@ def _fit(
     rng = np.random.default_rng(config.seed)
     best: FitResult | None = None
     for _ in range(max(1, config.n_init)):
-        res = runner(spec, initial_params(spec, xs, ys, rng), xs, ys, config)
+        res = runner(spec, initial_params(spec, xs, ys, rng, bound=config.bound), xs, ys, config)
         if best is None or res.loglik > best.loglik:
             best = res
     assert best is not None
@@ -903,11 +903,17 @@ def _run_lbfgs(spec: MoESpec, params: MoEParams, x: Array, y: Array, config: EMC
 
 
 def initial_params(
-    spec: MoESpec, x: ArrayLike, y: ArrayLike, rng: np.random.Generator
+    spec: MoESpec,
+    x: ArrayLike,
+    y: ArrayLike,
+    rng: np.random.Generator,
+    *,
+    bound: float = EMConfig.bound,
 ) -> MoEParams:
     """A data-driven start: gate centres picked k-means++-style among the (gate) inputs, gate
-    set to route each input mostly to its nearest centre, experts fitted on those soft
-    partitions, plus a small random perturbation; shared experts fitted on all data."""
+    set to route each input mostly to its nearest centre (parameters clipped to ``bound``),
+    experts fitted on those soft partitions, plus a small random perturbation; shared experts
+    fitted on all data."""
     xs = _as_2d(x)
     ys = _check_y(spec, y, len(xs))
     data = _Data(spec, xs, ys)
@@ -920,9 +926,11 @@ def initial_params(
         centres.append(gx[rng.choice(len(gx), p=prob)])
     cen = np.array(centres)
     spread = float(np.mean(np.var(gx, axis=0))) or 1.0
-    sharp = 4.0 * m**2 / spread  # softmax of -sharp/2 * |x - c|^2: a soft nearest-centre partition
-    beta1 = sharp * cen
-    beta0 = -0.5 * sharp * np.sum(cen**2, axis=1)
+    # softmax of -sharp/2 * |x - c|^2: a soft nearest-centre partition, neighbouring logits a few
+    # units apart across a cell
+    sharp = 0.7 * m**2 / spread
+    beta1 = np.clip(sharp * cen, -bound, bound)
+    beta0 = np.clip(-0.5 * sharp * np.sum(cen**2, axis=1), -bound, bound)
     z = gx @ beta1.T + beta0
     if spec.gate == "normalized_sigmoid":  # make every score small: normalized sigmoid ~ softmax
         shift = float(np.max(z)) + 2.0

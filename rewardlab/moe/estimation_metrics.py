@@ -159,6 +159,33 @@ def voronoi_loss(
     return total
 
 
+def parameter_errors(fitted: MixtureOfExperts, truth: MixtureOfExperts) -> tuple[Array, Array]:
+    """Worst parameter distance within each Voronoi cell: for every true routed expert, the
+    largest ``||theta_i - theta*_j||`` over its cell's fitted atoms (``theta`` = gate slope,
+    translation fixed as for :func:`voronoi_loss`, expert coefficients and Gaussian variance),
+    and the same for shared experts (coefficients, variance); ``inf`` for an empty cell."""
+    cells = voronoi_cells(fitted, truth)
+    fb1, _, tb1, _ = _normalized_gate(fitted, truth, cells)
+    fv, tv = _expert_vectors(fitted, False), _expert_vectors(truth, False)
+    fsv, tsv = _expert_vectors(fitted, True), _expert_vectors(truth, True)
+    routed = np.array(
+        [
+            max(
+                (float(np.linalg.norm(np.r_[fb1[i] - tb1[j], fv[i] - tv[j]])) for i in cell),
+                default=np.inf,
+            )
+            for j, cell in enumerate(cells.routed)
+        ]
+    )
+    shared = np.array(
+        [
+            max((float(np.linalg.norm(fsv[i] - tsv[j])) for i in cell), default=np.inf)
+            for j, cell in enumerate(cells.shared)
+        ]
+    )
+    return routed, shared
+
+
 def match_experts(fitted: MixtureOfExperts, truth: MixtureOfExperts) -> NDArray[np.int_]:
     """For an exactly-specified fit (as many routed experts as the truth), the fitted index of
     each true routed expert, by minimum-cost matching of expert parameters (label switching)."""
