@@ -27,7 +27,6 @@
     var speed = box.querySelector("[data-speed]");
     var loop = box.querySelector("[data-loop]");
     var sync = box.querySelector("[data-sync]");
-    var syncing = false;
 
     function rateOf(v) {
       var chosen = speed ? speed.value : "auto";
@@ -46,21 +45,23 @@
       });
     }
     function others(v) { return videos.filter(function (o) { return o !== v && !o.hidden; }); }
-    function together(fn) { if (syncing) return; syncing = true; try { fn(); } finally { setTimeout(function () { syncing = false; }, 0); } }
     function play(v) { var p = v.play(); if (p && p.catch) p.catch(function () {}); }
+    function synced() { return sync && sync.checked; }
 
+    // Each handler only moves the videos that differ, so the events they cause find nothing to do.
     videos.forEach(function (v) {
       v.addEventListener("loadedmetadata", apply);
       v.addEventListener("error", function () {
         var codes = { 1: "loading was aborted", 2: "a network error", 3: "the file cannot be decoded", 4: "the format is not supported or the file is incomplete" };
         markBroken(v, "the browser cannot play it (" + (v.error ? codes[v.error.code] || "error " + v.error.code : "unknown error") + ")");
       });
-      v.addEventListener("play", function () { if (sync && sync.checked) together(function () { others(v).forEach(play); }); });
-      v.addEventListener("pause", function () { if (sync && sync.checked) together(function () { others(v).forEach(function (o) { o.pause(); }); }); });
+      v.addEventListener("play", function () { if (synced()) others(v).forEach(function (o) { if (o.paused) play(o); }); });
+      v.addEventListener("pause", function () { if (synced()) others(v).forEach(function (o) { if (!o.paused) o.pause(); }); });
       v.addEventListener("seeked", function () {
-        if (!(sync && sync.checked)) return;
-        together(function () {
-          others(v).forEach(function (o) { if (o.duration) o.currentTime = Math.min(v.currentTime, o.duration); });
+        if (!synced()) return;
+        others(v).forEach(function (o) {
+          var t = o.duration ? Math.min(v.currentTime, o.duration) : v.currentTime;
+          if (Math.abs(o.currentTime - t) > 0.1) o.currentTime = t;
         });
       });
     });
@@ -73,14 +74,12 @@
       button.addEventListener("click", function () {
         var action = button.getAttribute("data-action");
         apply();
-        syncing = true;
         videos.forEach(function (v) {
           if (v.hidden) return;
           if (action === "pause") { v.pause(); return; }
           if (action === "restart") v.currentTime = 0;
           play(v);
         });
-        setTimeout(function () { syncing = false; }, 0);
       });
     });
     if (speed) speed.addEventListener("change", apply);
