@@ -241,14 +241,17 @@ def statistic(row: dict[str, Any], name: str) -> float | None:
 
 
 def fit_threshold(rows: list[dict[str, Any]], name: str, max_fr: float = 0.05) -> float:
-    """The largest threshold on the 0.05 grid that rejects (``statistic < threshold``) at most
-    ``max_fr`` of the rewards in ``rows`` that learned (partial counts as learned)."""
+    """A threshold (on the 0.05 grid; reject when ``statistic < threshold``) that rejects at most
+    ``max_fr`` of the rewards in ``rows`` that learned (partial counts as learned) and as many
+    of those that never learned as such a threshold can; among the thresholds that do as well,
+    the middle one (the widest margin on both sides)."""
     learners = [v for r in rows if r["label"] != "never" and (v := statistic(r, name)) is not None]
-    best = float(GRID[0])
-    for theta in GRID:
-        if sum(v < theta for v in learners) <= max_fr * len(learners):
-            best = float(theta)
-    return best
+    never = [v for r in rows if r["label"] == "never" and (v := statistic(r, name)) is not None]
+    allowed = [t for t in GRID if sum(v < t for v in learners) <= max_fr * len(learners)]
+    caught = {float(t): sum(v < t for v in never) for t in allowed}
+    best = max(caught.values())
+    ties = [t for t, c in caught.items() if c == best]
+    return float(GRID[np.abs(GRID - (min(ties) + max(ties)) / 2).argmin()])
 
 
 def cross_validate(rows: list[dict[str, Any]], name: str, folds: int = 2) -> dict[str, Any]:
@@ -290,6 +293,82 @@ def cv_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def kind_table(rows: list[dict[str, Any]], before: dict[str, Any]) -> list[str]:
+    """Per kind of program: outcomes, and how many the gate rejected before and after."""
+    lines = [
+        "| program kind | programs | learned | partial | never | rejected by the gate before (e66c883) | "
+        "rejected now |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    for kind in kinds:
+        of = [r for r in rows if r["kind"] == kind]
+        old = [before[r["task"] + ":" + kind] for r in of if r["task"] + ":" + kind in before]
+        old_text = f"{sum(not v['ok'] for v in old)}/{len(old)}" if old else "— (could not be checked)"
+        lines.append(
+            f"| {kind} | {len(of)} | {sum(r['label'] == 'learned' for r in of)} | {sum(r['label'] == 'partial' for r in of)} | "
+            f"{sum(r['label'] == 'never' for r in of)} | {old_text} | {sum(not r['verdict']['ok'] for r in of)}/{len(of)} |"
+        )
+    return lines
+
+
+def before_after(rows: list[dict[str, Any]], before: dict[str, Any]) -> list[str]:
+    """False rejections and false acceptances of the gate before this calibration and now, on
+    the programs both could check (the old gate could not check the benchmark's own reward)."""
+    both = [r for r in rows if r["task"] + ":" + r["kind"] in before]
+    lines = [
+        "| gate | programs | rejected | false rejections / learned | false acceptances / never learned |",
+        "|---|---|---|---|---|",
+    ]
+    for name, ok in (
+        ("before (e66c883: ranking >= 0.6 on short rollouts, raw scripted actions)",
+         lambda r: bool(before[r["task"] + ":" + r["kind"]]["ok"])),
+        ("now", lambda r: bool(r["verdict"]["ok"])),
+    ):  # fmt: skip
+        learners = [r for r in both if r["label"] != "never"]
+        never = [r for r in both if r["label"] == "never"]
+        lines.append(
+            f"| {name} | {len(both)} | {sum(not ok(r) for r in both)} | {rate(sum(not ok(r) for r in learners), len(learners))} | "
+            f"{rate(sum(ok(r) for r in never), len(never))} |"
+        )
+    return lines
+
+
+def plot(rows: list[dict[str, Any]], threshold: float, path: Path) -> None:
+    """Trajectory preference (neutral) vs the best success any seed reached, per program."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    colors = {k: plt.get_cmap("tab20")(i % 20) for i, k in enumerate(kinds)}
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    rng = np.random.default_rng(0)
+    for kind in kinds:
+        pts = [(v, r["max_success"], r["verdict"]["ok"]) for r in rows
+               if r["kind"] == kind and (v := statistic(r, "trajectory (neutral actions)")) is not None]  # fmt: skip
+        if not pts:
+            continue
+        x = np.array([p[0] for p in pts]) + rng.uniform(-0.012, 0.012, len(pts))
+        y = np.array([p[1] for p in pts]) + rng.uniform(-0.015, 0.015, len(pts))
+        ok = np.array([p[2] for p in pts])
+        ax.scatter(x[ok], y[ok], color=colors[kind], label=kind, s=36, edgecolor="k", linewidth=0.4)
+        ax.scatter(x[~ok], y[~ok], color=colors[kind], s=44, marker="X", edgecolor="k", linewidth=0.4)
+    ax.axvline(threshold, color="0.3", linestyle="--", linewidth=1)
+    ax.text(threshold, 1.07, f" threshold {threshold:.2f}", fontsize=8, va="bottom")
+    ax.set_xlabel("trajectory preference on the reference rollouts (neutral actions)")
+    ax.set_ylabel("best success rate of any seed (5 episodes)")
+    ax.set_ylim(-0.05, 1.12)
+    ax.set_xlim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="center left", title="circle: accepted, X: rejected", title_fontsize=7)
+    ax.set_title("MetaWorld programs: what the gate measures vs what training reached", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def report(args: argparse.Namespace) -> str:
     """Gate every program with finished outcomes; write ``verdicts.json``, ``results.md``."""
     cfg, settings = gate_config(args)
@@ -300,11 +379,18 @@ def report(args: argparse.Namespace) -> str:
             continue
         data = evaluate(program, cfg, args.runs / "gate_evals")
         rows.append({**measured[program.name], "verdict": verdict(data, program, cfg, settings)})
+    before_path = args.out / "baseline_verdicts.json"
+    before = {k: v for k, v in json.loads(before_path.read_text()).items()} if before_path.exists() else {}
+    before = {k: v for k, v in before.items() if k in measured and v["digest"] == measured[k]["digest"]}
     lines = [
         f"{len(rows)} programs with {args.seeds} finished seeds each", "", *check_table(rows), "",
+        "Before and after, on the programs the old gate could check:", "", *before_after(rows, before), "",
+        "Per kind of program:", "", *kind_table(rows, before), "",
         "Preference check, task-wise 2-fold cross-validation (programs on demonstration tasks that the "
         "constant check did not already reject):", "", *cv_table(rows), "", *program_table(rows),
     ]  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(rows, settings.min_ranking_accuracy, args.out / "calibration.png")
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text)
