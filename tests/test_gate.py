@@ -317,3 +317,15 @@ def test_known_bad_rewards_are_rejected_by_the_right_check(name: str, cfg: Any) 
     report = gate(DRAWER, source, cfg)
     assert not report.ok
     assert report.stats["checks"][check] == "reject", (report.stats["checks"], report.findings)
+
+
+def test_sparse_reward_is_a_warning_with_its_numbers(cfg: Any) -> None:
+    """Paying only at the goal cannot be told from a reward that trains (some do, on easy
+    tasks): accepted, with a warning that says where the reward is flat."""
+    sparse = prog("gap = abs(float(self.goal_position[1] - self.obj1.position[1]))\nreturn 1.0 if gap < 0.02 else 0.0")
+    report = gate(DRAWER, sparse, cfg)
+    assert report.ok and report.stats["checks"]["sparse"] == "warn"
+    assert any("flat" in w and "never succeed" in w for w in report.warnings)
+    assert report.stats["signal"]["failed_span"] == 0.0 < report.stats["signal"]["span"]
+    dense = gate(DRAWER, offline(DRAWER), cfg)
+    assert dense.stats["checks"]["sparse"] == "pass"

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from programs import Program, calibration_set
 
-CHECKS = ("check", "finite", "scale", "constant", "preference", "progress")
-"""The gate's checks, in the order the gate applies them (``progress`` only warns)."""
+CHECKS = ("check", "finite", "scale", "constant", "preference", "progress", "sparse")
+"""The gate's checks, in the order the gate applies them (``progress`` and ``sparse`` only warn)."""
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -51,12 +51,16 @@ def rate(k: int, n: int) -> str:
 # --------------------------------------------------------------------------- outcomes
 
 
-def outcomes(path: Path, seeds: int) -> dict[str, dict[str, Any]]:
-    """Per program name: label, per-seed rows; only programs with ``seeds`` finished seeds."""
-    from run import read_outcomes
+def outcomes(path: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Per program name: label, per-seed rows; only runs of this budget, and only programs
+    with ``args.seeds`` finished seeds."""
+    from run import budget_of, read_outcomes
 
+    seeds = args.seeds
     by: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
     for row in read_outcomes(path):
+        if int(row["budget"]) != budget_of(row["task"], args):
+            continue
         by[(row["task"], row["kind"], row["digest"])].append(row)
     out: dict[str, dict[str, Any]] = {}
     for (task, kind, digest), rows in by.items():
@@ -153,11 +157,10 @@ def check_table(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for check in CHECKS:
         rej = [r for r in rows if r["verdict"]["checks"].get(check) == "reject"]
-        warn = sum(r["verdict"]["checks"].get(check) == "warn" for r in rows)
         fr = [r for r in rej if r["label"] != "never"]
         caught = [r for r in rej if r["label"] == "never"]
         lines.append(
-            f"| {check}{f' ({warn} warned)' if warn else ''} | {len(rej)} | {rate(len(fr), len(learners))} | "
+            f"| {check} | {len(rej)} | {rate(len(fr), len(learners))} | "
             f"{rate(len(caught), len(never))} |"
         )
     rej = [r for r in rows if not r["verdict"]["ok"]]
@@ -167,6 +170,13 @@ def check_table(rows: list[dict[str, Any]]) -> list[str]:
         f"| **whole gate** | {len(rej)} | {rate(sum(r['label'] != 'never' for r in rej), len(learners))} | "
         f"{rate(len(rej) - sum(r['label'] != 'never' for r in rej), len(never))} |"
     )
+    lines += ["", "| warning (never a rejection) | warned | warned, learned / programs that learned | "
+              "warned, never learned / programs that never learned |", "|---|---|---|---|"]
+    for check in CHECKS:
+        warned = [r for r in rows if r["verdict"]["checks"].get(check) == "warn"]
+        if warned:
+            lines.append(f"| {check} | {len(warned)} | {rate(sum(r['label'] != 'never' for r in warned), len(learners))} | "
+                         f"{rate(sum(r['label'] == 'never' for r in warned), len(never))} |")  # fmt: skip
     lines.append("")
     lines.append(
         f"False acceptances (accepted, never learned): {rate(len(fa), len(never))} of the programs that never learned; "
@@ -372,7 +382,7 @@ def plot(rows: list[dict[str, Any]], threshold: float, path: Path) -> None:
 def report(args: argparse.Namespace) -> str:
     """Gate every program with finished outcomes; write ``verdicts.json``, ``results.md``."""
     cfg, settings = gate_config(args)
-    measured = outcomes(args.out / "outcomes.csv", args.seeds)
+    measured = outcomes(args.out / "outcomes.csv", args)
     rows = []
     for program in calibration_set():
         if program.name not in measured or measured[program.name]["digest"] != program.digest:

@@ -18,7 +18,8 @@ Two steps, both resumable:
 
 Usage::
 
-    python experiments/gate_calibration/run.py train --jobs 2          # the trainings (~3.5 core-hours)
+    python experiments/gate_calibration/run.py train --shard 0/2 &     # the trainings, two processes
+    python experiments/gate_calibration/run.py train --shard 1/2       # (~3.5 core-hours in all)
     python experiments/gate_calibration/run.py evaluate                # the gate's numbers per program (cached)
     python experiments/gate_calibration/run.py report                  # gate + tables (minutes)
     python experiments/gate_calibration/run.py all --out experiments/gate_calibration/results
@@ -42,7 +43,7 @@ import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -131,66 +132,59 @@ def select(args: argparse.Namespace) -> list[Program]:
     return programs
 
 
+def priority(job: dict[str, Any], outcomes: list[dict[str, str]], tasks: list[str]) -> tuple[int, int, int, int]:
+    """Which run next: every program's seed 0 first (task by task), then the seeds that can still
+    change a program's label (its seed 0 did not reach success), then the rest."""
+    if job["seed"] == 0:
+        phase = 0
+    else:
+        first = [r for r in outcomes if (r["task"], r["kind"], r["digest"], r["seed"]) ==
+                 (job["task"], job["kind"], job["digest"], "0")]  # fmt: skip
+        phase = 2 if first and first[-1]["reached"] == "1" else 1
+    order = ("expert", "offline", "t2r_dist", "t2r", "t2r_staged")
+    kind = order.index(job["kind"]) if job["kind"] in order else len(order)
+    return phase, tasks.index(job["task"]), kind, job["seed"]
+
+
 def train_all(args: argparse.Namespace) -> None:
-    """Step 1 (see the module docstring)."""
+    """Step 1 (see the module docstring): this shard's runs, one at a time, the most useful
+    first (:func:`priority`, re-read from ``outcomes.csv`` before every run)."""
     out = args.out / "outcomes.csv"
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = read_outcomes(out)
-    done = {(r["task"], r["kind"], r["digest"], r["seed"], r["budget"]) for r in rows}
-    # A run of a larger budget that reached success within this one, or had no success at any
-    # evaluation, is this budget's run too (same seed and program: training is identical up to
-    # the smaller budget; evaluations fall on the same steps).
-    def within(r: dict[str, str]) -> dict[str, Any] | None:
-        budget = budget_of(r["task"], args)
-        if budget >= int(r["budget"]) or (r["task"], r["kind"], r["digest"], r["seed"], str(budget)) in done:
-            return None
-        if r["reached"] == "1" and int(r["steps_to_success"]) <= budget:
-            return {**r, "budget": str(budget)}
-        if r["reached"] == "0" and float(r["max_success"]) == 0.0 and not r["error"]:
-            return {**r, "budget": str(budget), "timesteps": str(budget), "evals": str(budget // args.eval_freq)}
-        return None
-
-    reuse = [x for r in rows if (x := within(r)) is not None]
-    done |= {(r["task"], r["kind"], r["digest"], r["seed"], r["budget"]) for r in reuse}
+    if not out.exists():
+        with out.open("w", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=OUTCOME_FIELDS).writeheader()
     programs = select(args)
-    jobs = []
-    for seed in range(args.seeds):
-        for p in programs:
-            key = (p.task, p.kind, p.digest, str(seed), str(budget_of(p.task, args)))
-            if key in done:
-                continue
-            jobs.append({
-                "task": p.task, "kind": p.kind, "digest": p.digest, "source": p.source, "seed": seed,
-                "budget": budget_of(p.task, args), "dir": str(run_dir(p, seed, args)),
-                "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes,
-                "checkpoint_freq": args.checkpoint_freq, "stop_at": args.stop_at,
-            })  # fmt: skip
-    # task by task, every program and seed of a task before the next task: an interrupted
-    # calibration leaves whole tasks measured
     tasks = list(dict.fromkeys(p.task for p in programs))
-    order = ("expert", "offline", "t2r_dist", "t2r", "t2r_staged")
-    jobs.sort(key=lambda j: (tasks.index(j["task"]), order.index(j["kind"]) if j["kind"] in order else len(order), j["seed"]))
+    every = [
+        {
+            "task": p.task, "kind": p.kind, "digest": p.digest, "source": p.source, "seed": seed,
+            "budget": budget_of(p.task, args), "dir": str(run_dir(p, seed, args)),
+            "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes,
+            "checkpoint_freq": args.checkpoint_freq, "stop_at": args.stop_at,
+        }
+        for p in programs for seed in range(args.seeds)
+    ]  # fmt: skip
     index, count = (int(x) for x in args.shard.split("/"))
-    jobs = jobs[index::count]
-    print(f"{len(jobs)} runs to train ({len(done)} already in {out})", flush=True)
-    started = time.time()
-    new = not out.exists()
-    with out.open("a", newline="") as fh, ProcessPoolExecutor(
-        max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")
-    ) as pool:
-        writer = csv.DictWriter(fh, fieldnames=OUTCOME_FIELDS)
-        if new:
-            writer.writeheader()
-        if args.shard.startswith("0/"):
-            writer.writerows(reuse)
-        futures = {pool.submit(train_one, job): job for job in jobs}
-        for i, fut in enumerate(as_completed(futures), 1):
-            row = fut.result()
-            writer.writerow(row)
-            fh.flush()
+    mine = every[index::count]
+    started, trained = time.time(), 0
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while True:
+            rows = read_outcomes(out)
+            done = {(r["task"], r["kind"], r["digest"], r["seed"], r["budget"]) for r in rows}
+            pending = [j for j in mine if (j["task"], j["kind"], j["digest"], str(j["seed"]), str(j["budget"])) not in done]
+            if trained == 0:
+                print(f"{len(pending)} runs to train in shard {args.shard} ({len(done)} in {out})", flush=True)
+            if not pending:
+                break
+            job = min(pending, key=lambda j: priority(j, rows, tasks))
+            row = pool.submit(train_one, job).result()
+            with out.open("a", newline="") as fh:  # one line per append: shards share the file
+                csv.DictWriter(fh, fieldnames=OUTCOME_FIELDS).writerow(row)
+            trained += 1
             print(
-                f"[{i}/{len(jobs)} {time.time() - started:.0f}s] {row['task']} {row['kind']} seed {row['seed']}: "
-                f"{'success at ' + str(row['steps_to_success']) if row['reached'] else 'no success'} "
+                f"[{trained}/{trained + len(pending) - 1} {time.time() - started:.0f}s] {row['task']} {row['kind']} "
+                f"seed {row['seed']}: {'success at ' + str(row['steps_to_success']) if row['reached'] else 'no success'} "
                 f"(max {row['max_success']:.2f}, {row['timesteps']} steps, {row['wall_s']} s){' ' + row['error'] if row['error'] else ''}",
                 flush=True,
             )  # fmt: skip
@@ -208,8 +202,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--stop-at", type=float, default=0.8, help="success rate that counts as learned (and stops)")
     parser.add_argument("--checkpoint-freq", type=int, default=32_768)
-    parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--shard", default="0/1", help="i/n: train every n-th run from the i-th (separate processes)")
+    parser.add_argument("--shard", default="0/1", help="i/n: this process trains every n-th run from the i-th")
     parser.add_argument("--out", type=Path, default=Path("runs/gate_calibration/results"))
     parser.add_argument("--runs", type=Path, default=Path("runs/gate_calibration/runs"))
     args = parser.parse_args()

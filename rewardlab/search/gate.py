@@ -336,6 +336,17 @@ def judge(ref: ReferenceRollouts, ev: TrajectoryEvaluation, s: GateConfig) -> Ga
         findings.append(f"the reward is constant ({every[0]:.4g}) on all {len(every)} reference states "
                         f"({_kinds(ref.kinds())} rollouts): it gives no learning signal")  # fmt: skip
         checks["constant"] = "reject"
+    failed = [r for rollout, r in zip(ref.rollouts, neutral, strict=True) if not rollout.successes.any()]
+    if failed and checks["constant"] == "pass":
+        span = float(np.ptp(np.concatenate(neutral)))
+        flat = float(np.ptp(np.concatenate(failed)))
+        stats["signal"] = {"failed_span": flat, "span": span, "failed_rollouts": len(failed)}
+        checks["sparse"] = "pass"
+        if flat <= s.constant_tol * max(1.0, span):
+            warnings.append(f"the reward is flat ({float(failed[0][0]):.4g}) on every state of the {len(failed)} reference "
+                            "rollouts that never succeed (compared with neutral actions): it pays only at or near success, so "
+                            "a policy that has not succeeded yet gets no signal; add a dense term that grows toward success")  # fmt: skip
+            checks["sparse"] = "warn"
     stats["returns"] = {}
     for rollout, r in zip(ref.rollouts, rewards, strict=True):
         stats["returns"].setdefault(rollout.kind, []).append(float(r.sum()))
