@@ -166,7 +166,7 @@ def train_all(args: argparse.Namespace) -> None:
         for p in programs for seed in range(args.seeds)
     ]  # fmt: skip
     index, count = (int(x) for x in args.shard.split("/"))
-    mine = every[index::count]
+    mine = [j for j in every if [p.name for p in programs].index(f"{j['task']}:{j['kind']}") % count == index]
     started, trained = time.time(), 0
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         while True:
@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--stop-at", type=float, default=0.8, help="success rate that counts as learned (and stops)")
     parser.add_argument("--checkpoint-freq", type=int, default=32_768)
-    parser.add_argument("--shard", default="0/1", help="i/n: this process trains every n-th run from the i-th")
+    parser.add_argument("--shard", default="0/1", help="i/n: this process trains the runs of every n-th program from the i-th")
     parser.add_argument("--out", type=Path, default=Path("runs/gate_calibration/results"))
     parser.add_argument("--runs", type=Path, default=Path("runs/gate_calibration/runs"))
     args = parser.parse_args()
