@@ -4,8 +4,11 @@
   reward program) over a back-end chosen by :class:`~rewardlab.rollout.core.CoreConfig`:
   ``native`` (:mod:`rewardlab.rollout.native`, MuJoCo's C engine) or ``mjx``
   (:mod:`rewardlab.rollout.mjx`, JAX).
-* :mod:`rewardlab.rollout.reward` -- one sandboxed reward call for all worlds when the program
-  allows it (as written, or lifted by :mod:`rewardlab.rollout.lift`), per world otherwise.
+* :mod:`rewardlab.rollout.reward` -- one sandboxed reward call for all worlds where that
+  computes what the program computes per world (over :mod:`rewardlab.rollout.batch` values, as
+  written or lifted by :mod:`rewardlab.rollout.lift`), per world otherwise; every decision and
+  fallback counted in the core's ``rollout_report()`` (``rewards/v<N>/rollout.json``).
+* :func:`rewardlab.rollout.support.supports` -- which task runs on which training back-end.
 * :class:`~rewardlab.rollout.sb3.CoreVecEnv` (stable-baselines3) and
   :class:`~rewardlab.rollout.gym_vector.CoreVectorEnv` (gymnasium) adapters.
 

@@ -26,7 +26,10 @@ Why a batched call computes what the program says, world by world:
 * a batched mode is adopted only if it equals the per-world output on every world of the
   first states, and every ``verify_every`` batched calls (default: every call) one random
   world is re-checked against a per-world call; a mismatch evaluates that step per world and
-  switches to per-world for good.
+  switches to per-world for good;
+* when more than half of the last 100 batched steps fell back to per world (a lifted
+  conditional whose untaken branch keeps raising floating-point errors), batched evaluation
+  is given up: per world is then cheaper. The reason is recorded.
 
 Every decision is counted in :class:`BatchReport` (``to_dict`` is what the core writes to
 ``rollout.json``). Per world, an output that is not finite, exceeds ``max_abs`` or has a
