@@ -172,3 +172,21 @@ def test_train_once_trains_then_reuses_the_finished_run(tmp_path: Path) -> None:
     (tmp_path / "run" / "model.zip").unlink()  # a second call must not train (or load) again
     again = train_once(task, None, algo, tiny(total_timesteps=4096), tmp_path / "run")
     assert again == first and not (tmp_path / "run" / "model.zip").exists()
+
+
+def test_the_core_trains_exactly_like_gymnasium_envs(tmp_path: Path) -> None:
+    """Same seeds and settings: PPO on train.backend=native ends with the policy of PPO on
+    gymnasium envs (float32 rounding apart), so a learning difference between the two can only
+    come from other settings (n_envs, n_steps), never from the core."""
+    import numpy as np
+    import torch
+
+    params = {}
+    for backend in ("dummy", "native"):
+        algo = AlgoConfig(kwargs={"n_steps": 128, "batch_size": 64, "n_epochs": 2})
+        train(get_task("mujoco/hopper_forward"), SOURCE, algo,
+              tiny(total_timesteps=512, n_envs=4, backend=backend, eval_freq=10**9), tmp_path / backend)  # fmt: skip
+        model, _ = load_policy(tmp_path / backend, "ppo")
+        params[backend] = torch.cat([p.flatten() for p in model.policy.parameters()]).detach().numpy()
+    assert np.abs(params["dummy"]).max() > 0.1
+    np.testing.assert_allclose(params["native"], params["dummy"], rtol=0, atol=1e-5)
