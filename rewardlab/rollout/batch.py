@@ -327,6 +327,9 @@ def _aligned(values: Sequence[Any], *, cast: bool) -> list[Any]:
     world). With ``cast``, weak values take the dtype a Python scalar would get against the
     other operands (NEP 50). Per-world results above :data:`MAX_WORLD_ELEMENTS` are refused.
     """
+    fast = _scalars(values, cast)
+    if fast is not None:
+        return fast
     n = _batch_size(values)
     depth = 0
     shapes: list[tuple[int, ...]] = []
@@ -376,7 +379,47 @@ def _aligned(values: Sequence[Any], *, cast: bool) -> list[Any]:
     return out
 
 
+_F64 = np.dtype(np.float64)
+
+
+def _scalars(values: Sequence[Any], cast: bool) -> list[Any] | None:
+    """The common case of :func:`_aligned`, fast: per-world scalars and Python numbers that
+    need no reshaping and no dtype change (``None``: take the general path)."""
+    arrays: list[Any] = []
+    n = -1
+    weak = strong_other = False
+    for v in values:
+        kind = type(v)
+        if kind is BatchValue:
+            a = v._a
+            if a.ndim != 1 or (n >= 0 and a.shape[0] != n):
+                return None
+            n = a.shape[0]
+            if v._weak:
+                weak = True
+            elif a.dtype != _F64:
+                strong_other = True
+            arrays.append(a)
+        elif kind is float or kind is int or kind is bool:
+            arrays.append(v)
+        else:
+            return None
+    if n < 0 or (cast and weak and strong_other):
+        return None
+    return arrays
+
+
+def _new(arr: np.ndarray, weak: bool) -> BatchValue:
+    """A batch value around a checked result array (no validation)."""
+    value = object.__new__(BatchValue)
+    object.__setattr__(value, "_a", arr)
+    object.__setattr__(value, "_weak", weak)
+    return value
+
+
 def _wrap(out: Any, *, weak: bool = False) -> Any:
+    if type(out) is np.ndarray and out.ndim and out.dtype.kind in _KINDS:
+        return _new(out, weak and out.ndim == 1)
     if isinstance(out, tuple):
         return tuple(_wrap(o) for o in out)
     arr = np.asarray(out)
@@ -389,7 +432,12 @@ def _wrap(out: Any, *, weak: bool = False) -> Any:
 
 def _operator(py_op: Callable[..., Any], ufunc: np.ufunc, *operands: Any) -> Any:
     """A Python operator on operands of which at least one is a batch value."""
-    all_weak = all(_is_weak(v) for v in operands)
+    all_weak = True
+    for v in operands:
+        kind = type(v)
+        if not ((kind is BatchValue and v._weak) or kind is float or kind is int or kind is bool):
+            all_weak = False
+            break
     if all_weak:
         # Python scalars in every world: Python's arithmetic (bools are ints, true division
         # of ints is a float); the result is again a Python scalar per world.
@@ -711,7 +759,8 @@ def _matmul(a: Any, b: Any, **kwargs: Any) -> BatchValue:
     if nds == [1, 1]:  # a dot product per world
         if left.shape[-1] != right.shape[-1]:
             raise _refuse("matmul: per-world shapes do not match")
-        return _wrap(np.broadcast_to(np.sum(left * right, axis=-1), (n,)))
+        out = np.sum(left * right, axis=-1)
+        return _wrap(out if out.shape[0] == n else np.broadcast_to(out, (n,)).copy())
     if nds[0] == 1:
         left = left[:, None, :]
     if nds[1] == 1:
@@ -918,8 +967,10 @@ class BatchView:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._proxy, name)
-        if isinstance(value, np.ndarray):
-            return BatchValue(np.moveaxis(value, -1, 0), weak=value.ndim == 1)
+        if type(value) is np.ndarray:
+            if value.ndim == 1:
+                return _new(value, True)
+            return BatchValue(np.moveaxis(value, -1, 0))
         if isinstance(value, (int, float, str, bool)) or value is None:
             return value
         return BatchView(value)
