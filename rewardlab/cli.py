@@ -1,4 +1,4 @@
-"""The ``rewardlab`` command: ``rewardlab <command> [hydra overrides ...]``.
+"""The ``rewardlab`` command: ``rewardlab <command> [-v] [hydra overrides ...]``.
 
 Commands::
 
@@ -14,8 +14,12 @@ Commands::
     rewardlab review [runs_dir=runs] [review.port=8765]   browse runs, watch videos, give feedback
     rewardlab search task=... search.candidates=K search.iterations=N   Eureka-style reward search
 
+``-v`` also shows the libraries' INFO messages (HTTP requests, Hydra ...).
+
 Everything after the command is a Hydra override (``key=value``, ``-m`` for sweeps,
-``--cfg job`` to print the config); the schema is :mod:`rewardlab.config`.
+``--cfg job`` to print the config); the schema is :mod:`rewardlab.config`. The whole command
+line is checked before anything is written: a bad key, value, choice, task, file or run is
+one line on stdout and exit code 2.
 """
 
 from __future__ import annotations
@@ -24,17 +28,63 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-logging.getLogger("OpenGL").setLevel(logging.WARNING)
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from rewardlab.config import RewardLabConfig
+    from rewardlab.rundir import RunDir, Status
 
 USAGE = __doc__.split("Everything after")[0].strip() if __doc__ else ""
+log = logging.getLogger("rewardlab")
 
 
-def _print(msg: str = "") -> None:
-    print(msg, flush=True)
+class UsageError(Exception):
+    """A command line that cannot run; the message is one line (printed as ``error: ...``,
+    exit code 2, nothing written)."""
+
+
+# --------------------------------------------------------------------------- output
+
+
+QUIET_LOGGERS = ("matplotlib", "PIL", "httpx", "httpcore", "openai", "urllib3", "hydra", "jax", "absl", "OpenGL")
+"""Libraries whose INFO messages (and matplotlib's font-cache warning) only ``-v`` shows."""
+
+
+def configure_logging(verbose: bool) -> None:
+    """rewardlab's own messages (logger ``rewardlab``) go to stdout as plain lines; other
+    libraries' messages to stderr, warnings and above only unless ``verbose``."""
+    ours = logging.getLogger("rewardlab")
+    ours.handlers = [_stream(sys.stdout, "%(message)s")]
+    ours.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root = logging.getLogger()
+    others = _stream(sys.stderr, "[%(name)s][%(levelname)s] %(message)s")
+    others.addFilter(lambda record: not record.name.startswith("rewardlab"))  # already on stdout
+    root.handlers = [others]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
+    for logger in logging.root.manager.loggerDict.values():  # Hydra's job setup disables them
+        if isinstance(logger, logging.Logger):
+            logger.disabled = False
+
+
+def _stream(stream: Any, fmt: str) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(fmt))
+    return handler
+
+
+def _log_to_file(run_dir: Path) -> None:
+    """Also keep this command's messages in ``<run>/rewardlab.log``."""
+    handler = logging.FileHandler(run_dir / "rewardlab.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(name)s][%(levelname)s] %(message)s"))
+    logging.getLogger().addHandler(handler)  # rewardlab's messages propagate to the root
 
 
 # --------------------------------------------------------------------------- commands
@@ -43,103 +93,61 @@ def _print(msg: str = "") -> None:
 def cmd_tasks(argv: list[str]) -> int:
     from rewardlab.tasks import list_tasks
 
+    try:
+        apply_task_path(argv)
+    except UsageError as exc:
+        log.info(f"error: {exc}")
+        return 2
     tasks = list_tasks()
     width = max(len(t.name) for t in tasks)
     env_width = max(len(t.resolved_env_id()) for t in tasks)
-    _print(f"{'task':<{width}}  {'env':<{env_width}} {'success metric':<17} instruction")
+    log.info(f"{'task':<{width}}  {'env':<{env_width}} {'success metric':<17} instruction")
     for t in tasks:
-        _print(f"{t.name:<{width}}  {t.resolved_env_id():<{env_width}} {t.success.metric:<17} {t.instruction}")
-    _print(f"\n{len(tasks)} tasks. Train one: rewardlab train task=<task>")
+        log.info(f"{t.name:<{width}}  {t.resolved_env_id():<{env_width}} {t.success.metric:<17} {t.instruction}")
+    log.info(f"\n{len(tasks)} tasks. Train one: rewardlab train task=<task>")
     return 0
 
 
-def _task(cfg: Any) -> Any:
-    from omegaconf import OmegaConf
-
-    from rewardlab.tasks.registry import TaskSpec
-
-    task = TaskSpec.from_dict(OmegaConf.to_container(cfg.task, resolve=True))
-    if isinstance(cfg.task.success, str):  # task.success=<name or expression>: record what it became
-        cfg.task.success = {"metric": task.success.metric, "params": dict(task.success.params)}
-    if cfg.instruction:
-        task.instruction = str(cfg.instruction)
-    return task
-
-
-def cmd_check(cfg: Any) -> int:
+def cmd_check(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     from rewardlab.search.gate import gate
 
-    if not cfg.file:
-        _print("error: give the reward program to check: rewardlab check task=<task> file=<path>")
-        return 2
+    assert cfg.file is not None
     path = Path(cfg.file)
-    if not path.is_file():
-        _print(f"error: {path} does not exist")
-        return 2
-    task = _task(cfg)
     cfg.gate.cache_dir = None  # a check writes nothing: reference rollouts go to a temporary folder
-    verdict = gate(task, path.read_text(), cfg)
-    _print(f"{path} for {task.name}: {'ACCEPTED' if verdict.ok else 'REJECTED'} by the pre-flight gate")
+    verdict = gate(cfg.task, path.read_text(), cfg)
+    log.info(f"{path} for {cfg.task.name}: {'ACCEPTED' if verdict.ok else 'REJECTED'} by the pre-flight gate")
     for line in verdict.feedback_lines():
-        _print(f"  {line}")
+        log.info(f"  {line}")
     return 0 if verdict.ok else 1
 
 
-def cmd_generate(cfg: Any) -> int:
-    from hydra.core.hydra_config import HydraConfig
-
+def cmd_generate(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     from rewardlab.pipeline import generate, success_lines
-    from rewardlab.rundir import reward_dir, write_json
+    from rewardlab.rundir import RunDir, write_json
 
-    task = _task(cfg)
-    out = reward_dir(Path(HydraConfig.get().runtime.output_dir), 0)
-    for line in success_lines(task):
-        _print(f"# {line}")
-    result = generate(cfg, task, out)
+    assert run_dir is not None
+    out = RunDir(run_dir).version_dir(0)
+    for line in success_lines(cfg.task):
+        log.info(f"# {line}")
+    result = generate(cfg, cfg.task, out)
     if not result.ok or result.source is None:
-        _print(f"no acceptable reward program after {len(result.attempts)} attempt(s):")
-        _print(result.failure_summary())
-        _print(f"prompts and replies: {out / 'llm'}")
+        log.info(f"no acceptable reward program after {len(result.attempts)} attempt(s):")
+        log.info(result.failure_summary())
+        log.info(f"prompts and replies: {out / 'llm'}")
         return 1
     (out / "reward.py").write_text(result.source)
     if result.report is not None:
         write_json(out / "check.json", result.report.to_dict())
     if cfg.file:
         Path(cfg.file).write_text(result.source)
-    _print(result.source)
+    log.info(result.source)
     for line in result.notes():
-        _print(f"# {line}")
-    _print(f"# accepted after {len(result.attempts)} attempt(s); written to {out / 'reward.py'}")
+        log.info(f"# {line}")
+    log.info(f"# accepted after {len(result.attempts)} attempt(s); written to {out / 'reward.py'}")
     return 0
 
 
-def _load_run(cfg: Any) -> tuple[Any, Path] | None:
-    """The saved config of ``run=<dir>`` with this command's other overrides applied."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    from rewardlab.config import RewardLabConfig
-
-    run_dir = Path(cfg.run)
-    if not (run_dir / "config.yaml").exists():
-        _print(f"error: {run_dir} is not a rewardlab run directory (no config.yaml)")
-        return None
-    # The saved config on today's schema, so runs recorded before a field existed still load.
-    merged = OmegaConf.merge(OmegaConf.structured(RewardLabConfig), OmegaConf.load(run_dir / "config.yaml"))
-    # Every key the user overrode now (``llm=openai``, ``train.total_timesteps=...``) takes its
-    # value from this command's composed config, which Hydra parsed; the rest is the run's.
-    for override in HydraConfig.get().overrides.task:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key != "run" and not key.startswith("hydra"):
-            value = OmegaConf.select(cfg, key)
-            if isinstance(value, str):  # already resolved: keep it literal (no "${...}" lookups)
-                value = value.replace("${", "\\${")
-            OmegaConf.update(merged, key, value, merge=False, force_add=True)
-    merged.run = str(run_dir)
-    return merged, run_dir
-
-
-def _limit_memory(cfg: Any) -> None:
+def _limit_memory(cfg: RewardLabConfig) -> None:
     from rewardlab.reward.sandbox import limit_process_memory
 
     gb = cfg.train.memory_limit_gb
@@ -148,215 +156,244 @@ def _limit_memory(cfg: Any) -> None:
         limit_process_memory(int(gb * 2**30) if gb > 0 else int(0.8 * total))
 
 
-def _train_and_record(cfg: Any, task: Any, run_dir: Path, version: int, source: str | None) -> int:
-    """Train one version and record the run; the exit code."""
+def _recorder(cfg: RewardLabConfig, run_dir: Path) -> Callable[[Status, str], object]:
+    """``record(status, message)`` for :meth:`RunDir.running`: the run's summary and report."""
+    from rewardlab.pipeline import record_run
+
+    return lambda status, message: record_run(run_dir, cfg, cfg.task, status, message)
+
+
+def _train_and_record(cfg: RewardLabConfig, run_dir: Path, version: int, source: str | None) -> int:
+    """Train one version and record the run; the exit code (Ctrl-C, SIGTERM and crashes
+    propagate, recorded by the caller's :meth:`RunDir.running` block)."""
     from rewardlab.pipeline import record_run, train_version
     from rewardlab.wrappers import RewardFailure
 
-    record_run(run_dir, cfg, task, "training")
     try:
-        train_version(cfg, task, run_dir, version, source, _print)
+        train_version(cfg, cfg.task, run_dir, version, source)
     except RewardFailure as exc:
-        record_run(run_dir, cfg, task, "reward_failed", str(exc))
-        _print(f"training stopped: {exc}")
+        record_run(run_dir, cfg, cfg.task, "failed", f"reward program failed during training: {exc}")
+        log.info(f"training stopped: {exc}")
         return 1
-    except KeyboardInterrupt:
-        record_run(run_dir, cfg, task, "interrupted", f"resume with: rewardlab train run={run_dir}")
-        _print(f"\ninterrupted; resume with: rewardlab train run={run_dir}")
-        return 130
-    record_run(run_dir, cfg, task, "done")
-    _print(f"run directory: {run_dir}\n  report: {run_dir / 'report.md'}")
+    record_run(run_dir, cfg, cfg.task, "done")
+    log.info(f"run directory: {run_dir}\n  report: {run_dir / 'report.md'}")
     return 0
 
 
-def cmd_train(cfg: Any) -> int:
-    from hydra.core.hydra_config import HydraConfig
+def cmd_train(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     from omegaconf import OmegaConf
 
     from rewardlab.pipeline import initial_reward, record_run
-    from rewardlab.rundir import latest_reward_version, reward_dir
+    from rewardlab.rundir import RunDir
 
-    if cfg.run is not None:  # resume the latest reward version of an existing run
-        loaded = _load_run(cfg)
-        if loaded is None:
-            return 2
-        cfg, run_dir = loaded
-        version = latest_reward_version(run_dir) or 0
-        source_path = reward_dir(run_dir, version) / "reward.py"
-        source = source_path.read_text() if source_path.exists() else None
-        _print(f"resuming {run_dir} (reward v{version}) from its latest checkpoint")
+    assert run_dir is not None
+    run = RunDir(run_dir)
+    if cfg.run is not None:  # resume the current reward version (checked by `problems`)
+        version = run.current_version()
+        assert version is not None
+        source = run.source(version)
+        log.info(f"resuming {run_dir} (reward v{version}, current version)")
     else:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
         version, source = 0, None
-    task = _task(cfg)  # before anything is written: a bad task.success is an error here
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    OmegaConf.save(cfg, run.config_file, resolve=True)
+    _log_to_file(run_dir)
     _limit_memory(cfg)
-    if cfg.run is None:
-        source, failure = initial_reward(cfg, task, run_dir, _print)
-        if failure:
-            record_run(run_dir, cfg, task, "reward_rejected", failure)
-            _print(failure)
-            _print(f"run directory: {run_dir}")
-            return 1
-    return _train_and_record(cfg, task, run_dir, version, source)
+    with run.running(_recorder(cfg, run_dir)):
+        if cfg.run is None:
+            source, failure = initial_reward(cfg, cfg.task, run_dir)
+            if failure:
+                record_run(run_dir, cfg, cfg.task, "failed", failure)
+                log.info(failure)
+                log.info(f"run directory: {run_dir}")
+                return 1
+        return _train_and_record(cfg, run_dir, version, source)
 
 
-def _feedback_lines(cfg: Any) -> list[str]:
+def _feedback_lines(cfg: RewardLabConfig) -> list[str]:
     lines = [str(t).replace("_", " ") for t in (cfg.tags or [])]
     if cfg.feedback:
         lines.append(str(cfg.feedback))
     return lines
 
 
-def _refine_once(cfg: Any, task: Any, run_dir: Path, feedback: list[str]) -> int:
-    from rewardlab.e2cl.loop import current_version
+def _refine_once(cfg: RewardLabConfig, run_dir: Path, feedback: list[str]) -> int:
     from rewardlab.pipeline import record_run, refined_reward
+    from rewardlab.rundir import RunDir
 
-    parent = cfg.version if cfg.version is not None else current_version(run_dir)
-    if parent is None or not (run_dir / "rewards" / f"v{parent}" / "summary.json").exists():
-        _print(f"error: reward v{parent} of {run_dir} has no finished training to refine")
+    run = RunDir(run_dir)
+    parent = run.resolve_version(cfg.version)
+    if parent is None or not run.trained(parent) or run.source(parent) is None:
+        log.info(f"error: {_unrefinable(run, parent)}")
         return 2
-    version, source, failure = refined_reward(cfg, task, run_dir, parent, feedback, _print)
+    version, source, failure = refined_reward(cfg, cfg.task, run_dir, parent, feedback)
     if failure or source is None:
-        record_run(run_dir, cfg, task, "reward_rejected", failure)
-        _print(failure)
+        record_run(run_dir, cfg, cfg.task, "failed", failure)
+        log.info(failure)
         return 1
-    diff = (run_dir / "rewards" / f"v{version}" / "diff.patch").read_text()
-    _print(diff or f"(v{version} is identical to v{parent})")
-    return _train_and_record(cfg, task, run_dir, version, source)
+    diff = (run.version_dir(version) / "diff.patch").read_text()
+    log.info(diff or f"(v{version} is identical to v{parent})")
+    return _train_and_record(cfg, run_dir, version, source)
 
 
-def cmd_refine(cfg: Any) -> int:
+def _unrefinable(run: RunDir, version: int | None) -> str:
+    """Why ``version`` of ``run`` cannot be refined (``""``: it can)."""
+    if version is None:
+        return f"{run.path} has no trained reward version to refine"
+    if not run.trained(version):
+        return f"reward v{version} of {run.path} has no finished training to refine"
+    if run.source(version) is None:
+        return f"v{version} of {run.path} was trained on the benchmark's reward: there is no program to refine"
+    return ""
+
+
+def cmd_refine(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     from rewardlab.report import evaluation_line
-    from rewardlab.rundir import latest_reward_version, read_json, reward_dir
+    from rewardlab.rundir import RunDir
 
-    if not cfg.run:
-        _print('error: give the run to refine: rewardlab refine run=<run dir> feedback="..."')
-        return 2
-    loaded = _load_run(cfg)
-    if loaded is None:
-        return 2
-    cfg, run_dir = loaded
+    assert run_dir is not None
+    run = RunDir(run_dir)
+    _log_to_file(run_dir)
     _limit_memory(cfg)
-    task = _task(cfg)
-    if str(cfg.feedback or "").strip().lower() == "auto":  # E2CL: exploration finds the errors
-        from rewardlab.e2cl.loop import run_e2cl
+    with run.running(_recorder(cfg, run_dir), "refining", resume=False):
+        if _auto_feedback(cfg):  # E2CL: exploration finds the errors
+            from rewardlab.e2cl.loop import run_e2cl
 
-        return run_e2cl(cfg, task, run_dir, _print, extra=[str(t).replace("_", " ") for t in (cfg.tags or [])])
-    if not cfg.interactive:
-        feedback = _feedback_lines(cfg)
-        if not feedback:
-            _print('error: say what is wrong: feedback="..." and/or tags=[too_slow,falls]')
-            return 2
-        return _refine_once(cfg, task, run_dir, feedback)
-    status = 0
-    while True:
-        version = latest_reward_version(run_dir)
-        vdir = reward_dir(run_dir, version or 0)
-        if (vdir / "summary.json").exists():
-            vs = read_json(vdir / "summary.json")
-            _print(f"\nv{version} after {vs['timesteps']:,} steps: {evaluation_line(vs['final_eval'])}")
-            for video in vs["videos"]:
-                _print(f"  watch: {video}")
-        try:
-            line = input("feedback on this version (empty line to stop)> ").strip()
-        except EOFError:
-            line = ""
-        if not line:
-            return status
-        cfg.version = None
-        status = _refine_once(cfg, task, run_dir, [line])
+            return run_e2cl(cfg, cfg.task, run_dir, extra=[str(t).replace("_", " ") for t in (cfg.tags or [])])
+        if not cfg.interactive:
+            return _refine_once(cfg, run_dir, _feedback_lines(cfg))
+        status = 0
+        while True:
+            version = run.current_version()
+            vs = run.version_summary(version) if version is not None else None
+            if vs is not None and vs.get("status") == "done":
+                log.info(f"\nv{version} after {vs['timesteps']:,} steps: {evaluation_line(vs['final_eval'])}")
+                for video in vs["videos"]:
+                    log.info(f"  watch: {video}")
+            try:
+                line = input("feedback on this version (empty line to stop)> ").strip()
+            except EOFError:
+                line = ""
+            if not line:
+                return status
+            cfg.version = None
+            status = _refine_once(cfg, run_dir, [line])
 
 
-def cmd_evaluate(cfg: Any) -> int:
-    from omegaconf import OmegaConf
+def _auto_feedback(cfg: RewardLabConfig) -> bool:
+    return str(cfg.feedback or "").strip().lower() == "auto"
 
+
+def cmd_evaluate(cfg: RewardLabConfig, run_dir: Path | None) -> int:
+    from rewardlab.checkpoints import load_policy
     from rewardlab.evaluation import run_episodes, summarize
     from rewardlab.report import evaluation_line
-    from rewardlab.rundir import latest_reward_version, reward_dir, write_json
-    from rewardlab.training import load_policy
+    from rewardlab.rundir import RunDir, write_summary
     from rewardlab.wrappers import compile_for_task
 
-    if not cfg.run or not (Path(cfg.run) / "config.yaml").exists():
-        _print("error: give a run directory: rewardlab evaluate run=<run dir> (it must hold config.yaml)")
-        return 2
-    run_dir = Path(cfg.run)
-    saved = OmegaConf.load(run_dir / "config.yaml")
-    task = _task(saved)
-    version = cfg.version if cfg.version is not None else latest_reward_version(run_dir) or 0
-    vdir = reward_dir(run_dir, version)
-    model, normalizer = load_policy(vdir, saved.algo.name)
-    source_path = vdir / "reward.py"
-    program = compile_for_task(source_path.read_text(), task) if source_path.exists() else None
+    assert run_dir is not None
+    run = RunDir(run_dir)
+    version = run.resolve_version(cfg.version)
+    assert version is not None
+    vdir = run.version_dir(version)
+    model, normalizer = load_policy(vdir, cfg.algo.name)
+    source = run.source(version)
+    program = compile_for_task(source, cfg.task) if source is not None else None
     out = vdir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S")
     results = run_episodes(
-        task, model, episodes=cfg.episodes, seed=30_000 + cfg.train.seed, program=program,
+        cfg.task, model, episodes=cfg.episodes, seed=30_000 + cfg.train.seed, program=program,
         normalizer=normalizer, video_dir=out, video_episodes=cfg.train.video_episodes,
         video_size=cfg.train.video_size,
     )  # fmt: skip
     summary = summarize(results)
-    write_json(out / "summary.json", summary)
-    _print(f"{task.name} v{version}: {evaluation_line(summary)}")
-    _print(f"results: {out / 'summary.json'}")
+    path = write_summary(out, summary)
+    log.info(f"{cfg.task.name} v{version}: {evaluation_line(summary)}")
+    log.info(f"results: {path}")
     for r in results:
         if r.video:
-            _print(f"  video: {r.video}")
+            log.info(f"  video: {r.video}")
     return 0
 
 
-def cmd_review(cfg: Any) -> int:
-    from rewardlab.review.app import RemoteRefused, remote_settings, serve
+def cmd_review(cfg: RewardLabConfig, run_dir: Path | None) -> int:
+    from rewardlab.review.app import serve
 
     runs = Path(cfg.runs_dir).resolve()
-    token = os.environ.get(cfg.review.token_env) if cfg.review.token_env else None
-    if cfg.review.token_env and not token:
-        _print(f"error: review.token_env={cfg.review.token_env} names an empty or unset environment variable")
-        return 2
-    try:  # refuse an unsafe exposure before anything starts
-        remote_settings(cfg.review.host, cfg.review.allow_remote, list(cfg.review.allowed_hosts), token)
-    except RemoteRefused as exc:
-        _print(f"error: {exc}")
-        return 2
-    _print(f"reviewing runs under {runs} (Ctrl-C to stop)")
+    log.info(f"reviewing runs under {runs} (Ctrl-C to stop)")
     serve(runs, host=cfg.review.host, port=cfg.review.port, allow_remote=cfg.review.allow_remote,
-          allowed_hosts=list(cfg.review.allowed_hosts), token=token)  # fmt: skip
+          allowed_hosts=list(cfg.review.allowed_hosts), token=_review_token(cfg))  # fmt: skip
     return 0
 
 
-def cmd_search(cfg: Any) -> int:
+def _review_token(cfg: RewardLabConfig) -> str | None:
+    return os.environ.get(cfg.review.token_env) if cfg.review.token_env else None
+
+
+def review_problem(cfg: RewardLabConfig) -> str:
+    """An unsafe or broken exposure of the review page, refused before anything starts."""
+    from rewardlab.review.app import RemoteRefused, remote_settings
+
+    token = _review_token(cfg)
+    if cfg.review.token_env and not token:
+        return f"review.token_env={cfg.review.token_env} names an empty or unset environment variable"
+    try:
+        remote_settings(cfg.review.host, cfg.review.allow_remote, list(cfg.review.allowed_hosts), token)
+    except RemoteRefused as exc:
+        return str(exc)
+    return ""
+
+
+def cmd_search(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     """K candidates per iteration, gated, trained with successive halving, reflected on."""
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    from rewardlab.pipeline import describe_generator
+    from rewardlab.rundir import RunDir, read_json
     from rewardlab.search.runner import run_search
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    assert run_dir is not None
+    run = RunDir(run_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run.config_file, resolve=True)
+    _log_to_file(run_dir)
     _limit_memory(cfg)
-    return run_search(cfg, _task(cfg), run_dir, _print)
+    task = cfg.task
+    info = {"task": task.name, "instruction": task.instruction, "algo": str(cfg.algo.name), "generator": describe_generator(cfg)}
+
+    def record(status: Status, message: str) -> None:  # the search writes its own report.md
+        run.record(status=status, message=message, **info)
+
+    with run.running(record, resume=False):
+        code = run_search(cfg, task, run.path, log.info)
+        if code == 130:  # the search caught Ctrl-C/SIGTERM itself and kept what it had
+            record("stopped", "interrupted")
+        elif code != 0:
+            try:
+                message = str(read_json(run.path / "search.json").get("message") or "")
+            except (OSError, ValueError, AttributeError):
+                message = ""
+            record("failed", message or f"search ended with exit code {code}")
+        return code
 
 
-HYDRA_COMMANDS = {
+Command = Callable[["RewardLabConfig", "Path | None"], int]
+COMMANDS: dict[str, Command] = {
     "train": cmd_train, "refine": cmd_refine, "generate": cmd_generate, "check": cmd_check,
-    "evaluate": cmd_evaluate, "review": cmd_review,
+    "evaluate": cmd_evaluate, "review": cmd_review, "search": cmd_search,
 }  # fmt: skip
-HYDRA_COMMANDS["search"] = cmd_search
-QUIET = ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+HYDRA_RUNS = ("train", "generate", "search")
+"""Commands that create a new run directory through Hydra (``hydra.run.dir``, ``-m`` sweeps);
+``train run=<dir>`` and the others work in an existing folder or none."""
+RUN_COMMANDS = ("train", "refine", "evaluate")
+"""Commands that take ``run=<dir>`` (``train`` optionally)."""
 
 
-def _hydra_overrides(command: str, args: list[str]) -> list[str]:
-    """Per-command Hydra settings placed before the user's overrides."""
-    run = next((a.split("=", 1)[1] for a in args if a.startswith("run=")), None)
-    if command in ("check", "review"):
-        return [*QUIET, "hydra.run.dir=."]
-    if command in ("evaluate", "refine") or (command == "train" and run):
-        return [*QUIET, f"hydra.run.dir={run or '.'}"]
-    return []
+# --------------------------------------------------------------------------- the command line
 
 
-FREE_TEXT_KEYS = ("feedback=", "instruction=", "+feedback=", "+instruction=", "task.success=")
+FREE_TEXT_KEYS = ("feedback", "instruction", "task.success")
+FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp", "--config-name", "-cn",
+                    "--config-dir", "-cd", "--experimental-rerun")  # fmt: skip
 
 
 def _quote_free_text(args: list[str]) -> list[str]:
@@ -366,52 +403,369 @@ def _quote_free_text(args: list[str]) -> list[str]:
     out = []
     for arg in args:
         key, sep, value = arg.partition("=")
-        if sep and f"{key}=" in FREE_TEXT_KEYS and not (value[:1] in "'\"" and value[-1:] == value[:1] and len(value) > 1):
+        if sep and key.lstrip("+") in FREE_TEXT_KEYS and not (value[:1] in "'\"" and value[-1:] == value[:1] and len(value) > 1):
             escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
             arg = f"{key}='{escaped}'"
         out.append(arg)
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rewardlab`` console script."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help", "help"):
-        _print(USAGE)
-        return 0
-    command, rest = args[0], args[1:]
-    if command == "tasks":
-        return cmd_tasks(rest)
-    if command not in HYDRA_COMMANDS:
-        _print(f"unknown command {command!r}\n\n{USAGE}")
-        return 2
+def split_args(args: list[str]) -> tuple[list[str], list[str], bool]:
+    """``(Hydra flags, overrides, verbose)`` from the arguments after the command."""
+    flags: list[str] = []
+    overrides: list[str] = []
+    verbose = False
+    it = iter(args)
+    for arg in it:
+        if arg in ("-v", "--verbose"):
+            verbose = True
+        elif arg.startswith("-"):
+            flags.append(arg)
+            if arg in FLAGS_WITH_VALUE:
+                flags.append(next(it, ""))
+        else:
+            overrides.append(arg)
+    return flags, overrides, verbose
 
-    import hydra
+
+def _parse(overrides: list[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        return list(OverridesParser.create().parse_overrides(overrides))
+    except OverrideParseException as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+
+
+def _combinations(overrides: list[str]) -> list[list[str]]:
+    """Concrete override lists that cover every value of every sweep (``train.seed=0,1``):
+    each sweep's values in turn, the other sweeps at their first value."""
+    parsed = _parse(overrides)
+    sweeps = {i: [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for i, o in enumerate(parsed)
+              if o.is_sweep_override()}  # fmt: skip
+    base = [sweeps[i][0] if i in sweeps else o.input_line for i, o in enumerate(parsed)]
+    combos = [base]
+    for i, values in sweeps.items():
+        combos += [[*base[:i], value, *base[i + 1 :]] for value in values[1:]]
+    return combos
+
+
+def _command_args(command: str, overrides: list[str]) -> list[str]:
+    """Refuse arguments of other commands (``rewardlab train episodes=3`` would be ignored)."""
+    from rewardlab.config import COMMAND_ARGS
+
+    known = set().union(*COMMAND_ARGS.values())
+    for o in _parse(overrides):
+        key = o.key_or_group
+        if key in known and key not in COMMAND_ARGS[command]:
+            users = sorted(c for c, keys in COMMAND_ARGS.items() if key in keys)
+            raise UsageError(f"{key}= is not an argument of `rewardlab {command}` (it is one of: {', '.join(users)})")
+    return overrides
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """The composed config for ``overrides`` (Hydra's compose API: the same defaults and
+    checks as the job), or :class:`UsageError` with one line."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
 
     from rewardlab.config import register_configs
     from rewardlab.paths import data_dir
 
     register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3", job_name="rewardlab"):
+            return hydra_compose("config", overrides=[o for o in overrides if not o.lstrip("+~").startswith("hydra")])
+    except MissingConfigException as exc:
+        raise UsageError(_missing_option(exc, overrides)) from None
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UsageError(_one_line(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first informative line of a Hydra/OmegaConf error (the cause's, when it has one)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip():
+        head = str(cause).strip().splitlines()[0]
+        key = getattr(cause, "full_key", None)
+        if "Key '" in head and "not in struct" in head or "is not in struct" in head:
+            return f"{key or head}: not a setting (see rewardlab/config.py); check the spelling"
+        return f"{lines[0].rstrip('.')}: {head}" if lines else head
+    if lines and "Could not append to config" in lines[0]:
+        return lines[0] + " (drop the `+`: the key exists)"
+    if lines and lines[0].startswith("Could not override") and len(lines) > 1:
+        return f"{lines[0].rstrip('.')}: {lines[1]}"
+    return lines[0] if lines else type(exc).__name__
+
+
+def _missing_option(exc: Exception, overrides: list[str]) -> str:
+    """``task=mujoco/nope`` / ``algo=nope`` / ``llm=nope``: the closest names and where to look."""
+    import difflib
+
+    from rewardlab.paths import data_dir
+    from rewardlab.tasks.registry import list_tasks
+
+    for o in _parse(overrides):
+        group, value = o.key_or_group.lstrip("+~"), o.value()
+        if group == "task":
+            names = [t.name for t in list_tasks()]
+            if value not in names:
+                close = difflib.get_close_matches(str(value), names, n=3, cutoff=0.4)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                return f"unknown task {value!r}{hint} (`rewardlab tasks` lists them all)"
+        folder = data_dir("conf") / group
+        if "." not in group and folder.is_dir():
+            options = sorted(p.stem for p in folder.glob("*.yaml"))
+            if str(value) not in options:
+                return f"unknown {group} {value!r}: choose one of {', '.join(options)} (conf/{group}/)"
+    return _one_line(exc)
+
+
+def apply_task_path(overrides: list[str]) -> None:
+    """Put ``task_path=<dir>`` / ``task_path=[<dir>,...]`` on the task path now: its tasks must
+    be known before the config is composed (``task=<its task>``)."""
+    from rewardlab.tasks.registry import add_task_path
+
+    for o in _parse([a for a in overrides if a.lstrip("+").startswith("task_path=")]):
+        value = o.value()
+        folders = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        try:
+            add_task_path(*folders)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UsageError(f"task_path: {exc}") from None
+
+
+def _load_run(command: str, composed: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """The saved config of ``run=<dir>`` with this command's overrides applied (the keys the
+    user set now take their values from ``composed``)."""
+    from omegaconf import OmegaConf
+
+    from rewardlab.config import RewardLabConfig
+    from rewardlab.rundir import RunDir
+
+    run = RunDir(Path(str(composed.run)).resolve())
+    if not run.path.is_dir():
+        raise UsageError(f"{run.path} does not exist (give a run directory: rewardlab {command} run=<dir>)")
+    if not run.exists():
+        raise UsageError(f"{run.path} is not a rewardlab run directory (no config.yaml)")
+    # The saved config on today's schema, so runs recorded before a field existed still load.
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RewardLabConfig), OmegaConf.load(run.config_file))
+    except Exception as exc:
+        raise UsageError(f"{run.config_file}: cannot be read ({_one_line(exc)})") from None
+    saved_path = OmegaConf.select(merged, "task_path") or []
+    if saved_path:  # the run's own task folders (its task may come from one)
+        apply_task_path([f"task_path=[{','.join(map(str, saved_path))}]"])
+    for o in _parse(overrides):
+        key = o.key_or_group.lstrip("+~")
+        if key != "run" and not key.startswith("hydra"):
+            value = OmegaConf.select(composed, key)
+            if isinstance(value, str):  # already resolved: keep it literal (no "${...}" lookups)
+                value = value.replace("${", "\\${")
+            OmegaConf.update(merged, key, value, merge=False, force_add=True)
+    merged.run = str(run.path)
+    container = OmegaConf.to_container(merged, resolve=False)
+    assert isinstance(container, dict)
+    return {str(k): v for k, v in container.items()}
+
+
+def resolve(command: str, overrides: list[str], composed: DictConfig | None = None) -> RewardLabConfig:
+    """The typed config of ``rewardlab <command> <overrides>``, checked: keys, types, choices,
+    budgets, files, runs, tasks and back-ends; :class:`UsageError` (one line) otherwise."""
+    from rewardlab.config import ConfigError, to_schema
+
+    _command_args(command, overrides)
+    composed = compose(overrides) if composed is None else composed
+    try:
+        if command in RUN_COMMANDS and composed.run is not None:
+            cfg = to_schema(_load_run(command, composed, overrides))
+        else:
+            cfg = to_schema(composed)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if cfg.instruction:
+        cfg.task.instruction = cfg.instruction
+    problem = problems(command, cfg)
+    if problem:
+        raise UsageError(problem)
+    return cfg
+
+
+def problems(command: str, cfg: RewardLabConfig) -> str:
+    """What stops ``command`` from running with ``cfg`` (``""``: nothing), checked before
+    anything is written."""
+    from rewardlab.checkpoints import has_model
+    from rewardlab.config import BENCHMARK_REWARD
+    from rewardlab.rundir import RunDir
+
+    run = RunDir(Path(cfg.run)) if cfg.run else None
+    if command in ("refine", "evaluate") and run is None:
+        return f"give the run: rewardlab {command} run=<run dir>"
+    if command == "check":
+        if not cfg.file:
+            return "give the reward program to check: rewardlab check task=<task> file=<path>"
+        if not Path(cfg.file).is_file():
+            return f"{cfg.file} does not exist"
+    own_file = command == "train" and run is None and cfg.reward_file and cfg.reward_file not in BENCHMARK_REWARD
+    if own_file and not Path(str(cfg.reward_file)).is_file():
+        return f"reward_file={cfg.reward_file} does not exist (a reward program, or `env` for the benchmark's reward)"
+    if command == "train" and run is not None and run.current_version() is None:
+        return f"{run.path} has no reward version whose training started: nothing to resume; start a new run"
+    if command == "evaluate" and run is not None:
+        version = run.resolve_version(cfg.version)
+        if version is None or version not in run.versions():
+            return f"{run.path} has no {'trained reward version' if version is None else f'reward v{version}'} to evaluate"
+        if not has_model(run.version_dir(version)):
+            return f"reward v{version} of {run.path} has no trained model yet (model.zip or a checkpoint); train it first"
+    if command == "refine" and run is not None:
+        if not _auto_feedback(cfg) and not cfg.interactive and not _feedback_lines(cfg):
+            return 'say what is wrong: feedback="..." and/or tags=[too_slow,falls] (or feedback=auto)'
+        reason = _unrefinable(run, run.resolve_version(cfg.version))
+        if reason:
+            return reason
+    if command == "review":
+        reason = review_problem(cfg)
+        if reason:
+            return reason
+    if command in ("train", "search"):
+        reason = backend_problem(cfg)
+        if reason:
+            return reason
+    if _writes_rewards(command, cfg):
+        reason = llm_problem(cfg)
+        if reason:
+            return reason
+    return ""
+
+
+def _has_model(vdir: Path) -> bool:
+    from rewardlab.checkpoints import latest_checkpoint
+
+    return (vdir / "model.zip").is_file() or latest_checkpoint(vdir) is not None
+
+
+def _writes_rewards(command: str, cfg: RewardLabConfig) -> bool:
+    """Whether the command will ask the reward writer (``llm``) for a program."""
+    if command == "train":
+        return cfg.run is None and not cfg.reward_file
+    if command == "refine":
+        return not _auto_feedback(cfg) or cfg.llm.backend != "offline"
+    return command in ("generate", "search")
+
+
+def llm_problem(cfg: RewardLabConfig) -> str:
+    """A setup error of the reward writer (no API key, ``llm=replay`` without ``replay_from``
+    ...), saying what to set; ``""`` when it can be created."""
+    from rewardlab.generators.base import GeneratorError
+    from rewardlab.generators.loop import make_generator
+
+    try:
+        make_generator(cfg.llm)
+    except GeneratorError as exc:
+        return f"llm={cfg.llm.backend}: {exc}"
+    return ""
+
+
+def backend_problem(cfg: RewardLabConfig) -> str:
+    """Why ``train.backend`` cannot train ``cfg.task`` with these settings (``""``: it can),
+    as :func:`rewardlab.rollout.support.supports` decides."""
+    from rewardlab.rollout.support import supports
+
+    return supports(cfg.task, str(cfg.train.backend), shaping=str(cfg.shaping.kind)) or ""
+
+
+def _run_dir(command: str, cfg: RewardLabConfig) -> Path | None:
+    """Where a command without Hydra works (its ``run=`` folder), ``None`` for none."""
+    return Path(cfg.run) if cfg.run and command in RUN_COMMANDS else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rewardlab`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, flush=True)
+        return 0
+    command, rest = args[0], args[1:]
+    flags, overrides, verbose = split_args(rest)
+    configure_logging(verbose)
+    if command == "tasks":
+        return cmd_tasks(rest)
+    if command not in COMMANDS:
+        log.info(f"unknown command {command!r}\n\n{USAGE}")
+        return 2
+    overrides = _quote_free_text(overrides)
+    try:
+        apply_task_path(overrides)
+        checked = [resolve(command, combo) for combo in _combinations(overrides)]
+    except UsageError as exc:
+        log.info(f"error: {exc}")
+        return 2
+    from rewardlab.interrupts import Stopped
+    from rewardlab.tasks.registry import BenchmarkUnavailable
+
+    try:
+        if command in HYDRA_RUNS and not (command == "train" and checked[0].run) or flags:
+            return _run_with_hydra(command, flags, overrides, verbose)
+        return COMMANDS[command](checked[0], _run_dir(command, checked[0]))
+    except BenchmarkUnavailable as exc:  # a missing package/driver/asset: say how to get it
+        log.info(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM; the run (if any) is recorded `stopped`
+        log.info(f"\nstopped ({exc or 'interrupted'})")
+        return 143 if isinstance(exc, Stopped) else 130
+
+
+def _hydra_overrides(command: str, cfg_run: str | None) -> list[str]:
+    """Per-command Hydra settings placed before the user's overrides."""
+    quiet = ["hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    if command in HYDRA_RUNS and not (command == "train" and cfg_run):
+        return quiet
+    return [*quiet, "hydra.output_subdir=null", f"hydra.run.dir={cfg_run or '.'}"]
+
+
+def _run_with_hydra(command: str, flags: list[str], overrides: list[str], verbose: bool) -> int:
+    """Run the command as a Hydra job (new run directories, ``-m`` sweeps, ``--cfg``)."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from rewardlab.interrupts import Stopped
+    from rewardlab.paths import data_dir
+
     status: list[int] = []
 
     @hydra.main(version_base="1.3", config_path=str(data_dir("conf")), config_name="config")
-    def _entry(cfg: Any) -> None:
+    def _entry(composed: DictConfig) -> None:
         from rewardlab.tasks.registry import BenchmarkUnavailable
-        from rewardlab.tasks.success import SuccessChoiceError
 
+        configure_logging(verbose)
+        job_overrides = list(HydraConfig.get().overrides.task)
+        cfg = resolve(command, job_overrides, composed)
+        run_dir = _run_dir(command, cfg) or Path(HydraConfig.get().runtime.output_dir)
         try:
-            status.append(HYDRA_COMMANDS[command](cfg))
-        except (BenchmarkUnavailable, SuccessChoiceError) as exc:  # say what to install / choose
-            _print(f"error: {exc}")
+            status.append(COMMANDS[command](cfg, run_dir))
+        except BenchmarkUnavailable as exc:
+            log.info(f"error: {exc}")
             status.append(2)
+        except KeyboardInterrupt as exc:
+            log.info(f"\nstopped ({exc or 'interrupted'})")
+            status.append(143 if isinstance(exc, Stopped) else 130)
 
+    run = next((o.split("=", 1)[1] for o in overrides if o.startswith("run=")), None)
     saved_argv = sys.argv
-    rest = _quote_free_text(rest)
-    sys.argv = [f"rewardlab {command}", *_hydra_overrides(command, rest), *rest]
+    sys.argv = [f"rewardlab {command}", *flags, *_hydra_overrides(command, run), *overrides]
     try:
         _entry()
     finally:
         sys.argv = saved_argv
+        configure_logging(verbose)
     return max(status) if status else 0
 
 

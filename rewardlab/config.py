@@ -6,22 +6,100 @@ Every task of the registry is also a Hydra option of the ``task`` group, so
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from rewardlab.tasks.registry import TaskSpec, list_tasks
+from rewardlab.tasks.registry import SuccessSpec, TaskSpec, list_tasks
+
+
+class Choice(str, Enum):
+    """A closed set of values for a config field: Hydra/OmegaConf refuse anything else at
+    composition (``gate.on_train=blok`` -> "expected one of [off, warn, block]"). Members
+    compare equal to, print as and serialise as their string value.
+
+    Example:
+        >>> GateMode("block") == "block", f"{GateMode.warn}", GateMode.off.value
+        (True, 'warn', 'off')
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class LLMBackend(Choice):
+    offline = "offline"
+    openai = "openai"
+    replay = "replay"
+
+
+class AlgoName(Choice):
+    ppo = "ppo"
+    sac = "sac"
+
+
+class TrainBackend(Choice):
+    dummy = "dummy"
+    native = "native"
+    mjx = "mjx"
+
+
+class GateMode(Choice):
+    off = "off"
+    warn = "warn"
+    block = "block"
+
+
+class ShapingKind(Choice):
+    none = "none"
+    teacher = "teacher"
+    adaptive = "adaptive"
+    meta = "meta"
+
+
+class TeacherAlgo(Choice):
+    auto = "auto"
+    ppo = "ppo"
+    sac = "sac"
+
+
+class MetaExtrinsic(Choice):
+    progress = "progress"
+    env = "env"
+
+
+class SearchScore(Choice):
+    success = "success"
+    progress = "progress"
+
+
+def _positive(owner: str, **values: float) -> None:
+    """Raise ``ValueError`` naming the first of ``values`` that is not > 0."""
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{owner}.{name} must be positive, not {value}")
+
+
+def _non_negative(owner: str, **values: float) -> None:
+    for name, value in values.items():
+        if value < 0:
+            raise ValueError(f"{owner}.{name} must be >= 0, not {value}")
 
 
 @dataclass
 class LLMConfig:
     """Which reward writer to use and how to reach it."""
 
-    backend: str = "offline"
-    """``offline`` (deterministic term synthesizer, no network) or ``openai`` (any
-    OpenAI-compatible chat-completions server)."""
+    backend: LLMBackend = LLMBackend.offline
+    """``offline`` (deterministic term synthesizer, no network), ``openai`` (any
+    OpenAI-compatible chat-completions server) or ``replay`` (recorded replies only,
+    ``replay_from``)."""
     model: str = "rewardlab-offline-v1"
     """Model name sent to the server (ignored by ``offline``)."""
     base_url: str | None = None
@@ -57,7 +135,7 @@ class LLMConfig:
 class AlgoConfig:
     """The stable-baselines3 algorithm."""
 
-    name: str = "ppo"
+    name: AlgoName = AlgoName.ppo
     """``ppo`` or ``sac``."""
     policy: str = "MlpPolicy"
     normalize_obs: bool = True
@@ -101,7 +179,7 @@ class TrainConfig:
     total_timesteps: int = 400_000
     n_envs: int = 4
     """Parallel environments."""
-    backend: str = "dummy"
+    backend: TrainBackend = TrainBackend.dummy
     """How the ``n_envs`` environments are stepped: ``dummy`` (gymnasium envs in SB3's
     ``DummyVecEnv``), or the batched rollout core: ``native`` (MuJoCo's C engine) or ``mjx``
     (JAX; ``pip install ".[mjx]"``). The core covers the MuJoCo tasks except humanoid."""
@@ -110,7 +188,10 @@ class TrainConfig:
     """Evaluate every this many environment steps (summed over envs)."""
     eval_episodes: int = 5
     checkpoint_freq: int = 50_000
-    """Save model + normalisation (+ replay buffer) every this many environment steps."""
+    """Save model + normalisation (+ replay buffer) every this many environment steps ..."""
+    checkpoint_minutes: float = 5.0
+    """... and at least every this many minutes of training (0 = by steps only), so a run
+    killed without warning loses at most this much; Ctrl-C and SIGTERM always checkpoint."""
     stop_at_success: float = 1.0
     """Stop early once an evaluation reaches this success rate (0 = never)."""
     video_episodes: int = 2
@@ -125,6 +206,12 @@ class TrainConfig:
     max_reward_error_rate: float = 0.05
     """Stop training when more than this fraction of recent reward calls fail."""
 
+    def __post_init__(self) -> None:
+        _positive("train", total_timesteps=self.total_timesteps, n_envs=self.n_envs, eval_freq=self.eval_freq,
+                  eval_episodes=self.eval_episodes, checkpoint_freq=self.checkpoint_freq, video_size=self.video_size,
+                  torch_threads=self.torch_threads)  # fmt: skip
+        _non_negative("train", video_episodes=self.video_episodes, checkpoint_minutes=self.checkpoint_minutes)
+
 
 @dataclass
 class CheckConfig:
@@ -136,13 +223,16 @@ class CheckConfig:
     memory_mb: int = 4096
     """Address-space limit of the smoke-run subprocess."""
 
+    def __post_init__(self) -> None:
+        _positive("check", steps=self.steps, timeout_s=self.timeout_s, memory_mb=self.memory_mb)
+
 
 @dataclass
 class GateConfig:
     """The pre-flight gate (:mod:`rewardlab.search.gate`): checks on reference rollouts of the
     task before any training."""
 
-    on_train: str = "warn"
+    on_train: GateMode = GateMode.warn
     """``rewardlab train``/``refine``: ``warn`` (gate each new version, record ``gate.json``,
     train anyway), ``block`` (send rejections back to the reward writer like check failures
     and never train a rejected version) or ``off``. The search always blocks."""
@@ -238,7 +328,7 @@ class SearchConfig:
     confidence intervals); empty = no seed sweep."""
     final_steps: int = 0
     """Budget of the seed runs (0 = the last rung budget)."""
-    score: str = "success"
+    score: SearchScore = SearchScore.success
     """What the seed sweep scores: ``success`` (the task's success rate, Eureka's choice) or
     ``progress`` (the task's progress measure, 0..1, informative while success is still 0)."""
     baselines: bool = False
@@ -255,6 +345,14 @@ class SearchConfig:
     """Reward-hacking alarm: relative rise of the generated return that counts as rising."""
     hacking_flat_tol: float = 0.1
     """Reward-hacking alarm: largest rise of success / progress that counts as flat."""
+
+    def __post_init__(self) -> None:
+        _positive("search", candidates=self.candidates, iterations=self.iterations, min_steps=self.min_steps,
+                  max_steps=self.max_steps, n_jobs=self.n_jobs)  # fmt: skip
+        if self.eta < 2:
+            raise ValueError(f"search.eta must be at least 2, not {self.eta}")
+        if self.max_steps < self.min_steps:
+            raise ValueError(f"search.max_steps ({self.max_steps}) is below search.min_steps ({self.min_steps})")
 
 
 @dataclass
@@ -281,7 +379,7 @@ class ShapingConfig:
     """Reward shaping during training (:mod:`rewardlab.shaping.continuous`), on top of the
     reward program (or the env reward). Evaluation always scores the task's own metric."""
 
-    kind: str = "none"
+    kind: ShapingKind = ShapingKind.none
     """``none``; ``teacher`` (potential-based shaping with a trained teacher's value);
     ``adaptive`` (re-weight the reward's named components from the learner's behaviour);
     ``meta`` (learned intrinsic reward r_phi(s, a) + count-based novelty bonus)."""
@@ -305,7 +403,7 @@ class ShapingConfig:
     path."""
     value_epochs: int = 60
     """``teacher=scripted``: passes over the rollouts when regressing the value MLP."""
-    teacher_algo: str = "auto"
+    teacher_algo: TeacherAlgo = TeacherAlgo.auto
     """``ppo``, ``sac`` or ``auto`` (read from the model zip)."""
     potential_scale: float = 1.0
     """Phi = potential_scale * V_teacher(s)."""
@@ -342,7 +440,7 @@ class ShapingConfig:
     """``meta``: B(s') = novelty_weight / sqrt(1 + N(hash(s'))) (0 = no bonus)."""
     hash_bits: int = 16
     """``meta``: SimHash code length for the visit counts N."""
-    extrinsic: str = "progress"
+    extrinsic: MetaExtrinsic = MetaExtrinsic.progress
     """``meta``: the task return the meta-gradient climbs: ``progress`` (increase of the task's
     progress measure + success) or ``env`` (the benchmark's own reward)."""
 
@@ -482,18 +580,20 @@ class RewardLabConfig:
     e2cl: E2CLConfig = field(default_factory=E2CLConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     instruction: str | None = None
-    """Overrides the task's instruction (e.g. a new behaviour on the same robot)."""
+    """``train``/``generate``/``check``/``search``: overrides the task's instruction (e.g. a new
+    behaviour on the same robot)."""
     reward_file: str | None = None
-    """Train on this reward program instead of generating one; ``env`` (or ``expert``) = the
-    benchmark's own dense reward, the expert baseline."""
+    """``train``: train on this reward program instead of generating one; ``env`` (or
+    ``expert``) = the benchmark's own dense reward, the expert baseline."""
     file: str | None = None
     """``check``: the reward program to validate; ``generate``: where to also write it."""
     run: str | None = None
-    """``evaluate``/``train``: an existing run directory (``train`` resumes it)."""
+    """``train``/``refine``/``evaluate``: an existing run directory (``train`` resumes it)."""
     episodes: int = 10
     """``evaluate``: number of episodes."""
     version: int | None = None
-    """``refine``/``evaluate``: the reward version to use (default: the latest)."""
+    """``refine``/``evaluate``: the reward version to use (default: the run's current version,
+    :meth:`rewardlab.rundir.RunDir.current_version`)."""
     feedback: str | None = None
     """``refine``: what is wrong with the behaviour, in words; ``auto``: found by exploration
     (E2CL rounds, ``e2cl.*``)."""
@@ -503,14 +603,99 @@ class RewardLabConfig:
     """``refine``: ask for feedback in the terminal after every round."""
     runs_dir: str = "runs"
     """Where new run directories are created."""
+    task_path: list[str] = field(default_factory=list)
+    """More task folders (``<benchmark>/tasks.yaml`` + cards, :mod:`rewardlab.tasks.registry`),
+    searched after the package's own; also ``$REWARDLAB_TASK_PATH``."""
+
+    def __post_init__(self) -> None:
+        _positive("", episodes=self.episodes)
+        if self.version is not None and self.version < 0:
+            raise ValueError(f"version must be >= 0, not {self.version}")
+
+
+BENCHMARK_REWARD = ("env", "expert")
+"""``reward_file`` values that train on the benchmark's own dense reward (the expert baseline)."""
+
+COMMAND_ARGS: dict[str, frozenset[str]] = {
+    "train": frozenset({"instruction", "reward_file", "run"}),
+    "generate": frozenset({"instruction", "file"}),
+    "check": frozenset({"instruction", "file"}),
+    "refine": frozenset({"run", "version", "feedback", "tags", "interactive"}),
+    "evaluate": frozenset({"run", "version", "episodes"}),
+    "review": frozenset(),
+    "search": frozenset({"instruction"}),
+}
+"""The command arguments at the schema root each command reads; any other one given on its
+command line is refused (``rewardlab train episodes=3`` would otherwise be ignored)."""
+
+
+def to_schema(cfg: Any) -> RewardLabConfig:
+    """The one conversion of a composed config (a Hydra ``DictConfig`` or a plain mapping) to
+    the typed :class:`RewardLabConfig`: unknown keys (also ones added with ``+``), values of
+    the wrong type, choices outside their set and non-positive budgets raise
+    :class:`ConfigError` with one line naming the key.
+
+    Example:
+        >>> cfg = to_schema({"task": {"name": "mujoco/hopper_forward"}, "train": {"n_envs": 2}})
+        >>> cfg.train.n_envs, cfg.gate.on_train
+        (2, <GateMode.warn: 'warn'>)
+        >>> to_schema({"task": {}, "train": {"total_steps": 4096}})
+        Traceback (most recent call last):
+        ...
+        rewardlab.config.ConfigError: train.total_steps: not a setting (see rewardlab/config.py TrainConfig)
+        >>> to_schema({"task": {}, "gate": {"on_train": "blok"}})
+        Traceback (most recent call last):
+        ...
+        rewardlab.config.ConfigError: gate.on_train=blok: expected one of off, warn, block
+        >>> to_schema({"task": {}, "train": {"total_timesteps": -5}})
+        Traceback (most recent call last):
+        ...
+        rewardlab.config.ConfigError: train.total_timesteps must be positive, not -5
+    """
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RewardLabConfig), data)
+        typed = OmegaConf.to_object(merged)
+    except ConfigKeyError as exc:
+        key = _full_key(exc)
+        owner = getattr(exc, "object_type_str", None) or "the schema"
+        raise ConfigError(f"{key}: not a setting (see rewardlab/config.py {owner})") from None
+    except ValidationError as exc:
+        key, value = _full_key(exc), getattr(exc, "value", None)
+        message = str(exc).splitlines()[0]
+        if "expected one of" in message:
+            message = "expected one of " + message.split("expected one of [", 1)[1].rstrip("]")
+        raise ConfigError(f"{key}={value}: {message}") from None
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{_full_key(exc)}: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:  # a dataclass's own check (budgets ...)
+        raise ConfigError(str(exc).lstrip(".")) from None
+    assert isinstance(typed, RewardLabConfig)
+    if not isinstance(typed.task.success, SuccessSpec):  # a mapping, or task.success=<name or expression>
+        from rewardlab.tasks.success import SuccessChoiceError
+
+        try:
+            typed.task = TaskSpec.from_dict(asdict(typed.task))
+        except (SuccessChoiceError, TypeError) as exc:
+            raise ConfigError(f"task.success: {str(exc).splitlines()[0]}") from None
+    return typed
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message is one line naming the key."""
+
+
+def _full_key(exc: Any) -> str:
+    return str(getattr(exc, "full_key", None) or getattr(exc, "key", None) or "config")
 
 
 def register_configs() -> None:
     """Register the schema and every task as a ``task`` group option."""
     cs = ConfigStore.instance()
     cs.store(name="rewardlab_schema", node=RewardLabConfig)
-    cs.store(group="llm", name="schema_llm", node=LLMConfig)
-    cs.store(group="algo", name="schema_algo", node=AlgoConfig)
     for task in list_tasks():
         benchmark, short = task.name.split("/", 1)
         cs.store(group=f"task/{benchmark}", name=short, node=task, package="task")

@@ -14,14 +14,15 @@ whole lineage.
 from __future__ import annotations
 
 import difflib
+import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from rewardlab.config import AlgoConfig, RolloutConfig, ShapingConfig, TrainConfig
+from rewardlab.checkpoints import load_policy
+from rewardlab.config import BENCHMARK_REWARD, GateMode, RewardLabConfig
 from rewardlab.evaluation import run_episodes, summarize
 from rewardlab.generators.base import GeneratorError
 from rewardlab.generators.loop import Attempt, GenerationResult, generate_reward, make_generator
@@ -29,19 +30,17 @@ from rewardlab.generators.prompts import generation_messages, refinement_message
 from rewardlab.report import evaluation_line, plot_curves, write_run_report
 from rewardlab.reward.check import CheckReport, check_program
 from rewardlab.rollout.record import summary as rollout_summary
-from rewardlab.rundir import read_json, reward_dir, write_json
+from rewardlab.rundir import RunDir, Status, outcome, write_json
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.tasks.success import describe_success
-from rewardlab.training import load_policy, train
+from rewardlab.training import train
 from rewardlab.wrappers import compile_for_task
 
-Log = Callable[[str], None]
-
-BENCHMARK_REWARD = ("env", "expert")
-"""``reward_file`` values that train on the benchmark's own dense reward (the expert baseline)."""
+log = logging.getLogger(__name__)
 
 
-def describe_generator(cfg: Any) -> str:
+
+def describe_generator(cfg: RewardLabConfig) -> str:
     """How the run's rewards are written, honestly."""
     if cfg.reward_file in BENCHMARK_REWARD:
         return f"the benchmark's own reward (reward_file={cfg.reward_file})"
@@ -52,43 +51,32 @@ def describe_generator(cfg: Any) -> str:
     return f"{cfg.llm.backend}:{cfg.llm.model} at {cfg.llm.base_url or 'default endpoint'}"
 
 
-GATE_MODES = ("off", "warn", "block")
-
-
-def gate_mode(cfg: Any) -> str:
-    """``cfg.gate.on_train`` (``warn`` for configs without a gate node)."""
-    mode = str(getattr(getattr(cfg, "gate", None), "on_train", "warn"))
-    if mode not in GATE_MODES:
-        raise ValueError(f"gate.on_train={mode!r}; use one of {', '.join(GATE_MODES)}")
-    return mode
-
-
 def gate_version(
-    cfg: Any, task: TaskSpec, vdir: Path, source: str, log: Log, check: CheckReport | None = None
+    cfg: RewardLabConfig, task: TaskSpec, vdir: Path, source: str, check: CheckReport | None = None
 ) -> str:
     """Run the pre-flight gate on a new version's program (unless ``gate.on_train=off``),
     write ``gate.json`` and log the verdict; the failure message when it rejects the program
     and ``gate.on_train=block``, else ``""``."""
     from rewardlab.search.gate import gate, remember_check
 
-    mode = gate_mode(cfg)
-    if mode == "off":
+    mode = cfg.gate.on_train
+    if mode == GateMode.off:
         return ""
     if check is not None:
         remember_check(task, source, cfg, check)
     report = gate(task, source, cfg)
     write_json(vdir / "gate.json", report.to_dict())
-    log(f"pre-flight gate: {report.summary()}")
+    log.info(f"pre-flight gate: {report.summary()}")
     if not report.ok:
-        if mode == "block":
+        if mode == GateMode.block:
             return "the pre-flight gate rejected the program (gate.on_train=block):\n" + "\n".join(
                 f"  {line}" for line in report.feedback_lines()
             )
-        log("  training anyway (gate.on_train=warn); details in " + str(vdir / "gate.json"))
+        log.info("  training anyway (gate.on_train=warn); details in " + str(vdir / "gate.json"))
     return ""
 
 
-def generate(cfg: Any, task: TaskSpec, out_dir: Path, **kwargs: Any) -> GenerationResult:
+def generate(cfg: RewardLabConfig, task: TaskSpec, out_dir: Path, **kwargs: Any) -> GenerationResult:
     """:func:`generate_reward` with the run's LLM settings (back-end, fixes, checks, prices);
     with ``gate.on_train=block`` the pre-flight gate is part of the fix loop."""
     try:
@@ -96,7 +84,7 @@ def generate(cfg: Any, task: TaskSpec, out_dir: Path, **kwargs: Any) -> Generati
     except GeneratorError as exc:
         return GenerationResult(None, None, [Attempt(index=0, messages=[], error=str(exc))])
     screen = None
-    if gate_mode(cfg) == "block":
+    if cfg.gate.on_train == GateMode.block:
         from rewardlab.search.gate import gate, remember_check
 
         def screen(source: str, report: CheckReport) -> Any:
@@ -111,20 +99,20 @@ def generate(cfg: Any, task: TaskSpec, out_dir: Path, **kwargs: Any) -> Generati
     )  # fmt: skip
 
 
-def _accept(cfg: Any, task: TaskSpec, result: GenerationResult, vdir: Path, log: Log) -> tuple[str | None, str]:
+def _accept(cfg: RewardLabConfig, task: TaskSpec, result: GenerationResult, vdir: Path) -> tuple[str | None, str]:
     if result.gate is not None:
         write_json(vdir / "gate.json", result.gate.to_dict())
     if not result.ok or result.source is None:
         return None, f"no acceptable reward program after {len(result.attempts)} attempt(s):\n{result.failure_summary()}"
     (vdir / "reward.py").write_text(result.source)
     for line in result.notes():
-        log(f"  {line}")
+        log.info(f"  {line}")
     if result.report is not None:
         write_json(vdir / "check.json", result.report.to_dict())
     if result.gate is not None:
-        log(f"pre-flight gate: {result.gate.summary()}")
+        log.info(f"pre-flight gate: {result.gate.summary()}")
         return result.source, ""
-    failure = gate_version(cfg, task, vdir, result.source, log, result.report)
+    failure = gate_version(cfg, task, vdir, result.source, result.report)
     return (None, failure) if failure else (result.source, "")
 
 
@@ -141,12 +129,12 @@ def success_lines(task: TaskSpec) -> list[str]:
     return success_notice(task, task.instruction, registered)
 
 
-def initial_reward(cfg: Any, task: TaskSpec, run_dir: Path, log: Log) -> tuple[str | None, str]:
+def initial_reward(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path) -> tuple[str | None, str]:
     """Reward v0: ``(source, failure message)``; ``source`` is ``None`` for the env reward."""
-    vdir = reward_dir(run_dir, 0)
+    vdir = RunDir(run_dir).version_dir(0)
     vdir.mkdir(parents=True, exist_ok=True)
     for line in success_lines(task):
-        log(line)
+        log.info(line)
     if cfg.reward_file in BENCHMARK_REWARD:
         return None, ""
     if cfg.reward_file:
@@ -156,15 +144,17 @@ def initial_reward(cfg: Any, task: TaskSpec, run_dir: Path, log: Log) -> tuple[s
         (vdir / "reward.py").write_text(source)
         if not report.ok:
             return None, f"reward file rejected:\n{report.summary()}"
-        failure = gate_version(cfg, task, vdir, source, log, report)
+        failure = gate_version(cfg, task, vdir, source, report)
         return (None, failure) if failure else (source, "")
-    log(f"writing a reward for {task.instruction!r} with {describe_generator(cfg)} ...")
-    return _accept(cfg, task, generate(cfg, task, vdir), vdir, log)
+    log.info(f"writing a reward for {task.instruction!r} with {describe_generator(cfg)} ...")
+    return _accept(cfg, task, generate(cfg, task, vdir), vdir)
 
 
 def evidence(run_dir: Path, version: int) -> dict[str, Any]:
     """What training version ``version`` showed: success, progress, per-component means."""
-    summary = read_json(reward_dir(run_dir, version) / "summary.json")
+    summary = RunDir(run_dir).version_summary(version)
+    if summary is None or summary.get("status") != "done":
+        raise ValueError(f"reward v{version} of {run_dir} has no finished training")
     episodes = summary["final_eval"]["per_episode"]
     steps = max(sum(e["length"] for e in episodes), 1)
     means = {name: sum(e["components"].get(name, 0.0) for e in episodes) / steps for name in episodes[0]["components"]} if episodes else {}
@@ -179,27 +169,30 @@ def evidence(run_dir: Path, version: int) -> dict[str, Any]:
 
 
 def refined_reward(
-    cfg: Any, task: TaskSpec, run_dir: Path, parent: int, feedback: list[str], log: Log,
+    cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, parent: int, feedback: list[str],
     observation: str = "",
 ) -> tuple[int, str | None, str]:  # fmt: skip
     """Write the next free version from ``feedback`` on version ``parent`` (which must be
     trained): ``(version, source, failure message)``. ``observation``: what was seen besides
     the feedback (the prompt's "I can see from the robot that" sentence)."""
-    parent_source = (reward_dir(run_dir, parent) / "reward.py").read_text()
+    run = RunDir(run_dir)
+    parent_source = run.source(parent)
+    if parent_source is None:
+        raise ValueError(f"reward v{parent} of {run_dir} has no reward program to refine")
     shown = evidence(run_dir, parent)
     if observation:
         shown["observation"] = observation
-    version = 1 + max(int(p.name[1:]) for p in (run_dir / "rewards").glob("v*") if p.name[1:].isdigit())
-    vdir = reward_dir(run_dir, version)
+    version = run.next_version()
+    vdir = run.version_dir(version)
     vdir.mkdir(parents=True, exist_ok=True)
     write_json(vdir / "feedback.json", {"parent": parent, "feedback": feedback, "evidence": shown,
                                         "time": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
-    log(f"refining v{parent} -> v{version} with {describe_generator(cfg)} ...")
+    log.info(f"refining v{parent} -> v{version} with {describe_generator(cfg)} ...")
     result = generate(
         cfg, task, vdir, previous_source=parent_source, feedback=feedback,
         messages=refinement_messages(task, task.instruction, parent_source, feedback, shown),
     )  # fmt: skip
-    source, failure = _accept(cfg, task, result, vdir, log)
+    source, failure = _accept(cfg, task, result, vdir)
     if source is not None:
         diff = difflib.unified_diff(
             parent_source.splitlines(keepends=True), source.splitlines(keepends=True),
@@ -209,80 +202,58 @@ def refined_reward(
     return version, source, failure
 
 
-def train_version(cfg: Any, task: TaskSpec, run_dir: Path, version: int, source: str | None, log: Log) -> dict[str, Any]:
+def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: int, source: str | None) -> dict[str, Any]:
     """Train (or resume) reward version ``version``, evaluate it with videos, record it.
 
-    Raises ``RewardFailure`` (the program failed too often) and ``KeyboardInterrupt``
-    (a checkpoint is saved first); everything recorded so far stays on disk.
+    The version's ``summary.json`` says ``training`` from the start and its final status
+    however training ends (:func:`rewardlab.rundir.outcome`); exceptions propagate (a
+    checkpoint is saved first on Ctrl-C/SIGTERM) and everything recorded so far stays on disk.
     """
-    vdir = reward_dir(run_dir, version)
-    algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), cfg.algo))
-    train_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg.train))
-    shaping = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ShapingConfig), cfg.get("shaping") or {}))
-    rollout = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RolloutConfig), cfg.get("rollout") or {}))
-    assert isinstance(algo, AlgoConfig) and isinstance(train_cfg, TrainConfig) and isinstance(shaping, ShapingConfig)
-    assert isinstance(rollout, RolloutConfig)
-    log(f"training {algo.name} on {task.name} (reward v{version}) for up to {train_cfg.total_timesteps:,} steps -> {vdir}")
+    run = RunDir(run_dir)
+    vdir = run.version_dir(version)
+    algo, train_cfg, shaping, rollout = cfg.algo, cfg.train, cfg.shaping, cfg.rollout
+    log.info(f"training {algo.name} on {task.name} (reward v{version}) for up to {train_cfg.total_timesteps:,} steps -> {vdir}")
     vdir.mkdir(parents=True, exist_ok=True)  # the settings this version is trained with (a refinement may change them)
-    OmegaConf.save(OmegaConf.create({"algo": OmegaConf.to_container(cfg.algo, resolve=True),
-                                     "train": OmegaConf.to_container(cfg.train, resolve=True),
-                                     "rollout": OmegaConf.to_container(OmegaConf.structured(rollout))}), vdir / "train.yaml")  # fmt: skip
-    result = train(task, source, algo, train_cfg, vdir, shaping=shaping, rollout=rollout)
-    model, normalizer = load_policy(vdir, algo.name)
-    program = compile_for_task(source, task) if source is not None else None
-    final = summarize(
-        run_episodes(
-            task, model, episodes=train_cfg.eval_episodes, seed=20_000 + train_cfg.seed,
-            program=program, normalizer=normalizer, video_dir=vdir / "videos",
-            video_episodes=train_cfg.video_episodes, video_size=train_cfg.video_size,
-        )  # fmt: skip
-    )
+    OmegaConf.save(OmegaConf.create({"algo": algo, "train": train_cfg, "rollout": rollout}), vdir / "train.yaml")
+    run.write_version_summary(version, {"status": "training"})
+    try:
+        result = train(task, source, algo, train_cfg, vdir, shaping=shaping, rollout=rollout)
+        model, normalizer = load_policy(vdir, algo.name)
+        program = compile_for_task(source, task) if source is not None else None
+        final = summarize(
+            run_episodes(
+                task, model, episodes=train_cfg.eval_episodes, seed=20_000 + train_cfg.seed,
+                program=program, normalizer=normalizer, video_dir=vdir / "videos",
+                video_episodes=train_cfg.video_episodes, video_size=train_cfg.video_size,
+            )  # fmt: skip
+        )
+    except BaseException as exc:
+        status, message = outcome(exc)
+        run.write_version_summary(version, {"status": status, "message": message})
+        raise
     summary = {
-        "version": version, "status": "done", "timesteps": result.timesteps,
+        "status": "done", "timesteps": result.timesteps,
         "train_wall_s": round(result.wall_s, 1), "stopped_early": result.stopped_early,
         "best_success_rate": result.best_success_rate, "reward_errors": result.reward_errors,
         "rollout": rollout_summary(result.rollout),
         "success_rate": final["success_rate"], "final_eval": final,
         "videos": [e["video"] for e in final["per_episode"] if e["video"]],
     }  # fmt: skip
-    write_json(vdir / "summary.json", summary)
+    run.write_version_summary(version, summary)
     plot_curves(vdir)
-    log(f"{task.name} v{version} after {result.timesteps:,} steps ({result.wall_s:.0f} s): {evaluation_line(final)}")
+    log.info(f"{task.name} v{version} after {result.timesteps:,} steps ({result.wall_s:.0f} s): {evaluation_line(final)}")
     for video in summary["videos"]:
-        log(f"  video: {video}")
-    return summary
+        log.info(f"  video: {video}")
+    return {"version": version, **summary}
 
 
-def record_run(run_dir: Path, cfg: Any, task: TaskSpec, status: str, message: str = "") -> dict[str, Any]:
-    """Rewrite the run's ``summary.json`` and ``report.md`` from the version folders."""
-    versions: list[dict[str, Any]] = []
-    for vdir in sorted((run_dir / "rewards").glob("v*"), key=lambda p: int(p.name[1:]) if p.name[1:].isdigit() else -1):
-        if not vdir.name[1:].isdigit():
-            continue
-        entry: dict[str, Any] = {"version": int(vdir.name[1:]), "has_reward": (vdir / "reward.py").exists()}
-        if (vdir / "feedback.json").exists():
-            fb = read_json(vdir / "feedback.json")
-            entry.update(parent=fb["parent"], feedback=fb["feedback"])
-        if (vdir / "summary.json").exists():
-            vs = read_json(vdir / "summary.json")
-            entry.update({k: vs[k] for k in ("status", "timesteps", "success_rate", "videos", "train_wall_s")})
-            if vs.get("rollout"):
-                entry["rollout"] = vs["rollout"]
-        if (vdir / "verification.json").exists():  # an E2CL correction: accepted or refused
-            entry["verification"] = read_json(vdir / "verification.json").get("outcome")
-        versions.append(entry)
-    kept = [v for v in versions if v.get("verification") != "refused"]  # refused: parent stays current
-    latest = kept[-1] if kept else {}
-    summary = {
-        "task": task.name, "instruction": task.instruction, "algo": cfg.algo.name,
-        "generator": describe_generator(cfg), "run_dir": str(run_dir), "status": status,
-        "message": message, "latest_version": latest.get("version"),
-        "success_metric": {"metric": task.success.metric, "description": describe_success(task.success),
-                           "params": dict(task.success.params)},
-        "success_rate": latest.get("success_rate"), "timesteps": latest.get("timesteps"),
-        "videos": latest.get("videos", []), "versions": versions,
-        "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }  # fmt: skip
-    write_json(run_dir / "summary.json", summary)
+def record_run(run_dir: Path, cfg: RewardLabConfig, task: TaskSpec, status: Status, message: str = "") -> dict[str, Any]:
+    """Rewrite the run's ``summary.json`` (:meth:`RunDir.record`) and ``report.md``."""
+    summary = RunDir(run_dir).record(
+        status=status, message=message, task=task.name, instruction=task.instruction,
+        algo=str(cfg.algo.name), generator=describe_generator(cfg),
+        success_metric={"metric": task.success.metric, "description": describe_success(task.success),
+                        "params": dict(task.success.params)},
+    )  # fmt: skip
     write_run_report(run_dir, summary)
     return summary

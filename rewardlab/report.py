@@ -147,10 +147,10 @@ def write_run_report(run_dir: Path, summary: dict[str, Any]) -> None:
                 f"| {v.get('timesteps', '-')} | {success} | {_number(final.get('mean_env_return'))} "
                 f"| {_number(final.get('mean_reward_return'))} |"
             )
-    latest = summary.get("latest_version")
+    latest = summary.get("current_version")
     vdir = run_dir / "rewards" / f"v{latest}"
     if latest is not None and vdir.is_dir():
-        lines += ["", f"## Latest version: v{latest}"]
+        lines += ["", f"## Current version: v{latest}"]
         final = _final_eval(run_dir, int(latest))
         if final:
             lines += ["", f"Final evaluation: {evaluation_line(final)}."]
@@ -175,7 +175,7 @@ def write_run_report(run_dir: Path, summary: dict[str, Any]) -> None:
         videos = summary.get("videos") or []
         if videos:
             lines += ["", "Videos:", ""] + [
-                f"- [{Path(v).name}]({Path(v).relative_to(run_dir)})" for v in videos
+                f"- [{Path(v).name}]({_relative(Path(v), run_dir)})" for v in videos
             ]
         if (vdir / "diff.patch").exists():
             lines += [
@@ -196,3 +196,11 @@ def write_run_report(run_dir: Path, summary: dict[str, Any]) -> None:
                 "```",
             ]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _relative(path: Path, run_dir: Path) -> str:
+    """``path`` relative to the run directory when it lies inside it, else as it is."""
+    try:
+        return path.resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)

@@ -11,17 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import time
-import zipfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import (
     CSVOutputFormat,
     KVWriter,
@@ -31,19 +30,36 @@ from stable_baselines3.common.logger import (
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
+from rewardlab.checkpoints import (
+    CheckpointInfo,
+    algo_class,
+    checkpoint_info,
+    describe_start,
+    latest_checkpoint,
+    remove_checkpoint,
+    save_checkpoint,
+)
 from rewardlab.config import AlgoConfig, RolloutConfig, ShapingConfig, TrainConfig
 from rewardlab.evaluation import run_episodes, summarize
-from rewardlab.rundir import append_csv, read_csv, write_json
+from rewardlab.interrupts import deferred
+from rewardlab.rundir import append_csv, read_csv, trim_csv, write_json
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.wrappers import RewardFailure, compile_for_task, make_env
 
 if TYPE_CHECKING:
     from rewardlab.shaping.continuous import Shaper
 
-ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
-
+log = logging.getLogger(__name__)
 
 STEPS_KEY = "time/total_timesteps"
+ITERATIONS_KEY = "time/iterations"
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value or 0.0)
+    except ValueError:
+        return 0.0
 
 
 class ContinuedCSV(CSVOutputFormat):
@@ -54,11 +70,13 @@ class ContinuedCSV(CSVOutputFormat):
     most ``keep_until`` (the step count of the checkpoint training resumes from) are written
     back first and their columns become the writer's; rows logged after that checkpoint (by a
     run killed before its next checkpoint) describe training that was thrown away and are
-    dropped, as is a last line cut short by a kill. New columns are then added by SB3 as usual
-    (it rewrites the file with the wider header).
+    dropped, as is a last line cut short by a kill. With ``keep_iterations`` (the SB3
+    iterations the checkpoint had completed), a row of a later iteration is dropped too: a
+    checkpoint taken on the last step of a rollout precedes that rollout's update. New columns
+    are then added by SB3 as usual (it rewrites the file with the wider header).
     """
 
-    def __init__(self, filename: str, keep_until: int) -> None:
+    def __init__(self, filename: str, keep_until: int, keep_iterations: int | None = None) -> None:
         path = Path(filename)
         text = path.read_text() if keep_until > 0 and path.exists() else ""
         if text and not text.endswith("\n"):
@@ -68,11 +86,9 @@ class ContinuedCSV(CSVOutputFormat):
         kept = []
         for row in reader:
             values = dict(zip(header, row, strict=False))
-            try:
-                steps = float(values.get(STEPS_KEY) or 0.0)
-            except ValueError:
-                steps = 0.0
-            if len(row) == len(header) and steps <= keep_until:
+            steps, iteration = _float(values.get(STEPS_KEY)), _float(values.get(ITERATIONS_KEY))
+            later = keep_iterations is not None and iteration > keep_iterations
+            if len(row) == len(header) and steps <= keep_until and not later:
                 kept.append(row)
         super().__init__(filename)  # truncates
         if header and kept:
@@ -83,18 +99,49 @@ class ContinuedCSV(CSVOutputFormat):
             self.keys = list(header)
 
 
-def training_logger(folder: Path, resumed_at: int) -> Logger:
+@dataclass
+class Clock:
+    """Training wall time and SB3 iterations, continued across resumes (restored from the
+    checkpoint's :class:`~rewardlab.checkpoints.CheckpointInfo`)."""
+
+    wall_offset: float = 0.0
+    iterations: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def wall_s(self) -> float:
+        return self.wall_offset + time.monotonic() - self.started
+
+
+class ContinuedLogger(Logger):
+    """SB3's logger whose ``time/iterations`` and ``time/time_elapsed`` continue from the
+    checkpoint a training resumed from (SB3 restarts both at every ``learn`` call)."""
+
+    def __init__(self, folder: str, formats: list[KVWriter], offset: CheckpointInfo) -> None:
+        super().__init__(folder, formats)
+        self.offset = offset
+
+    def record(self, key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
+        if key == ITERATIONS_KEY:
+            value = value + (self.offset.iterations or 0)
+        elif key == "time/time_elapsed":
+            value = value + int(self.offset.wall_s)
+        super().record(key, value, exclude)
+
+
+def training_logger(folder: Path, resumed: CheckpointInfo) -> Logger:
     """TensorBoard + ``progress.csv`` logger for a training in ``folder`` (``<run>/tb``).
 
-    ``resumed_at`` is the step count training starts from: above 0 (a resume) the CSV keeps
-    its earlier rows up to that step (:class:`ContinuedCSV`); TensorBoard starts a new events
+    ``resumed`` is the checkpoint training starts from (step 0 for a fresh start): above 0
+    the CSV keeps its earlier rows up to that step (:class:`ContinuedCSV`) and the iteration
+    and time counters continue (:class:`ContinuedLogger`); TensorBoard starts a new events
     file next to the old ones, which TensorBoard reads together.
     """
     folder.mkdir(parents=True, exist_ok=True)
     formats: list[KVWriter] = [
-        TensorBoardOutputFormat(str(folder)), ContinuedCSV(str(folder / "progress.csv"), resumed_at),
+        TensorBoardOutputFormat(str(folder)),
+        ContinuedCSV(str(folder / "progress.csv"), resumed.steps, resumed.iterations),
     ]  # fmt: skip
-    return Logger(str(folder), formats)
+    return ContinuedLogger(str(folder), formats, resumed)
 
 
 def make_vec_env(
@@ -171,14 +218,13 @@ class SuccessEval(BaseCallback):
     training once ``stop_at_success`` is reached (when > 0).
     """
 
-    def __init__(self, task: TaskSpec, source: str | None, train: TrainConfig, run_dir: Path) -> None:
+    def __init__(self, task: TaskSpec, source: str | None, train: TrainConfig, run_dir: Path, clock: Clock) -> None:
         super().__init__()
-        self.task, self.source, self.cfg, self.run_dir = task, source, train, run_dir
+        self.task, self.source, self.cfg, self.run_dir, self.clock = task, source, train, run_dir, clock
         self.program = compile_for_task(source, task) if source is not None else None
         rows = read_csv(run_dir / "metrics.csv")
         self.best = max((float(r["success_rate"]) for r in rows), default=-1.0)
         self.last_eval = int(rows[-1]["timesteps"]) if rows else 0
-        self.started = time.time()
         self.last_success = float(rows[-1]["success_rate"]) if rows else 0.0
 
     def evaluate(self) -> dict[str, Any]:
@@ -203,7 +249,7 @@ class SuccessEval(BaseCallback):
             "mean_reward_return": round(summary["mean_reward_return"], 3),
             "mean_env_return": round(summary["mean_env_return"], 3),
             "mean_length": summary["mean_length"],
-            "wall_s": round(time.time() - self.started, 1),
+            "wall_s": round(self.clock.wall_s(), 1),
         }
         append_csv(self.run_dir / "metrics.csv", row)
         for key in ("success_rate", "mean_progress", "mean_reward_return", "mean_env_return"):
@@ -216,37 +262,42 @@ class SuccessEval(BaseCallback):
         return not (stop > 0 and summary["success_rate"] >= stop)
 
 
-def _complete(model_zip: Path, steps: int) -> bool:
-    """Whether a checkpoint was fully written (a run killed mid-save leaves a broken one)."""
-    try:
-        with zipfile.ZipFile(model_zip) as archive:
-            if "data" not in archive.namelist() or archive.testzip() is not None:
-                return False
-    except (zipfile.BadZipFile, OSError):
-        return False
-    stats = model_zip.parent / f"model_vecnormalize_{steps}_steps.pkl"
-    others = list(model_zip.parent.glob("model_vecnormalize_*_steps.pkl"))
-    return stats.exists() or not others
+class Checkpoints(BaseCallback):
+    """Save a checkpoint every ``train.checkpoint_freq`` steps and at least every
+    ``train.checkpoint_minutes`` of training; only the newest time-driven one is kept."""
 
+    def __init__(self, run_dir: Path, train: TrainConfig, clock: Clock) -> None:
+        super().__init__()
+        self.run_dir, self.clock = run_dir, clock
+        self.every_steps, self.every_s = train.checkpoint_freq, 60.0 * train.checkpoint_minutes
+        self.next_steps = 0
+        self.last_saved = time.monotonic()
+        self.timed: int | None = None
+        """Step count of the newest time-driven checkpoint (deleted when superseded)."""
 
-def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
-    """The newest complete ``checkpoints/model_<n>_steps.zip`` and its step count."""
-    found = [(p, int(p.stem.split("_")[1])) for p in (run_dir / "checkpoints").glob("model_*_steps.zip")]
-    for path, steps in sorted(found, key=lambda x: -x[1]):
-        if _complete(path, steps):
-            return path, steps
-    return None
+    def _on_training_start(self) -> None:
+        self.next_steps = (self.num_timesteps // self.every_steps + 1) * self.every_steps
 
+    def _on_rollout_end(self) -> None:
+        self.clock.iterations += 1
 
-def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
-    """Save model, normalisation and replay buffer under the checkpoint naming scheme."""
-    steps, folder = model.num_timesteps, run_dir / "checkpoints"
-    model.save(folder / f"model_{steps}_steps.zip")
-    vec_norm = model.get_vec_normalize_env()
-    if vec_norm is not None:
-        vec_norm.save(str(folder / f"model_vecnormalize_{steps}_steps.pkl"))
-    if hasattr(model, "save_replay_buffer"):
-        model.save_replay_buffer(folder / f"model_replay_buffer_{steps}_steps.pkl")
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_steps:
+            self.save("steps")
+            self.next_steps = (self.num_timesteps // self.every_steps + 1) * self.every_steps
+        elif self.every_s > 0 and time.monotonic() - self.last_saved >= self.every_s:
+            self.save("time")
+        return True
+
+    def save(self, reason: str) -> int:
+        with deferred():  # a signal now would leave a half-written checkpoint
+            steps = save_checkpoint(self.model, self.run_dir, wall_s=self.clock.wall_s(),
+                                    iterations=self.clock.iterations, reason=reason)  # fmt: skip
+            if self.timed is not None and self.timed != steps:
+                remove_checkpoint(self.run_dir, self.timed)
+            self.timed = steps if reason == "time" else None
+        self.last_saved = time.monotonic()
+        return steps
 
 
 def algo_kwargs(algo: AlgoConfig, n_envs: int) -> dict[str, Any]:
@@ -270,10 +321,12 @@ def algo_kwargs(algo: AlgoConfig, n_envs: int) -> dict[str, Any]:
     return kwargs
 
 
-def build_model(algo: AlgoConfig, train: TrainConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
+def build_model(
+    algo: AlgoConfig, train: TrainConfig, venv: VecEnv, run_dir: Path
+) -> tuple[BaseAlgorithm, CheckpointInfo]:
     """Create the algorithm, or restore it (with normalisation and replay buffer) from the
-    newest checkpoint in ``run_dir``."""
-    cls = ALGOS[algo.name]
+    newest complete checkpoint in ``run_dir``; with the checkpoint's info (step 0: fresh)."""
+    cls = algo_class(algo.name)
     ckpt = latest_checkpoint(run_dir)
     norm_reward = algo.normalize_reward and algo.name == "ppo"
     if ckpt is not None:
@@ -285,11 +338,11 @@ def build_model(algo: AlgoConfig, train: TrainConfig, venv: VecEnv, run_dir: Pat
         buffer = run_dir / "checkpoints" / f"model_replay_buffer_{steps}_steps.pkl"
         if buffer.exists() and hasattr(model, "load_replay_buffer"):
             model.load_replay_buffer(buffer)
-        return model
+        return model, checkpoint_info(run_dir, steps)
     if algo.normalize_obs or norm_reward:
         venv = VecNormalize(venv, norm_obs=algo.normalize_obs, norm_reward=norm_reward)
     kwargs = algo_kwargs(algo, venv.num_envs)
-    return cls(algo.policy, venv, seed=train.seed, device=train.device, verbose=0, **kwargs)
+    return cls(algo.policy, venv, seed=train.seed, device=train.device, verbose=0, **kwargs), CheckpointInfo(steps=0)
 
 
 @dataclass
@@ -300,6 +353,7 @@ class TrainResult:
     last_success_rate: float
     best_success_rate: float
     wall_s: float
+    """Training wall time, summed over resumes."""
     stopped_early: bool
     reward_errors: dict[str, int]
     rollout: dict[str, Any] = field(default_factory=dict)
@@ -321,26 +375,24 @@ def train(
     if problem:
         raise ValueError(problem)
     torch.set_num_threads(train.torch_threads)
-    started = time.time()
     shaper = None
     if shaping is not None and shaping.kind != "none":
         from rewardlab.shaping.continuous import make_shaper
 
         shaper = make_shaper(shaping, algo, train, run_dir, task)
+    log.info(f"{run_dir.name}: {describe_start(run_dir, train.total_timesteps)}")
     venv = make_vec_env(task, source, train, shaper, rollout)
-    model = build_model(algo, train, venv, run_dir)
-    model.set_logger(training_logger(run_dir / "tb", model.num_timesteps))
+    model, resumed = build_model(algo, train, venv, run_dir)
+    clock = Clock(wall_offset=resumed.wall_s, iterations=resumed.iterations or 0)
+    trim_csv(run_dir / "metrics.csv", "timesteps", resumed.steps)  # rows of training thrown away
+    model.set_logger(training_logger(run_dir / "tb", resumed))
     remaining = train.total_timesteps - model.num_timesteps
-    n_envs = train.n_envs
-    evaluator = SuccessEval(task, source, train, run_dir)
+    _say_rounding(model, train, remaining)
+    evaluator = SuccessEval(task, source, train, run_dir, clock)
+    checkpoints = Checkpoints(run_dir, train, clock)
+    checkpoints.timed = resumed.steps if resumed.reason == "time" else None
     callbacks = CallbackList([
-        RewardComponents(),
-        evaluator,
-        CheckpointCallback(
-            save_freq=max(train.checkpoint_freq // n_envs, 1), save_path=str(run_dir / "checkpoints"),
-            name_prefix="model", save_vecnormalize=True, save_replay_buffer=algo.name == "sac",
-        ),  # fmt: skip
-        *(shaper.callbacks() if shaper is not None else []),
+        RewardComponents(), evaluator, checkpoints, *(shaper.callbacks() if shaper is not None else []),
     ])  # fmt: skip
     stopped_early = False
     if remaining > 0:
@@ -349,8 +401,9 @@ def train(
                 total_timesteps=remaining, callback=callbacks, progress_bar=train.progress_bar,
                 reset_num_timesteps=False,
             )  # fmt: skip
-        except KeyboardInterrupt:
-            save_checkpoint(model, run_dir)  # so `rewardlab train run=<dir>` loses nothing
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep everything for `train run=<dir>`
+            steps = checkpoints.save("stopped")
+            log.info(f"stopped at step {steps:,}: checkpoint saved in {run_dir / 'checkpoints'}")
             record_rollout(venv, train, source, run_dir)
             raise
         except RewardFailure:
@@ -360,6 +413,8 @@ def train(
     if evaluator.last_eval != model.num_timesteps:  # final evaluation at the last step
         evaluator.last_eval = model.num_timesteps
         evaluator._record(evaluator.evaluate())
+    if remaining > 0:  # a continuation starts exactly here (a checkpoint saved on the last
+        checkpoints.save("end")  # step of a rollout precedes that rollout's update)
     model.save(run_dir / "model.zip")
     vec_norm = model.get_vec_normalize_env()
     if vec_norm is not None:
@@ -376,11 +431,24 @@ def train(
         timesteps=int(model.num_timesteps),
         last_success_rate=float(evaluator.last_success),
         best_success_rate=float(max(evaluator.best, 0.0)),
-        wall_s=time.time() - started,
+        wall_s=clock.wall_s(),
         stopped_early=stopped_early,
         reward_errors=dict(errors),
         rollout=rollout_record,
     )
+
+
+def _say_rounding(model: BaseAlgorithm, train: TrainConfig, remaining: int) -> None:
+    """SB3 trains in whole rollouts (PPO: ``n_steps`` per env; SAC: one step per env): say so
+    when the budget is not a whole number of them, instead of overshooting silently."""
+    n_steps = int(getattr(model, "n_steps", 1))
+    rollout = n_steps * train.n_envs
+    if remaining <= 0 or remaining % rollout == 0:
+        return
+    end = model.num_timesteps + -(-remaining // rollout) * rollout
+    what = f"n_steps {n_steps} x {train.n_envs} envs" if n_steps > 1 else f"{train.n_envs} envs per step"
+    log.info(f"train.total_timesteps={train.total_timesteps:,} is not a whole number of rollouts "
+             f"({what} = {rollout:,} steps): training runs to step {end:,}")  # fmt: skip
 
 
 def record_rollout(venv: VecEnv, train: TrainConfig, source: str | None, run_dir: Path) -> dict[str, Any]:
@@ -427,23 +495,3 @@ def train_once(
         for r in read_csv(run_dir / "metrics.csv")
     ]  # fmt: skip
     return SweepRun(curve, float(json.loads(done.read_text())["wall_s"]))
-
-def load_policy(run_dir: Path, algo_name: str, *, best: bool = False) -> tuple[BaseAlgorithm, Any]:
-    """Load a trained policy and its observation normaliser (or ``None``) from a run."""
-    path = run_dir / ("best_model.zip" if best and (run_dir / "best_model.zip").exists() else "model.zip")
-    if not path.exists():
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise FileNotFoundError(f"no trained model in {run_dir} (model.zip or checkpoints/)")
-        path = ckpt[0]
-    model = ALGOS[algo_name].load(path, device="cpu")
-    normalizer = None
-    stats = run_dir / "vecnormalize.pkl"
-    if not stats.exists() and (ckpt := latest_checkpoint(run_dir)) is not None:
-        stats = run_dir / "checkpoints" / f"model_vecnormalize_{ckpt[1]}_steps.pkl"
-    if stats.exists():
-        import pickle
-
-        with stats.open("rb") as f:
-            normalizer = pickle.load(f)  # noqa: S301 - our own file in the run directory
-    return model, normalizer

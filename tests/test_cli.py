@@ -154,7 +154,7 @@ def test_train_rejects_hostile_reward_file_cleanly(tmp_path: Path) -> None:
     assert res.returncode == 1
     assert "'open' is not allowed" in res.stdout
     summary = json.loads((_run_dir(tmp_path / "runs") / "summary.json").read_text())
-    assert summary["status"] == "reward_rejected"
+    assert summary["status"] == "failed" and "'open' is not allowed" in summary["message"]
 
 
 def test_resume_after_killed_run(tmp_path: Path) -> None:
@@ -200,14 +200,16 @@ def test_multirun_sweep_makes_one_run_per_job(tmp_path: Path) -> None:
 
 
 def test_expert_reward_aliases_select_the_benchmark_reward(tmp_path: Path) -> None:
-    from omegaconf import OmegaConf
+    from dataclasses import asdict
 
+    from rewardlab.config import to_schema
     from rewardlab.pipeline import describe_generator, initial_reward
     from rewardlab.tasks import get_task
 
+    task = get_task("metaworld/drawer_close")
     for value in ("env", "expert"):
-        cfg = OmegaConf.create({"reward_file": value, "llm": {"backend": "offline"}})
-        assert initial_reward(cfg, get_task("metaworld/drawer_close"), tmp_path / value, print) == (None, "")
+        cfg = to_schema({"task": asdict(task), "reward_file": value})
+        assert initial_reward(cfg, task, tmp_path / value) == (None, "")
         assert "benchmark's own reward" in describe_generator(cfg)
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 from fake_llm_server import FakeLLMServer, dynamic
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from rewardlab.config import E2CLConfig, RewardLabConfig
+from rewardlab.config import E2CLConfig, RewardLabConfig, to_schema
 from rewardlab.e2cl.detect import (
     detect_action_saturation,
     detect_components,
@@ -57,7 +57,7 @@ from rewardlab.e2cl.memory import Memory, MemoryRecord, choose_action, guidance_
 from rewardlab.generators.base import GenerationRequest, extract_code
 from rewardlab.generators.offline import OfflineGenerator, feedback_edits, parse_terms
 from rewardlab.paths import data_dir
-from rewardlab.rundir import read_json, write_json
+from rewardlab.rundir import RunDir, read_json, write_json
 from rewardlab.tasks import get_task
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.wrappers import compile_for_task, make_env
@@ -372,14 +372,13 @@ TINY = {
 }  # fmt: skip
 
 
-def make_cfg(task_name: str, runs_dir: Path) -> DictConfig:
+def make_cfg(task_name: str, runs_dir: Path, **more: Any) -> RewardLabConfig:
     """The composed config of a run (schema + PPO preset + tiny budgets), without Hydra."""
     cfg = OmegaConf.merge(
         OmegaConf.structured(RewardLabConfig), {"task": asdict(get_task(task_name)), "runs_dir": str(runs_dir)},
-        {"algo": OmegaConf.load(data_dir("conf") / "algo" / "ppo.yaml")}, TINY,
+        {"algo": OmegaConf.load(data_dir("conf") / "algo" / "ppo.yaml")}, TINY, more,
     )  # fmt: skip
-    assert isinstance(cfg, DictConfig)
-    return cfg
+    return to_schema(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -392,16 +391,14 @@ def corrected_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = root / "runs" / "metaworld" / "drawer_open" / "run"
     run_dir.mkdir(parents=True)
     (root / "planted.py").write_text(IGNORES_OBJ)
-    cfg = make_cfg(DRAWER, root / "runs")
-    cfg.reward_file = str(root / "planted.py")
+    cfg = make_cfg(DRAWER, root / "runs", reward_file=str(root / "planted.py"))
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     task = get_task(DRAWER)
-    log: list[str] = []
-    source, failure = initial_reward(cfg, task, run_dir, log.append)
+    source, failure = initial_reward(cfg, task, run_dir)
     assert source is not None, failure
-    train_version(cfg, task, run_dir, 0, source, log.append)
+    train_version(cfg, task, run_dir, 0, source)
     record_run(run_dir, cfg, task, "done")
-    assert run_e2cl(cfg, task, run_dir, log.append) == 0, "\n".join(log)
+    assert run_e2cl(cfg, task, run_dir) == 0
     return run_dir
 
 
@@ -422,7 +419,7 @@ def test_a_correction_that_fixes_the_triggers_is_accepted(corrected_run: Path) -
     frames = [p for f in before.values() for p in f.evidence.frames]
     assert frames and all((v0 / p).is_file() for p in frames)
     summary = read_json(corrected_run / "summary.json")
-    assert summary["latest_version"] == 1 and summary["versions"][1]["verification"] == "accepted"
+    assert summary["current_version"] == 1 and summary["versions"][1]["verification"] == "accepted"
     records = [
         json.loads(line)
         for line in (corrected_run.parents[2] / ".e2cl_memory.jsonl").read_text().splitlines()
@@ -433,8 +430,6 @@ def test_a_correction_that_fixes_the_triggers_is_accepted(corrected_run: Path) -
 
 
 def test_cli_auto_feedback_refuses_a_correction_that_keeps_the_error(corrected_run: Path) -> None:
-    from rewardlab.e2cl.loop import current_version
-
     kept = (
         (corrected_run / "rewards" / "v1" / "reward.py")
         .read_text()
@@ -472,8 +467,8 @@ def test_cli_auto_feedback_refuses_a_correction_that_keeps_the_error(corrected_r
         summary_call["reply"]["text"].startswith("The constant bias")
         and summary_call["reply"]["model"]
     )
-    assert current_version(corrected_run) == 1, "the parent stays current"
-    assert read_json(corrected_run / "summary.json")["latest_version"] == 1
+    assert RunDir(corrected_run).current_version() == 1, "the parent stays current"
+    assert read_json(corrected_run / "summary.json")["current_version"] == 1
     records = [
         json.loads(line)
         for line in (corrected_run.parents[2] / ".e2cl_memory.jsonl").read_text().splitlines()
@@ -481,6 +476,27 @@ def test_cli_auto_feedback_refuses_a_correction_that_keeps_the_error(corrected_r
     assert {(r["kind"], r["outcome"]) for r in records if r["version"] == 2} >= {
         ("constant_component", "refused")
     }
+
+
+def test_after_a_refusal_evaluate_and_resume_use_the_current_version(corrected_run: Path) -> None:
+    """E2CL refused v2 (the test above): ``evaluate`` and ``train run=`` take v1, the version
+    ``summary.json`` names as current, not the newest folder."""
+    if not (corrected_run / "rewards" / "v2" / "verification.json").exists():
+        pytest.skip("needs the refusal made by test_cli_auto_feedback_refuses_a_correction_that_keeps_the_error")
+    assert RunDir(corrected_run).refused(2) and RunDir(corrected_run).current_version() == 1
+    cli = [sys.executable, "-m", "rewardlab.cli"]
+    ev = subprocess.run([*cli, "evaluate", f"run={corrected_run}", "episodes=1", "train.video_episodes=0"],
+                        cwd=corrected_run, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
+    assert f"{DRAWER} v1: success rate" in ev.stdout
+    assert list((corrected_run / "rewards" / "v1" / "eval").glob("*/summary.json"))
+    assert not (corrected_run / "rewards" / "v2" / "eval").exists()
+    tr = subprocess.run([*cli, "train", f"run={corrected_run}", "train.video_episodes=0"],
+                        cwd=corrected_run, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert tr.returncode == 0, tr.stdout[-3000:] + tr.stderr[-3000:]
+    assert "(reward v1)" in tr.stdout and "reward v2" not in tr.stdout
+    summary = read_json(corrected_run / "summary.json")
+    assert summary["status"] == "done" and summary["current_version"] == 1
 
 
 def test_review_page_shows_findings_frames_and_verdicts(corrected_run: Path) -> None:

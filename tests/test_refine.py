@@ -92,7 +92,7 @@ def test_refine_command_builds_a_trained_lineage(trained_run: Path) -> None:
     assert (v1 / "summary.json").exists() and list((v1 / "videos").glob("*.mp4"))
     summary = json.loads((trained_run / "summary.json").read_text())
     assert [v["version"] for v in summary["versions"]] == [0, 1]
-    assert summary["versions"][1]["parent"] == 0 and summary["latest_version"] == 1
+    assert summary["versions"][1]["parent"] == 0 and summary["current_version"] == 1
     report = (trained_run / "report.md").read_text()
     assert "| v1 | v0 | falls; more speed" in report and "```diff" in report
 

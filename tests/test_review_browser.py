@@ -300,7 +300,7 @@ def test_feedback_persists_is_escaped_and_the_budget_reaches_the_next_version(
     assert v1.locator(".diff .add").count() >= 1 and v1.locator(".diff .del").count() >= 1
     assert "768" in page.locator('tr[data-version="1"]').inner_text()
     until(page, "() => { const v = document.querySelector('#review-v1 video'); return v && v.readyState >= 2 && v.duration > 0; }")
-    assert json.loads((run_dir / "summary.json").read_text())["latest_version"] == 1
+    assert json.loads((run_dir / "summary.json").read_text())["current_version"] == 1
     assert page.locator('#review-v1 button[value="refine"]').is_enabled()
 
     server.stop()  # the review is still there after a restart of the server

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from rewardlab.checkpoints import latest_checkpoint, load_policy
 from rewardlab.config import AlgoConfig, RolloutConfig, ShapingConfig, TrainConfig
 from rewardlab.rundir import read_csv, read_json
 from rewardlab.tasks import get_task
-from rewardlab.training import ContinuedCSV, latest_checkpoint, load_policy, train
+from rewardlab.training import ContinuedCSV, train
 
 SOURCE = (
     "def compute_dense_reward(self, action):\n"

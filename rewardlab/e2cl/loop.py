@@ -29,14 +29,13 @@ runs ``e2cl.rounds`` of them):
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from omegaconf import OmegaConf
-
-from rewardlab.config import E2CLConfig
+from rewardlab.checkpoints import load_policy
+from rewardlab.config import E2CLConfig, RewardLabConfig
 from rewardlab.e2cl.detect import detect
 from rewardlab.e2cl.explore import (
     Exploration,
@@ -57,52 +56,28 @@ from rewardlab.e2cl.memory import (
     refused_here,
 )
 from rewardlab.generators.fewshot import task_tokens
-from rewardlab.pipeline import Log, record_run, refined_reward, train_version
-from rewardlab.rundir import read_json, reward_dir, write_json
+from rewardlab.pipeline import record_run, refined_reward, train_version
+from rewardlab.rundir import RunDir, read_json, write_json
 from rewardlab.tasks.registry import TaskSpec
-from rewardlab.training import load_policy
 from rewardlab.wrappers import RewardFailure, compile_for_task, make_env
 
 ACCEPTED, REFUSED, EXHAUSTED = "accepted", "refused", "exhausted"
+log = logging.getLogger(__name__)
 
 
-def e2cl_config(cfg: Any) -> E2CLConfig:
-    """The run's ``e2cl`` settings as a typed :class:`E2CLConfig` (defaults where missing)."""
-    raw = cfg.get("e2cl")
-    data = OmegaConf.to_container(raw, resolve=True) if raw is not None else {}
-    memory = str(Path(str(cfg.get("runs_dir") or "runs")) / ".e2cl_memory.jsonl")
-    node = OmegaConf.merge(OmegaConf.structured(E2CLConfig), {"memory": memory}, data)
-    config = OmegaConf.to_object(node)
-    assert isinstance(config, E2CLConfig)
-    return config
-
-
-def verification(run_dir: Path, version: int) -> dict[str, Any] | None:
-    """The ``verification.json`` of an E2CL correction (``None`` for other versions)."""
-    path = reward_dir(run_dir, version) / "verification.json"
-    return read_json(path) if path.exists() else None
-
-
-def current_version(run_dir: Path) -> int | None:
-    """The newest version that no E2CL verification refused (the one to refine next; the
-    newest version for runs without refusals)."""
-    numbers = sorted(
-        (int(p.name[1:]) for p in (run_dir / "rewards").glob("v*") if p.name[1:].isdigit()),
-        reverse=True,
-    )
-    return next(
-        (n for n in numbers if (verification(run_dir, n) or {}).get("outcome") != REFUSED), None
-    )
+def e2cl_config(cfg: RewardLabConfig) -> E2CLConfig:
+    """The run's ``e2cl`` settings."""
+    return cfg.e2cl
 
 
 def _success(run_dir: Path, version: int) -> float | None:
-    path = reward_dir(run_dir, version) / "summary.json"
-    return float(read_json(path)["success_rate"]) if path.exists() else None
+    summary = RunDir(run_dir).version_summary(version)
+    return float(summary["success_rate"]) if summary and "success_rate" in summary else None
 
 
 def _progress(run_dir: Path, version: int) -> float | None:
-    path = reward_dir(run_dir, version) / "summary.json"
-    return float(read_json(path)["final_eval"]["mean_progress"]) if path.exists() else None
+    summary = RunDir(run_dir).version_summary(version)
+    return float(summary["final_eval"]["mean_progress"]) if summary and "final_eval" in summary else None
 
 
 # --------------------------------------------------------------------------- explore a version
@@ -135,12 +110,12 @@ def attach_media(
 
 
 def explore_version(
-    cfg: Any, task: TaskSpec, run_dir: Path, version: int, log: Log
+    cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: int
 ) -> list[Finding]:
     """Explore trained version ``version`` and detect its errors; writes ``findings.json``
     and ``e2cl/exploration.json`` (and frames, clips) into its folder."""
     config = e2cl_config(cfg)
-    vdir = reward_dir(run_dir, version)
+    vdir = RunDir(run_dir).version_dir(version)
     source = (vdir / "reward.py").read_text()
     program = compile_for_task(source, task)
     model, normalizer = load_policy(vdir, cfg.algo.name)
@@ -160,7 +135,7 @@ def explore_version(
     write_json(vdir / "e2cl" / "exploration.json", exploration.summary())
     save_findings(vdir / "findings.json", findings, version=version, explored_s=round(time.time() - started, 1),
                   notes=exploration.notes, time=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
-    log(f"explored v{version}: {len(exploration.all())} trajectories, {len(findings)} finding(s)"
+    log.info(f"explored v{version}: {len(exploration.all())} trajectories, {len(findings)} finding(s)"
         + "".join(f"\n  {f.severity}: {f.message}" for f in findings))  # fmt: skip
     return findings
 
@@ -195,7 +170,7 @@ class RoundResult:
         )
 
 
-def _gate(cfg: Any, task: TaskSpec, vdir: Path, source: str) -> tuple[bool, list[str]]:
+def _gate(cfg: RewardLabConfig, task: TaskSpec, vdir: Path, source: str) -> tuple[bool, list[str]]:
     """The pre-flight gate's verdict on ``source``: the one the refinement step just recorded
     in ``gate.json`` for this very program, else a fresh :func:`~rewardlab.search.gate.gate`."""
     from rewardlab.search.gate import gate
@@ -226,21 +201,20 @@ def _worse(result: RoundResult, config: E2CLConfig) -> str:
 
 
 def run_round(
-    cfg: Any,
+    cfg: RewardLabConfig,
     task: TaskSpec,
     run_dir: Path,
     parent: int,
-    log: Log,
     *,
     extra: list[str] | None = None,
 ) -> RoundResult:
     """One explore -> feedback -> correct -> verify round on version ``parent`` (see the module
     docs); ``extra``: feedback lines added as they are (e.g. the command's tags)."""
     config = e2cl_config(cfg)
-    pdir = reward_dir(run_dir, parent)
+    pdir = RunDir(run_dir).version_dir(parent)
     findings = load_findings(pdir / "findings.json") if (pdir / "findings.json").exists() else None
     if findings is None:
-        findings = explore_version(cfg, task, run_dir, parent, log)
+        findings = explore_version(cfg, task, run_dir, parent)
     result = RoundResult(
         parent, success_parent=_success(run_dir, parent), progress_parent=_progress(run_dir, parent)
     )
@@ -248,7 +222,7 @@ def run_round(
     result.triggers = [f.key for f in triggers]
     if not triggers:
         result.reason = "no error or warning found"
-        log(f"v{parent}: nothing to correct ({len(findings)} info finding(s))")
+        log.info(f"v{parent}: nothing to correct ({len(findings)} info finding(s))")
         return result
     memory = Memory(config.memory)
     retrieved = memory.similar(task, task.instruction, {f.kind for f in triggers})
@@ -262,7 +236,7 @@ def run_round(
         # program again (an LLM can still act on the findings' words).
         result.outcome = EXHAUSTED
         result.reason = "no untried edit for " + ", ".join(result.triggers)
-        log(f"v{parent}: {result.reason}")
+        log.info(f"v{parent}: {result.reason}")
         return result
     lines = feedback_lines(triggers, chosen)
     guidance = guidance_lines(retrieved, config.memory_k)
@@ -273,10 +247,10 @@ def run_round(
         summary = summarise(cfg, task, source, findings, pdir / "e2cl" / f"summary_{n}")
     feedback = [*([f"Summary: {summary}"] if summary else []), *lines, *guidance, *(extra or [])]
     others = [f.message for f in findings if f not in triggers and f.severity != "info"]
-    version, candidate, failure = refined_reward(cfg, task, run_dir, parent, feedback, log,
+    version, candidate, failure = refined_reward(cfg, task, run_dir, parent, feedback,
                                                  observation="; ".join(others))  # fmt: skip
     result.version = version
-    vdir = reward_dir(run_dir, version)
+    vdir = RunDir(run_dir).version_dir(version)
     record = read_json(vdir / "feedback.json")
     record["e2cl"] = {"findings": f"rewards/v{parent}/findings.json", "triggers": [f.to_dict() for f in triggers],
                       "edits": chosen, "summary": summary, "memory": guidance}  # fmt: skip
@@ -296,11 +270,11 @@ def run_round(
     if result.outcome != REFUSED and candidate is not None:
         try:
             record_run(run_dir, cfg, task, "refining")
-            train_version(cfg, task, run_dir, version, candidate, log)
+            train_version(cfg, task, run_dir, version, candidate)
         except RewardFailure as exc:
             result.outcome, result.reason = REFUSED, f"training stopped: {exc}"
     if result.outcome != REFUSED:
-        after = explore_version(cfg, task, run_dir, version, log)
+        after = explore_version(cfg, task, run_dir, version)
         keys = {f.key for f in after}
         result.remaining = [k for k in result.triggers if k in keys]
         result.success_candidate = _success(run_dir, version)
@@ -329,40 +303,38 @@ def run_round(
         words=words, run=str(run_dir), parent=parent, version=version,
         diff=diff, success_before=result.success_parent, success_after=result.success_candidate,
     ) for f in triggers)  # fmt: skip
-    log(f"v{version} {result.outcome}: {result.reason}")
+    log.info(f"v{version} {result.outcome}: {result.reason}")
     return result
 
 
 def run_e2cl(
-    cfg: Any, task: TaskSpec, run_dir: Path, log: Log, *, extra: list[str] | None = None
+    cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, *, extra: list[str] | None = None
 ) -> int:
     """``e2cl.rounds`` rounds from ``cfg.version`` (default: the current version), stopping
     early when a round finds nothing to correct; the exit code (0: the rounds ran, whatever
-    their verdicts; 2: nothing to refine; 130: interrupted)."""
+    their verdicts; 2: nothing to refine). Ctrl-C and SIGTERM propagate: the caller's
+    :meth:`~rewardlab.rundir.RunDir.running` block records the run as stopped."""
     config = e2cl_config(cfg)
-    parent = cfg.version if cfg.version is not None else current_version(run_dir)
-    if parent is None or not (reward_dir(run_dir, parent) / "summary.json").exists():
-        log(f"error: {run_dir} has no trained reward version to explore")
+    run = RunDir(run_dir)
+    parent = run.resolve_version(cfg.version)
+    if parent is None or not run.trained(parent):
+        log.info(f"error: {run_dir} has no trained reward version to explore")
         return 2
-    if not (reward_dir(run_dir, parent) / "reward.py").exists():
-        log(f"error: v{parent} of {run_dir} has no reward program (trained on the env's reward)")
+    if run.source(parent) is None:
+        log.info(f"error: v{parent} of {run_dir} has no reward program (trained on the env's reward)")
         return 2
     results: list[RoundResult] = []
-    try:
-        for r in range(config.rounds):
-            log(f"\nE2CL round {r + 1}/{config.rounds} on v{parent}")
-            result = run_round(cfg, task, run_dir, parent, log, extra=extra)
-            results.append(result)
-            if result.outcome in ("clean", EXHAUSTED):
-                break
-            parent = result.current
-    except KeyboardInterrupt:
-        record_run(run_dir, cfg, task, "interrupted", "E2CL interrupted")
-        return 130
+    for r in range(config.rounds):
+        log.info(f"\nE2CL round {r + 1}/{config.rounds} on v{parent}")
+        result = run_round(cfg, task, run_dir, parent, extra=extra)
+        results.append(result)
+        if result.outcome in ("clean", EXHAUSTED):
+            break
+        parent = result.current
     message = "; ".join(
         f"v{x.parent}->{'v' + str(x.version) if x.version is not None else '-'} {x.outcome}"
         for x in results
     )
     record_run(run_dir, cfg, task, "done", f"E2CL: {message}")
-    log(f"E2CL done: {message}; current version v{parent}\nrun directory: {run_dir}")
+    log.info(f"E2CL done: {message}; current version v{parent}\nrun directory: {run_dir}")
     return 0

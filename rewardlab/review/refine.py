@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewardlab.review.runs import RefineState, RunFiles, integer, num, text
+from rewardlab.review.runs import RefineState, RunError, RunFiles, integer, num, text
 from rewardlab.review.safefs import Refusal, Refused, RunsRoot
+from rewardlab.rundir import SUMMARY
 
 LOG = "refine.log"
 STATE = "refine.json"
@@ -269,7 +270,7 @@ class Refiner:
         files = RunFiles(self.root, run_id)
         if st.state == "running" and not self._alive(run_id, integer(data.get("pid")) or 0):
             # finished while no server was watching: its trained version tells how it went
-            trained = st.target is not None and files.is_file(f"rewards/v{st.target}/summary.json")
+            trained = st.target is not None and _finished(files, f"rewards/v{st.target}")
             st.state = "done" if trained else "ended"
         if st.running and st.target is not None:
             st.phase, st.steps = self._phase(files, st.target)
@@ -281,7 +282,7 @@ class Refiner:
         sub = f"rewards/v{target}"
         if not files.is_dir(sub):
             return "starting", None
-        if files.is_file(f"{sub}/summary.json"):
+        if _finished(files, sub):
             return "recording", None
         if files.is_file(f"{sub}/model.zip"):
             return "evaluating", None
@@ -472,3 +473,13 @@ def parse_budget(raw: str) -> int | None:
         return None
     value *= {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
     return int(value) if 1 <= value <= MAX_BUDGET and value == int(value) else None
+
+
+def _finished(files: RunFiles, sub: str) -> bool:
+    """Whether version folder ``sub`` finished training: its ``summary.json`` (written from the
+    start of training, :meth:`rewardlab.rundir.RunDir.trained`) says ``done``."""
+    try:
+        summary = files.json_obj(f"{sub}/{SUMMARY}")
+    except RunError:
+        return False
+    return summary is not None and text(summary.get("status"), "done") == "done"

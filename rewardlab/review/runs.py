@@ -850,7 +850,7 @@ class Run:
         return max(rated, key=Version.rank_key) if len(rated) > 1 else None  # one version: nothing to choose
 
     def latest(self) -> Version | None:
-        """The current version: the summary's ``latest_version`` (newest not refused by E2CL),
+        """The current version: the summary's ``current_version`` (newest not refused by E2CL),
         else the newest trained one, else the newest."""
         if self.summary.latest_version is not None and self.version(self.summary.latest_version):
             return self.version(self.summary.latest_version)

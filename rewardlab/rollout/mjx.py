@@ -135,11 +135,3 @@ class MjxBackend:
     def close(self) -> None:
         pass
 
-
-def mjx_available() -> bool:
-    """Whether jax and mujoco.mjx import."""
-    try:
-        require_jax()
-    except ImportError:
-        return False
-    return True

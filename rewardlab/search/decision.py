@@ -86,8 +86,8 @@ def decision_eval(
 ) -> dict[str, Any]:
     """Evaluate the policy trained in ``directory`` for ``episodes`` episodes (see the module
     docstring); :func:`summarize_decision`'s fields plus ``engine`` (``core`` or ``gymnasium``)."""
+    from rewardlab.checkpoints import load_policy
     from rewardlab.evaluation import run_episodes
-    from rewardlab.training import load_policy
 
     model, normalizer = load_policy(directory, algo_name)
     first = SEED_OFFSET + seed

@@ -142,7 +142,7 @@ def limit_memory(train: Any) -> None:
 def ensure_checkpoint(directory: Path, timesteps: int) -> None:
     """Make sure the newest checkpoint is at ``timesteps`` so the next rung resumes exactly
     where this one ended (copies ``model.zip`` and ``vecnormalize.pkl`` when needed)."""
-    from rewardlab.training import latest_checkpoint
+    from rewardlab.checkpoints import latest_checkpoint
 
     ckpt = latest_checkpoint(directory)
     if (ckpt is not None and ckpt[1] >= timesteps) or not (directory / "model.zip").exists():
@@ -177,7 +177,7 @@ def keep_rows(path: Path, *, below: int | None = None, upto: int | None = None) 
 def forget_after_checkpoint(directory: Path) -> None:
     """Before (re)starting a job: drop evaluations logged after the checkpoint training will
     resume from; an attempt killed mid-job (then retried) leaves such rows behind."""
-    from rewardlab.training import latest_checkpoint
+    from rewardlab.checkpoints import latest_checkpoint
 
     ckpt = latest_checkpoint(directory)
     upto = ckpt[1] if ckpt is not None else 0

@@ -134,9 +134,10 @@ def sniff_algo(model_zip: Path) -> str:
 
 def resolve_teacher(path: Path) -> tuple[Path, Path | None]:
     """``(model zip, VecNormalize pickle or None)`` for a teacher given as a model zip, a
-    trained directory (``model.zip`` or checkpoints) or a run directory (its newest trained
-    ``rewards/v<N>``)."""
-    from rewardlab.training import latest_checkpoint
+    trained directory (``model.zip`` or checkpoints) or a run directory (a trained
+    ``rewards/v<N>``: the current version, else the newest with a model)."""
+    from rewardlab.checkpoints import latest_checkpoint
+    from rewardlab.rundir import RunDir
 
     if path.is_file():
         stem = path.stem  # model_<n>_steps -> model_vecnormalize_<n>_steps.pkl
@@ -150,11 +151,10 @@ def resolve_teacher(path: Path) -> tuple[Path, Path | None]:
     if (ckpt := latest_checkpoint(path)) is not None:
         stats = path / "checkpoints" / f"model_vecnormalize_{ckpt[1]}_steps.pkl"
         return ckpt[0], stats if stats.exists() else None
-    versions = sorted(
-        (p for p in (path / "rewards").glob("v*") if p.name[1:].isdigit()),
-        key=lambda p: -int(p.name[1:]),
-    )  # fmt: skip
-    for vdir in versions:
+    run = RunDir(path)
+    current = run.current_version()
+    order = [*([current] if current is not None else []), *(n for n in reversed(run.versions()) if n != current)]
+    for vdir in map(run.version_dir, order):
         if (vdir / "model.zip").exists() or latest_checkpoint(vdir) is not None:
             return resolve_teacher(vdir)
     raise FileNotFoundError(f"no trained teacher model under {path} (model.zip, checkpoints/ or rewards/v*/)")
