@@ -27,11 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import yaml
-
-from rewardlab.paths import data_dir
 
 # Documentation of each proxy type's fields, rendered into the card text.
 TYPE_DOCS: dict[str, dict[str, str]] = {
@@ -40,6 +39,10 @@ TYPE_DOCS: dict[str, dict[str, str]] = {
         "position_z": "float # z-coordinate position in the world frame, in meters",
         "velocity_x": "float # x-coordinate velocity in the world frame, in meters per second",
         "velocity_z": "float # z-coordinate velocity in the world frame, in meters per second",
+    },
+    "Slider": {
+        "position": "float # position along the slide joint's axis, in meters",
+        "velocity": "float # velocity along the slide joint's axis, in meters per second",
     },
     "HingeJoint": {
         "angle": "float # joint angle value of the HingeJoint, in radians",
@@ -149,11 +152,29 @@ def load_card(ref: str) -> Card:
     return Card(**raw)
 
 
+def card_file(ref: str) -> Path:
+    """The file of card ``ref``: ``<benchmark>/<name>`` on the task path
+    (:func:`rewardlab.tasks.registry.task_path`), or the path of a ``.yaml`` file."""
+    from rewardlab.tasks.registry import task_path
+
+    if ref.endswith((".yaml", ".yml")):
+        candidates = [Path(ref).expanduser()]
+    else:
+        candidates = [folder / f"{ref}.yaml" for folder in task_path()]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise KeyError(f"no environment card {ref!r} (looked for {', '.join(map(str, candidates))})")
+    return found
+
+
+def clear_card_cache() -> None:
+    """Forget loaded cards (the task path changed)."""
+    load_card.cache_clear()
+
+
 def _load_raw(ref: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """A card's YAML mapping, with ``extends`` resolved (the base first, then this card)."""
-    path = data_dir("envs") / f"{ref}.yaml"
-    if not path.is_file():
-        raise KeyError(f"no environment card {ref!r} (looked for {path})")
+    path = card_file(ref)
     if ref in seen:
         raise ValueError(f"card {ref}: circular 'extends' ({' -> '.join([*seen, ref])})")
     raw = yaml.safe_load(path.read_text())

@@ -196,7 +196,31 @@ def up_axis(up: Any) -> tuple[float, float, float]:
     return ux, uy, uz
 
 
+class Slider(Proxy):
+    """A single slide joint (a cart on a rail): ``position`` (m) and ``velocity`` (m/s)."""
+
+    __slots__ = ("_qpos", "_qvel", "_qa", "_va")
+    _fields = ("position", "velocity")
+
+    def __init__(self, path: str, model: mujoco.MjModel, data: mujoco.MjData, joint: str) -> None:
+        super().__init__(path)
+        jid = _joint_id(model, joint)
+        object.__setattr__(self, "_qpos", data.qpos)
+        object.__setattr__(self, "_qvel", data.qvel)
+        object.__setattr__(self, "_qa", int(model.jnt_qposadr[jid]))
+        object.__setattr__(self, "_va", int(model.jnt_dofadr[jid]))
+
+    @property
+    def position(self) -> float:
+        return float(self._qpos[self._qa])
+
+    @property
+    def velocity(self) -> float:
+        return float(self._qvel[self._va])
+
+
 PART_TYPES: dict[str, Callable[..., Proxy]] = {
+    "Slider": Slider,
     "HingeJoint": HingeJoint,
     "SlideJoint": SlideJoint,
     "FreeJoint": FreeJoint,

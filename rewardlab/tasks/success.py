@@ -576,13 +576,22 @@ METRICS: dict[str, Callable[..., Metric]] = {
 
 
 def make_metric(name: str, params: dict[str, Any], n: int = 1) -> Metric:
-    """The success metric ``name`` with ``params`` (from a task spec) for ``n`` worlds."""
-    if name not in METRICS:
-        raise KeyError(f"unknown success metric {name!r}; known: {sorted(METRICS)}")
+    """The success metric ``name`` with ``params`` (from a task spec) for ``n`` worlds; ``name``
+    is a key of :data:`METRICS` or a ``"module:Class"`` entry point (a task folder's own metric,
+    a :class:`Metric` subclass)."""
+    if ":" in name:
+        from rewardlab.tasks.registry import load_entry_point
+
+        cls = load_entry_point(name)
+    elif name in METRICS:
+        cls = METRICS[name]
+    else:
+        raise KeyError(f"unknown success metric {name!r}; known: {sorted(METRICS)} or 'module:Class'")
     try:
-        return METRICS[name](n, **params)
+        metric: Metric = cls(n, **params)
     except TypeError as exc:
         raise TypeError(f"success metric {name!r}: {exc}") from None
+    return metric
 
 
 # --------------------------------------------------------------------------- naming
