@@ -109,7 +109,7 @@ def cmd_tasks(argv: list[str]) -> int:
 
 
 def cmd_check(cfg: RewardLabConfig, run_dir: Path | None) -> int:
-    from rewardlab.search.gate import gate
+    from rewardlab.gate import gate
 
     assert cfg.file is not None
     path = Path(cfg.file)

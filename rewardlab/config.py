@@ -229,7 +229,7 @@ class CheckConfig:
 
 @dataclass
 class GateConfig:
-    """The pre-flight gate (:mod:`rewardlab.search.gate`): checks on reference rollouts of the
+    """The pre-flight gate (:mod:`rewardlab.gate`): checks on reference rollouts of the
     task before any training."""
 
     on_train: GateMode = GateMode.warn

@@ -57,7 +57,7 @@ def gate_version(
     """Run the pre-flight gate on a new version's program (unless ``gate.on_train=off``),
     write ``gate.json`` and log the verdict; the failure message when it rejects the program
     and ``gate.on_train=block``, else ``""``."""
-    from rewardlab.search.gate import gate, remember_check
+    from rewardlab.gate import gate, remember_check
 
     mode = cfg.gate.on_train
     if mode == GateMode.off:
@@ -85,7 +85,7 @@ def generate(cfg: RewardLabConfig, task: TaskSpec, out_dir: Path, **kwargs: Any)
         return GenerationResult(None, None, [Attempt(index=0, messages=[], error=str(exc))])
     screen = None
     if cfg.gate.on_train == GateMode.block:
-        from rewardlab.search.gate import gate, remember_check
+        from rewardlab.gate import gate, remember_check
 
         def screen(source: str, report: CheckReport) -> Any:
             remember_check(task, source, cfg, report)

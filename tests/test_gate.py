@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,18 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from rewardlab.config import GateConfig, GateMode, RewardLabConfig
+from rewardlab.config import GateConfig, RewardLabConfig
+from rewardlab.gate import (
+    GateReport,
+    gate,
+    gate_benchmark_reward,
+    gate_settings,
+    remember_check,
+)
 from rewardlab.generators.base import GenerationRequest, Reply, extract_code
 from rewardlab.generators.loop import generate_reward
 from rewardlab.generators.offline import OfflineGenerator
+from rewardlab.reference_rollouts import reference_rollouts
 from rewardlab.reward.check import check_program
 from rewardlab.reward.trajectories import (
     evaluate_on_rollouts,
@@ -25,15 +32,7 @@ from rewardlab.reward.trajectories import (
     record_rollout,
     save_rollouts,
 )
-from rewardlab.search.gate import (
-    GateReport,
-    gate,
-    gate_benchmark_reward,
-    gate_settings,
-    remember_check,
-)
 from rewardlab.search.reflection import reflect, render_reflection
-from rewardlab.search.rollouts import reference_rollouts
 from rewardlab.tasks import get_task
 from rewardlab.tasks.metaworld import MT50, scripted_policy
 from rewardlab.wrappers import compile_for_task, make_env
@@ -218,23 +217,21 @@ def test_gate_rejection_is_sent_back_for_a_fix(cfg: Any, tmp_path: Path) -> None
     assert first["check"]["ok"] and first["gate"]["ok"] is False and first["gate"]["ranking_accuracy"] < 0.6
 
 
-def test_train_path_writes_gate_json_warns_or_blocks(cfg: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from rewardlab.config import to_schema
+def test_train_path_writes_gate_json_warns_or_blocks(cfg: Any, tmp_path: Path) -> None:
     from rewardlab.pipeline import initial_reward
 
     c = cfg.copy()
     c.task = OmegaConf.structured(DRAWER)
     (tmp_path / "away.py").write_text(AWAY)
     c.reward_file = str(tmp_path / "away.py")
-    typed = to_schema(c)
-    with caplog.at_level(logging.INFO, logger="rewardlab"):
-        source, failure = initial_reward(typed, DRAWER, tmp_path / "warn")
+    logged: list[str] = []
+    source, failure = initial_reward(c, DRAWER, tmp_path / "warn", logged.append)
     assert source == AWAY and failure == ""  # the default (warn) trains anyway ...
     saved = json.loads((tmp_path / "warn" / "rewards" / "v0" / "gate.json").read_text())
     assert saved["ok"] is False and saved["ranking_accuracy"] < 0.6  # ... but records the verdict
-    assert any(m.startswith("pre-flight gate: rejected: ranking accuracy") for m in caplog.messages)
-    typed.gate.on_train = GateMode.block
-    source, failure = initial_reward(typed, DRAWER, tmp_path / "block")
+    assert any(line.startswith("pre-flight gate: rejected: ranking accuracy") for line in logged)
+    c.gate.on_train = "block"
+    source, failure = initial_reward(c, DRAWER, tmp_path / "block", logged.append)
     assert source is None and "pre-flight gate rejected" in failure and "ranking accuracy" in failure
 
 

@@ -565,8 +565,8 @@ def test_gate_checks_a_maniskill_program_and_says_what_it_skipped(vulkan: None, 
     from omegaconf import OmegaConf
 
     from rewardlab.config import RewardLabConfig
+    from rewardlab.gate import gate
     from rewardlab.generators.offline import offline_reward
-    from rewardlab.search.gate import gate
 
     cfg = OmegaConf.structured(RewardLabConfig)
     cfg.runs_dir = str(tmp_path)

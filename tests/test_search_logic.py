@@ -13,10 +13,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from rewardlab.config import SearchConfig
+from rewardlab.gate import GATE_NAME, gate
 from rewardlab.generators.base import GenerationRequest, extract_code
 from rewardlab.generators.offline import OfflineGenerator, parse_terms
 from rewardlab.search.alarm import alarm_from_metrics, hacking_alarm
-from rewardlab.search.gate import GATE_NAME, gate
 from rewardlab.search.halving import rung_budgets, successive_halving, survivors
 from rewardlab.search.launch import hydra_command, launcher_problem, resolve_launcher
 from rewardlab.search.reflection import (

@@ -51,7 +51,7 @@ def main() -> None:
 
     import rewardlab
     from rewardlab.config import RewardLabConfig
-    from rewardlab.search.gate import gate
+    from rewardlab.gate import gate
 
     print(f"gate of {rewardlab.__file__}", flush=True)
     cfg = OmegaConf.structured(RewardLabConfig)

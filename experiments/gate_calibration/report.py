@@ -4,7 +4,7 @@ measured training outcomes.
 Per program the gate's evaluation on the task's reference rollouts is computed once (the
 sandboxed child, :func:`rewardlab.reward.trajectories.evaluate_on_rollouts`; the expert reward
 from the environment's recorded values) and cached under ``--runs/gate_evals``; verdicts are
-then pure functions of those numbers (:func:`rewardlab.search.gate.judge`), so thresholds can be
+then pure functions of those numbers (:func:`rewardlab.gate.judge`), so thresholds can be
 fitted and cross-validated without running any program again.
 
 Outcome of a program (over its seeds, each trained at the stated budget):
@@ -90,10 +90,10 @@ def _eval_path(folder: Path, program: Program, ref_key: str) -> Path:
 def evaluate(program: Program, cfg: Any, folder: Path) -> dict[str, Any]:
     """The program's static/smoke check and its per-step rewards on the reference rollouts
     (cached in ``folder``)."""
+    from rewardlab.gate import benchmark_evaluation, gate_settings
+    from rewardlab.reference_rollouts import REPLAYABLE, cache_key, reference_rollouts
     from rewardlab.reward.check import check_program
     from rewardlab.reward.trajectories import evaluate_on_rollouts
-    from rewardlab.search.gate import benchmark_evaluation, gate_settings
-    from rewardlab.search.rollouts import REPLAYABLE, cache_key, reference_rollouts
     from rewardlab.tasks import get_task
 
     task = get_task(program.task)
@@ -124,10 +124,10 @@ def evaluate(program: Program, cfg: Any, folder: Path) -> dict[str, Any]:
 
 def verdict(data: dict[str, Any], program: Program, cfg: Any, settings: Any) -> dict[str, Any]:
     """The gate's verdict (per check) from cached numbers, under ``settings``."""
+    from rewardlab.gate import judge
+    from rewardlab.reference_rollouts import reference_rollouts
     from rewardlab.reward.sandbox import Finding
     from rewardlab.reward.trajectories import TrajectoryEvaluation
-    from rewardlab.search.gate import judge
-    from rewardlab.search.rollouts import reference_rollouts
     from rewardlab.tasks import get_task
 
     if not data["check"]["ok"]:
@@ -211,7 +211,7 @@ def gate_config(args: argparse.Namespace) -> tuple[Any, Any]:
     from omegaconf import OmegaConf
 
     from rewardlab.config import RewardLabConfig
-    from rewardlab.search.gate import gate_settings
+    from rewardlab.gate import gate_settings
 
     cfg = OmegaConf.structured(RewardLabConfig)
     cfg.runs_dir = str(args.runs)
@@ -240,7 +240,7 @@ STATISTICS = {
     "success states": lambda p: p.get("success_states"),
     "progress order": lambda p: p.get("progress_order"),
 }
-"""Candidate statistics for the preference check (from :func:`rewardlab.search.gate.preference`)."""
+"""Candidate statistics for the preference check (from :func:`rewardlab.gate.preference`)."""
 GRID = np.round(np.arange(-1.0, 1.0001, 0.05), 2)
 
 

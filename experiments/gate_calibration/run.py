@@ -9,8 +9,8 @@ Two steps, both resumable:
    its own folder under ``--runs`` (:func:`rewardlab.training.train_once`: a finished run is
    reused, an interrupted one resumes from its last checkpoint); every finished run is appended
    to ``outcomes.csv`` in ``--out`` (the table of measured outcomes).
-2. ``report``: the gate is run on every program (:mod:`rewardlab.search.gate`; the expert
-   reward through :func:`rewardlab.search.gate.gate_benchmark_reward`), its verdicts and
+2. ``report``: the gate is run on every program (:mod:`rewardlab.gate`; the expert
+   reward through :func:`rewardlab.gate.gate_benchmark_reward`), its verdicts and
    per-check numbers go to ``verdicts.json``, and ``results.md`` / ``results.json`` /
    ``calibration.png`` give, per check, rejections, false rejections (rejected, but the reward
    reached success) and false acceptances (accepted, but the reward never reached any success),

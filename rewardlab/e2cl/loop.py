@@ -17,7 +17,7 @@ runs ``e2cl.rounds`` of them):
 4. **correct**: the next version ``vN`` through the ordinary refinement path
    (:func:`rewardlab.pipeline.refined_reward`: ``feedback.json``, prompt and reply, diff);
 5. **verify**: ``vN`` must differ from ``vP``, pass the pre-flight gate
-   (:func:`rewardlab.search.gate.gate`), be trained with the run's budget, and a fresh
+   (:func:`rewardlab.gate.gate`), be trained with the run's budget, and a fresh
    exploration of it (same seeds) must no longer show any trigger (same
    :attr:`~rewardlab.e2cl.findings.Finding.key`); its success rate and its
    mean task progress must not fall more than ``e2cl.success_tolerance`` /
@@ -172,8 +172,8 @@ class RoundResult:
 
 def _gate(cfg: RewardLabConfig, task: TaskSpec, vdir: Path, source: str) -> tuple[bool, list[str]]:
     """The pre-flight gate's verdict on ``source``: the one the refinement step just recorded
-    in ``gate.json`` for this very program, else a fresh :func:`~rewardlab.search.gate.gate`."""
-    from rewardlab.search.gate import gate
+    in ``gate.json`` for this very program, else a fresh :func:`~rewardlab.gate.gate`."""
+    from rewardlab.gate import gate
 
     path = vdir / "gate.json"
     if path.exists() and path.stat().st_mtime >= (vdir / "reward.py").stat().st_mtime:

@@ -28,10 +28,10 @@ from rewardlab.rundir import write_json
 from rewardlab.tasks.registry import TaskSpec
 
 if TYPE_CHECKING:
-    from rewardlab.search.gate import GateReport
+    from rewardlab.gate import GateReport
 
 Screen = Callable[[str, CheckReport], "GateReport"]
-"""A further test of a program that passed the check (``rewardlab.search.gate.gate`` bound to
+"""A further test of a program that passed the check (``rewardlab.gate.gate`` bound to
 the task and config): ``screen(source, check_report) -> GateReport``."""
 
 
@@ -149,7 +149,7 @@ def generate_reward(
     refined and the ``feedback`` lines; otherwise the zero-shot generation prompt is used.
     With a ``screen`` (the pre-flight gate), a program that passes the check must pass it too;
     a rejection is sent back like a check failure, with the gate's findings and numbers
-    (:meth:`rewardlab.search.gate.GateReport.feedback_lines`).
+    (:meth:`rewardlab.gate.GateReport.feedback_lines`).
     """
     messages = messages if messages is not None else generation_messages(task, instruction)
     feedback = list(feedback or [])

@@ -255,8 +255,8 @@ def reflect(
         others: One line per other candidate (verdict, budget, success).
         snapshots: Values shown per component.
     """
+    from rewardlab.gate import GateReport
     from rewardlab.rundir import read_json
-    from rewardlab.search.gate import GateReport
 
     components, curve = component_stats(directory, snapshots=snapshots)
     gate_lines = GateReport.from_dict(read_json(directory / "gate.json")).feedback_lines() if (directory / "gate.json").exists() else []

@@ -7,7 +7,7 @@ a. the spine's **static and smoke checks** pass (:func:`rewardlab.reward.check.c
    the generation loop has usually just run that check on the very program, and
    :func:`remember_check` hands its report over so it is not run twice);
 b. it is **finite and well-scaled** on the task's reference rollouts
-   (:mod:`rewardlab.search.rollouts`: random, zero-action and perturbed rollouts, plus
+   (:mod:`rewardlab.reference_rollouts`: random, zero-action and perturbed rollouts, plus
    scripted-expert demonstrations, noisy and truncated demonstrations where the task has an
    expert; whole episodes, actions as the environment executes them): every call returns a
    finite number, the largest per-step ``|r|`` is at most ``gate.max_abs`` and at least
@@ -50,9 +50,14 @@ from typing import Any
 import numpy as np
 
 from rewardlab.config import GateConfig
+from rewardlab.reference_rollouts import (
+    DEMO_KIND,
+    REPLAYABLE,
+    ReferenceRollouts,
+    reference_rollouts,
+)
 from rewardlab.reward.check import CheckReport, check_program
 from rewardlab.reward.trajectories import Rollout, TrajectoryEvaluation, evaluate_on_rollouts
-from rewardlab.search.rollouts import DEMO_KIND, REPLAYABLE, ReferenceRollouts, reference_rollouts
 from rewardlab.tasks.registry import TaskSpec
 
 __all__ = [
