@@ -11,7 +11,7 @@ Tasks with a scripted expert (MetaWorld: ``metaworld.policies``, via
 :func:`rewardlab.tasks.metaworld.scripted_policy`) also get
 
 * ``demo``: ``gate.demos`` *successful* expert rollouts (variants on which the expert fails
-  are skipped, as :func:`rewardlab.tasks.metaworld.demonstrations` does);
+  are skipped, as :func:`demonstrations` does);
 * ``noisy_demo``: the expert with action noise of std ``gate.noise_std`` (kept as failures
   only when they did not succeed);
 * ``truncated_demo``: the expert for ``gate.truncate_at`` of its time to success, then zero
@@ -51,6 +51,7 @@ import numpy as np
 
 from rewardlab.reward.trajectories import Rollout, load_rollouts, record_rollout, save_rollouts
 from rewardlab.tasks.registry import TaskSpec
+from rewardlab.wrappers import make_env
 
 DEMO_KIND = "demo"
 """Kind of the successful expert rollouts (the "successful" side of the ranking)."""
@@ -163,7 +164,6 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
         ``(rollouts, has_demos, common length or None, notes)``; ``rollouts`` ends with the
         neutral-action copy of every rollout (:func:`with_neutral_actions`).
     """
-    from rewardlab.wrappers import make_env
 
     s = settings
     env = make_env(task)
@@ -289,3 +289,129 @@ def reference_rollouts(task: TaskSpec, settings: Any, cache_dir: str | Path | No
     ref = ReferenceRollouts(rollouts, path, has_demos, length, notes, round(time.monotonic() - started, 3))
     _MEMO[str(path)] = ref
     return ref
+
+
+# --------------------------------------------------------------------------- demonstrations
+
+
+@dataclass
+class Demonstration:
+    """One rollout of a scripted expert policy."""
+
+    task: str
+    seed: int
+    """``reset(seed=...)`` of the episode (it selects the object/goal variant)."""
+    observations: np.ndarray
+    """``(T + 1, 39)``: the reset observation, then one per step."""
+    actions: np.ndarray
+    """``(T, 4)``."""
+    rewards: np.ndarray
+    """``(T,)``: the reward program's reward (the benchmark's own without a program)."""
+    env_rewards: np.ndarray
+    """``(T,)``: the benchmark's own (expert) reward."""
+    successes: np.ndarray
+    """``(T,)``: the task's success metric after each step (latched within the episode)."""
+    components: dict[str, np.ndarray] = field(default_factory=dict)
+    """``(T,)`` per named component of the reward program."""
+
+    @property
+    def success(self) -> bool:
+        return bool(len(self.successes) and self.successes[-1])
+
+    @property
+    def length(self) -> int:
+        return len(self.actions)
+
+
+def demonstrations(
+    task: Any,
+    episodes: int = 1,
+    *,
+    seed: int = 0,
+    program: Any = None,
+    until_success: bool = True,
+    extra_steps: int = 0,
+    successful_only: bool = True,
+    max_attempts: int | None = None,
+    action_noise: float = 0.0,
+) -> list[Demonstration]:
+    """Roll out ``task``'s scripted expert policy; return ``episodes`` demonstrations.
+
+    Args:
+        seed: episode ``i`` of the attempts resets with ``seed + i``.
+        program: a :class:`~rewardlab.reward.program.RewardProgram` to evaluate along the way
+            (``rewards`` and ``components``); ``None`` keeps the benchmark's reward.
+        until_success: stop ``extra_steps`` steps after the first success (else run the horizon).
+        successful_only: skip failed rollouts (the scripted policies fail on a few variants).
+        max_attempts: rollouts to try at most (default ``3 * episodes``).
+        action_noise: standard deviation of Gaussian noise added to every scripted action
+            (then clipped to ``[-1, 1]``; drawn from the episode's seed); the recorded actions
+            are the executed ones. Noisy variants cover states off the expert's path.
+
+    Raises:
+        KeyError: the task has no scripted policy.
+        RuntimeError: fewer than ``episodes`` successful rollouts within ``max_attempts``.
+    """
+    from rewardlab.tasks.metaworld import env_name_of, scripted_policy
+
+    policy = scripted_policy(task)
+    if policy is None:
+        raise KeyError(f"{task.name}: MetaWorld has no scripted policy for {env_name_of(task)}")
+    env = make_env(task, program)
+    out: list[Demonstration] = []
+    attempts = max_attempts if max_attempts is not None else 3 * episodes
+    try:
+        for attempt in range(attempts):
+            if len(out) == episodes:
+                break
+            demo = _rollout(env, task, policy, seed + attempt, until_success, extra_steps, action_noise)
+            if demo.success or not successful_only:
+                out.append(demo)
+    finally:
+        env.close()
+    if len(out) < episodes:
+        raise RuntimeError(
+            f"{task.name}: only {len(out)} of {attempts} scripted rollouts succeeded "
+            f"(wanted {episodes})"
+        )
+    return out
+
+
+def _rollout(
+    env: Any, task: Any, policy: Any, seed: int, until_success: bool, extra_steps: int,
+    action_noise: float = 0.0,
+) -> Demonstration:
+    obs, _ = env.reset(seed=seed)
+    noise = np.random.default_rng(seed)
+    observations, actions, rewards, env_rewards, successes = [obs], [], [], [], []
+    components: dict[str, list[float]] = {}
+    left: int | None = None
+    done = False
+    while not done and left != 0:
+        with warnings.catch_warnings():  # "Constant(s) may be too high": the policies' own note
+            warnings.simplefilter("ignore")
+            action = np.asarray(policy.get_action(obs), dtype=np.float32)
+        if action_noise > 0:
+            action = np.clip(action + action_noise * noise.standard_normal(action.shape), -1, 1).astype(np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        observations.append(obs)
+        actions.append(action)
+        rewards.append(float(reward))
+        env_rewards.append(float(info.get("reward/env", reward)))
+        successes.append(bool(info["success"]))
+        for key, value in info.items():
+            if key.startswith("reward/") and key not in ("reward/env", "reward/error"):
+                components.setdefault(key[7:], []).append(float(value))
+        if left is not None:
+            left -= 1
+        elif until_success and info["success"]:
+            left = extra_steps
+    return Demonstration(
+        task=task.name, seed=seed, observations=np.array(observations),
+        actions=np.array(actions, dtype=np.float32).reshape(-1, 4),
+        rewards=np.array(rewards), env_rewards=np.array(env_rewards),
+        successes=np.array(successes, dtype=bool),
+        components={k: np.array(v) for k, v in components.items()},
+    )  # fmt: skip
+

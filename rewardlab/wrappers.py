@@ -1,4 +1,5 @@
-"""Gymnasium wrappers that attach a task's success metric and a reward program to an env.
+"""The public env API: a task's environment (:mod:`rewardlab.tasks.envs`: success metric,
+``self`` proxy) with a reward program's output as its reward (:class:`ProgramReward`).
 
 Example:
     >>> from rewardlab.tasks import get_task
@@ -15,67 +16,15 @@ from collections import Counter, deque
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
-import numpy as np
 
-from rewardlab.reward.program import RewardProgram, RewardRuntimeError
+from rewardlab.reward.program import RewardProgram, RewardRuntimeError, compile_for_task
 from rewardlab.reward.sandbox import Finding
-from rewardlab.tasks.proxies import PROXY_BUILDERS, Group
+from rewardlab.tasks.envs import TaskSuccess, card_paths, env_proxy, make_task_env
 from rewardlab.tasks.registry import TaskSpec
-from rewardlab.tasks.success import SuccessInputs, make_metric
 
-
-def env_proxy(env: gym.Env, task: TaskSpec) -> Group:
-    """The ``self`` proxy that reward programs and success metrics read for ``env``."""
-    benchmark = task.card.split("/", 1)[0]
-    if benchmark not in PROXY_BUILDERS:
-        raise KeyError(f"no proxy builder for benchmark {benchmark!r} (card {task.card})")
-    return PROXY_BUILDERS[benchmark](env, task.load_card())
-
-
-def card_paths(task: TaskSpec) -> tuple[set[str], set[str]]:
-    """``(paths, leaves)`` of the task's card, for :meth:`RewardProgram.compile`."""
-    card = task.load_card()
-    return card.attribute_paths(), card.leaf_paths()
-
-
-def compile_for_task(source: str, task: TaskSpec, **kwargs: Any) -> RewardProgram:
-    """Compile ``source`` with the attribute check against ``task``'s card."""
-    paths, leaves = card_paths(task)
-    return RewardProgram.compile(source, self_paths=paths, self_leaves=leaves, **kwargs)
-
-
-ONE_WORLD = np.ones(1, dtype=bool)
-
-
-class TaskSuccess(gym.Wrapper):
-    """Track the task's success metric from simulator state.
-
-    Adds ``info["success"]`` (latched within the episode) and ``info["task/progress"]`` each
-    step, and ``info["is_success"]`` on the last step of an episode (the key SB3's Monitor,
-    EvalCallback and ``evaluate_policy`` read).
-    """
-
-    def __init__(self, env: gym.Env, task: TaskSpec) -> None:
-        super().__init__(env)
-        self.task = task
-        self.me = env_proxy(env, task)
-        self.inputs = SuccessInputs.for_env(env, self.me, task)
-        self.metric = make_metric(task.success.metric, dict(task.success.params), n=1)
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        self.metric.reset(self.inputs, ONE_WORLD)
-        info.update(success=False, **{"task/progress": 0.0})
-        return obs, info
-
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.metric.update(self.inputs)
-        info["success"] = bool(self.metric.success[0])
-        info["task/progress"] = float(self.metric.progress[0])
-        if terminated or truncated:
-            info["is_success"] = info["success"]
-        return obs, reward, terminated, truncated, info
+__all__ = [
+    "ProgramReward", "RewardFailure", "TaskSuccess", "card_paths", "compile_for_task", "env_proxy", "make_env",
+]  # fmt: skip
 
 
 class RewardFailure(RuntimeError):
@@ -153,13 +102,7 @@ def make_env(
 
     Without a program the benchmark's own reward is kept (the "expert" reward).
     """
-    env = gym.make(
-        task.resolved_env_id(),
-        max_episode_steps=task.horizon,
-        render_mode=render_mode,
-        **{**dict(task.env_kwargs), **make_kwargs},
-    )
-    env = TaskSuccess(env, task)
+    env = make_task_env(task, render_mode=render_mode, **make_kwargs)
     if program is not None:
         env = ProgramReward(env, task, program, max_error_rate=max_error_rate)
     return env

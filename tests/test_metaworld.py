@@ -19,13 +19,13 @@ import pytest
 
 from rewardlab.generators.base import GenerationRequest, extract_code
 from rewardlab.generators.offline import OfflineGenerator
+from rewardlab.reference_rollouts import demonstrations
 from rewardlab.reward.check import check_program
 from rewardlab.reward.program import RewardProgramError
 from rewardlab.tasks import get_task, list_tasks, load_card
 from rewardlab.tasks.metaworld import (
     BENCHMARK_VERSION,
     MT50,
-    demonstrations,
     env_name_of,
     find_task_wrapper,
     gym_id,

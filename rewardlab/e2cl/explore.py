@@ -7,7 +7,7 @@ Two kinds, as in E2CL:
   it sees), so that behaviour just off the learner's own path is seen too;
 * **teacher-guided** (:func:`teacher_demos`, :func:`explore_branches`): the expert's
   trajectories (MetaWorld's scripted policies through
-  :func:`rewardlab.tasks.metaworld.demonstrations`, or a trained teacher policy) with the
+  :func:`rewardlab.reference_rollouts.demonstrations`, or a trained teacher policy) with the
   reward evaluated along them (does it rise as the expert makes progress?), and *branches*:
   the simulator is brought to the expert's state at step ``t`` (by replaying the expert's
   actions from the same reset seed; simulation is deterministic, so this restores the state
@@ -498,7 +498,7 @@ def teacher_demos(
 ) -> list[Trajectory]:
     """The expert's trajectories with ``program`` evaluated along them: ``teacher``'s rollouts
     (until ``extra_steps`` after its first success), or without one MetaWorld's scripted
-    demonstrations (:func:`rewardlab.tasks.metaworld.demonstrations`, replayed here to record
+    demonstrations (:func:`rewardlab.reference_rollouts.demonstrations`, replayed here to record
     the probes). ``[]`` when the task has neither."""
     env = make_env(task, program, max_error_rate=1.0)
     try:
@@ -507,7 +507,7 @@ def teacher_demos(
                             stop_after_success=extra_steps) for k in range(episodes)]  # fmt: skip
         if scripted_actor(task) is None:
             return []
-        from rewardlab.tasks.metaworld import demonstrations
+        from rewardlab.reference_rollouts import demonstrations
 
         demos = demonstrations(task, episodes, seed=seed, extra_steps=extra_steps)
         out = []

@@ -36,8 +36,8 @@ from typing import Any
 
 from rewardlab.reward.program import ENTRY
 from rewardlab.reward.sandbox import Finding, instrument, vet
+from rewardlab.tasks.envs import card_paths
 from rewardlab.tasks.registry import TaskSpec
-from rewardlab.wrappers import card_paths
 
 MAX_CALL_TO_STEP = 20.0
 """A program is rejected as too slow when its median call takes more than this many times the

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from rewardlab.reward.sandbox import (
     sandbox_globals,
     vet,
 )
+
+if TYPE_CHECKING:
+    from rewardlab.tasks.registry import TaskSpec
 
 ENTRY = "compute_dense_reward"
 MAX_ABS_REWARD = 1e4
@@ -202,3 +205,11 @@ def _name(key: Any) -> str:
     if not isinstance(key, str):
         raise TypeError(f"component names must be strings, got {key!r}")
     return key
+
+
+def compile_for_task(source: str, task: TaskSpec, **kwargs: Any) -> RewardProgram:
+    """Compile ``source`` with the attribute check against ``task``'s card."""
+    from rewardlab.tasks.envs import card_paths
+
+    paths, leaves = card_paths(task)
+    return RewardProgram.compile(source, self_paths=paths, self_leaves=leaves, **kwargs)

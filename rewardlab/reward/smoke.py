@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from rewardlab.reward.program import RewardProgramError, RewardRuntimeError
+from rewardlab.reward.program import RewardProgramError, RewardRuntimeError, compile_for_task
 from rewardlab.reward.sandbox import Finding
+from rewardlab.tasks.envs import env_proxy, make_task_env
 from rewardlab.tasks.registry import TaskSpec
-from rewardlab.wrappers import compile_for_task, env_proxy, make_env
 
 
 def apply_limits(memory_mb: int, cpu_s: float) -> None:
@@ -78,7 +78,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     """Build the env, apply the limits, compile and smoke-run the program; return the report."""
     task = TaskSpec.from_dict(request["task"])
     steps, seed = int(request.get("steps", 200)), int(request.get("seed", 0))
-    env = make_env(task)
+    env = make_task_env(task)
     try:
         me = env_proxy(env, task)
         obs, _ = env.reset(seed=seed)
@@ -151,7 +151,7 @@ def evaluate_states(request: dict[str, Any]) -> dict[str, Any]:
     task = TaskSpec.from_dict(request["task"])
     rollouts = load_rollouts(request["rollouts"])
     max_abs = request.get("max_abs")
-    env = make_env(task)
+    env = make_task_env(task)
     try:
         me = env_proxy(env, task)
         env.reset(seed=rollouts[0].seed if rollouts else 0)

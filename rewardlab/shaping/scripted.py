@@ -5,7 +5,7 @@ scripted_policy`) but no value function. :func:`fit_scripted_value` makes one:
 
 1. roll out the scripted policy, and noisy variants of it for coverage of states off the
    expert's path (Gaussian noise of each std in ``noise`` added to every action, clipped), for
-   the task's full horizon (:func:`rewardlab.tasks.metaworld.demonstrations`);
+   the task's full horizon (:func:`rewardlab.reference_rollouts.demonstrations`);
 2. compute discounted Monte-Carlo returns with the *learner's* ``gamma`` under the task's
    **expert reward** (the benchmark's own, MetaWorld's pinned ``v2`` reward). Decision: the
    scripted policy is an expert *for that reward*, and a potential computed from it does not
@@ -143,7 +143,7 @@ def scripted_rollouts(
 ) -> Rollouts:
     """Roll out the scripted policy ``episodes`` times per noise level for the full horizon
     and compute the discounted Monte-Carlo returns of the expert reward."""
-    from rewardlab.tasks.metaworld import demonstrations
+    from rewardlab.reference_rollouts import demonstrations
 
     obs, ret, pure, ep_idx, lvl, steps, finals, tails = [], [], [], [], [], [], [], []
     success: dict[int, int] = {}

@@ -31,17 +31,15 @@ Text2Reward's names (``self.robot.ee_position``, ``self.robot.gripper_openness``
 MetaWorld puts in the observation (``obs[0:3]``, ``obs[3]``, ``obs[4:7]``, ``obs[7:11]``,
 ``obs[11:14]``, ``obs[14:18]``; ``goal_position`` is the env's goal, ``obs[36:39]``).
 
-**Demonstrations.** :func:`demonstrations` rolls out MetaWorld's scripted expert policy of a task
-(``metaworld.policies``) and returns successful trajectories.
+**Scripted experts.** :func:`scripted_policy` is a task's expert policy (``metaworld.policies``);
+:func:`rewardlab.reference_rollouts.demonstrations` rolls it out.
 """
 
 from __future__ import annotations
 
 import atexit
-import warnings
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, SupportsFloat
 
@@ -345,129 +343,6 @@ def scripted_policy(task: Any) -> Any | None:
 
     cls: Any = ENV_POLICY_MAP.get(env_name_of(task))
     return cls() if cls is not None else None
-
-
-@dataclass
-class Demonstration:
-    """One rollout of a scripted expert policy."""
-
-    task: str
-    seed: int
-    """``reset(seed=...)`` of the episode (it selects the object/goal variant)."""
-    observations: np.ndarray
-    """``(T + 1, 39)``: the reset observation, then one per step."""
-    actions: np.ndarray
-    """``(T, 4)``."""
-    rewards: np.ndarray
-    """``(T,)``: the reward program's reward (the benchmark's own without a program)."""
-    env_rewards: np.ndarray
-    """``(T,)``: the benchmark's own (expert) reward."""
-    successes: np.ndarray
-    """``(T,)``: the task's success metric after each step (latched within the episode)."""
-    components: dict[str, np.ndarray] = field(default_factory=dict)
-    """``(T,)`` per named component of the reward program."""
-
-    @property
-    def success(self) -> bool:
-        return bool(len(self.successes) and self.successes[-1])
-
-    @property
-    def length(self) -> int:
-        return len(self.actions)
-
-
-def demonstrations(
-    task: Any,
-    episodes: int = 1,
-    *,
-    seed: int = 0,
-    program: Any = None,
-    until_success: bool = True,
-    extra_steps: int = 0,
-    successful_only: bool = True,
-    max_attempts: int | None = None,
-    action_noise: float = 0.0,
-) -> list[Demonstration]:
-    """Roll out ``task``'s scripted expert policy; return ``episodes`` demonstrations.
-
-    Args:
-        seed: episode ``i`` of the attempts resets with ``seed + i``.
-        program: a :class:`~rewardlab.reward.program.RewardProgram` to evaluate along the way
-            (``rewards`` and ``components``); ``None`` keeps the benchmark's reward.
-        until_success: stop ``extra_steps`` steps after the first success (else run the horizon).
-        successful_only: skip failed rollouts (the scripted policies fail on a few variants).
-        max_attempts: rollouts to try at most (default ``3 * episodes``).
-        action_noise: standard deviation of Gaussian noise added to every scripted action
-            (then clipped to ``[-1, 1]``; drawn from the episode's seed); the recorded actions
-            are the executed ones. Noisy variants cover states off the expert's path.
-
-    Raises:
-        KeyError: the task has no scripted policy.
-        RuntimeError: fewer than ``episodes`` successful rollouts within ``max_attempts``.
-    """
-    from rewardlab.wrappers import make_env
-
-    policy = scripted_policy(task)
-    if policy is None:
-        raise KeyError(f"{task.name}: MetaWorld has no scripted policy for {env_name_of(task)}")
-    env = make_env(task, program)
-    out: list[Demonstration] = []
-    attempts = max_attempts if max_attempts is not None else 3 * episodes
-    try:
-        for attempt in range(attempts):
-            if len(out) == episodes:
-                break
-            demo = _rollout(env, task, policy, seed + attempt, until_success, extra_steps, action_noise)
-            if demo.success or not successful_only:
-                out.append(demo)
-    finally:
-        env.close()
-    if len(out) < episodes:
-        raise RuntimeError(
-            f"{task.name}: only {len(out)} of {attempts} scripted rollouts succeeded "
-            f"(wanted {episodes})"
-        )
-    return out
-
-
-def _rollout(
-    env: gym.Env, task: Any, policy: Any, seed: int, until_success: bool, extra_steps: int,
-    action_noise: float = 0.0,
-) -> Demonstration:
-    obs, _ = env.reset(seed=seed)
-    noise = np.random.default_rng(seed)
-    observations, actions, rewards, env_rewards, successes = [obs], [], [], [], []
-    components: dict[str, list[float]] = {}
-    left: int | None = None
-    done = False
-    while not done and left != 0:
-        with warnings.catch_warnings():  # "Constant(s) may be too high": the policies' own note
-            warnings.simplefilter("ignore")
-            action = np.asarray(policy.get_action(obs), dtype=np.float32)
-        if action_noise > 0:
-            action = np.clip(action + action_noise * noise.standard_normal(action.shape), -1, 1).astype(np.float32)
-        obs, reward, terminated, truncated, info = env.step(action)
-        done = terminated or truncated
-        observations.append(obs)
-        actions.append(action)
-        rewards.append(float(reward))
-        env_rewards.append(float(info.get("reward/env", reward)))
-        successes.append(bool(info["success"]))
-        for key, value in info.items():
-            if key.startswith("reward/") and key not in ("reward/env", "reward/error"):
-                components.setdefault(key[7:], []).append(float(value))
-        if left is not None:
-            left -= 1
-        elif until_success and info["success"]:
-            left = extra_steps
-    return Demonstration(
-        task=task.name, seed=seed, observations=np.array(observations),
-        actions=np.array(actions, dtype=np.float32).reshape(-1, 4),
-        rewards=np.array(rewards), env_rewards=np.array(env_rewards),
-        successes=np.array(successes, dtype=bool),
-        components={k: np.array(v) for k, v in components.items()},
-    )  # fmt: skip
-
 
 register_envs()
 PROXY_BUILDERS["metaworld"] = metaworld_env_proxy

@@ -33,7 +33,7 @@ within :data:`TOUCH` of the floor touches it). Metrics use it so that the obviou
 Parameters name the quantities to read by path, so one metric serves many robots; tasks pick a
 metric by name in ``envs/<benchmark>/tasks.yaml``. :func:`describe_success` says in one line what
 a task's metric measures; :func:`success_choices` lists the metrics registered for a card (what
-``task.success=<name>`` may pick), and :class:`Expression` runs a vetted success expression over
+``task.success=<name>`` may pick), and :class:`rewardlab.reward.expression.Expression` runs a vetted success expression over
 the card's attributes, like reward code.
 
 Example:
@@ -149,9 +149,9 @@ class SuccessInputs:
         n: the number of worlds.
         model: the MuJoCo model (``None`` for benchmarks without one: no ground contact).
         qpos: ``(n, nq)`` joint positions, read at every :meth:`clearance` call (a live buffer).
-        worlds: one scalar proxy per world (for :class:`Expression`); default ``[me]`` when
+        worlds: one scalar proxy per world (for :class:`~rewardlab.reward.expression.Expression`); default ``[me]`` when
             ``n == 1``.
-        task: the task, for :class:`Expression` (its card's attribute check).
+        task: the task, for :class:`~rewardlab.reward.expression.Expression` (its card's attribute check).
     """
 
     def __init__(
@@ -508,71 +508,16 @@ class BenchmarkSuccess(Metric):
         self.success |= inputs.read(self.flag) != 0
 
 
-class Expression(Metric):
-    """A success condition over the card's attributes (``task.success="<expression>"``), e.g.
-    ``self.hopper.top.position_x < -2.0``: true at any step of the episode = success.
-
-    The expression is untrusted text: it becomes a one-line program that goes through the same
-    vetting, attribute check and contained execution as reward code
-    (:func:`rewardlab.wrappers.compile_for_task`); it is evaluated in every world, on that
-    world's proxy. A step on which it fails (raises, non-finite) counts as false.
-    """
-
-    def __init__(self, n: int, expr: str, card: str) -> None:
-        self.n, self.expr, self.card = n, expr, card
-        self.program = compile_expression(expr, card)
-        self.success = _all(n)
-
-    def reset(self, inputs: SuccessInputs, mask: np.ndarray) -> None:
-        self.success[mask] = False
-
-    def update(self, inputs: SuccessInputs) -> None:
-        from rewardlab.reward.program import RewardRuntimeError
-
-        if len(inputs.worlds) != self.n:
-            raise ValueError(f"an expression metric needs {self.n} per-world proxies, got {len(inputs.worlds)}")
-        for i, world in enumerate(inputs.worlds):
-            try:
-                value, _ = self.program(world, None, None)
-            except RewardRuntimeError:
-                continue
-            self.success[i] |= bool(value)
-
-
-def expression_source(expr: str) -> str:
-    """The program a success expression becomes (vetted and run like reward code)."""
-    return (
-        "def compute_dense_reward(self, action):\n"
-        f"    return 1.0 if ({expr}) else 0.0\n"
-    )
-
-
-def compile_expression(expr: str, card: str) -> Any:
-    """Vet and compile a success expression over ``card``'s attributes; raises
-    :class:`rewardlab.reward.program.RewardProgramError` with the findings (an unknown
-    attribute, a forbidden name ...) or :class:`ValueError` for text that is not one
-    expression."""
-    import ast
-
-    try:
-        ast.parse(expr, mode="eval")
-    except SyntaxError as exc:
-        raise ValueError(f"not a Python expression ({exc.msg})") from None
-    from rewardlab.tasks.registry import TaskSpec
-    from rewardlab.wrappers import compile_for_task
-
-    return compile_for_task(expression_source(expr), TaskSpec(name=f"{card.split('/')[0]}/expression", card=card))
-
-
-METRICS: dict[str, Callable[..., Metric]] = {
+METRICS: dict[str, Callable[..., Metric] | str] = {
     "displacement": Displacement,
     "flip": Flip,
     "jump": Jump,
     "hold_height": HoldHeight,
     "oscillate": Oscillate,
     "benchmark_success": BenchmarkSuccess,
-    "expression": Expression,
+    "expression": "rewardlab.reward.expression:Expression",  # vetted like reward code: in reward/
 }
+"""Metric classes by name; a ``"module:Class"`` string is imported on first use."""
 
 
 def make_metric(name: str, params: dict[str, Any], n: int = 1) -> Metric:
@@ -635,7 +580,7 @@ def resolve_success(task: TaskSpec, choice: str) -> SuccessSpec:
     """The success metric ``task.success=<choice>`` asks for: a metric registered for the
     task's robot (:func:`success_choices`: ``hopper_backward`` or ``backward``), or a Python
     expression over the card's attributes (``self.hopper.top.position_x < -2.0``), vetted like
-    reward code (:func:`compile_expression`) and judged true at some step.
+    reward code (:func:`rewardlab.reward.expression.compile_expression`) and judged true at some step.
 
     Raises :class:`SuccessChoiceError` with the choices (and close names) otherwise.
 
@@ -644,7 +589,6 @@ def resolve_success(task: TaskSpec, choice: str) -> SuccessSpec:
         >>> resolve_success(get_task("mujoco/hopper_forward"), "backward").params["distance"]
         -3.0
     """
-    from rewardlab.reward.program import RewardProgramError
     from rewardlab.tasks.registry import SuccessSpec
 
     choice = choice.strip()
@@ -662,10 +606,10 @@ def resolve_success(task: TaskSpec, choice: str) -> SuccessSpec:
             f"task.success={choice!r} is no success metric of {task.card} (registered: {names}){hint}; "
             "or give a Python expression over the card, e.g. task.success='self.<robot>.<part>.position_x < -2'"
         )
-    try:
-        compile_expression(choice, task.card)
-    except (ValueError, RewardProgramError) as exc:
-        why = "; ".join(str(f) for f in getattr(exc, "findings", [])) or str(exc)
+    try:  # vetted and compiled like reward code (rewardlab.reward.expression)
+        make_metric("expression", {"expr": choice, "card": task.card})
+    except ValueError as exc:
+        why = str(exc)
         raise SuccessChoiceError(
             f"task.success={choice!r} is neither a registered metric ({names}) nor an acceptable "
             f"expression over {task.card}: {why}"
