@@ -4,7 +4,7 @@ the offline synthesizer's rewards rise along scripted solutions; download-needin
 the Vulkan setup script derives its archive from the machine's apt sources.
 
 The ManiSkill tests need a Vulkan device; without one they are skipped, saying what is missing
-and how to install it (``python -m rewardlab.setup_vulkan``). The setup script's own tests run
+and how to install it (``python tools/setup_vulkan.py``). The setup script's own tests run
 everywhere. Envs are shared per module (the first rendered frame costs ~8 s in software)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rewardlab import setup_vulkan
+from rewardlab import vulkan as vulkan_runtime
 from rewardlab.generators.offline import offline_reward
 from rewardlab.reward.program import RewardProgramError
 from rewardlab.tasks import get_task, list_tasks, load_card
@@ -57,6 +57,21 @@ URIs: http://disabled.example/debian
 Suites: bookworm-backports
 Components: main
 """
+
+
+def _load_installer() -> Any:
+    """The installer script (outside the package: ``tools/setup_vulkan.py``) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("setup_vulkan", Path(__file__).resolve().parents[1] / "tools" / "setup_vulkan.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+setup_vulkan = _load_installer()
 
 
 def test_one_line_sources_are_parsed_with_options() -> None:
@@ -133,14 +148,14 @@ def test_activate_respects_the_users_choice(tmp_path: Path, monkeypatch: pytest.
     icd = tmp_path / "lvp_icd.json"
     icd.write_text("{}")
     (tmp_path / "manifest.json").write_text(json.dumps({"icd": str(icd), "preload": [], "library_dirs": ["/x"]}))
-    for variable in setup_vulkan.ICD_VARIABLES:  # set, then unset: monkeypatch restores either way
+    for variable in vulkan_runtime.ICD_VARIABLES:  # set, then unset: monkeypatch restores either way
         monkeypatch.setenv(variable, "")
         monkeypatch.delenv(variable)
-    assert setup_vulkan.activate(tmp_path / "nothing-cached") is None
-    assert setup_vulkan.activate(tmp_path) == str(icd) and os.environ["VK_ICD_FILENAMES"] == str(icd)
-    assert setup_vulkan.activate(tmp_path) == str(icd), "a child process inheriting the choice loads the libraries too"
+    assert vulkan_runtime.activate(tmp_path / "nothing-cached") is None
+    assert vulkan_runtime.activate(tmp_path) == str(icd) and os.environ["VK_ICD_FILENAMES"] == str(icd)
+    assert vulkan_runtime.activate(tmp_path) == str(icd), "a child process inheriting the choice loads the libraries too"
     monkeypatch.setenv("VK_ICD_FILENAMES", "/users/own.json")
-    assert setup_vulkan.activate(tmp_path) is None and os.environ["VK_ICD_FILENAMES"] == "/users/own.json"
+    assert vulkan_runtime.activate(tmp_path) is None and os.environ["VK_ICD_FILENAMES"] == "/users/own.json"
     assert setup_vulkan.shell_exports(json.loads((tmp_path / "manifest.json").read_text()))[1].startswith(
         "export LD_LIBRARY_PATH=/x"
     )

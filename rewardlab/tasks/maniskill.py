@@ -15,7 +15,7 @@ The adapter is deliberately small and keyed by the ManiSkill id, so that a ManiS
 (``ManiSkill2/<id>``, gym 0.x) could sit beside it with the same proxies' names.
 
 **Vulkan.** SAPIEN needs a Vulkan device even for state-only simulation; before the first env
-:func:`ensure_vulkan` selects the driver that ``python -m rewardlab.setup_vulkan`` cached (when
+:func:`ensure_vulkan` selects the driver that ``python tools/setup_vulkan.py`` cached (when
 ``VK_ICD_FILENAMES`` is unset) and checks that a device can be made, raising
 :class:`VulkanUnavailable` (what is missing and how to install it) otherwise.
 
@@ -46,9 +46,9 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from rewardlab.setup_vulkan import SETUP_COMMAND, activate
 from rewardlab.tasks.proxies import PROXY_BUILDERS, BenchmarkEnvProxy, Proxy, find_wrapper
 from rewardlab.tasks.registry import BenchmarkUnavailable, check_pinned_version
+from rewardlab.vulkan import SETUP_COMMAND, activate
 
 BENCHMARK_VERSION = "3.0.1"
 """The mani-skill release the tasks are pinned to (``pip install 'rewardlab[maniskill]'``)."""
@@ -94,8 +94,8 @@ _VULKAN: list[Exception | None] = []
 def vulkan_problem() -> str | None:
     """Why SAPIEN cannot make a Vulkan device in this process (``None`` when it can).
 
-    Selects the driver cached by ``python -m rewardlab.setup_vulkan`` first (see
-    :func:`rewardlab.setup_vulkan.activate`). Checked once per process.
+    Selects the driver cached by ``python tools/setup_vulkan.py`` first (see
+    :func:`rewardlab.vulkan.activate`). Checked once per process.
     """
     error = _vulkan_check()
     return None if error is None else str(error)
@@ -278,7 +278,7 @@ def make_maniskill_env(
         ms_kwargs: further keyword arguments of ManiSkill's ``gym.make`` (``robot_uids`` ...).
 
     Raises:
-        VulkanUnavailable: no Vulkan device (run ``python -m rewardlab.setup_vulkan``).
+        VulkanUnavailable: no Vulkan device (run ``python tools/setup_vulkan.py``).
         AssetMissing: the env needs assets that are not downloaded.
     """
     if num_envs != 1:

@@ -1,5 +1,6 @@
 """Install a software Vulkan driver for ManiSkill3 / SAPIEN 3, without root and without touching
-the system: ``python -m rewardlab.setup_vulkan``.
+the system: ``python tools/setup_vulkan.py`` (from a rewardlab checkout; not part of the
+installed library, which only selects the driver at run time: :mod:`rewardlab.vulkan`).
 
 ManiSkill3 needs a Vulkan device even for state-only simulation (SAPIEN builds render materials
 for every object). On CPU-only Debian machines the system's Mesa lavapipe is either missing or,
@@ -21,15 +22,15 @@ lavapipe from ``<release>-backports`` works. This script
    ``manifest.json`` (the ICD, the unpacked libraries the driver needs, the package versions),
    verifies the driver in a child process and prints the environment for other programs.
 
-:func:`activate` is what rewardlab's ManiSkill adapter calls before SAPIEN starts: when the
-cache holds a driver and ``VK_ICD_FILENAMES`` (or ``VK_DRIVER_FILES``) names no other one, it
-loads the driver's unpacked dependencies and points ``VK_ICD_FILENAMES`` at the cached ICD.
+:func:`rewardlab.vulkan.activate` is what rewardlab's ManiSkill adapter calls before SAPIEN
+starts: when the cache holds a driver and ``VK_ICD_FILENAMES`` (or ``VK_DRIVER_FILES``) names no
+other one, it loads the driver's unpacked dependencies and points ``VK_ICD_FILENAMES`` at the
+cached ICD.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import re
@@ -42,27 +43,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardlab.vulkan import (
+    ICD_FILE,
+    MANIFEST,
+    SETUP_COMMAND,
+    cache_dir,
+    read_manifest,
+)
+
 PACKAGE = "mesa-vulkan-drivers"
 """The Debian package holding Mesa's Vulkan drivers, lavapipe (``libvulkan_lvp.so``) among them."""
 
-MANIFEST = "manifest.json"
-ICD_FILE = "lvp_icd.json"
-ICD_VARIABLES = ("VK_ICD_FILENAMES", "VK_DRIVER_FILES")
-"""The Vulkan loader's variables that select drivers; a user's own setting always wins."""
-
-SETUP_COMMAND = "python -m rewardlab.setup_vulkan"
-
 _LOADER = re.compile(r"^libvulkan\.so")
 """The Vulkan loader itself: SAPIEN ships its own, so an unpacked one is never preloaded."""
-
-
-def cache_dir() -> Path:
-    """Where the driver is unpacked: ``$REWARDLAB_VULKAN_DIR``, else
-    ``$XDG_CACHE_HOME/rewardlab/vulkan``, else ``~/.cache/rewardlab/vulkan``."""
-    if os.environ.get("REWARDLAB_VULKAN_DIR"):
-        return Path(os.environ["REWARDLAB_VULKAN_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rewardlab" / "vulkan"
 
 
 # --------------------------------------------------------------------------- apt sources
@@ -317,49 +310,6 @@ def preload_list(library: Path, root: Path) -> list[Path]:
 # --------------------------------------------------------------------------- activation
 
 
-def read_manifest(directory: Path | None = None) -> dict[str, Any] | None:
-    """The cached driver's manifest (``None`` when no driver is cached)."""
-    path = (directory or cache_dir()) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) and Path(str(data.get("icd", ""))).is_file() else None
-
-
-def activate(directory: Path | None = None) -> str | None:
-    """Select the cached driver for this process, before SAPIEN makes its Vulkan instance.
-
-    Does nothing (returns ``None``) when no driver is cached, or when ``VK_ICD_FILENAMES`` /
-    ``VK_DRIVER_FILES`` name another driver (the user's choice). Otherwise loads the driver's
-    unpacked dependencies (so that the dynamic linker finds them without ``LD_LIBRARY_PATH``),
-    sets ``VK_ICD_FILENAMES`` and returns the ICD path. Child processes inherit the variable and
-    call this again for the libraries.
-    """
-    manifest = read_manifest(directory)
-    if manifest is None:
-        return None
-    icd = str(manifest["icd"])
-    chosen = {os.environ[v] for v in ICD_VARIABLES if os.environ.get(v)}
-    if chosen - {icd}:
-        return None
-    pending = [str(p) for p in manifest.get("preload") or []]
-    for _ in range(len(pending) + 1):  # a library whose dependency is not loaded yet waits a round
-        failed = []
-        for path in pending:
-            try:
-                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-            except OSError:
-                failed.append(path)
-        if not failed or len(failed) == len(pending):
-            break
-        pending = failed
-    os.environ["VK_ICD_FILENAMES"] = icd
-    return icd
-
-
 def shell_exports(manifest: dict[str, Any]) -> list[str]:
     """The lines other programs need to use the cached driver."""
     libs = ":".join(str(d) for d in manifest.get("library_dirs") or [])
@@ -375,7 +325,7 @@ _PROBE = """
 import sys, warnings
 warnings.simplefilter("ignore")
 if sys.argv[1] == "cache":
-    from rewardlab.setup_vulkan import activate
+    from rewardlab.vulkan import activate
     activate()
 try:
     import sapien
