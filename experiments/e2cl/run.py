@@ -185,7 +185,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=0, help="budget per version (0: BUDGETS)")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments/e2cl"),
+                        help="report folder (the committed one: --out experiments/e2cl)")
     parser.add_argument("--runs", type=Path, default=None, help="default: <out>/runs")
     args = parser.parse_args()
     out = args.out.resolve()

@@ -163,7 +163,8 @@ def main() -> None:
     parser.add_argument("--eval-freq", type=int, default=16_384)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments/manipulation"),
+                        help="report folder (the committed one: --out experiments/manipulation)")
     parser.add_argument("--runs", type=Path, default=Path("runs/manipulation"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

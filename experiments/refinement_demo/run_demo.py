@@ -59,7 +59,7 @@ def version_row(run_dir: Path, version: int, wall_s: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="mujoco/hopper_forward", choices=sorted(ROUNDS))
-    parser.add_argument("--out", type=Path, default=Path("refinement_demo_out"))
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments/refinement_demo"))
     parser.add_argument("--steps", type=int, default=50_000, help="training budget per reward version")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

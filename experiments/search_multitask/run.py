@@ -222,7 +222,8 @@ def main() -> int:
     parser.add_argument("--rule", choices=sorted(RULES), default="interval",
                         help="promotion rule and decision episodes (rank: how results/ was made)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default: results_interval/ (--rule interval) or results/ (--rule rank)")
+                        help="default: runs/experiments/search_multitask/results_interval (--rule interval) or "
+                             ".../results (--rule rank); the committed reports: --out experiments/search_multitask/results*")
     parser.add_argument("--runs", type=Path, default=None)
     parser.add_argument("--compare", type=Path, default=None,
                         help="an output made with the other rule: write pruning.md (how often the better program was pruned)")
@@ -232,7 +233,7 @@ def main() -> int:
     budget = {**(QUICK if args.quick else BUDGET), **RULES[args.rule]}
     if args.quick:
         budget["decision_episodes"] = min(budget["decision_episodes"], QUICK["decision_episodes"])
-    out: Path = args.out or HERE / ("results" if args.rule == "rank" else "results_interval")
+    out: Path = args.out or Path("runs/experiments/search_multitask") / ("results" if args.rule == "rank" else "results_interval")
     runs: Path = args.runs or out / "runs"
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"budget": budget, "seeds": args.seeds, "units": [], "cpu_s": 0.0, "wall_s": 0.0}

@@ -178,7 +178,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--algo", choices=["ppo", "sac"], default="ppo", help="the learners' algorithm (teachers: PPO)")
     parser.add_argument("--learning-starts", type=int, default=None, help="SAC: override conf/algo/sac.yaml")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments/shaping_continuous"),
+                        help="report folder (the committed one: --out experiments/shaping_continuous)")
     parser.add_argument("--runs", type=Path, default=Path("runs/shaping_continuous"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

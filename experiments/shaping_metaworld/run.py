@@ -177,7 +177,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the step budgets")
     parser.add_argument("--eval-freq", type=int, default=8192)
     parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments/shaping_metaworld"),
+                        help="report folder (the committed one: --out experiments/shaping_metaworld)")
     parser.add_argument("--runs", type=Path, default=Path("runs/shaping_metaworld"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=int, default=5, help="EXPRD budget B")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", default="exprd,expadard,explors", help="comma-separated subset")
-    ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--out", type=Path, default=Path("runs/experiments/shaping_tabular"),
+                    help="report folder (the committed one: --out experiments/shaping_tabular)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     only = set(args.only.split(","))

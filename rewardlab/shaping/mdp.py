@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -79,10 +79,6 @@ class TabularMDP:
     def n_actions(self) -> int:
         """Number of actions ``A``."""
         return int(self.P.shape[1])
-
-    def with_reward(self, reward: FloatArray) -> TabularMDP:
-        """The same MDP with reward ``reward`` (shape ``(S, A)``)."""
-        return replace(self, R=np.asarray(reward, dtype=float))
 
     def nonterminal(self) -> IntArray:
         """Indices of the non-terminal states."""
