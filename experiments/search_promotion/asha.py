@@ -182,7 +182,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments/search_promotion"),
+                        help="report folder (the committed one: --out experiments/search_promotion/results)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     settings = [(4, 2), (8, 2), (8, 4), (16, 4), (16, 8)]

@@ -29,7 +29,7 @@ from rewardlab.generators.base import Generator, GeneratorError
 from rewardlab.generators.loop import generate_reward, make_generator
 from rewardlab.generators.prompts import generation_messages
 from rewardlab.reward.check import CheckReport
-from rewardlab.rundir import write_json
+from rewardlab.rundir import read_summary, write_json, write_summary
 from rewardlab.search.alarm import alarm_from_metrics
 from rewardlab.search.halving import PROMOTIONS, HalvingResult, rung_budgets, successive_halving
 from rewardlab.search.launch import Job, launch, launcher_problem, resolve_launcher
@@ -308,7 +308,7 @@ class Search:
             if alarm.flagged:
                 self.log(f"  reward-hacking alarm on {c['dir']}: {alarm.reason}")
             self.record["steps_trained"] += int(c.get("budget_reached", 0))
-            write_json(cdir / "summary.json", {
+            write_summary(cdir, {
                 "status": c.get("status"), "timesteps": c.get("budget_reached"),
                 "success_rate": c.get("success"), "best_success_rate": c.get("best_success"),
                 "progress": c.get("progress"), "rank": c.get("rank"), "pruned_at": c.get("pruned_at"),
@@ -441,9 +441,8 @@ class Search:
 
     def finalize_best(self) -> None:
         """Evaluate the best policy with videos and link it as ``rewards/v0``."""
+        from rewardlab.checkpoints import load_policy
         from rewardlab.evaluation import run_episodes, summarize
-        from rewardlab.rundir import read_json
-        from rewardlab.training import load_policy
         from rewardlab.wrappers import compile_for_task
 
         assert self.best is not None
@@ -460,10 +459,11 @@ class Search:
         except Exception as exc:  # the search result stands without the final videos
             self.log(f"final evaluation of the best failed: {exc}")
             return
-        summary = read_json(cdir / "summary.json") if (cdir / "summary.json").exists() else {}
+        summary = read_summary(cdir) or {}
         videos = [e["video"] for e in final["per_episode"] if e["video"]]
-        summary.update(final_eval=final, videos=videos, best=True)
-        write_json(cdir / "summary.json", summary)
+        # status `done`: as rewards/v0 of the run it is a trained version (RunDir.trained)
+        summary.update(status="done", final_eval=final, videos=videos, best=True)
+        write_summary(cdir, summary)
         self.best.update(final_success=final["success_rate"], videos=videos)
         link = self.run_dir / "rewards" / "v0"
         link.parent.mkdir(exist_ok=True)
