@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.rundir import read_csv, read_json
-from rewardlab.search.stats import wilson_interval
+from rewardlab.stats import wilson_interval
 
 OWN_RETURN = "own-reward return"
 """How a version's return under its own reward is labelled wherever it is shown."""

@@ -38,7 +38,7 @@ from rewardlab.review.refine import (
 )
 from rewardlab.review.runs import mp4_problem
 from rewardlab.review.safefs import Refused, RunsRoot
-from rewardlab.search.stats import wilson_interval
+from rewardlab.stats import wilson_interval
 
 RL = [sys.executable, "-m", "rewardlab.cli"]
 TINY = [

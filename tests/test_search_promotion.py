@@ -15,7 +15,7 @@ from scipy import stats
 
 from rewardlab.search.decision import core_episodes, summarize_decision
 from rewardlab.search.halving import clearly_worse, promote, successive_halving
-from rewardlab.search.stats import wilson_interval
+from rewardlab.stats import wilson_interval
 from rewardlab.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]

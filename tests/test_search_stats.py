@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rewardlab.search.stats import (
+from rewardlab.stats import (
     format_table,
     interval,
     iqm,

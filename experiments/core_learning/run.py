@@ -93,7 +93,7 @@ def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rewardlab.search.stats import t_interval
+    from rewardlab.stats import t_interval
 
     lines = [
         "| arm | env steps per PPO update | final progress (mean ± 95% CI) | final success (mean ± 95% CI) | seeds | wall time per run |",

@@ -99,7 +99,7 @@ def aggregate(results: list[dict[str, Any]], skipped: dict[str, str], out: Path,
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    from rewardlab.search.stats import t_interval
+    from rewardlab.stats import t_interval
 
     tasks = list(dict.fromkeys(r["task"] for r in results))
     lines = [

@@ -17,7 +17,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from rewardlab.search.stats import format_table, score_table
+from rewardlab.stats import format_table, score_table
 
 
 def collect(run_dirs: list[Path]) -> dict[str, dict[str, list[float]]]:

@@ -100,7 +100,7 @@ def summarize(out: Path) -> dict[str, Any]:
 def write_pruning(before: Path, after: Path, path: Path | None = None) -> str:
     """A markdown comparison of two outputs (``before`` and ``after`` a rule change), written
     to ``path`` when given."""
-    from rewardlab.search.stats import wilson_interval
+    from rewardlab.stats import wilson_interval
 
     lines = ["| run | decisions on | pairs of different quality at a decision | better pruned, worse kept | rate [95% Wilson] | both kept | server steps trained |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip

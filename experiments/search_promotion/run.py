@@ -38,7 +38,7 @@ import numpy as np
 
 from rewardlab.search.decision import summarize_decision
 from rewardlab.search.halving import promote, score
-from rewardlab.search.stats import wilson_interval
+from rewardlab.stats import wilson_interval
 
 HERE = Path(__file__).resolve().parent
 

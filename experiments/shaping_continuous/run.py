@@ -90,7 +90,7 @@ def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rewardlab.search.stats import t_interval, welch_p
+    from rewardlab.stats import t_interval, welch_p
 
     learners = [r for r in results if r["kind"] in KINDS]
     teachers = {r["task"]: r for r in results if r["kind"] == "expert_teacher"}

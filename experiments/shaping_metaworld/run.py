@@ -100,7 +100,7 @@ def aggregate(results: list[dict[str, Any]], fits: dict[str, dict[str, Any]], ou
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rewardlab.search.stats import t_interval, welch_p
+    from rewardlab.stats import t_interval, welch_p
 
     tasks = list(dict.fromkeys(r["task"] for r in results))
     train_s = sum(r["wall_s"] for r in results)

@@ -46,7 +46,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special
 
 from rewardlab.moe.estimation import Array, MixtureOfExperts
-from rewardlab.search.stats import t_interval
+from rewardlab.stats import t_interval
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import yaml
 
 from rewardlab.review.safefs import Refusal, Refused, RunsRoot, shown_name, split_rel, utf8_name
 from rewardlab.review.store import REVIEWS, parse_reviews
-from rewardlab.search.stats import wilson_interval
+from rewardlab.stats import wilson_interval
 
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader where PyYAML has it (about 10x faster than the pure-Python one)."""

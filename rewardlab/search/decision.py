@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardlab.search.stats import t_interval, wilson_interval
+from rewardlab.stats import t_interval, wilson_interval
 from rewardlab.tasks.registry import TaskSpec
 
 SEED_OFFSET = 30_000

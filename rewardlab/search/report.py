@@ -69,7 +69,7 @@ def decision_text(settings: dict[str, Any]) -> str:
 
 def write_search_report(run_dir: Path, record: dict[str, Any]) -> None:
     """Write ``report.md`` for a search run."""
-    from rewardlab.search.stats import format_table
+    from rewardlab.stats import format_table
 
     s = record["settings"]
     budgets = ", ".join(f"{b:,}" for b in s["rung_budgets"])

@@ -477,7 +477,7 @@ class Search:
     def seed_sweep(self) -> None:
         """Retrain the best reward (and the baselines) from scratch on ``search.seeds``."""
         from rewardlab.search.baselines import expert_program, sparse_program
-        from rewardlab.search.stats import format_table, score_table
+        from rewardlab.stats import format_table, score_table
 
         assert self.best is not None
         budget = int(self.s.final_steps) or self.budgets[-1]
