@@ -524,12 +524,13 @@ def make_metric(name: str, params: dict[str, Any], n: int = 1) -> Metric:
     """The success metric ``name`` with ``params`` (from a task spec) for ``n`` worlds; ``name``
     is a key of :data:`METRICS` or a ``"module:Class"`` entry point (a task folder's own metric,
     a :class:`Metric` subclass)."""
-    if ":" in name:
+    target = name if ":" in name else METRICS.get(name)
+    if isinstance(target, str):
         from rewardlab.tasks.registry import load_entry_point
 
-        cls = load_entry_point(name)
-    elif name in METRICS:
-        cls = METRICS[name]
+        cls = load_entry_point(target)
+    elif target is not None:
+        cls = target
     else:
         raise KeyError(f"unknown success metric {name!r}; known: {sorted(METRICS)} or 'module:Class'")
     try:
