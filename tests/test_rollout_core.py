@@ -27,6 +27,7 @@ PARITY = [
     ("mujoco/halfcheetah_forward", "auto", 300, 0.0),  # rollout: O(1) apart after ~120 steps
     ("mujoco/hopper_forward", "loop", 150, 0.0),
     ("mujoco/hopper_forward", "rollout", 60, 1e-8),
+    ("mujoco/walker_forward", "loop", 150, 0.0),
     ("mujoco/walker_forward", "rollout", 60, 1e-8),
     ("mujoco/halfcheetah_forward", "loop", 120, 0.0),
     ("mujoco/halfcheetah_forward", "rollout", 40, 1e-8),

@@ -16,12 +16,13 @@ the whole budget is a single update. The preset now fixes the rollout per update
 Scored by the task's own progress measure and success metric (deterministic evaluation
 episodes on gymnasium envs every ``--eval-freq`` steps, never the generated reward). Writes
 ``results.md`` (final progress and success, mean with a 95% t-interval over seeds),
-``results.json`` and ``curves.png`` to ``--out`` (default: next to this file); finished runs
-under ``--runs`` are reused.
+``results.json`` and ``curves.png`` to ``--out`` (default ``runs/experiments/core_learning``;
+the committed report next to this file is rebuilt with ``--out experiments/core_learning``);
+finished runs under ``--runs`` are reused.
 
 Usage::
 
-    python experiments/core_learning/run.py                       # the README's numbers
+    python experiments/core_learning/run.py --seeds 5 --out experiments/core_learning  # the README's numbers
     python experiments/core_learning/run.py --arms core64 --seeds 1 --steps 4096 \\
         --eval-freq 4096 --eval-episodes 1 --out /tmp/q --runs /tmp/q/runs   # smoke run
 """
@@ -41,7 +42,6 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
 TASK = "mujoco/hopper_forward"
 ARMS: dict[str, dict[str, Any]] = {
     "gym4": {"backend": "dummy", "n_envs": 4, "algo_kwargs": {}},
@@ -122,9 +122,12 @@ def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace
         )
         table[arm] = entry
     for ax, key in zip(axes, ("task progress", "success rate"), strict=True):
-        ax.set(xlabel="env steps", ylabel=key, title=f"{TASK}: {key} (evaluation)")
+        ax.set(xlabel="env steps", ylabel=key, title=key)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    fig.suptitle(
+        f"{TASK}, PPO, offline reward: evaluation (mean and 95% t-interval over seeds)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)
