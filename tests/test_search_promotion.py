@@ -149,3 +149,29 @@ def test_asha_and_synchronous_rungs_run_on_the_same_candidates() -> None:
     assert out["asha"]["steps"] > 1.0  # every candidate trains to the first rung at least
     for r in out.values():
         assert 0.0 <= r["found_best"] <= 1.0 and r["regret"] >= 0.0 and r["wall"] > 0.0
+
+
+def test_pruning_is_read_from_recorded_search_consoles() -> None:
+    """The issue's case, read back from the committed run: drawer_close, seed 0, the good
+    program pruned at 8,192 steps (0.00 against 0.20) while the mediocre one went on."""
+    spec = importlib.util.spec_from_file_location(
+        "search_multitask_pruning", ROOT / "experiments" / "search_multitask" / "pruning.py"
+    )
+    assert spec is not None and spec.loader is not None
+    pruning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pruning)
+    assert pruning.programs_from_served([["first", "good"], ["first", "hostile"], ["fix", "broken"], ["first", "x"]], 2) == {
+        (0, 0): "good", (0, 1): "broken", (1, 0): "x"}  # fmt: skip
+    unit = (
+        ROOT
+        / "experiments"
+        / "search_multitask"
+        / "results"
+        / "units"
+        / "seed_0"
+        / "metaworld__drawer_close"
+        / "server"
+    )
+    (pair,) = pruning.unit_pairs(unit)
+    assert (pair["better"], pair["worse"], pair["budget"]) == ("good", "mediocre", 8192)
+    assert pair["better_score"][0] < pair["worse_score"][0] and pair["inversion"]

@@ -85,16 +85,29 @@ def unit_pairs(unit_dir: Path) -> list[dict[str, Any]]:
     return pairs
 
 
-def summarize(out: Path) -> dict[str, Any]:
-    """Pairs, inversions and steps trained over the server units of one output folder."""
+def server_units(out: Path) -> set[str]:
+    """``seed_<s>/<task>`` of every finished server search unit of an output folder."""
+    return {p.parent.relative_to(out / "units").parent.as_posix() for p in (out / "units").glob("seed_*/*/server/unit.json")}
+
+
+def summarize(out: Path, units: set[str] | None = None) -> dict[str, Any]:
+    """Pairs, inversions and steps trained over the server units of one output folder (only
+    ``units`` when given)."""
     pairs: list[dict[str, Any]] = []
     steps = 0
     for unit_dir in sorted(p.parent for p in (out / "units").glob("seed_*/*/server/unit.json")):
+        if units is not None and unit_dir.relative_to(out / "units").parent.as_posix() not in units:
+            continue
         pairs += unit_pairs(unit_dir)
         steps += int(json.loads((unit_dir / "unit.json").read_text()).get("steps_trained") or 0)
     inversions = sum(p["inversion"] for p in pairs)
+    # per pair of programs in a search (a pair meets at several decisions when both go on)
+    per_pair: dict[tuple[str, int, str, str], bool] = {}
+    for p in pairs:
+        key = (p["unit"], p["iteration"], p["better"], p["worse"])
+        per_pair[key] = per_pair.get(key, False) or p["inversion"]
     return {"pairs": pairs, "n": len(pairs), "inversions": inversions, "both_kept": sum(p["both_kept"] for p in pairs),
-            "steps_trained": steps}  # fmt: skip
+            "program_pairs": len(per_pair), "pairs_inverted": sum(per_pair.values()), "steps_trained": steps}  # fmt: skip
 
 
 def write_pruning(before: Path, after: Path, path: Path | None = None) -> str:
@@ -102,11 +115,12 @@ def write_pruning(before: Path, after: Path, path: Path | None = None) -> str:
     to ``path`` when given."""
     from rewardlab.stats import wilson_interval
 
-    lines = ["| run | decisions on | pairs of different quality at a decision | better pruned, worse kept | rate [95% Wilson] | both kept | server steps trained |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| run | decisions on | (decision, pair) of different quality | better pruned, worse kept | rate [95% Wilson] | both kept | program pairs (per search) | better eliminated first | server steps trained |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     details = []
+    common = server_units(before) & server_units(after)  # the same (seed, task) units on both sides
     for label, out in (("before", before), ("after", after)):
-        s = summarize(out)
+        s = summarize(out, common)
         budget = json.loads((out / "results.json").read_text())["budget"]
         basis = (f"{budget.get('decision_episodes')} fresh episodes, rule `{budget.get('promotion')}`" if budget.get("decision_episodes")
                  else f"{budget.get('eval_episodes')} training-eval episodes, rule `rank`")  # fmt: skip
@@ -115,14 +129,15 @@ def write_pruning(before: Path, after: Path, path: Path | None = None) -> str:
         )
         rate = s["inversions"] / s["n"] if s["n"] else float("nan")
         lines.append(f"| {label} (`{out.name}`) | {basis} | {s['n']} | {s['inversions']} | {rate:.2f} [{low:.2f}, {high:.2f}] | "
-                     f"{s['both_kept']} | {s['steps_trained']:,} |")  # fmt: skip
+                     f"{s['both_kept']} | {s['program_pairs']} | {s['pairs_inverted']} | {s['steps_trained']:,} |")  # fmt: skip
         for p in s["pairs"]:
             unit = Path(p["unit"])
             details.append(f"| {label} | {unit.parts[-3]} {unit.parts[-2]} | it{p['iteration']} @ {p['budget']:,} | "
                            f"{p['better']} {p['better_score'][0]:.2f} ({p['better_score'][1]:.2f}) | {p['worse']} "
                            f"{p['worse_score'][0]:.2f} ({p['worse_score'][1]:.2f}) | "
                            f"{'**better pruned**' if p['inversion'] else 'both kept' if p['both_kept'] else 'better kept'} |")  # fmt: skip
-    text = "\n".join([*lines, "", "Every pair (success (progress) at the decision, as the search saw it):", "",
+    units = ", ".join(sorted(common))
+    text = "\n".join([*lines, "", f"Units compared (the same on both sides): {units}.", "", "Every pair (success (progress) at the decision, as the search saw it):", "",
                       "| run | seed, task | decision | better program | worse program | outcome |", "|---|---|---|---|---|---|",
                       *details]) + "\n"  # fmt: skip
     if path is not None:
