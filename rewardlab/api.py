@@ -66,11 +66,10 @@ def train(
     from rewardlab.config import TrainConfig, algo_preset
     from rewardlab.training import train as train_sb3
 
-    source = reward.source if isinstance(reward, RewardProgram) else reward
     config = TrainConfig(**{"progress_bar": False, "video_episodes": 0, **settings})
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    return train_sb3(_task(task), source, algo_preset(algo, **(algo_kwargs or {})), config, folder)
+    return train_sb3(_task(task), reward, algo_preset(algo, **(algo_kwargs or {})), config, folder)
 
 
 def _task(task: TaskSpec | str) -> TaskSpec:

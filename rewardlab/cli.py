@@ -543,6 +543,12 @@ def apply_task_path(overrides: list[str]) -> None:
             raise UsageError(f"task_path: {exc}") from None
 
 
+def _as_list(override: str) -> str:
+    """``task_path=<dir>`` as the list the schema holds (``task_path=[<dir>]``)."""
+    key, _, value = override.partition("=")
+    return override if value.startswith("[") else f"{key}=[{value}]"
+
+
 def _load_run(command: str, composed: DictConfig, overrides: list[str]) -> dict[str, Any]:
     """The saved config of ``run=<dir>`` with this command's overrides applied (the keys the
     user set now take their values from ``composed``)."""
@@ -701,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         log.info(f"unknown command {command!r}\n\n{USAGE}")
         return 2
-    overrides = _quote_free_text(overrides)
+    overrides = [_as_list(o) if o.lstrip("+").startswith("task_path=") else o for o in _quote_free_text(overrides)]
     try:
         apply_task_path(overrides)
         checked = [resolve(command, combo) for combo in _combinations(overrides)]

@@ -217,13 +217,13 @@ def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: 
     OmegaConf.save(OmegaConf.create({"algo": algo, "train": train_cfg, "rollout": rollout}), vdir / "train.yaml")
     run.write_version_summary(version, {"status": "training"})
     try:
-        result = train(task, source, algo, train_cfg, vdir, shaping=shaping, rollout=rollout)
+        program = compile_for_task(source, task) if source is not None else None  # vetted once here
+        result = train(task, program, algo, train_cfg, vdir, shaping=shaping, rollout=rollout)
         model, normalizer = load_policy(vdir, algo.name)
-        program = compile_for_task(source, task) if source is not None else None
         final = summarize(
             run_episodes(
                 task, model, episodes=train_cfg.eval_episodes, seed=20_000 + train_cfg.seed,
-                program=program, normalizer=normalizer, video_dir=vdir / "videos",
+                program=program.fresh() if program is not None else None, normalizer=normalizer, video_dir=vdir / "videos",
                 video_episodes=train_cfg.video_episodes, video_size=train_cfg.video_size,
             )  # fmt: skip
         )

@@ -42,6 +42,7 @@ from rewardlab.checkpoints import (
 from rewardlab.config import AlgoConfig, RolloutConfig, ShapingConfig, TrainConfig
 from rewardlab.evaluation import run_episodes, summarize
 from rewardlab.interrupts import deferred
+from rewardlab.reward.program import RewardProgram
 from rewardlab.rundir import append_csv, read_csv, trim_csv, write_json
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.wrappers import RewardFailure, compile_for_task, make_env
@@ -145,16 +146,19 @@ def training_logger(folder: Path, resumed: CheckpointInfo) -> Logger:
 
 
 def make_vec_env(
-    task: TaskSpec, source: str | None, train: TrainConfig, shaper: Shaper | None = None,
+    task: TaskSpec, reward: RewardProgram | str | None, train: TrainConfig, shaper: Shaper | None = None,
     rollout: RolloutConfig | None = None,
 ) -> VecEnv:
-    """``n_envs`` copies of the task env (each compiles its own program), with Monitor;
+    """``n_envs`` copies of the task env (each with its own :meth:`~RewardProgram.fresh` copy of
+    the program compiled once; ``reward`` may also be its source), with Monitor;
     ``shaper`` (:mod:`rewardlab.shaping.continuous`) wraps each copy under the Monitor.
 
     ``train.backend`` other than ``dummy`` steps all copies together on the batched rollout
     core (:mod:`rewardlab.rollout`): ``native`` (MuJoCo's C engine) or ``mjx`` (JAX), set up
     by ``rollout`` (the ``rollout`` config node).
     """
+    program = compile_for_task(reward, task) if isinstance(reward, str) else reward
+    source = program.source if program is not None else None
     if train.backend != "dummy":
         from dataclasses import asdict
 
@@ -173,8 +177,7 @@ def make_vec_env(
 
     def factory(rank: int) -> Any:
         def _make() -> Any:
-            program = compile_for_task(source, task) if source is not None else None
-            env = make_env(task, program, max_error_rate=train.max_reward_error_rate)
+            env = make_env(task, program.fresh() if program is not None else None, max_error_rate=train.max_reward_error_rate)
             if shaper is not None:
                 env = shaper.wrap(env, from_program=program is not None)
             env.reset(seed=train.seed + rank)
@@ -218,10 +221,10 @@ class SuccessEval(BaseCallback):
     training once ``stop_at_success`` is reached (when > 0).
     """
 
-    def __init__(self, task: TaskSpec, source: str | None, train: TrainConfig, run_dir: Path, clock: Clock) -> None:
+    def __init__(self, task: TaskSpec, program: RewardProgram | None, train: TrainConfig, run_dir: Path, clock: Clock) -> None:
         super().__init__()
-        self.task, self.source, self.cfg, self.run_dir, self.clock = task, source, train, run_dir, clock
-        self.program = compile_for_task(source, task) if source is not None else None
+        self.task, self.cfg, self.run_dir, self.clock = task, train, run_dir, clock
+        self.program = program.fresh() if program is not None else None
         rows = read_csv(run_dir / "metrics.csv")
         self.best = max((float(r["success_rate"]) for r in rows), default=-1.0)
         self.last_eval = int(rows[-1]["timesteps"]) if rows else 0
@@ -361,11 +364,13 @@ class TrainResult:
 
 
 def train(
-    task: TaskSpec, source: str | None, algo: AlgoConfig, train: TrainConfig, run_dir: Path,
+    task: TaskSpec, reward: RewardProgram | str | None, algo: AlgoConfig, train: TrainConfig, run_dir: Path,
     *, shaping: ShapingConfig | None = None, rollout: RolloutConfig | None = None,
 ) -> TrainResult:
-    """Train (or resume) in ``run_dir``; the reward is ``source`` (``None`` = env reward),
-    shaped during training by ``shaping`` (:mod:`rewardlab.shaping.continuous`) if given, on
+    """Train (or resume) in ``run_dir``; the reward is ``reward``: a program compiled once
+    (:func:`rewardlab.reward.program.compile_for_task`; its source is compiled here if given as
+    text) whose :meth:`~rewardlab.reward.program.RewardProgram.fresh` copies every env and the
+    evaluator get, or ``None`` for the env reward; shaped during training by ``shaping`` (:mod:`rewardlab.shaping.continuous`) if given, on
     ``train.backend`` (set up by ``rollout`` for the rollout core). What stepped the envs and
     evaluated the reward is written to ``run_dir/rollout.json`` (also when a failing reward
     stops training)."""
@@ -374,6 +379,8 @@ def train(
     problem = supports(task, str(train.backend), shaping=str(shaping.kind) if shaping is not None else "none")
     if problem:
         raise ValueError(problem)
+    program = compile_for_task(reward, task) if isinstance(reward, str) else reward  # vetted once
+    source = program.source if program is not None else None
     torch.set_num_threads(train.torch_threads)
     shaper = None
     if shaping is not None and shaping.kind != "none":
@@ -381,14 +388,14 @@ def train(
 
         shaper = make_shaper(shaping, algo, train, run_dir, task)
     log.info(f"{run_dir.name}: {describe_start(run_dir, train.total_timesteps)}")
-    venv = make_vec_env(task, source, train, shaper, rollout)
+    venv = make_vec_env(task, program, train, shaper, rollout)
     model, resumed = build_model(algo, train, venv, run_dir)
     clock = Clock(wall_offset=resumed.wall_s, iterations=resumed.iterations or 0)
     trim_csv(run_dir / "metrics.csv", "timesteps", resumed.steps)  # rows of training thrown away
     model.set_logger(training_logger(run_dir / "tb", resumed))
     remaining = train.total_timesteps - model.num_timesteps
     _say_rounding(model, train, remaining)
-    evaluator = SuccessEval(task, source, train, run_dir, clock)
+    evaluator = SuccessEval(task, program, train, run_dir, clock)
     checkpoints = Checkpoints(run_dir, train, clock)
     checkpoints.timed = resumed.steps if resumed.reason == "time" else None
     callbacks = CallbackList([

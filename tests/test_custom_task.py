@@ -54,7 +54,7 @@ def test_custom_task_is_listed_trained_and_reviewed_from_the_command_line(exampl
 
     # the saved config names the task folder: evaluating later needs nothing else
     ev = cli("evaluate", f"run={run_dir}", "episodes=1", "train.video_episodes=0", cwd=example)
-    assert ev.returncode == 0 and f"{TASK} v0: success rate" in ev.stdout, ev.stdout + ev.stderr
+    assert ev.returncode == 0 and f"{TASK} v0: task success rate" in ev.stdout, ev.stdout + ev.stderr
 
     from rewardlab.review.app import create_app
 
@@ -62,7 +62,8 @@ def test_custom_task_is_listed_trained_and_reviewed_from_the_command_line(exampl
     index = client.get("/").get_data(as_text=True)
     assert TASK in index
     page = client.get(f"/run/{run_dir.relative_to(example / 'runs').as_posix()}")
-    assert page.status_code == 200 and "pendulum.pole.angle" in page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and TASK in html and "centred" in html, "the run page shows the task and its reward components"
 
 
 def test_custom_task_from_python(example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

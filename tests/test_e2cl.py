@@ -488,7 +488,7 @@ def test_after_a_refusal_evaluate_and_resume_use_the_current_version(corrected_r
     ev = subprocess.run([*cli, "evaluate", f"run={corrected_run}", "episodes=1", "train.video_episodes=0"],
                         cwd=corrected_run, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
-    assert f"{DRAWER} v1: success rate" in ev.stdout
+    assert f"{DRAWER} v1: task success rate" in ev.stdout
     assert list((corrected_run / "rewards" / "v1" / "eval").glob("*/summary.json"))
     assert not (corrected_run / "rewards" / "v2" / "eval").exists()
     tr = subprocess.run([*cli, "train", f"run={corrected_run}", "train.video_episodes=0"],

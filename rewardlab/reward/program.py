@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,6 +97,8 @@ class RewardProgram:
     warnings: list[Finding] = field(default_factory=list)
     """What the vetting noted without rejecting the program (unused imports)."""
     _fn: Any = field(default=None, repr=False)
+    _code: Any = field(default=None, repr=False)
+    """The vetted, instrumented code object (what :meth:`fresh` runs again)."""
 
     @classmethod
     def compile(
@@ -137,8 +139,25 @@ class RewardProgram:
         takes_obs = fn.__code__.co_argcount == 3
         return cls(
             source=source, takes_obs=takes_obs, budget=budget, max_abs=max_abs,
-            warnings=vetting.warnings, _fn=fn,
+            warnings=vetting.warnings, _fn=fn, _code=code,
         )  # fmt: skip
+
+    def fresh(self) -> RewardProgram:
+        """The same program with its own module state and budget: the code vetted and
+        instrumented once by :meth:`compile` runs again in fresh sandbox globals (nothing is
+        parsed or vetted again). One per environment copy, so a program that keeps values at
+        module level never shares them between environments.
+
+        Example:
+            >>> p = RewardProgram.compile("def compute_dense_reward(self, action):\\n    return 1.0\\n")
+            >>> q = p.fresh()
+            >>> q is not p and q.source == p.source and q(None, None) == (1.0, {})
+            True
+        """
+        budget = Budget(self.budget.limit, self.budget.seconds)
+        namespace = sandbox_globals(budget)
+        exec(self._code, namespace)  # noqa: S102 - vetted and instrumented by compile()
+        return replace(self, budget=budget, _fn=namespace[ENTRY])
 
     @property
     def digest(self) -> str:

@@ -167,6 +167,17 @@ def card_file(ref: str) -> Path:
     return found
 
 
+def card_benchmark(ref: str) -> str:
+    """The benchmark a card belongs to (it picks the proxy builder): the first part of
+    ``<benchmark>/<name>``, or the folder of a card file given by path.
+
+    Example:
+        >>> card_benchmark("mujoco/hopper"), card_benchmark("/tmp/tasks/mujoco/pendulum.yaml")
+        ('mujoco', 'mujoco')
+    """
+    return Path(ref).parent.name if ref.endswith((".yaml", ".yml")) else ref.split("/", 1)[0]
+
+
 def clear_card_cache() -> None:
     """Forget loaded cards (the task path changed)."""
     load_card.cache_clear()

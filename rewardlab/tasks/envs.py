@@ -18,6 +18,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from rewardlab.tasks.cards import card_benchmark
 from rewardlab.tasks.proxies import PROXY_BUILDERS, Group
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.tasks.success import SuccessInputs, make_metric
@@ -25,7 +26,7 @@ from rewardlab.tasks.success import SuccessInputs, make_metric
 
 def env_proxy(env: gym.Env, task: TaskSpec) -> Group:
     """The ``self`` proxy that reward programs and success metrics read for ``env``."""
-    benchmark = task.card.split("/", 1)[0]
+    benchmark = card_benchmark(task.card)
     if benchmark not in PROXY_BUILDERS:
         raise KeyError(f"no proxy builder for benchmark {benchmark!r} (card {task.card})")
     return PROXY_BUILDERS[benchmark](env, task.load_card())

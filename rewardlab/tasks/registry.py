@@ -36,7 +36,7 @@ import gymnasium as gym
 import yaml
 
 from rewardlab.paths import data_dir
-from rewardlab.tasks.cards import Card, clear_card_cache, load_card, render_card
+from rewardlab.tasks.cards import Card, card_benchmark, clear_card_cache, load_card, render_card
 
 TASK_PATH_ENV = "REWARDLAB_TASK_PATH"
 """Environment variable with extra task folders (inherited by child processes, so sandboxed
@@ -161,7 +161,7 @@ def _probe(
         if hasattr(base, "init_qpos") and hasattr(base, "set_state"):  # MuJoCo: noise-free pose
             base.set_state(base.init_qpos, base.init_qvel)
         card = load_card(card_ref)
-        me = PROXY_BUILDERS[card_ref.split("/", 1)[0]](env, card)
+        me = PROXY_BUILDERS[card_benchmark(card_ref)](env, card)
         robot = getattr(me, card.robot)
         shown: dict[str, float] = {}
         for part in robot.fields():
