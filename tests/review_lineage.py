@@ -94,7 +94,7 @@ def craft_lineage(run_dir: Path, specs: list[Spec]) -> None:
     for n in range(len(specs) + 1):
         vs = json.loads((run_dir / "rewards" / f"v{n}" / "summary.json").read_text())
         versions.append({"version": n, "has_reward": True, "status": "done", "success_rate": vs["success_rate"], "timesteps": vs["timesteps"]})
-    summary.update(versions=versions, latest_version=len(specs), success_rate=versions[-1]["success_rate"])
+    summary.update(versions=versions, latest_version=len(specs), current_version=len(specs), success_rate=versions[-1]["success_rate"])
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -217,21 +218,22 @@ def test_gate_rejection_is_sent_back_for_a_fix(cfg: Any, tmp_path: Path) -> None
     assert first["check"]["ok"] and first["gate"]["ok"] is False and first["gate"]["ranking_accuracy"] < 0.6
 
 
-def test_train_path_writes_gate_json_warns_or_blocks(cfg: Any, tmp_path: Path) -> None:
+def test_train_path_writes_gate_json_warns_or_blocks(cfg: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from rewardlab.pipeline import initial_reward
+
+    caplog.set_level(logging.INFO, logger="rewardlab")
 
     c = cfg.copy()
     c.task = OmegaConf.structured(DRAWER)
     (tmp_path / "away.py").write_text(AWAY)
     c.reward_file = str(tmp_path / "away.py")
-    logged: list[str] = []
-    source, failure = initial_reward(c, DRAWER, tmp_path / "warn", logged.append)
+    source, failure = initial_reward(c, DRAWER, tmp_path / "warn")
     assert source == AWAY and failure == ""  # the default (warn) trains anyway ...
     saved = json.loads((tmp_path / "warn" / "rewards" / "v0" / "gate.json").read_text())
     assert saved["ok"] is False and saved["ranking_accuracy"] < 0.6  # ... but records the verdict
-    assert any(line.startswith("pre-flight gate: rejected: ranking accuracy") for line in logged)
+    assert any(r.getMessage().startswith("pre-flight gate: rejected: ranking accuracy") for r in caplog.records)
     c.gate.on_train = "block"
-    source, failure = initial_reward(c, DRAWER, tmp_path / "block", logged.append)
+    source, failure = initial_reward(c, DRAWER, tmp_path / "block")
     assert source is None and "pre-flight gate rejected" in failure and "ranking accuracy" in failure
 
 

@@ -34,4 +34,4 @@ def test_calibration_smoke_run(tmp_path: Path) -> None:
     text = (out / "results.md").read_text()
     assert "| check | rejected |" in text and "whole gate" in text and "metaworld/coffee_button | constant" in text
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and "0 runs to train (2 already" in again.stdout  # resumed, nothing retrained
+    assert again.returncode == 0 and "0 runs to train in shard" in again.stdout and "(2 in " in again.stdout  # resumed, nothing retrained

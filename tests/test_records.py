@@ -96,4 +96,4 @@ def test_generate_caches_then_replays_without_network(tmp_path: Path) -> None:
                   "llm=replay", f"llm.replay_from={first_run}", cwd=tmp_path)  # fmt: skip
     assert missing.returncode == 1 and "never recorded" in missing.stdout
     no_source = run("generate", "task=mujoco/hopper_forward", f"runs_dir={tmp_path / 'y'}", "llm=replay", cwd=tmp_path)
-    assert no_source.returncode == 1 and "llm.replay_from" in no_source.stdout
+    assert no_source.returncode == 2 and "llm.replay_from" in no_source.stdout

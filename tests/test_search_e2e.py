@@ -46,7 +46,7 @@ def last_steps(directory: Path) -> int:
 def test_offline_search_end_to_end(tmp_path: Path) -> None:
     res = run("search", "task=mujoco/hopper_forward", "search.candidates=3", "search.iterations=2", *TINY,
               "search.launcher=inline", "search.seeds=[0]", "search.baselines=true", f"runs_dir={tmp_path / 'runs'}",
-              cwd=tmp_path)  # fmt: skip
+              "search.promotion=rank", cwd=tmp_path)  # fmt: skip  # the rank rule: exactly one survivor per rung
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     root = search_dir(tmp_path / "runs")
     record = json.loads((root / "search.json").read_text())

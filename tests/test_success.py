@@ -422,9 +422,9 @@ def test_n_worlds_equal_n_single_worlds(metric: str, params: dict) -> None:
 
 def test_core_and_wrapper_use_the_same_metric_code() -> None:
     import rewardlab.rollout.core as core
-    import rewardlab.wrappers as wrappers
+    import rewardlab.tasks.envs as envs
 
-    assert core.make_metric is wrappers.make_metric
+    assert core.make_metric is envs.make_metric
 
 
 # --------------------------------------------------------------------------- naming and choices

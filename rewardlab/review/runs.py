@@ -651,6 +651,8 @@ def _load_version(files: RunFiles, number: int, run_status: str, config: dict[st
             v.status = "trained, summary unreadable" if v.has_model else "summary unreadable"
     if summary is not None:
         episodes, listed = _read_version_summary(v, summary)
+        if refine.state == "cancelled" and refine.target == number and v.status in ("stopped", "interrupted", "training"):
+            v.status = "cancelled"  # stopped by the page's Cancel: say who stopped it
     elif v.status == "not trained":
         target = refine.target
         if refine.running and target == number:

@@ -209,7 +209,7 @@ def run_job(cfg: Any, task: TaskSpec, job: Job) -> dict[str, Any]:
     try:
         algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), cfg.algo))
         train_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg.train))
-        rollout = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RolloutConfig), cfg.get("rollout") or {}))
+        rollout = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RolloutConfig), getattr(cfg, "rollout", None) or {}))
         assert isinstance(algo, AlgoConfig) and isinstance(train_cfg, TrainConfig) and isinstance(rollout, RolloutConfig)
         train_cfg.total_timesteps = int(job.budget)
         train_cfg.seed = int(job.seed)
