@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
+from rewardlab.config import RewardLabConfig
 from rewardlab.e2cl.findings import Finding
 from rewardlab.generators.base import GenerationRequest, GeneratorError
 from rewardlab.generators.loop import Attempt, call_cost, make_generator
@@ -38,7 +38,8 @@ def feedback_line(finding: Finding, action: str | None) -> str:
     """One feedback line: the finding's message as bracketed evidence, then the edit.
 
     Example:
-        >>> from rewardlab.e2cl.findings import Finding
+        >>> from rewardlab.config import RewardLabConfig
+from rewardlab.e2cl.findings import Finding
         >>> feedback_line(Finding("constant_component", "warning", "component bias is constant"), "drop bias")
         '[component bias is constant] suggested edit: drop bias'
     """
@@ -55,7 +56,7 @@ def feedback_lines(findings: Sequence[Finding], chosen: dict[str, str | None]) -
 
 
 def summarise(
-    cfg: Any, task: TaskSpec, source: str, findings: Sequence[Finding], out_dir: Path
+    cfg: RewardLabConfig, task: TaskSpec, source: str, findings: Sequence[Finding], out_dir: Path
 ) -> str | None:
     """The LLM's short summary of ``findings`` (``None`` for the offline writer, which is not a
     language model, or when the back-end fails; the failure is recorded). The call is recorded
