@@ -38,8 +38,7 @@ def feedback_line(finding: Finding, action: str | None) -> str:
     """One feedback line: the finding's message as bracketed evidence, then the edit.
 
     Example:
-        >>> from rewardlab.config import RewardLabConfig
-from rewardlab.e2cl.findings import Finding
+        >>> from rewardlab.e2cl.findings import Finding
         >>> feedback_line(Finding("constant_component", "warning", "component bias is constant"), "drop bias")
         '[component bias is constant] suggested edit: drop bias'
     """
