@@ -157,10 +157,13 @@ def test_constant_reward_is_a_warning_not_a_failure() -> None:
 
 
 def test_slow_program_is_rejected() -> None:
-    source = prog("t = 0.0\nfor i in range(100000):\n    t += 1e-9\nreturn t")
+    # ~100x the ratio limit, so load cannot flip the verdict (a loaded machine may instead hit
+    # the per-step time budget first: also a rejection for slowness)
+    source = prog("t = 0.0\nfor i in range(20000):\n    t += float(np.sum(np.ones(64))) * 1e-12\nreturn t")
     report = check_program(HOPPER, source, steps=5)
     assert not report.ok
-    assert any(f.stage == "smoke" and f.message.startswith("too slow") for f in report.findings)
+    assert any((f.stage == "smoke" and f.message.startswith("too slow")) or "time budget" in f.message
+               for f in report.findings), report.findings  # fmt: skip
 
 
 SLOW_BUT_WITHIN_BUDGET = prog("t = 0.0\nfor i in range(150000):\n    t += 1e-9\nreturn t")
