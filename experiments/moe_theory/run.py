@@ -221,7 +221,7 @@ def tradeoff_job(job: Job) -> dict[str, Any]:
         x,
         y,
         MoESpec(m, order=k),
-        config=EMConfig(max_iter=300, tol=1e-10, n_init=2, seed=seed, bound=1e4),
+        config=EMConfig(max_iter=250, tol=1e-10, n_init=2, seed=seed, bound=1e4),
     )
     xg = (np.arange(200) + 0.5) / 200
     hg = target(xg)
@@ -244,12 +244,41 @@ def tradeoff_jobs(b: dict[str, Any]) -> list[Job]:
 
 
 def run_jobs(
-    fn: Callable[[Job], dict[str, Any]], jobs: list[Job], workers: int, desc: str
+    fn: Callable[[Job], dict[str, Any]], jobs: list[Job], workers: int, desc: str, log: Path
 ) -> list[dict[str, Any]]:
-    if workers <= 1:
-        return [fn(j) for j in tqdm(jobs, desc=desc)]
-    with Pool(workers) as pool:
-        return list(tqdm(pool.imap_unordered(fn, jobs), total=len(jobs), desc=desc))
+    """Run the jobs (in a pool when ``workers > 1``), appending every result to ``log`` (JSON
+    lines) as it arrives; jobs already in ``log`` are not run again, so an interrupted run
+    resumes."""
+    done: dict[str, dict[str, Any]] = {}
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            done[json.dumps(entry["job"])] = entry["row"]
+    todo = [j for j in jobs if json.dumps(list(j)) not in done]
+    rows = [done[json.dumps(list(j))] for j in jobs if json.dumps(list(j)) in done]
+    with log.open("a") as fh:
+
+        def keep(job: Job, row: dict[str, Any]) -> None:
+            fh.write(json.dumps({"job": list(job), "row": row}, default=float) + "\n")
+            fh.flush()
+            rows.append(row)
+
+        if workers <= 1:
+            for job in tqdm(todo, desc=desc, initial=len(rows), total=len(jobs)):
+                keep(job, fn(job))
+        else:
+            with Pool(workers) as pool:
+                for job, row in tqdm(
+                    pool.imap_unordered(_tagged, [(fn, j) for j in todo]),
+                    desc=desc, initial=len(rows), total=len(jobs),
+                ):  # fmt: skip
+                    keep(job, row)
+    return rows
+
+
+def _tagged(item: tuple[Callable[[Job], dict[str, Any]], Job]) -> tuple[Job, dict[str, Any]]:
+    fn, job = item
+    return job, fn(job)
 
 
 def table(
@@ -528,7 +557,11 @@ def report_tradeoff(rows: list[dict[str, Any]], b: dict[str, Any], out: Path) ->
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+DEFAULT_OUT = Path("runs/moe_theory")
+"""Default output folder: not the committed ``experiments/moe_theory/results`` (pass ``--out``)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -536,8 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("runs/moe_theory"),
-        help="output folder (default runs/moe_theory)",
+        default=DEFAULT_OUT,
+        help=f"output folder (default {DEFAULT_OUT}; an interrupted run resumes from"
+        " <out>/<experiment>.rows.jsonl)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny budget (smoke test)")
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
@@ -548,33 +582,82 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="box half-width around the start for gate/shared (<= 0: none)",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only redraw the plots and summaries from the fits recorded in <out>/<experiment>.json",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.workers < 1 or (args.seeds is not None and args.seeds < 2):
         print(
             "error: --workers must be >= 1 and --seeds >= 2 (bands need two seeds)", file=sys.stderr
         )
         return 2
+    names = EXPERIMENTS if args.experiment == "all" else (args.experiment,)
+    if args.render and not all((args.out / f"{name}.json").is_file() for name in names):
+        print(
+            f"error: --render needs {', '.join(n + '.json' for n in names)} in {args.out}",
+            file=sys.stderr,
+        )
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     radius = args.radius if args.radius > 0 else None
-    for name in EXPERIMENTS if args.experiment == "all" else (args.experiment,):
-        b = dict((QUICK if args.quick else FULL)[name])
-        if args.seeds:
-            b["seeds"] = args.seeds
-        t0 = time.time()
-        if name == "gate":
-            rows = run_jobs(gate_job, gate_jobs(b, radius), args.workers, name)
-            summary = report_gate(rows, b, args.out)
-        elif name == "shared":
-            rows = run_jobs(shared_job, shared_jobs(b, radius), args.workers, name)
-            summary = report_shared(rows, b, args.out)
+    reports = {"gate": report_gate, "shared": report_shared, "tradeoff": report_tradeoff}
+    for name in names:
+        if args.render:
+            record = json.loads((args.out / f"{name}.json").read_text())
+            b, rows = record["budget"], record["rows"]
+            b = {k: tuple(v) if isinstance(v, list) else v for k, v in b.items()}
+            record["summary"] = reports[name](rows, b, args.out)
         else:
-            rows = run_jobs(tradeoff_job, tradeoff_jobs(b), args.workers, name)
-            summary = report_tradeoff(rows, b, args.out)
-        record = {"experiment": name, "budget": b, "radius": radius, "seconds": round(time.time() - t0, 1),
-                  "summary": summary, "rows": rows}  # fmt: skip
+            b = dict((QUICK if args.quick else FULL)[name])
+            if args.seeds:
+                b["seeds"] = args.seeds
+            t0 = time.time()
+            log = args.out / f"{name}.rows.jsonl"
+            if name == "gate":
+                rows = run_jobs(gate_job, gate_jobs(b, radius), args.workers, name, log)
+            elif name == "shared":
+                rows = run_jobs(shared_job, shared_jobs(b, radius), args.workers, name, log)
+            else:
+                rows = run_jobs(tradeoff_job, tradeoff_jobs(b), args.workers, name, log)
+            record = {"experiment": name, "budget": b, "radius": radius if name != "tradeoff" else None,
+                      "seconds": round(time.time() - t0, 1), "summary": reports[name](rows, b, args.out),
+                      "rows": rows}  # fmt: skip
         (args.out / f"{name}.json").write_text(json.dumps(record, indent=1, default=float))
+        (args.out / f"{name}.rows.jsonl").unlink(missing_ok=True)  # the record holds the rows
+        print(markdown_summary(name, record["summary"]))
         print(f"{name}: {len(rows)} fits in {record['seconds']} s -> {args.out / (name + '.png')}")
     return 0
+
+
+def markdown_summary(name: str, summary: dict[str, Any]) -> str:
+    """The fitted slopes (and, for ``tradeoff``, the experts comparison) as markdown tables."""
+    lines = [
+        f"### {name}",
+        "",
+        "| curve | slope [95% CI] | geometric mean at each n |",
+        "|---|---|---|",
+    ]
+    slopes = summary if name != "tradeoff" else {"best (m, k) per n": summary["envelope"]}
+    for key, st in slopes.items():
+        means = ", ".join(f"{v:.3g}" for v in st["geo_mean"])
+        lines.append(
+            f"| {key} | {st['slope']:+.2f} [{st['ci_low']:+.2f}, {st['ci_high']:+.2f}] | {means} |"
+        )
+    if name == "tradeoff":
+        c = summary["constants"]
+        lines += ["", f"calibrated constants: C_a = {c['approx']:.3g}, C_e = {c['estimation']:.3g}", "",
+                  "| n | sweep best (m, k): KL | suggest_experts C=1: KL | calibrated: KL |", "|---|---|---|---|"]  # fmt: skip
+        for row in summary["comparison"]:
+            cells = [f"{tuple(row[key])}: {row[key + '_kl'] if key != 'best' else row['best_kl']:.3g}"
+                     for key in ("best", "default", "calibrated")]  # fmt: skip
+            lines.append(f"| {row['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
