@@ -344,36 +344,45 @@ def before_after(rows: list[dict[str, Any]], before: dict[str, Any]) -> list[str
     return lines
 
 
-def plot(rows: list[dict[str, Any]], threshold: float, path: Path) -> None:
-    """Trajectory preference (neutral) vs the best success any seed reached, per program."""
+def plot(rows: list[dict[str, Any]], before: dict[str, Any], threshold: float, path: Path) -> None:
+    """Per MetaWorld program, the ranking statistic of the gate before (left) and now (right)
+    against the best success any seed reached; X marks a rejection."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
-    colors = {k: plt.get_cmap("tab20")(i % 20) for i, k in enumerate(kinds)}
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    rng = np.random.default_rng(0)
-    for kind in kinds:
-        pts = [(v, r["max_success"], r["verdict"]["ok"]) for r in rows
-               if r["kind"] == kind and (v := statistic(r, "trajectory (neutral actions)")) is not None]  # fmt: skip
-        if not pts:
-            continue
-        x = np.array([p[0] for p in pts]) + rng.uniform(-0.012, 0.012, len(pts))
-        y = np.array([p[1] for p in pts]) + rng.uniform(-0.015, 0.015, len(pts))
-        ok = np.array([p[2] for p in pts])
-        ax.scatter(x[ok], y[ok], color=colors[kind], label=kind, s=36, edgecolor="k", linewidth=0.4)
-        ax.scatter(x[~ok], y[~ok], color=colors[kind], s=44, marker="X", edgecolor="k", linewidth=0.4)
-    ax.axvline(threshold, color="0.3", linestyle="--", linewidth=1)
-    ax.text(threshold, 1.07, f" threshold {threshold:.2f}", fontsize=8, va="bottom")
-    ax.set_xlabel("trajectory preference on the reference rollouts (neutral actions)")
-    ax.set_ylabel("best success rate of any seed (5 episodes)")
-    ax.set_ylim(-0.05, 1.12)
-    ax.set_xlim(-0.05, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="center left", title="circle: accepted, X: rejected", title_fontsize=7)
-    ax.set_title("MetaWorld programs: what the gate measures vs what training reached", fontsize=10)
+    colors = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(kinds)}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    panels = (
+        ("before (e66c883): ranking accuracy, short rollouts, raw actions", 0.6,
+         lambda r: (before.get(r["task"] + ":" + r["kind"]) or {}).get("ranking_accuracy"),
+         lambda r: bool((before.get(r["task"] + ":" + r["kind"]) or {}).get("ok"))),
+        ("now: trajectory preference, whole episodes, neutral actions", threshold,
+         lambda r: statistic(r, "trajectory (neutral actions)"), lambda r: bool(r["verdict"]["ok"])),
+    )  # fmt: skip
+    for ax, (title, line, value, accepted) in zip(axes, panels, strict=True):
+        rng = np.random.default_rng(0)
+        for kind in kinds:
+            pts = [(v, r["max_success"], accepted(r)) for r in rows if r["kind"] == kind and (v := value(r)) is not None]
+            if not pts:
+                continue
+            x = np.array([p[0] for p in pts]) + rng.uniform(-0.015, 0.015, len(pts))
+            y = np.array([p[1] for p in pts]) + rng.uniform(-0.02, 0.02, len(pts))
+            ok = np.array([p[2] for p in pts])
+            ax.scatter(x[ok], y[ok], color=colors[kind], label=kind, s=34, edgecolor="k", linewidth=0.4)
+            ax.scatter(x[~ok], y[~ok], color=colors[kind], s=50, marker="X", edgecolor="k", linewidth=0.4)
+        ax.axvline(line, color="0.3", linestyle="--", linewidth=1)
+        ax.text(line, 1.08, f" reject below {line:.2f}", fontsize=8, va="bottom")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("fraction of (demonstration, failure) pairs ranked right")
+        ax.set_xlim(-0.05, 1.05)
+        ax.set_ylim(-0.05, 1.15)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("best success rate of any seed (5 episodes)")
+    axes[1].legend(fontsize=7, ncol=2, loc="center left", title="circle: accepted, X: rejected", title_fontsize=7)
+    fig.suptitle("MetaWorld programs of the calibration set: the gate's statistic vs what PPO reached", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -400,7 +409,7 @@ def report(args: argparse.Namespace) -> str:
         "constant check did not already reject):", "", *cv_table(rows), "", *program_table(rows),
     ]  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    plot(rows, settings.min_ranking_accuracy, args.out / "calibration.png")
+    plot(rows, before, settings.min_ranking_accuracy, args.out / "calibration.png")
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text)
