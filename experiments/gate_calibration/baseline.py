@@ -2,10 +2,13 @@
 "before" table of the report.
 
 Run it against the rewardlab of commit ``e66c883`` (ranking accuracy >= 0.6 on returns of
-rollouts cut at the slowest expert's success + 20 steps, scripted actions unclipped)::
+rollouts cut at the slowest expert's success + 20 steps, scripted actions unclipped), from a
+folder that holds that package and no other (the gate's child process imports ``rewardlab``
+from its working directory first)::
 
     mkdir -p /tmp/gate_old && git archive e66c883 rewardlab conf envs | tar -x -C /tmp/gate_old
-    PYTHONPATH=/tmp/gate_old python experiments/gate_calibration/baseline.py --out <results folder>
+    cp -r experiments/gate_calibration/{baseline.py,programs.py,offline_programs} /tmp/gate_old/
+    cd /tmp/gate_old && PYTHONPATH=. python baseline.py --out <repo>/runs/gate_calibration/results
 
 It writes ``baseline_verdicts.json`` (program name -> ``ok``, the check that rejected it,
 ``ranking_accuracy``). That gate had no way to check the benchmark's own reward, so the
