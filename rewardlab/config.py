@@ -230,7 +230,9 @@ class CheckConfig:
 @dataclass
 class GateConfig:
     """The pre-flight gate (:mod:`rewardlab.gate`): checks on reference rollouts of the
-    task before any training."""
+    task before any training. The thresholds are measured against training outcomes in
+    ``experiments/gate_calibration/README.md`` (per check: rejections, false rejections, false
+    acceptances)."""
 
     on_train: GateMode = GateMode.warn
     """``rewardlab train``/``refine``: ``warn`` (gate each new version, record ``gate.json``,
@@ -264,7 +266,9 @@ class GateConfig:
     """A reward or component whose values span at most ``constant_tol * max(1, |mean|)`` is
     constant (the total: rejected; a component: a warning)."""
     min_ranking_accuracy: float = 0.6
-    """Reject below this fraction of (successful demo, failed rollout) pairs ranked right."""
+    """Reject below this fraction of (successful demo, failed rollout) pairs ranked right
+    (whole episodes, neutral actions). Calibration (``experiments/gate_calibration``): no
+    program that learned falls below it there; see its README for the false acceptances."""
     timeout_s: float = 60.0
     """Wall-clock and CPU-time limit of the evaluation child (memory: ``check.memory_mb``)."""
     cache_dir: str | None = "${runs_dir}/.gate_cache"
