@@ -81,21 +81,30 @@ from rewardlab.moe.estimation_rates import (  # noqa: E402
 EXPERIMENTS = ("gate", "shared", "tradeoff")
 Job = tuple[Any, ...]
 
-# Budgets: sizes and seeds per experiment (full run / --quick smoke run).
+# Budgets per experiment (full run / --quick smoke run): sizes, seeds, L-BFGS iterations per fit
+# (``max_iter``) and, for the smoke run, a coarser plot resolution (``dpi``, default 110).
 FULL: dict[str, dict[str, Any]] = {
-    "gate": {"ns": (1000, 2000, 4000, 8000, 16000), "seeds": 4},
-    "shared": {"ns": (500, 1000, 2000, 4000, 8000, 16000), "seeds": 5},
+    "gate": {"ns": (1000, 2000, 4000, 8000, 16000), "seeds": 4, "max_iter": 300},
+    "shared": {"ns": (500, 1000, 2000, 4000, 8000, 16000), "seeds": 5, "max_iter": 300},
     "tradeoff": {
         "ns": (250, 1000, 4000, 16000),
         "seeds": 3,
         "ms": (1, 2, 3, 4, 6, 8, 12),
         "ks": (0, 1, 3),
+        "max_iter": 250,
     },
 }
 QUICK: dict[str, dict[str, Any]] = {
-    "gate": {"ns": (300, 600), "seeds": 2},
-    "shared": {"ns": (300, 600), "seeds": 2},
-    "tradeoff": {"ns": (200, 400), "seeds": 2, "ms": (1, 2, 3), "ks": (0, 1)},
+    "gate": {"ns": (300, 600), "seeds": 2, "max_iter": 40, "dpi": 50},
+    "shared": {"ns": (300, 600), "seeds": 2, "max_iter": 40, "dpi": 50},
+    "tradeoff": {
+        "ns": (200, 400),
+        "seeds": 2,
+        "ms": (1, 2, 3),
+        "ks": (0, 1),
+        "max_iter": 40,
+        "dpi": 50,
+    },  # fmt: skip
 }
 
 
@@ -118,7 +127,7 @@ def gate_truth(setting: str, gate: str) -> MixtureOfExperts:
 
 
 def gate_job(job: Job) -> dict[str, Any]:
-    setting, gate, fit_kind, n, seed, radius = job
+    setting, gate, fit_kind, n, seed, radius, max_iter = job
     truth = gate_truth(setting, gate)
     rng = np.random.default_rng([seed, n])
     x = rng.uniform(-2, 2, n)
@@ -127,7 +136,8 @@ def gate_job(job: Job) -> dict[str, Any]:
         2 if fit_kind == "exact" else 3, order=1, expert="multinomial", n_classes=3, gate=gate
     )  # type: ignore[arg-type]
     start = near_truth_init(truth.params, spec, rng, split=(0,), scale=0.1)
-    fit = fit_lbfgs(x, y, spec, init=start, config=EMConfig(max_iter=300, tol=1e-12, radius=radius))
+    config = EMConfig(max_iter=max_iter, tol=1e-12, radius=radius)
+    fit = fit_lbfgs(x, y, spec, init=start, config=config)
     perr = parameter_errors(fit.model, truth)[0]
     return {
         "setting": setting, "gate": gate, "fit": fit_kind, "n": n, "seed": seed,
@@ -138,7 +148,7 @@ def gate_job(job: Job) -> dict[str, Any]:
 
 def gate_jobs(b: dict[str, Any], radius: float | None) -> list[Job]:
     return [
-        (s, g, f, n, seed, radius)
+        (s, g, f, n, seed, radius, b["max_iter"])
         for s in GATE_SETTINGS for g in GATE_KINDS for f in GATE_FITS for n in b["ns"] for seed in range(b["seeds"])
     ]  # fmt: skip
 
@@ -169,14 +179,15 @@ def shared_truth(arm: str) -> MixtureOfExperts:
 
 
 def shared_job(job: Job) -> dict[str, Any]:
-    arm, n, seed, radius = job
+    arm, n, seed, radius, max_iter = job
     truth = shared_truth(arm)
     rng = np.random.default_rng([seed, n])
     x = rng.uniform(-3, 3, n)
     y = truth.sample(x, rng)
     spec = MoESpec(3, order=1, gate=truth.spec.gate, n_shared=2 * truth.spec.n_shared)
     start = near_truth_init(truth.params, spec, rng, split=(0,), split_shared=(0,), scale=0.1)
-    fit = fit_lbfgs(x, y, spec, init=start, config=EMConfig(max_iter=300, tol=1e-12, radius=radius))
+    config = EMConfig(max_iter=max_iter, tol=1e-12, radius=radius)
+    fit = fit_lbfgs(x, y, spec, init=start, config=config)
     errs = expert_errors(fit.model, truth, np.linspace(-3, 3, 201))
     return {
         "arm": arm, "n": n, "seed": seed, "loss": voronoi_loss(fit.model, truth),
@@ -190,7 +201,10 @@ def shared_job(job: Job) -> dict[str, Any]:
 
 def shared_jobs(b: dict[str, Any], radius: float | None) -> list[Job]:
     return [
-        (a, n, seed, radius) for a in SHARED_ARMS for n in b["ns"] for seed in range(b["seeds"])
+        (a, n, seed, radius, b["max_iter"])
+        for a in SHARED_ARMS
+        for n in b["ns"]
+        for seed in range(b["seeds"])
     ]
 
 
@@ -208,12 +222,13 @@ def target(x: np.ndarray) -> np.ndarray:
 
 
 def _true_log_prob(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    resid = y - target(x[:, 0])
+    grid, where = np.unique(x[:, 0], return_inverse=True)  # kl_risk repeats each x per y
+    resid = y - target(grid)[where]
     return -0.5 * (np.log(2 * np.pi * NOISE_SD**2) + resid**2 / NOISE_SD**2)
 
 
 def tradeoff_job(job: Job) -> dict[str, Any]:
-    m, k, n, seed = job
+    m, k, n, seed, max_iter = job
     rng = np.random.default_rng([seed, n])
     x = rng.uniform(0, 1, n)
     y = target(x) + NOISE_SD * rng.standard_normal(n)
@@ -221,7 +236,7 @@ def tradeoff_job(job: Job) -> dict[str, Any]:
         x,
         y,
         MoESpec(m, order=k),
-        config=EMConfig(max_iter=250, tol=1e-10, n_init=2, seed=seed, bound=1e4),
+        config=EMConfig(max_iter=max_iter, tol=1e-10, n_init=2, seed=seed, bound=1e4),
     )
     xg = (np.arange(200) + 0.5) / 200
     hg = target(xg)
@@ -232,7 +247,7 @@ def tradeoff_job(job: Job) -> dict[str, Any]:
 
 def tradeoff_jobs(b: dict[str, Any]) -> list[Job]:
     return [
-        (m, k, n, seed)
+        (m, k, n, seed, b["max_iter"])
         for n in b["ns"][::-1]
         for m in b["ms"]
         for k in b["ks"]
@@ -391,7 +406,7 @@ def report_gate(rows: list[dict[str, Any]], b: dict[str, Any], out: Path) -> dic
         f"arXiv 2310.14188: softmax vs modified gate, multinomial experts (geometric mean of {b['seeds']} seeds, 95% band)"
     )
     fig.tight_layout()
-    fig.savefig(out / "gate.png", dpi=110)
+    fig.savefig(out / "gate.png", dpi=b.get("dpi", 110))
     plt.close(fig)
     return summary
 
@@ -441,7 +456,7 @@ def report_shared(rows: list[dict[str, Any]], b: dict[str, Any], out: Path) -> d
         f"arXiv 2505.10860: shared experts and normalized sigmoid gating (geometric mean of {b['seeds']} seeds, 95% band)"
     )
     fig.tight_layout()
-    fig.savefig(out / "shared.png", dpi=110)
+    fig.savefig(out / "shared.png", dpi=b.get("dpi", 110))
     plt.close(fig)
     return summary
 
@@ -539,7 +554,7 @@ def report_tradeoff(rows: list[dict[str, Any]], b: dict[str, Any], out: Path) ->
         f"Mendes & Jiang: m experts of order k, alpha={ALPHA}, s=1, noise sd {NOISE_SD} ({b['seeds']} seeds)"
     )
     fig.tight_layout()
-    fig.savefig(out / "tradeoff.png", dpi=110)
+    fig.savefig(out / "tradeoff.png", dpi=b.get("dpi", 110))
     plt.close(fig)
     comparison = []
     for i, n in enumerate(ns):

@@ -328,9 +328,9 @@ def loglog_slope(
         raise ValueError("errors must be positive and finite")
     slope, intercept = np.polyfit(ln, logs.mean(axis=0), 1)
     rng = np.random.default_rng(seed)
-    boots = [
-        np.polyfit(ln, logs[rng.integers(len(logs), size=len(logs))].mean(axis=0), 1)[0]
-        for _ in range(n_boot)
-    ]
+    picks = np.stack([rng.integers(len(logs), size=len(logs)) for _ in range(n_boot)])
+    means = logs[picks].mean(axis=1)  # (n_boot, sizes): each resample's mean log error
+    centred = ln - ln.mean()
+    boots = (means - means.mean(axis=1, keepdims=True)) @ centred / (centred @ centred)
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return SlopeFit(float(slope), float(intercept), float(lo), float(hi))
