@@ -5,11 +5,13 @@ Commands::
     rewardlab tasks                                  list tasks, instructions, success metrics
     rewardlab train task=mujoco/hopper_backflip      generate a reward, train, evaluate, record
     rewardlab train run=<run dir>                    resume an interrupted run
+    rewardlab train task=multi/mt10 algo=sac algo.policy=moe moe.router=sigmoid   one policy, several tasks
     rewardlab generate task=... instruction="..."    write and check a reward program
     rewardlab check task=... file=my_reward.py       pre-flight gate on a reward file (exit 1 if rejected)
     rewardlab refine run=<run dir> feedback="..."    new reward version from feedback, trained
     rewardlab refine run=<run dir> interactive=true  feedback after each round (prints videos)
     rewardlab refine run=<run dir> feedback=auto     E2CL: explore, find errors, correct, verify
+    rewardlab refine run=<multi-task run> task_member=push feedback="..."   refine one member's reward
     rewardlab evaluate run=<run dir> episodes=10     success rate + videos of a trained policy
     rewardlab review [runs_dir=runs] [review.port=8765]   browse runs, watch videos, give feedback
     rewardlab search task=... search.candidates=K search.iterations=N   Eureka-style reward search
@@ -163,7 +165,7 @@ def _recorder(cfg: RewardLabConfig, run_dir: Path) -> Callable[[Status, str], ob
     return lambda status, message: record_run(run_dir, cfg, cfg.task, status, message)
 
 
-def _train_and_record(cfg: RewardLabConfig, run_dir: Path, version: int, source: str | None) -> int:
+def _train_and_record(cfg: RewardLabConfig, run_dir: Path, version: int, source: Any) -> int:
     """Train one version and record the run; the exit code (Ctrl-C, SIGTERM and crashes
     propagate, recorded by the caller's :meth:`RunDir.running` block)."""
     from rewardlab.pipeline import record_run, train_version
@@ -188,20 +190,26 @@ def cmd_train(cfg: RewardLabConfig, run_dir: Path | None) -> int:
 
     assert run_dir is not None
     run = RunDir(run_dir)
+    source: Any = None
     if cfg.run is not None:  # resume the current reward version (checked by `problems`)
+        from rewardlab.multirun import read_sources
+
         version = run.current_version()
         assert version is not None
-        source = run.source(version)
+        source = read_sources(run.version_dir(version), cfg.task) if cfg.task.members else run.source(version)
         log.info(f"resuming {run_dir} (reward v{version}, current version)")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        version, source = 0, None
+        version = 0
     OmegaConf.save(cfg, run.config_file, resolve=True)
     _log_to_file(run_dir)
     _limit_memory(cfg)
     with run.running(_recorder(cfg, run_dir)):
         if cfg.run is None:
-            source, failure = initial_reward(cfg, cfg.task, run_dir)
+            from rewardlab.multirun import initial_rewards
+
+            first = initial_rewards if cfg.task.members else initial_reward
+            source, failure = first(cfg, cfg.task, run_dir)
             if failure:
                 record_run(run_dir, cfg, cfg.task, "failed", failure)
                 log.info(failure)
@@ -223,10 +231,18 @@ def _refine_once(cfg: RewardLabConfig, run_dir: Path, feedback: list[str]) -> in
 
     run = RunDir(run_dir)
     parent = run.resolve_version(cfg.version)
-    if parent is None or not run.trained(parent) or run.source(parent) is None:
-        log.info(f"error: {_unrefinable(run, parent)}")
+    reason = _unrefinable(run, parent, cfg)
+    if reason or parent is None:
+        log.info(f"error: {reason}")
         return 2
-    version, source, failure = refined_reward(cfg, cfg.task, run_dir, parent, feedback)
+    source: Any
+    if cfg.task.members:  # one member's reward of a multi-task run (rewardlab.multirun)
+        from rewardlab.multirun import refined_member_reward
+
+        assert cfg.task_member is not None
+        version, source, failure = refined_member_reward(cfg, cfg.task, run_dir, parent, cfg.task_member, feedback)
+    else:
+        version, source, failure = refined_reward(cfg, cfg.task, run_dir, parent, feedback)
     if failure or source is None:
         record_run(run_dir, cfg, cfg.task, "failed", failure)
         log.info(failure)
@@ -236,12 +252,20 @@ def _refine_once(cfg: RewardLabConfig, run_dir: Path, feedback: list[str]) -> in
     return _train_and_record(cfg, run_dir, version, source)
 
 
-def _unrefinable(run: RunDir, version: int | None) -> str:
+def _unrefinable(run: RunDir, version: int | None, cfg: RewardLabConfig) -> str:
     """Why ``version`` of ``run`` cannot be refined (``""``: it can)."""
     if version is None:
         return f"{run.path} has no trained reward version to refine"
     if not run.trained(version):
         return f"reward v{version} of {run.path} has no finished training to refine"
+    if cfg.task.members:
+        from rewardlab.multirun import refinable
+
+        if _auto_feedback(cfg):
+            return "feedback=auto (E2CL) explores single tasks; on a multi-task run give feedback=... task_member=<name>"
+        return refinable(run, cfg.task, version, cfg.task_member)
+    if cfg.task_member is not None:
+        return f"task_member={cfg.task_member}: {run.path} is not a multi-task run"
     if run.source(version) is None:
         return f"v{version} of {run.path} was trained on the benchmark's reward: there is no program to refine"
     return ""
@@ -297,9 +321,20 @@ def cmd_evaluate(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     assert version is not None
     vdir = run.version_dir(version)
     model, normalizer = load_policy(vdir, cfg.algo.name)
+    out = vdir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    if cfg.task.members:  # every member (rewardlab.multitask)
+        from rewardlab.multirun import read_sources
+        from rewardlab.multitask import evaluate_members
+
+        summary = evaluate_members(
+            cfg.task, model, read_sources(vdir, cfg.task), episodes=cfg.episodes, seed=30_000 + cfg.train.seed,
+            normalizer=normalizer, video_dir=out, video_episodes=cfg.train.video_episodes, video_size=cfg.train.video_size,
+        )  # fmt: skip
+        log.info(f"{cfg.task.name} v{version}: {evaluation_line(summary)}")
+        log.info(f"results: {write_summary(out, summary)}")
+        return 0
     source = run.source(version)
     program = compile_for_task(source, cfg.task) if source is not None else None
-    out = vdir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S")
     results = run_episodes(
         cfg.task, model, episodes=cfg.episodes, seed=30_000 + cfg.train.seed, program=program,
         normalizer=normalizer, video_dir=out, video_episodes=cfg.train.video_episodes,
@@ -615,6 +650,12 @@ def problems(command: str, cfg: RewardLabConfig) -> str:
     run = RunDir(Path(cfg.run)) if cfg.run else None
     if command in ("refine", "evaluate") and run is None:
         return f"give the run: rewardlab {command} run=<run dir>"
+    if cfg.task.members:
+        reason = multitask_problem(command, cfg)
+        if reason:
+            return reason
+    if command == "train" and run is None and cfg.train.warm_start == "parent":
+        return "train.warm_start=parent starts a refined version from its parent's policy: use it with rewardlab refine"
     if command == "check":
         if not cfg.file:
             return "give the reward program to check: rewardlab check task=<task> file=<path>"
@@ -634,7 +675,7 @@ def problems(command: str, cfg: RewardLabConfig) -> str:
     if command == "refine" and run is not None:
         if not _auto_feedback(cfg) and not cfg.interactive and not _feedback_lines(cfg):
             return 'say what is wrong: feedback="..." and/or tags=[too_slow,falls] (or feedback=auto)'
-        reason = _unrefinable(run, run.resolve_version(cfg.version))
+        reason = _unrefinable(run, run.resolve_version(cfg.version), cfg)
         if reason:
             return reason
     if command == "review":
@@ -649,6 +690,24 @@ def problems(command: str, cfg: RewardLabConfig) -> str:
         reason = llm_problem(cfg)
         if reason:
             return reason
+    return ""
+
+
+def multitask_problem(command: str, cfg: RewardLabConfig) -> str:
+    """What a multi-task set (``task=multi/<set>``) cannot do with ``command`` (``""``:
+    nothing)."""
+    from rewardlab.config import BENCHMARK_REWARD
+    from rewardlab.multitask import check_members
+
+    if command in ("generate", "check", "search"):
+        return (f"task={cfg.task.name} is a multi-task set: rewardlab {command} works on one task "
+                f"(one of {', '.join(map(str, cfg.task.members))}); train the set with rewardlab train")  # fmt: skip
+    try:
+        check_members(cfg.task)
+    except ValueError as exc:
+        return str(exc)
+    if command == "train" and not cfg.run and cfg.reward_file and cfg.reward_file not in BENCHMARK_REWARD:
+        return "reward_file=<file> is one program; a multi-task set takes reward_file=env or a reward written per member"
     return ""
 
 
@@ -683,9 +742,13 @@ def llm_problem(cfg: RewardLabConfig) -> str:
 def backend_problem(cfg: RewardLabConfig) -> str:
     """Why ``train.backend`` cannot train ``cfg.task`` with these settings (``""``: it can),
     as :func:`rewardlab.rollout.support.supports` decides."""
+    from rewardlab.multitask import member_tasks
     from rewardlab.rollout.support import supports
 
-    return supports(cfg.task, str(cfg.train.backend), shaping=str(cfg.shaping.kind)) or ""
+    if cfg.task.members and cfg.shaping.kind != "none":
+        return f"shaping={cfg.shaping.kind} is not available for multi-task sets"
+    found = (supports(t, str(cfg.train.backend), shaping=str(cfg.shaping.kind)) for t in member_tasks(cfg.task))
+    return next(filter(None, found), "")
 
 
 def _run_dir(command: str, cfg: RewardLabConfig) -> Path | None:

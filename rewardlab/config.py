@@ -44,6 +44,16 @@ class AlgoName(Choice):
     sac = "sac"
 
 
+class PolicyName(Choice):
+    """The network of the SB3 policy (``algo.policy``)."""
+
+    MlpPolicy = "MlpPolicy"
+    """SB3's dense MLP actor and critic (``algo.kwargs.policy_kwargs.net_arch``)."""
+    moe = "moe"
+    """Mixture-of-experts actor and/or critic (:mod:`rewardlab.moe.policies`, the ``moe``
+    node)."""
+
+
 class TrainBackend(Choice):
     dummy = "dummy"
     native = "native"
@@ -92,6 +102,131 @@ def _non_negative(owner: str, **values: float) -> None:
             raise ValueError(f"{owner}.{name} must be >= 0, not {value}")
 
 
+class RouterName(Choice):
+    """The routing rules of mixture-of-experts layers (``moe.router``)."""
+
+    topk = "topk"
+    prototype = "prototype"
+    expert_choice = "expert_choice"
+    sigmoid = "sigmoid"
+    dense_to_sparse = "dense_to_sparse"
+    tsallis = "tsallis"
+
+
+class ExpertKind(Choice):
+    """What an expert is (``moe.expert``)."""
+
+    mlp = "mlp"
+    lora = "lora"
+
+
+class MoEWhere(Choice):
+    """Which networks of a policy get the MoE block (``moe.where``)."""
+
+    actor = "actor"
+    critic = "critic"
+    both = "both"
+
+
+ROUTERS: tuple[str, ...] = tuple(r.value for r in RouterName)
+
+
+class AdaptMode(Choice):
+    """How a warm-started policy adapts to a refined reward (``train.adapt``; see
+    :mod:`rewardlab.moe.policies`)."""
+
+    full = "full"
+    """Every parameter trains (plain fine-tuning)."""
+    lora = "lora"
+    """The parent frozen, one rank-``moe.lora_rank`` LoRA adapter per linear layer."""
+    lora_moe = "lora_moe"
+    """The parent frozen, a routed mixture of LoRA adapters per linear layer (DynMoLE; router
+    and experts from ``moe.*``)."""
+
+
+class WarmStart(Choice):
+    """Where a new reward version's policy starts (``train.warm_start``)."""
+
+    none = "none"
+    """From scratch."""
+    parent = "parent"
+    """``rewardlab refine``: from the parent version's trained policy (and its normalisation),
+    adapted as ``train.adapt`` says."""
+
+
+@dataclass
+class MoEConfig:
+    """Settings of one mixture-of-experts layer (``moe.*`` on the command line)."""
+
+    router: RouterName = RouterName.topk
+    """Routing rule: ``topk`` (GShard/Switch), ``prototype`` (M6-T), ``expert_choice``,
+    ``sigmoid`` (DeepSeekMoE), ``dense_to_sparse`` (EvoMoE) or ``tsallis`` (DynMoLE)."""
+    experts: int = 4
+    """Number of routed experts ``E``."""
+    k: int = 2
+    """Experts per token for ``topk``/``sigmoid``; number of groups for ``prototype``."""
+    shared: int = 0
+    """Always-on shared experts (DeepSeekMoE); 0 for none."""
+    hidden: int = 64
+    """Hidden width of each MLP expert."""
+    expert: ExpertKind = ExpertKind.mlp
+    """``mlp``: independent two-layer MLPs; ``lora``: rank-``lora_rank`` adapters over a
+    shared base linear layer (DynMoLE's mixture of LoRA experts)."""
+    lora_rank: int = 4
+    """Rank of each LoRA expert."""
+    capacity_factor: float | None = None
+    """Tokens per expert as a multiple of the even share: caps ``topk`` (None: no cap) and sets
+    ``expert_choice``'s capacity (2.0 when None)."""
+    balance_coef: float = 0.01
+    """Weight of the router's load-balance loss (``topk``, ``prototype``, ``dense_to_sparse``;
+    ``tsallis`` uses ``balance_coef / 10``, DynMoLE's 0.001)."""
+    bias_rate: float = 1e-3
+    """``sigmoid``: step of the per-expert selection bias (loss-free balancing)."""
+    tau_max: float = 1.0
+    """``dense_to_sparse``: initial Gumbel-softmax temperature."""
+    tau_min: float = 0.5
+    """``dense_to_sparse``: final temperature."""
+    anneal_steps: int = 10_000
+    """``dense_to_sparse``: training passes over which the temperature is annealed; after
+    them the gate is hard top-1."""
+    tsallis_q: float = 1.1
+    """``tsallis``: entropy index ``q``."""
+    tsallis_threshold: float = 0.9
+    """``tsallis``: normalized entropy above which a token uses every expert."""
+    top_p: float = 0.75
+    """``tsallis``: cumulative probability of the top-p set otherwise."""
+    entropy_coef: float = 0.01
+    """``tsallis``: weight of the mean Tsallis entropy in the loss."""
+    where: MoEWhere = MoEWhere.both
+    """Policies (:mod:`rewardlab.moe.policies`): the MoE block replaces the MLP of the
+    ``actor``, the ``critic`` or ``both``."""
+
+    def __post_init__(self) -> None:  # also when built from Python with strings
+        for name, kind in (("router", RouterName), ("expert", ExpertKind), ("where", MoEWhere)):
+            value = getattr(self, name)
+            try:
+                setattr(self, name, kind(value.value if isinstance(value, Enum) else value))
+            except ValueError:
+                allowed = ", ".join(m.value for m in kind)
+                raise ValueError(f"moe.{name} must be one of {allowed}; got {value!r}") from None
+        if self.experts < 1 or self.shared < 0 or self.hidden < 1 or self.lora_rank < 1:
+            raise ValueError(
+                "moe.experts, moe.hidden and moe.lora_rank must be >= 1, moe.shared >= 0"
+            )
+        if self.router == RouterName.prototype and self.experts % self.k:
+            raise ValueError(
+                f"moe.router=prototype needs moe.experts divisible by moe.k (groups), "
+                f"got {self.experts} and {self.k}"
+            )
+        if self.router in (RouterName.topk, RouterName.sigmoid) and not 1 <= self.k <= self.experts:
+            raise ValueError(f"moe.k must be in [1, moe.experts={self.experts}], got {self.k}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain values (enums as their strings): how policies store the
+        settings in SB3's ``policy_kwargs``, so a saved model loads without these types."""
+        return {k: (v.value if isinstance(v, Enum) else v) for k, v in self.__dict__.items()}
+
+
 @dataclass
 class LLMConfig:
     """Which reward writer to use and how to reach it."""
@@ -137,7 +272,9 @@ class AlgoConfig:
 
     name: AlgoName = AlgoName.ppo
     """``ppo`` or ``sac``."""
-    policy: str = "MlpPolicy"
+    policy: PolicyName = PolicyName.MlpPolicy
+    """SB3's policy name (``MlpPolicy``), or ``moe``: mixture-of-experts actor and/or critic
+    set up by the ``moe`` node (:mod:`rewardlab.moe.policies`)."""
     normalize_obs: bool = True
     """Wrap the training env in ``VecNormalize`` for observations."""
     normalize_reward: bool = True
@@ -205,6 +342,14 @@ class TrainConfig:
     (0 = 80% of physical memory, negative = no cap)."""
     max_reward_error_rate: float = 0.05
     """Stop training when more than this fraction of recent reward calls fail."""
+    warm_start: WarmStart = WarmStart.none
+    """``rewardlab refine``: ``parent`` starts the new version from the parent version's trained
+    policy and normalisation instead of from scratch (SAC then skips its random-action
+    warm-up beyond one batch)."""
+    adapt: AdaptMode = AdaptMode.full
+    """With ``warm_start=parent``: ``full`` (fine-tune every weight), ``lora`` (parent frozen,
+    one LoRA adapter per linear layer, rank ``moe.lora_rank``) or ``lora_moe`` (parent frozen,
+    a mixture of LoRA adapters per linear layer routed by ``moe.router``)."""
 
     def __post_init__(self) -> None:
         _positive("train", total_timesteps=self.total_timesteps, n_envs=self.n_envs, eval_freq=self.eval_freq,
@@ -583,6 +728,8 @@ class RewardLabConfig:
     shaping: ShapingConfig = field(default_factory=ShapingConfig)
     e2cl: E2CLConfig = field(default_factory=E2CLConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    moe: MoEConfig = field(default_factory=MoEConfig)
+    """``algo.policy=moe`` (and ``train.adapt=lora_moe``): router, experts, where."""
     instruction: str | None = None
     """``train``/``generate``/``check``/``search``: overrides the task's instruction (e.g. a new
     behaviour on the same robot)."""
@@ -605,6 +752,9 @@ class RewardLabConfig:
     """``refine``: structured feedback tags, e.g. ``[too_slow,falls,jerky,drifts,spins]``."""
     interactive: bool = False
     """``refine``: ask for feedback in the terminal after every round."""
+    task_member: str | None = None
+    """``refine`` of a multi-task run (``task=multi/<set>``): the member whose reward the
+    feedback is about (``metaworld/push`` or ``push``)."""
     runs_dir: str = "runs"
     """Where new run directories are created."""
     task_path: list[str] = field(default_factory=list)
@@ -624,7 +774,7 @@ COMMAND_ARGS: dict[str, frozenset[str]] = {
     "train": frozenset({"instruction", "reward_file", "run"}),
     "generate": frozenset({"instruction", "file"}),
     "check": frozenset({"instruction", "file"}),
-    "refine": frozenset({"run", "version", "feedback", "tags", "interactive"}),
+    "refine": frozenset({"run", "version", "feedback", "tags", "interactive", "task_member"}),
     "evaluate": frozenset({"run", "version", "episodes"}),
     "review": frozenset(),
     "search": frozenset({"instruction"}),

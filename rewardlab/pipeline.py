@@ -22,15 +22,17 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from rewardlab.checkpoints import load_policy
-from rewardlab.config import BENCHMARK_REWARD, GateMode, RewardLabConfig
+from rewardlab.config import BENCHMARK_REWARD, GateMode, RewardLabConfig, WarmStart
 from rewardlab.evaluation import run_episodes, summarize
 from rewardlab.generators.base import GeneratorError
 from rewardlab.generators.loop import Attempt, GenerationResult, generate_reward, make_generator
 from rewardlab.generators.prompts import generation_messages, refinement_messages
+from rewardlab.multitask import Reward, evaluate_members, member_programs, member_tasks
 from rewardlab.report import evaluation_line, plot_curves, write_run_report
 from rewardlab.reward.check import CheckReport, check_program
+from rewardlab.reward.program import RewardProgram
 from rewardlab.rollout.record import summary as rollout_summary
-from rewardlab.rundir import RunDir, Status, outcome, write_json
+from rewardlab.rundir import RunDir, Status, outcome, read_csv, read_json, write_json
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.tasks.success import describe_success
 from rewardlab.training import train
@@ -99,7 +101,9 @@ def generate(cfg: RewardLabConfig, task: TaskSpec, out_dir: Path, **kwargs: Any)
     )  # fmt: skip
 
 
-def _accept(cfg: RewardLabConfig, task: TaskSpec, result: GenerationResult, vdir: Path) -> tuple[str | None, str]:
+def accept(cfg: RewardLabConfig, task: TaskSpec, result: GenerationResult, vdir: Path) -> tuple[str | None, str]:
+    """Keep a generated program in ``vdir`` (``reward.py``, check and gate reports) if it was
+    accepted and passes the pre-flight gate: ``(source, failure message)``."""
     if result.gate is not None:
         write_json(vdir / "gate.json", result.gate.to_dict())
     if not result.ok or result.source is None:
@@ -147,23 +151,25 @@ def initial_reward(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path) -> tuple
         failure = gate_version(cfg, task, vdir, source, report)
         return (None, failure) if failure else (source, "")
     log.info(f"writing a reward for {task.instruction!r} with {describe_generator(cfg)} ...")
-    return _accept(cfg, task, generate(cfg, task, vdir), vdir)
+    return accept(cfg, task, generate(cfg, task, vdir), vdir)
 
 
-def evidence(run_dir: Path, version: int) -> dict[str, Any]:
-    """What training version ``version`` showed: success, progress, per-component means."""
+def evidence(run_dir: Path, version: int, member: str | None = None) -> dict[str, Any]:
+    """What training version ``version`` showed: success, progress, per-component means (of
+    multi-task set ``member`` only, when given)."""
     summary = RunDir(run_dir).version_summary(version)
     if summary is None or summary.get("status") != "done":
         raise ValueError(f"reward v{version} of {run_dir} has no finished training")
-    episodes = summary["final_eval"]["per_episode"]
+    final = summary["final_eval"] if member is None else summary["final_eval"]["per_task"][member]
+    episodes = [e for e in summary["final_eval"]["per_episode"] if member is None or e.get("task") == member]
     steps = max(sum(e["length"] for e in episodes), 1)
     means = {name: sum(e["components"].get(name, 0.0) for e in episodes) / steps for name in episodes[0]["components"]} if episodes else {}
     total = sum(abs(v) for v in means.values()) or 1.0
     return {
         "timesteps": summary["timesteps"],
         "episodes": len(episodes),
-        "success_rate": summary["final_eval"]["success_rate"],
-        "progress": summary["final_eval"]["mean_progress"],
+        "success_rate": final["success_rate"],
+        "progress": final["mean_progress"],
         "components": {k: {"mean": v, "share": abs(v) / total} for k, v in means.items()},
     }
 
@@ -192,7 +198,7 @@ def refined_reward(
         cfg, task, vdir, previous_source=parent_source, feedback=feedback,
         messages=refinement_messages(task, task.instruction, parent_source, feedback, shown),
     )  # fmt: skip
-    source, failure = _accept(cfg, task, result, vdir)
+    source, failure = accept(cfg, task, result, vdir)
     if source is not None:
         diff = difflib.unified_diff(
             parent_source.splitlines(keepends=True), source.splitlines(keepends=True),
@@ -202,7 +208,7 @@ def refined_reward(
     return version, source, failure
 
 
-def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: int, source: str | None) -> dict[str, Any]:
+def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: int, source: Reward) -> dict[str, Any]:
     """Train (or resume) reward version ``version``, evaluate it with videos, record it.
 
     The version's ``summary.json`` says ``training`` from the start and its final status
@@ -216,17 +222,28 @@ def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: 
     vdir.mkdir(parents=True, exist_ok=True)  # the settings this version is trained with (a refinement may change them)
     OmegaConf.save(OmegaConf.create({"algo": algo, "train": train_cfg, "rollout": rollout}), vdir / "train.yaml")
     run.write_version_summary(version, {"status": "training"})
+    parent = parent_version(run, version)
+    start = run.version_dir(parent) if parent is not None and train_cfg.warm_start == WarmStart.parent else None
+    if start is not None:
+        log.info(f"warm start from v{parent}'s policy (train.adapt={train_cfg.adapt})")
     try:
-        program = compile_for_task(source, task) if source is not None else None  # vetted once here
-        result = train(task, program, algo, train_cfg, vdir, shaping=shaping, rollout=rollout)
+        program: Reward = member_programs(task, source) if task.members else (
+            compile_for_task(source, task) if isinstance(source, str) else None)  # vetted once here
+        result = train(task, program, algo, train_cfg, vdir, shaping=shaping, rollout=rollout, moe=cfg.moe, parent=start)
         model, normalizer = load_policy(vdir, algo.name)
-        final = summarize(
-            run_episodes(
-                task, model, episodes=train_cfg.eval_episodes, seed=20_000 + train_cfg.seed,
-                program=program.fresh() if program is not None else None, normalizer=normalizer, video_dir=vdir / "videos",
-                video_episodes=train_cfg.video_episodes, video_size=train_cfg.video_size,
-            )  # fmt: skip
-        )
+        videos: dict[str, Any] = {"video_dir": vdir / "videos", "video_episodes": train_cfg.video_episodes,
+                                  "video_size": train_cfg.video_size}  # fmt: skip
+        if task.members:  # every member, success per member (rewardlab.multitask)
+            final = evaluate_members(task, model, program, episodes=train_cfg.eval_episodes, seed=20_000 + train_cfg.seed,
+                                     normalizer=normalizer, **videos)  # fmt: skip
+        else:
+            assert program is None or isinstance(program, RewardProgram)
+            final = summarize(
+                run_episodes(
+                    task, model, episodes=train_cfg.eval_episodes, seed=20_000 + train_cfg.seed,
+                    program=program.fresh() if program is not None else None, normalizer=normalizer, **videos,
+                )  # fmt: skip
+            )
     except BaseException as exc:
         status, message = outcome(exc)
         run.write_version_summary(version, {"status": status, "message": message})
@@ -239,6 +256,12 @@ def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: 
         "success_rate": final["success_rate"], "final_eval": final,
         "videos": [e["video"] for e in final["per_episode"] if e["video"]],
     }  # fmt: skip
+    if task.members:
+        summary["success_per_task"] = {name: s["success_rate"] for name, s in final["per_task"].items()}
+    if result.moe:
+        summary["moe"] = result.moe
+    if parent is not None:
+        summary["parent_level"] = parent_level(run, version, parent, start is not None)
     run.write_version_summary(version, summary)
     plot_curves(vdir)
     log.info(f"{task.name} v{version} after {result.timesteps:,} steps ({result.wall_s:.0f} s): {evaluation_line(final)}")
@@ -247,13 +270,44 @@ def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: 
     return {"version": version, **summary}
 
 
+def parent_version(run: RunDir, version: int) -> int | None:
+    """The version ``version`` was refined from (``feedback.json``), ``None`` for none."""
+    try:
+        parent = read_json(run.version_dir(version) / "feedback.json").get("parent")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return parent if isinstance(parent, int) and parent in run.versions() else None
+
+
+def parent_level(run: RunDir, version: int, parent: int, warm: bool) -> dict[str, Any]:
+    """How fast version ``version`` got back to its parent's final success rate: the first
+    evaluation step (``metrics.csv``) at or above it (``None``: never; when the parent's rate
+    is 0 the level is met at the first evaluation and says nothing)."""
+    target = float((run.version_summary(parent) or {}).get("success_rate") or 0.0)
+    rows = read_csv(run.version_dir(version) / "metrics.csv")
+    steps = next((int(r["timesteps"]) for r in rows if float(r["success_rate"]) >= target), None)
+    return {"parent": parent, "parent_success_rate": target, "steps": steps,
+            "start": "parent" if warm else "scratch"}  # fmt: skip
+
+
+def success_metric(task: TaskSpec) -> dict[str, Any]:
+    """The task's success metric as recorded in the run's summary (a multi-task set: the mean
+    over its members of each member's own metric, described per member)."""
+    if not task.members:
+        return {"metric": task.success.metric, "description": describe_success(task.success),
+                "params": dict(task.success.params)}  # fmt: skip
+    members = {m.name: describe_success(m.success) for m in member_tasks(task)}
+    return {"metric": "mean over members", "params": {},
+            "description": "the mean over members of each member's own success rate: "
+                           + "; ".join(f"{name}: {text}" for name, text in members.items())}  # fmt: skip
+
+
 def record_run(run_dir: Path, cfg: RewardLabConfig, task: TaskSpec, status: Status, message: str = "") -> dict[str, Any]:
     """Rewrite the run's ``summary.json`` (:meth:`RunDir.record`) and ``report.md``."""
     summary = RunDir(run_dir).record(
         status=status, message=message, task=task.name, instruction=task.instruction,
         algo=str(cfg.algo.name), generator=describe_generator(cfg),
-        success_metric={"metric": task.success.metric, "description": describe_success(task.success),
-                        "params": dict(task.success.params)},
+        success_metric=success_metric(task),
     )  # fmt: skip
     write_run_report(run_dir, summary)
     return summary

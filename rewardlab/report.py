@@ -154,6 +154,8 @@ def write_run_report(run_dir: Path, summary: dict[str, Any]) -> None:
         final = _final_eval(run_dir, int(latest))
         if final:
             lines += ["", f"Final evaluation: {evaluation_line(final)}."]
+        lines += _per_task_lines(final)
+        lines += _router_lines(read_json(vdir / "summary.json").get("moe") if (vdir / "summary.json").is_file() else None)
         rollout = next((v.get("rollout") for v in versions if v.get("version") == latest), None)
         if rollout:
             lines += ["", f"Rollout: {rollout} ([rollout.json](rewards/v{latest}/rollout.json))"]
@@ -196,6 +198,42 @@ def write_run_report(run_dir: Path, summary: dict[str, Any]) -> None:
                 "```",
             ]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _per_task_lines(final: dict[str, Any]) -> list[str]:
+    """A multi-task set's final evaluation per member (:mod:`rewardlab.multitask`)."""
+    per_task = final.get("per_task") or {}
+    if not per_task:
+        return []
+    lines = ["", "Success per task (each member's own metric, Wilson 95% interval):", "",
+             "| task | task success [95% CI] (wins/episodes) | benchmark return | progress |", "|---|---|---|---|"]  # fmt: skip
+    for name, s in per_task.items():
+        success = success_with_interval(s.get("success_rate"), int(s.get("episodes", 0)))
+        lines.append(f"| {name} | {success} | {_number(s.get('mean_env_return'))} | {_number(s.get('mean_progress'), 2)} |")
+    return lines
+
+
+def _router_lines(moe: dict[str, Any] | None) -> list[str]:
+    """``algo.policy=moe``: parameter counts and the newest router statistics per layer (the
+    curves are the version's ``moe.csv`` and TensorBoard's ``moe/...``)."""
+    if not moe:
+        return []
+    counts = moe.get("parameters") or {}
+    lines = ["", f"Mixture of experts: {counts.get('total', '?'):,} trainable parameters "
+             f"(actor {counts.get('actor', '?'):,}, critic {counts.get('critic', '?'):,})."]  # fmt: skip
+    layers: dict[str, dict[str, float]] = {}
+    for key, value in (moe.get("routers") or {}).items():
+        _, layer, stat = key.split("/", 2)
+        layers.setdefault(layer, {})[stat] = float(value)
+    if layers:
+        lines += ["", "Router statistics at the end of training (means over the last logging window):", "",
+                  "| layer | load per expert | entropy | experts per token | dropped | balance (1 = even) | aux loss |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for layer, stats in layers.items():
+            load = " ".join(f"{stats[k]:.2f}" for k in sorted((k for k in stats if k.startswith("load/")), key=lambda k: int(k.split("/")[1])))
+            cells = " | ".join(_number(stats.get(k), 3) for k in ("entropy", "active", "dropped", "balance", "aux_loss"))
+            lines.append(f"| {layer} | {load} | {cells} |")
+    return lines
 
 
 def _relative(path: Path, run_dir: Path) -> str:

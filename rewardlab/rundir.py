@@ -264,7 +264,8 @@ class RunDir:
                 pass
             vs = self.version_summary(n)
             if vs is not None:
-                keys = ("status", "timesteps", "success_rate", "videos", "train_wall_s", "message", "rollout")
+                keys = ("status", "timesteps", "success_rate", "videos", "train_wall_s", "message", "rollout",
+                        "success_per_task")  # fmt: skip
                 entry.update({k: vs[k] for k in keys if vs.get(k) not in (None, "")})
             verdict = self.verification(n)
             if verdict is not None:

@@ -8,13 +8,15 @@ callbacks that log ``reward/<name>`` components, evaluate the task's *own* succe
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
 import logging
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +38,40 @@ from rewardlab.checkpoints import (
     checkpoint_info,
     describe_start,
     latest_checkpoint,
+    load_policy,
     remove_checkpoint,
     save_checkpoint,
 )
-from rewardlab.config import AlgoConfig, RolloutConfig, ShapingConfig, TrainConfig
+from rewardlab.config import (
+    AlgoConfig,
+    MoEConfig,
+    PolicyName,
+    RolloutConfig,
+    ShapingConfig,
+    TrainConfig,
+)
 from rewardlab.evaluation import run_episodes, summarize
 from rewardlab.interrupts import deferred
+from rewardlab.moe.policies import (
+    MoEStatistics,
+    describe_parameters,
+    inherit,
+    moe_layers,
+    parameter_counts,
+    policy_class,
+    warm_start_kwargs,
+)
+from rewardlab.multitask import (
+    MultiTaskNormalize,
+    MultiTaskVecEnv,
+    Reward,
+    envs_per_member,
+    evaluate_members,
+    member_programs,
+    member_tasks,
+    multitask_vec_env,
+    success_columns,
+)
 from rewardlab.reward.program import RewardProgram
 from rewardlab.rundir import append_csv, read_csv, trim_csv, write_json
 from rewardlab.tasks.registry import TaskSpec
@@ -146,7 +176,7 @@ def training_logger(folder: Path, resumed: CheckpointInfo) -> Logger:
 
 
 def make_vec_env(
-    task: TaskSpec, reward: RewardProgram | str | None, train: TrainConfig, shaper: Shaper | None = None,
+    task: TaskSpec, reward: Reward, train: TrainConfig, shaper: Shaper | None = None,
     rollout: RolloutConfig | None = None,
 ) -> VecEnv:
     """``n_envs`` copies of the task env (each with its own :meth:`~RewardProgram.fresh` copy of
@@ -156,8 +186,18 @@ def make_vec_env(
     ``train.backend`` other than ``dummy`` steps all copies together on the batched rollout
     core (:mod:`rewardlab.rollout`): ``native`` (MuJoCo's C engine) or ``mjx`` (JAX), set up
     by ``rollout`` (the ``rollout`` config node).
+
+    A multi-task set (``task.members``, :mod:`rewardlab.multitask`) gets one such vectorised
+    env per member, built here with the member's reward (``reward``: a mapping by member name,
+    or ``None`` for the benchmark's everywhere) and ``n_envs`` shared out, joined with the task
+    id in the observation.
     """
-    program = compile_for_task(reward, task) if isinstance(reward, str) else reward
+    if task.members:
+        if shaper is not None:
+            raise ValueError("shaping is not available for multi-task sets")
+        per_member = replace(train, n_envs=envs_per_member(task, train.n_envs))
+        return multitask_vec_env(task, reward, lambda m, program: make_vec_env(m, program, per_member, None, rollout))
+    program = single_program(task, reward)
     source = program.source if program is not None else None
     if train.backend != "dummy":
         from dataclasses import asdict
@@ -221,9 +261,11 @@ class SuccessEval(BaseCallback):
     training once ``stop_at_success`` is reached (when > 0).
     """
 
-    def __init__(self, task: TaskSpec, program: RewardProgram | None, train: TrainConfig, run_dir: Path, clock: Clock) -> None:
+    def __init__(self, task: TaskSpec, reward: Reward, train: TrainConfig, run_dir: Path, clock: Clock) -> None:
         super().__init__()
         self.task, self.cfg, self.run_dir, self.clock = task, train, run_dir, clock
+        self.members = member_programs(task, reward) if task.members else None
+        program = None if task.members else single_program(task, reward)
         self.program = program.fresh() if program is not None else None
         rows = read_csv(run_dir / "metrics.csv")
         self.best = max((float(r["success_rate"]) for r in rows), default=-1.0)
@@ -232,6 +274,9 @@ class SuccessEval(BaseCallback):
 
     def evaluate(self) -> dict[str, Any]:
         normalizer = self.model.get_vec_normalize_env()
+        if self.task.members:  # every member, success per member (rewardlab.multitask)
+            return evaluate_members(self.task, self.model, self.members, episodes=self.cfg.eval_episodes,
+                                    seed=10_000 + self.cfg.seed, normalizer=normalizer)  # fmt: skip
         results = run_episodes(
             self.task, self.model, episodes=self.cfg.eval_episodes, seed=10_000 + self.cfg.seed,
             program=self.program, normalizer=normalizer,
@@ -253,9 +298,10 @@ class SuccessEval(BaseCallback):
             "mean_env_return": round(summary["mean_env_return"], 3),
             "mean_length": summary["mean_length"],
             "wall_s": round(self.clock.wall_s(), 1),
+            **success_columns(summary),  # multi-task sets: success/<member>
         }
         append_csv(self.run_dir / "metrics.csv", row)
-        for key in ("success_rate", "mean_progress", "mean_reward_return", "mean_env_return"):
+        for key in ("success_rate", "mean_progress", "mean_reward_return", "mean_env_return", *success_columns(summary)):
             self.logger.record(f"eval/{key}", row[key])
         self.last_success = summary["success_rate"]
         if summary["success_rate"] > self.best:
@@ -324,14 +370,34 @@ def algo_kwargs(algo: AlgoConfig, n_envs: int) -> dict[str, Any]:
     return kwargs
 
 
+def normalized(venv: VecEnv, algo: AlgoConfig) -> VecEnv:
+    """``venv`` under ``VecNormalize`` as ``algo`` asks (rewards: PPO only); a multi-task env
+    always under :class:`~rewardlab.multitask.MultiTaskNormalize` (rewards per task: by the
+    return's scale for PPO, the step reward's for SAC)."""
+    if isinstance(venv, MultiTaskVecEnv):
+        ppo = algo.name == "ppo"
+        return MultiTaskNormalize(venv, norm_obs=algo.normalize_obs, task_scale="return" if ppo else "step",
+                                  gamma=float(algo.kwargs.get("gamma", 0.99)))  # fmt: skip
+    norm_reward = algo.normalize_reward and algo.name == "ppo"
+    if algo.normalize_obs or norm_reward:
+        return VecNormalize(venv, norm_obs=algo.normalize_obs, norm_reward=norm_reward)
+    return venv
+
+
 def build_model(
-    algo: AlgoConfig, train: TrainConfig, venv: VecEnv, run_dir: Path
-) -> tuple[BaseAlgorithm, CheckpointInfo]:
+    algo: AlgoConfig, train: TrainConfig, venv: VecEnv, run_dir: Path, *, moe: MoEConfig | None = None,
+    parent: Path | None = None,
+) -> tuple[BaseAlgorithm, CheckpointInfo]:  # fmt: skip
     """Create the algorithm, or restore it (with normalisation and replay buffer) from the
-    newest complete checkpoint in ``run_dir``; with the checkpoint's info (step 0: fresh)."""
+    newest complete checkpoint in ``run_dir``; with the checkpoint's info (step 0: fresh).
+
+    ``algo.policy=moe`` builds :mod:`rewardlab.moe.policies`' MoE actor/critic from ``moe``.
+    A fresh training with ``parent`` (a trained version's folder) starts from that policy and
+    its normalisation statistics, adapted as ``train.adapt`` says (``moe``: the adapters'
+    rank, router and experts)."""
     cls = algo_class(algo.name)
     ckpt = latest_checkpoint(run_dir)
-    norm_reward = algo.normalize_reward and algo.name == "ppo"
+    moe = moe or MoEConfig()
     if ckpt is not None:
         path, steps = ckpt
         stats = run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl"
@@ -342,10 +408,23 @@ def build_model(
         if buffer.exists() and hasattr(model, "load_replay_buffer"):
             model.load_replay_buffer(buffer)
         return model, checkpoint_info(run_dir, steps)
-    if algo.normalize_obs or norm_reward:
-        venv = VecNormalize(venv, norm_obs=algo.normalize_obs, norm_reward=norm_reward)
+    venv = normalized(venv, algo)
     kwargs = algo_kwargs(algo, venv.num_envs)
-    return cls(algo.policy, venv, seed=train.seed, device=train.device, verbose=0, **kwargs), CheckpointInfo(steps=0)
+    policy: Any = str(algo.policy)
+    if parent is not None:
+        before, parent_norm = load_policy(parent, algo.name)
+        policy, kwargs["policy_kwargs"] = warm_start_kwargs(before, train.adapt, moe)
+        if isinstance(venv, VecNormalize) and parent_norm is not None:
+            for name in ("obs_rms", "ret_rms", "task_rms"):  # the inputs the parent learned on
+                if hasattr(parent_norm, name) and hasattr(venv, name):
+                    setattr(venv, name, copy.deepcopy(getattr(parent_norm, name)))
+    elif algo.policy == PolicyName.moe:
+        policy = policy_class(algo.name)
+        kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), "moe": moe.to_dict()}
+    model = cls(policy, venv, seed=train.seed, device=train.device, verbose=0, **kwargs)
+    if parent is not None:
+        inherit(model, before)
+    return model, CheckpointInfo(steps=0)
 
 
 @dataclass
@@ -361,26 +440,35 @@ class TrainResult:
     reward_errors: dict[str, int]
     rollout: dict[str, Any] = field(default_factory=dict)
     """What stepped the envs and evaluated the reward (``rollout.json``)."""
+    moe: dict[str, Any] = field(default_factory=dict)
+    """``algo.policy=moe``: ``parameters`` (:func:`~rewardlab.moe.policies.parameter_counts`)
+    and ``routers``, the newest ``moe/<layer>/<statistic>`` record (the whole curve is
+    ``moe.csv``); empty for a dense policy."""
 
 
 def train(
-    task: TaskSpec, reward: RewardProgram | str | None, algo: AlgoConfig, train: TrainConfig, run_dir: Path,
+    task: TaskSpec, reward: Reward, algo: AlgoConfig, train: TrainConfig, run_dir: Path,
     *, shaping: ShapingConfig | None = None, rollout: RolloutConfig | None = None,
-) -> TrainResult:
+    moe: MoEConfig | None = None, parent: Path | None = None,
+) -> TrainResult:  # fmt: skip
     """Train (or resume) in ``run_dir``; the reward is ``reward``: a program compiled once
     (:func:`rewardlab.reward.program.compile_for_task`; its source is compiled here if given as
     text) whose :meth:`~rewardlab.reward.program.RewardProgram.fresh` copies every env and the
-    evaluator get, or ``None`` for the env reward; shaped during training by ``shaping`` (:mod:`rewardlab.shaping.continuous`) if given, on
-    ``train.backend`` (set up by ``rollout`` for the rollout core). What stepped the envs and
-    evaluated the reward is written to ``run_dir/rollout.json`` (also when a failing reward
-    stops training)."""
+    evaluator get, or ``None`` for the env reward; for a multi-task set (``task.members``,
+    :mod:`rewardlab.multitask`) a mapping of such rewards by member name. Shaped during
+    training by ``shaping`` (:mod:`rewardlab.shaping.continuous`) if given, on
+    ``train.backend`` (set up by ``rollout`` for the rollout core), with ``moe`` for
+    ``algo.policy=moe`` and a warm start from ``parent`` (see :func:`build_model`). What
+    stepped the envs and evaluated the reward is written to ``run_dir/rollout.json`` (also when
+    a failing reward stops training)."""
     from rewardlab.rollout.support import supports
 
-    problem = supports(task, str(train.backend), shaping=str(shaping.kind) if shaping is not None else "none")
+    shaping_kind = str(shaping.kind) if shaping is not None else "none"
+    problem = next(filter(None, (supports(t, str(train.backend), shaping=shaping_kind) for t in member_tasks(task))), None)
     if problem:
         raise ValueError(problem)
-    program = compile_for_task(reward, task) if isinstance(reward, str) else reward  # vetted once
-    source = program.source if program is not None else None
+    program: Reward = member_programs(task, reward) if task.members else single_program(task, reward)  # vetted once
+    source = reward_source(program)
     torch.set_num_threads(train.torch_threads)
     shaper = None
     if shaping is not None and shaping.kind != "none":
@@ -389,17 +477,20 @@ def train(
         shaper = make_shaper(shaping, algo, train, run_dir, task)
     log.info(f"{run_dir.name}: {describe_start(run_dir, train.total_timesteps)}")
     venv = make_vec_env(task, program, train, shaper, rollout)
-    model, resumed = build_model(algo, train, venv, run_dir)
+    model, resumed = build_model(algo, train, venv, run_dir, moe=moe, parent=parent)
+    log.info(f"{run_dir.name}: {describe_parameters(model.policy)}")
     clock = Clock(wall_offset=resumed.wall_s, iterations=resumed.iterations or 0)
-    trim_csv(run_dir / "metrics.csv", "timesteps", resumed.steps)  # rows of training thrown away
+    for name in ("metrics.csv", "moe.csv"):  # rows of training thrown away
+        trim_csv(run_dir / name, "timesteps", resumed.steps)
     model.set_logger(training_logger(run_dir / "tb", resumed))
     remaining = train.total_timesteps - model.num_timesteps
     _say_rounding(model, train, remaining)
     evaluator = SuccessEval(task, program, train, run_dir, clock)
     checkpoints = Checkpoints(run_dir, train, clock)
     checkpoints.timed = resumed.steps if resumed.reason == "time" else None
+    routers = MoEStatistics(csv_path=run_dir / "moe.csv")
     callbacks = CallbackList([
-        RewardComponents(), evaluator, checkpoints, *(shaper.callbacks() if shaper is not None else []),
+        RewardComponents(), routers, evaluator, checkpoints, *(shaper.callbacks() if shaper is not None else []),
     ])  # fmt: skip
     stopped_early = False
     if remaining > 0:
@@ -418,6 +509,8 @@ def train(
             raise
         stopped_early = model.num_timesteps < train.total_timesteps
     if evaluator.last_eval != model.num_timesteps:  # final evaluation at the last step
+        if remaining <= 0:  # resumed at its budget (killed before the final evaluation): no learn() set it up
+            callbacks.init_callback(model)
         evaluator.last_eval = model.num_timesteps
         evaluator._record(evaluator.evaluate())
     if remaining > 0:  # a continuation starts exactly here (a checkpoint saved on the last
@@ -430,7 +523,13 @@ def train(
     vec_env = model.get_env()
     assert vec_env is not None
     rollout_record = record_rollout(vec_env, train, source, run_dir)
-    if source is not None:
+    moe_record: dict[str, Any] = {}
+    if moe_layers(model.policy):
+        if remaining > 0:
+            routers.flush()
+        latest = routers.latest or {k: float(v) for k, v in (read_csv(run_dir / "moe.csv") or [{}])[-1].items() if k != "timesteps"}
+        moe_record = {"parameters": parameter_counts(model.policy), "routers": latest}
+    if has_program(source):
         for counts in vec_env.get_attr("error_counts"):
             errors.update(counts)
     vec_env.close()
@@ -442,6 +541,7 @@ def train(
         stopped_early=stopped_early,
         reward_errors=dict(errors),
         rollout=rollout_record,
+        moe=moe_record,
     )
 
 
@@ -458,15 +558,37 @@ def _say_rounding(model: BaseAlgorithm, train: TrainConfig, remaining: int) -> N
              f"({what} = {rollout:,} steps): training runs to step {end:,}")  # fmt: skip
 
 
-def record_rollout(venv: VecEnv, train: TrainConfig, source: str | None, run_dir: Path) -> dict[str, Any]:
+def reward_source(reward: Reward) -> str | dict[str, str | None] | None:
+    """The source of ``reward`` (a multi-task set's: by member name)."""
+    if isinstance(reward, Mapping):
+        return {name: reward_source(r) for name, r in reward.items()}  # type: ignore[misc]
+    return reward.source if isinstance(reward, RewardProgram) else reward
+
+
+def has_program(source: Any) -> bool:
+    """Whether a reward program runs: ``source`` is one, or (a multi-task set's mapping)
+    holds one."""
+    if isinstance(source, Mapping):
+        return any(v is not None for v in source.values())
+    return source is not None
+
+
+def single_program(task: TaskSpec, reward: Reward) -> RewardProgram | None:
+    """One task's reward as a compiled program (``None``: the benchmark's own reward)."""
+    if isinstance(reward, Mapping):
+        raise TypeError(f"{task.name} is a single task: its reward is one program, not one per member")
+    return compile_for_task(reward, task) if isinstance(reward, str) else reward
+
+
+def record_rollout(venv: VecEnv, train: TrainConfig, source: Any, run_dir: Path) -> dict[str, Any]:
     """Write ``run_dir/rollout.json``: what stepped the envs and how the reward program was
     evaluated (the rollout core's :meth:`~rewardlab.rollout.core.RolloutCore.rollout_report`;
     for ``dummy``, gymnasium envs calling the program once per env and step)."""
     if str(train.backend) == "dummy":
         record: dict[str, Any] = {
-            "backend": "dummy", "num_worlds": train.n_envs,
-            "reward": {"mode": "per_world" if source is not None else "env",
-                       "summary": "gymnasium envs in SB3's DummyVecEnv" + (", the program once per env and step" if source is not None else ", the benchmark's own reward")},
+            "backend": "dummy", "num_worlds": venv.num_envs,
+            "reward": {"mode": "per_world" if has_program(source) else "env",
+                       "summary": "gymnasium envs in SB3's DummyVecEnv" + (", the program once per env and step" if has_program(source) else ", the benchmark's own reward")},
         }  # fmt: skip
     else:
         record = venv.get_attr("rollout_report", indices=[0])[0]
@@ -486,7 +608,7 @@ class SweepRun:
 
 def train_once(
     task: TaskSpec, source: str | None, algo: AlgoConfig, train_cfg: TrainConfig, run_dir: Path,
-    *, shaping: ShapingConfig | None = None,
+    *, shaping: ShapingConfig | None = None, moe: MoEConfig | None = None,
 ) -> SweepRun:
     """:func:`train` in ``run_dir`` unless an earlier call finished there (``done.json``), then
     read its evaluation curve: how experiment sweeps train, so an interrupted sweep resumes
@@ -495,7 +617,7 @@ def train_once(
     if not done.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "reward.py").write_text(source or "# the benchmark's own reward (reward_file=env)\n")
-        result = train(task, source, algo, train_cfg, run_dir, shaping=shaping)
+        result = train(task, source, algo, train_cfg, run_dir, shaping=shaping, moe=moe)
         done.write_text(json.dumps({"wall_s": result.wall_s, "timesteps": result.timesteps}))
     curve = [
         {"steps": int(r["timesteps"]), "success": float(r["success_rate"]), "progress": float(r["mean_progress"])}

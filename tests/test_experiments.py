@@ -29,6 +29,9 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
     "e2cl/run.py": (["--tasks", "mujoco/hopper_forward", "--seeds", "0", "--rounds", "1", "--steps", "1024"],
                     ["results.json", "results.md"]),
     "search_multitask/run.py": (["--quick", "--tasks", "mujoco/hopper_forward", "--generators", "offline", "--seeds", "0"], []),
+    "moe_multitask/run.py": (["--seeds", "1", "--toy-steps", "256", "--steps", "200", "--members", "reach",
+                              "--learning-starts", "100", "--eval-freq", "200", "--eval-episodes", "1", "--horizon", "10"],
+                             ["results.json", "results.md", "curves.png"]),
 }  # fmt: skip
 
 

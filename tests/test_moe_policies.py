@@ -59,11 +59,7 @@ def test_ppo_with_each_router_trains_logs_and_reloads(router: str, tmp_path) -> 
 )
 def test_sac_moe_actor_and_critic_reload(router: str, where: str, tmp_path) -> None:
     env = gym.make("Pendulum-v1")
-    kwargs = {
-        "moe": {"router": router, "experts": 4, "k": 2},
-        "moe_where": where,
-        "net_arch": [16, 16],
-    }
+    kwargs = {"moe": {"router": router, "experts": 4, "k": 2, "where": where}, "net_arch": [16, 16]}
     model = SAC(MoESACPolicy, env, learning_starts=32, batch_size=16, policy_kwargs=kwargs, seed=0)
     model.learn(64)
     names = set(moe_layers(model.policy))
@@ -85,8 +81,7 @@ def test_parameter_counts_split_actor_and_critic() -> None:
         env,
         policy_kwargs={
             "net_arch": [16, 16],
-            "moe": {"experts": 2, "hidden": 16},
-            "moe_where": "actor",
+            "moe": {"experts": 2, "hidden": 16, "where": "actor"},
         },
     )
     d, m = parameter_counts(dense.policy), parameter_counts(moe.policy)

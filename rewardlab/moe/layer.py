@@ -23,12 +23,12 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from rewardlab.config import MoEConfig
 from rewardlab.moe.routers import (
     DenseToSparseRouter,
     ExpertChoiceRouter,
@@ -39,71 +39,6 @@ from rewardlab.moe.routers import (
     TopKRouter,
     TsallisRouter,
 )
-
-RouterName = Literal["topk", "prototype", "expert_choice", "sigmoid", "dense_to_sparse", "tsallis"]
-ROUTERS: tuple[str, ...] = (
-    "topk",
-    "prototype",
-    "expert_choice",
-    "sigmoid",
-    "dense_to_sparse",
-    "tsallis",
-)
-
-
-@dataclass
-class MoEConfig:
-    """Settings of one mixture-of-experts layer (``moe.*`` on the command line)."""
-
-    router: RouterName = "topk"
-    """Routing rule: ``topk`` (GShard/Switch), ``prototype`` (M6-T), ``expert_choice``,
-    ``sigmoid`` (DeepSeekMoE), ``dense_to_sparse`` (EvoMoE) or ``tsallis`` (DynMoLE)."""
-    experts: int = 4
-    """Number of routed experts ``E``."""
-    k: int = 2
-    """Experts per token for ``topk``/``sigmoid``; number of groups for ``prototype``."""
-    shared: int = 0
-    """Always-on shared experts (DeepSeekMoE); 0 for none."""
-    hidden: int = 64
-    """Hidden width of each MLP expert."""
-    expert: Literal["mlp", "lora"] = "mlp"
-    """``mlp``: independent two-layer MLPs; ``lora``: rank-``lora_rank`` adapters over a
-    shared base linear layer (DynMoLE's mixture of LoRA experts)."""
-    lora_rank: int = 4
-    """Rank of each LoRA expert."""
-    capacity_factor: float | None = None
-    """Tokens per expert as a multiple of the even share: caps ``topk`` (None: no cap) and sets
-    ``expert_choice``'s capacity (2.0 when None)."""
-    balance_coef: float = 0.01
-    """Weight of the router's load-balance loss (``topk``, ``prototype``, ``dense_to_sparse``;
-    ``tsallis`` uses ``balance_coef / 10``, DynMoLE's 0.001)."""
-    bias_rate: float = 1e-3
-    """``sigmoid``: step of the per-expert selection bias (loss-free balancing)."""
-    tau_max: float = 1.0
-    """``dense_to_sparse``: initial Gumbel-softmax temperature."""
-    tau_min: float = 0.5
-    """``dense_to_sparse``: final temperature."""
-    anneal_steps: int = 10_000
-    """``dense_to_sparse``: training passes over which the temperature is annealed; after
-    them the gate is hard top-1."""
-    tsallis_q: float = 1.1
-    """``tsallis``: entropy index ``q``."""
-    tsallis_threshold: float = 0.9
-    """``tsallis``: normalized entropy above which a token uses every expert."""
-    top_p: float = 0.75
-    """``tsallis``: cumulative probability of the top-p set otherwise."""
-    entropy_coef: float = 0.01
-    """``tsallis``: weight of the mean Tsallis entropy in the loss."""
-
-    def __post_init__(self) -> None:
-        if self.router not in ROUTERS:
-            raise ValueError(f"moe.router must be one of {', '.join(ROUTERS)}; got {self.router!r}")
-        if self.experts < 1 or self.shared < 0 or self.hidden < 1 or self.lora_rank < 1:
-            raise ValueError(
-                "moe.experts, moe.hidden and moe.lora_rank must be >= 1, moe.shared >= 0"
-            )
-        if self.expert not in ("mlp", "lora"):
-            raise ValueError(f"moe.expert must be 'mlp' or 'lora'; got {self.expert!r}")
 
 
 def make_router(cfg: MoEConfig, d: int) -> Router:

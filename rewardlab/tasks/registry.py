@@ -98,6 +98,9 @@ class TaskSpec:
     entry_point: str = ""
     """``"module:Class"`` of an environment gymnasium does not know yet: registered under the
     task's env id when the environment is first made (empty: the id is already registered)."""
+    members: list[str] = field(default_factory=list)
+    """A multi-task set (``task=multi/<set>``, :mod:`rewardlab.multitask`): the registered
+    tasks one policy learns together; empty for a single task."""
 
     @property
     def benchmark(self) -> str:
