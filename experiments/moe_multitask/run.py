@@ -166,6 +166,14 @@ def mt_run(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             "wall_s": sweep.wall_s}  # fmt: skip
 
 
+def run_unit(unit: tuple[str, str, int], args: argparse.Namespace) -> dict[str, Any]:
+    part, arm, seed = unit
+    result = (toy_run if part == "toy" else mt_run)(arm, seed, args)
+    print(f"{part} {arm} seed {seed}: success per task {result['final']} ({result['parameters']:,} params, "
+          f"{result['wall_s']:.0f} s)", flush=True)  # fmt: skip
+    return result
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -270,7 +278,7 @@ def main() -> None:
     )
     ap.add_argument("--parts", nargs="+", default=["toy", "mt"], choices=["toy", "mt"])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--toy-steps", type=int, default=20_000)
+    ap.add_argument("--toy-steps", type=int, default=12_000)
     ap.add_argument(
         "--toy-scale", type=float, default=1000.0, help="task 0's reward scale (task 1's is 1)"
     )
@@ -280,11 +288,12 @@ def main() -> None:
     ap.add_argument(
         "--routers", nargs="+", default=["sigmoid"], help="MoE arms of the mt part (besides dense)"
     )
-    ap.add_argument("--steps", type=int, default=15_000)
-    ap.add_argument("--horizon", type=int, default=150)
-    ap.add_argument("--learning-starts", type=int, default=1500)
-    ap.add_argument("--eval-freq", type=int, default=5_000)
+    ap.add_argument("--steps", type=int, default=6_000)
+    ap.add_argument("--horizon", type=int, default=100)
+    ap.add_argument("--learning-starts", type=int, default=600)
+    ap.add_argument("--eval-freq", type=int, default=2_000)
     ap.add_argument("--eval-episodes", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=1, help="(arm, seed) runs in parallel processes")
     ap.add_argument("--out", type=Path, default=Path("runs/experiments/moe_multitask"))
     ap.add_argument("--runs", type=Path, default=Path("runs/experiments/moe_multitask/runs"))
     args = ap.parse_args()
@@ -292,35 +301,22 @@ def main() -> None:
     args.runs.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                                             if k not in ("out", "runs")}}  # fmt: skip
-    if "toy" in args.parts:
-        arms = ["dense", "moe"]
-        runs = []
-        for seed in range(args.seeds):
-            for arm in arms:
-                runs.append(toy_run(arm, seed, args))
-                print(
-                    f"toy {arm} seed {seed}: success per task {runs[-1]['final']} ({runs[-1]['parameters']:,} params)",
-                    flush=True,
-                )
-        results["toy"] = {
+    units = [(part, arm, seed) for part in args.parts for seed in range(args.seeds)
+             for arm in (["dense", "moe"] if part == "toy" else ["dense", *args.routers])]  # fmt: skip
+    if args.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs) as pool:
+            done = list(pool.map(run_unit, units, [args] * len(units)))
+    else:
+        done = [run_unit(u, args) for u in units]
+    for part in args.parts:
+        runs = [r for (p, _, _), r in zip(units, done, strict=True) if p == part]
+        arms = list(dict.fromkeys(r["arm"] for r in runs))
+        tasks = ["task0 (reward x scale)", "task1"] if part == "toy" else mt_task(args).members
+        results[part] = {
             "arms": arms,
-            "tasks": ["task0 (scale x)", "task1"],
-            "runs": runs,
-            "summary": summarize(runs, arms),
-        }
-    if "mt" in args.parts:
-        arms = ["dense", *args.routers]
-        runs = []
-        for seed in range(args.seeds):
-            for arm in arms:
-                runs.append(mt_run(arm, seed, args))
-                print(
-                    f"mt {arm} seed {seed}: success per task {runs[-1]['final']} ({runs[-1]['parameters']:,} params)",
-                    flush=True,
-                )
-        results["mt"] = {
-            "arms": arms,
-            "tasks": mt_task(args).members,
+            "tasks": tasks,
             "runs": runs,
             "summary": summarize(runs, arms),
         }
