@@ -168,7 +168,13 @@ def mt_run(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def run_unit(unit: tuple[str, str, int], args: argparse.Namespace) -> dict[str, Any]:
     part, arm, seed = unit
+    budget = (f"{args.toy_steps}_x{args.toy_scale:g}" if part == "toy"
+              else f"{args.steps}_{'-'.join(args.members)}_h{args.horizon}_e{args.eval_episodes}")  # fmt: skip
+    cache = args.runs / f"{part}_{arm}_s{seed}_{budget}.json"
+    if cache.is_file():  # finished earlier: re-aggregate without training
+        return dict(json.loads(cache.read_text()))
     result = (toy_run if part == "toy" else mt_run)(arm, seed, args)
+    cache.write_text(json.dumps(result))
     print(f"{part} {arm} seed {seed}: success per task {result['final']} ({result['parameters']:,} params, "
           f"{result['wall_s']:.0f} s)", flush=True)  # fmt: skip
     return result
