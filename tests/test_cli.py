@@ -14,6 +14,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 from fake_llm_server import FakeLLMServer, reply
+from guards import HANG_S
 
 RL = [sys.executable, "-m", "rewardlab.cli"]
 TINY = [
@@ -31,7 +32,7 @@ def compute_dense_reward(self, action):
 '''
 
 
-def run(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path, timeout: float = HANG_S, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
@@ -221,6 +222,6 @@ def test_missing_benchmark_package_is_a_clear_error_not_a_traceback(tmp_path: Pa
         "from rewardlab.cli import main\n"
         f"sys.exit(main(['train', 'task=maniskill/pick_cube', 'runs_dir={tmp_path / 'runs'}']))\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=HANG_S)
     assert res.returncode == 2, res.stdout + res.stderr
     assert "pip install 'rewardlab[maniskill]'" in res.stdout and "Traceback" not in res.stdout + res.stderr

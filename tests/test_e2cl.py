@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fake_llm_server import FakeLLMServer, dynamic
+from guards import HANG_S
 from omegaconf import OmegaConf
 
 from rewardlab.config import E2CLConfig, RewardLabConfig, to_schema
@@ -446,7 +447,7 @@ def test_cli_auto_feedback_refuses_a_correction_that_keeps_the_error(corrected_r
         res = subprocess.run(
             [sys.executable, "-m", "rewardlab.cli", "refine", f"run={corrected_run}", "feedback=auto", "llm=openai",
              f"llm.base_url={server.base_url}", "llm.model=fake", "llm.max_retries=0"],
-            cwd=corrected_run, capture_output=True, text=True, timeout=300, env={**os.environ, "OPENAI_API_KEY": "x"},
+            cwd=corrected_run, capture_output=True, text=True, timeout=HANG_S, env={**os.environ, "OPENAI_API_KEY": "x"},
         )  # fmt: skip
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         assert server.chat_count == 2
@@ -486,13 +487,13 @@ def test_after_a_refusal_evaluate_and_resume_use_the_current_version(corrected_r
     assert RunDir(corrected_run).refused(2) and RunDir(corrected_run).current_version() == 1
     cli = [sys.executable, "-m", "rewardlab.cli"]
     ev = subprocess.run([*cli, "evaluate", f"run={corrected_run}", "episodes=1", "train.video_episodes=0"],
-                        cwd=corrected_run, capture_output=True, text=True, timeout=300)  # fmt: skip
+                        cwd=corrected_run, capture_output=True, text=True, timeout=HANG_S)  # fmt: skip
     assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
     assert f"{DRAWER} v1: task success rate" in ev.stdout
     assert list((corrected_run / "rewards" / "v1" / "eval").glob("*/summary.json"))
     assert not (corrected_run / "rewards" / "v2" / "eval").exists()
     tr = subprocess.run([*cli, "train", f"run={corrected_run}", "train.video_episodes=0"],
-                        cwd=corrected_run, capture_output=True, text=True, timeout=300)  # fmt: skip
+                        cwd=corrected_run, capture_output=True, text=True, timeout=HANG_S)  # fmt: skip
     assert tr.returncode == 0, tr.stdout[-3000:] + tr.stderr[-3000:]
     assert "(reward v1)" in tr.stdout and "reward v2" not in tr.stdout
     summary = read_json(corrected_run / "summary.json")

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from guards import HANG_S
+
 RL = [sys.executable, "-m", "rewardlab.cli"]
 BASE = [
     "task=mujoco/hopper_forward", "reward_file=env", "train.n_envs=2", "train.eval_freq=1024",
@@ -81,7 +83,7 @@ def test_sigterm_stops_like_ctrl_c_and_resumes_where_it_stopped(tmp_path: Path) 
     proc = start(tmp_path, "train.total_timesteps=200000")
     run_dir = wait_for(proc, evaluated(tmp_path, 1024), "first evaluation")
     proc.send_signal(signal.SIGTERM)  # what `timeout`, SLURM and Ray send
-    out = proc.communicate(timeout=300)[0].decode()
+    out = proc.communicate(timeout=HANG_S)[0].decode()
     assert proc.returncode == 143, out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "stopped" and f"rewardlab train run={run_dir}" in summary["message"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from guards import HANG_S
 
 from rewardlab import vulkan as vulkan_runtime
 from rewardlab.generators.offline import offline_reward
@@ -400,7 +401,7 @@ def test_download_needing_env_fails_fast_naming_the_asset(vulkan: None) -> None:
         make_maniskill_env("TurnFaucet-v1")
     # without a terminal, in a fresh process: an error at once, not a prompt
     code = "from rewardlab.tasks.maniskill import make_maniskill_env as m\nm('OpenCabinetDrawer-v1')"
-    done = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode != 0 and "AssetMissing" in done.stderr and "partnet_mobility_cabinet" in done.stderr
     assert "(y|n)" not in done.stdout and "EOFError" not in done.stderr
 
@@ -555,7 +556,7 @@ def test_cli_check_accepts_a_text2reward_program(vulkan: None, tmp_path: Path) -
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, "-m", "rewardlab.cli", "check", "task=maniskill/pick_cube", f"file={program}", "check.steps=20"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+        cwd=tmp_path, capture_output=True, text=True, timeout=HANG_S, env=env,
     )  # fmt: skip
     assert out.returncode == 0 and "ACCEPTED" in out.stdout, out.stdout + out.stderr
 

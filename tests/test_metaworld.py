@@ -16,6 +16,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
+from guards import HANG_S
 
 from rewardlab.generators.base import GenerationRequest, extract_code
 from rewardlab.generators.offline import OfflineGenerator
@@ -306,7 +307,7 @@ def test_cli_check_accepts_a_text2reward_program(tmp_path: Path) -> None:
     program.write_text(T2R_DRAWER_OPEN)
     out = subprocess.run(
         [sys.executable, "-m", "rewardlab.cli", "check", "task=metaworld/drawer_open", f"file={program}", "check.steps=20"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ},
+        cwd=tmp_path, capture_output=True, text=True, timeout=HANG_S, env={**os.environ},
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ACCEPTED" in out.stdout and "EGLError" not in out.stderr

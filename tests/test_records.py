@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from fake_llm_server import FakeLLMServer, reply
+from guards import HANG_S
 
 from rewardlab.generators.base import GenerationRequest, Reply
 from rewardlab.generators.loop import call_cost
@@ -61,7 +62,7 @@ def test_cost_from_usage_and_prices() -> None:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+    return subprocess.run([*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=HANG_S,
                           env={**os.environ, "OPENAI_API_KEY": "sk-x"})  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fake_llm_server import FakeLLMServer, reply
+from guards import HANG_S
 
 from rewardlab.generators.base import GenerationRequest, extract_code
 from rewardlab.generators.offline import (
@@ -31,7 +32,7 @@ TINY = [
 
 
 def run(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=300, input=stdin,
+    return subprocess.run([*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=HANG_S, input=stdin,
                           env={**os.environ, **(env or {})})  # fmt: skip
 
 

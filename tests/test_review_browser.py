@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from guards import HANG_S, UI_HANG_S
 from review_lineage import BEST_LINEAGE, Spec, copy_run, craft_lineage
 from test_review_server import TINY, XSS, copy_tiny_run, tiny_run  # noqa: F401 (tiny_run: a fixture)
 
@@ -61,7 +62,7 @@ class Server:
         start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("a") as out:
             self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.runs_dir), *TINY], stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + UI_HANG_S
         while not (m := re.search(r"review page: (http://127\.0\.0\.1:\d+/)", self.log.read_text()[start:])):
             assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
             time.sleep(0.1)
@@ -120,6 +121,7 @@ def browser() -> Iterator[Browser]:
 
 def new_page(browser: Browser, errors: list[str], viewport: dict[str, int] = WIDE) -> Page:
     pg = browser.new_context(viewport=viewport).new_page()  # type: ignore[arg-type]
+    pg.set_default_timeout(UI_HANG_S * 1000)  # Playwright's own waits (30 s by default) too
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and "Failed to load resource" not in msg.text else None)
     return pg
@@ -134,7 +136,7 @@ def page(browser: Browser) -> Iterator[Page]:
     assert not errors, f"browser errors: {errors}"
 
 
-def until(page: Page, script: str, timeout: float = 30.0, arg: Any = None) -> Any:
+def until(page: Page, script: str, timeout: float = UI_HANG_S, arg: Any = None) -> Any:
     """Poll ``script`` (a JS function) until it returns a truthy value. (``wait_for_function``
     evaluates strings, which the page's Content-Security-Policy forbids.)"""
     deadline = time.monotonic() + timeout
@@ -204,14 +206,16 @@ def test_compared_videos_play_in_sync(page: Page, server: Server, crafted: dict[
     page.goto(f"{server.url}run/{crafted['best']}")
     until(page, "() => Array.from(document.querySelectorAll('#watch video')).every(v => v.readyState >= 2)")
     page.evaluate("() => { const v = document.querySelector('#review-v2 video'); v.currentTime = 0.4; }")
-    until(page, "() => Math.abs(document.querySelector('#review-v4 video').currentTime - 0.4) < 0.05", timeout=10)
+    until(page, "() => Math.abs(document.querySelector('#review-v4 video').currentTime - 0.4) < 0.05")
     page.evaluate("() => document.querySelector('#review-v2 video').play()")
-    until(page, "() => !document.querySelector('#review-v4 video').paused", timeout=10)
+    until(page, "() => !document.querySelector('#review-v4 video').paused")
     page.evaluate("() => document.querySelector('#review-v4 video').pause()")
-    until(page, "() => document.querySelector('#review-v2 video').paused", timeout=10)
+    until(page, "() => document.querySelector('#review-v2 video').paused")
     page.uncheck("[data-sync]")
-    page.evaluate("() => document.querySelector('#review-v2 video').play()")
-    time.sleep(0.5)
+    # v2 plays on (its play event and several time updates reached the page's handlers: the clips
+    # loop, so its position alone would not tell), and v4 has not followed
+    page.evaluate("() => { const v = document.querySelector('#review-v2 video'); window.__ticks = 0; v.addEventListener('timeupdate', () => window.__ticks++); v.play(); }")
+    until(page, "() => !document.querySelector('#review-v2 video').paused && window.__ticks >= 3")
     assert page.evaluate("() => document.querySelector('#review-v4 video').paused"), "unsynchronized: each on its own"
 
 
@@ -291,7 +295,7 @@ def test_feedback_persists_is_escaped_and_the_budget_reaches_the_next_version(
     assert page.evaluate("() => Array.from(document.scripts).map(s => s.src.split('/').pop())") == ["review.js"]
 
     # the page polls the refinement and reloads itself with the new version when it is done
-    page.wait_for_selector("details.version#v1", timeout=180_000)
+    page.wait_for_selector("details.version#v1", timeout=HANG_S * 1000)  # a real refinement trains
     assert page.locator("#refine-status").get_attribute("data-state") == "done", page.locator("#refine-status").inner_text()
     settings = yaml.safe_load((run_dir / "rewards" / "v1" / "train.yaml").read_text())
     assert settings["train"]["total_timesteps"] == 768 and settings["algo"]["name"] == "ppo", "the form's budget trained v1"
@@ -321,7 +325,7 @@ def test_cancel_stops_the_refinement(page: Page, server: Server, run_dir: Path) 
         form.locator('button[value="refine"]').click()
     state = json.loads((run_dir / "refine.json").read_text())
     assert state["budget"] == 5_000_000 and state["state"] == "running"
-    until(page, "() => document.querySelector('#refine-status .phase').textContent === 'training' && /\\d+ \\/ 5,000,000 steps/.test(document.querySelector('#refine-status .progress-text').textContent)", timeout=180)
+    until(page, "() => document.querySelector('#refine-status .phase').textContent === 'training' && /\\d+ \\/ 5,000,000 steps/.test(document.querySelector('#refine-status .progress-text').textContent)", timeout=HANG_S)
     tree = process_tree(state["pid"])
     assert len(tree) >= 1 and all(pid_alive(p) for p in [state["pid"]])
     with page.expect_navigation():

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from guards import HANG_S, UI_HANG_S
 from review_lineage import BEST_LINEAGE, copy_run, craft_lineage
 
 from rewardlab.generators.feedback_tags import TAGS, tags_for
@@ -53,7 +54,7 @@ SECRET = "sk-test-0123456789abcdefSECRET"
 def train_tiny_run(root: Path) -> Path:
     """``rewardlab train`` with a tiny budget into ``root/runs``; the run directory."""
     res = subprocess.run([*RL, "train", "task=mujoco/hopper_forward", *TINY, f"runs_dir={root / 'runs'}"],
-                         cwd=root, capture_output=True, text=True, timeout=300)  # fmt: skip
+                         cwd=root, capture_output=True, text=True, timeout=HANG_S)  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     (config,) = [p for p in (root / "runs").rglob("config.yaml") if p.parent.name != ".hydra"]
     return config.parent
@@ -327,7 +328,7 @@ def test_refinement_guard_command_line_budget_and_status(runs: tuple[Path, str],
         status = client.get(f"/status/{runs[1]}").get_json()
         assert status["state"] == "running" and status["budget"] == 3000 and status["phase"]
         (fake_python.parent / "release").touch()
-        assert app.extensions["rewardlab_refiner"].wait(timeout=30)
+        assert app.extensions["rewardlab_refiner"].wait(timeout=UI_HANG_S)
     finally:
         (run_dir / LOCK).unlink(missing_ok=True)
     status = client.get(f"/status/{runs[1]}").get_json()
@@ -362,7 +363,7 @@ def test_cancel_stops_the_refinement_and_everything_it_started(tmp_path: Path) -
     script.chmod(0o755)
     refiner = Refiner(RunsRoot(runs_dir), python=str(script))
     assert refiner.start("r", 0, "more speed", []) is None
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + UI_HANG_S
     while not (pids.exists() and len(pids.read_text().split()) == 2):
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -556,7 +557,7 @@ def test_a_non_loopback_host_is_refused_unless_asked_then_it_checks_host_and_tok
 
 def test_rewardlab_review_refuses_a_network_host_before_serving(tmp_path: Path) -> None:
     res = subprocess.run([*RL, "review", f"runs_dir={tmp_path}", "review.host=0.0.0.0", "review.port=0"],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+                         capture_output=True, text=True, timeout=HANG_S, cwd=tmp_path)  # fmt: skip
     assert res.returncode == 2 and "error: review.host=0.0.0.0 is not a loopback address" in res.stdout
     assert "review page:" not in res.stdout
 
@@ -566,14 +567,14 @@ def test_rewardlab_review_command_serves_and_refuses_raw_traversal(runs: tuple[P
     with log.open("w") as out:
         proc = subprocess.Popen([*RL, "review", f"runs_dir={runs[0]}", "review.port=0"], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + UI_HANG_S
         while not (m := re.search(r"review page: http://127\.0\.0\.1:(\d+)/", log.read_text())):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         port = int(m.group(1))
 
         def get(path: str) -> tuple[int, bytes]:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=UI_HANG_S)
             conn.putrequest("GET", path, skip_accept_encoding=True)  # the path goes out byte for byte
             conn.endheaders()
             res = conn.getresponse()
@@ -589,12 +590,12 @@ def test_rewardlab_review_command_serves_and_refuses_raw_traversal(runs: tuple[P
             assert b"root:" not in body and b"SECRET" not in body, path
         import socket
 
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # a path that is not UTF-8
+        with socket.create_connection(("127.0.0.1", port), timeout=UI_HANG_S) as sock:  # a path that is not UTF-8
             sock.sendall(b"GET /run/mujoco/\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             assert sock.recv(64).split(b" ")[1] in (b"400", b"404")
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        proc.wait(timeout=UI_HANG_S)
 
 
 # --------------------------------------------------------------------------- comparing versions
@@ -699,9 +700,9 @@ def test_tensorboard_starts_on_the_runs_logs_from_the_page(runs: tuple[Path, str
         res = client.post(f"/tensorboard/{runs[1]}")
         assert res.status_code == 303 and "tb_error" not in res.headers["Location"], res.headers["Location"]
         url = re.search(r'TensorBoard: <a href="(http://127\.0\.0\.1:\d+/)"', page(client, f"/run/{runs[1]}")).group(1)  # type: ignore[union-attr]
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + UI_HANG_S
         while True:  # it loads the event files in the background
-            with urllib.request.urlopen(url + "data/runs", timeout=30) as answer:
+            with urllib.request.urlopen(url + "data/runs", timeout=UI_HANG_S) as answer:
                 names = json.loads(answer.read())
             if names or time.monotonic() > deadline:
                 break

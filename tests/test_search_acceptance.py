@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fake_llm_server import FakeLLMServer, reply, slow, status
+from guards import HANG_S
 
 RL = [sys.executable, "-m", "rewardlab.cli"]
 TASK = "metaworld/drawer_open"
@@ -60,7 +61,7 @@ def compute_dense_reward(self, action):
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=400,
+    return subprocess.run([*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=HANG_S,
                           env={**os.environ, "OPENAI_API_KEY": "sk-test-secret"})  # fmt: skip
 
 
@@ -89,11 +90,11 @@ def test_search_with_a_scripted_server_then_replay(tmp_path: Path) -> None:
         status(429, retry_after=0), reply(GOOD),  # sample 0: rate limited, then a good program
         reply(HOSTILE), reply(OFF_FORMAT),  # sample 1: refused statically, then prose without code
         status(500), reply(BROKEN), reply(HACKING),  # sample 2: server error, a crash, then reward hacking
-        slow(3.0, GOOD), slow(3.0, GOOD),  # sample 3: no reply within the timeout, twice
+        slow(600, GOOD), slow(600, GOOD),  # sample 3: no reply while the search runs (the server's stop ends the wait)
     ]
     with FakeLLMServer(*script) as server:
         res = run("search", f"task={TASK}", "llm=openai", "llm.model=fake-coder", f"llm.base_url={server.base_url}",
-                  "llm.max_retries=1", "llm.backoff_s=0", "llm.timeout_s=1", *TINY,
+                  "llm.max_retries=1", "llm.backoff_s=0", "llm.timeout_s=3", *TINY,
                   f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path)  # fmt: skip
         served = server.chat_count
         left = server.pending

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from fake_llm_server import FakeLLMServer, dynamic
+from guards import HANG_S
 from omegaconf import OmegaConf
 
 from rewardlab.config import RewardLabConfig
@@ -30,7 +31,7 @@ TINY = [
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+    return subprocess.run([*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=HANG_S,
                           env={**os.environ, **(env or {})})  # fmt: skip
 
 

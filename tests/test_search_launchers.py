@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from guards import HANG_S
 from omegaconf import OmegaConf
 
 from rewardlab.config import RewardLabConfig
@@ -83,7 +84,7 @@ def test_joblib_jobs_train_in_fresh_processes_on_pinned_gpus(tmp_path: Path) -> 
                 assert a["cuda_visible_devices"] != b["cuda_visible_devices"]
 
 
-def wait_for(predicate: Any, timeout: float = 240.0) -> Any:
+def wait_for(predicate: Any, timeout: float = HANG_S) -> Any:
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
@@ -231,10 +232,10 @@ def ray_cluster() -> Iterator[str]:
 
         def nodes_up() -> int:
             status = subprocess.run([ray, "status", f"--address={address}"], env=ray_env(), capture_output=True,
-                                    text=True, timeout=300)  # fmt: skip
+                                    text=True, timeout=HANG_S)  # fmt: skip
             return status.stdout.count(" node_")
 
-        wait_for(lambda: nodes_up() == 2, timeout=300)
+        wait_for(lambda: nodes_up() == 2, timeout=HANG_S)
         yield address
     finally:
         for node in reversed(nodes):

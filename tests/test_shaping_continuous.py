@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from guards import HANG_S
 
 from rewardlab.config import AlgoConfig, ShapingConfig, TrainConfig
 from rewardlab.rundir import read_csv
@@ -326,7 +327,7 @@ def test_cli_train_with_a_teacher(teachers: dict[str, Path], tmp_path: Path) -> 
         "train.n_envs=2", "train.eval_freq=512", "train.eval_episodes=1", "train.video_episodes=0",
         "train.progress_bar=false", "train.checkpoint_freq=100000", "algo.kwargs.n_steps=128", "algo.kwargs.n_epochs=2",
     ]  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "rewardlab.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "rewardlab.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stdout + out.stderr
     (vdir,) = (tmp_path / "runs").rglob("rewards/v0")
     assert any(r.get("reward/shaping") for r in read_csv(vdir / "tb" / "progress.csv"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from guards import HANG_S
 
 from rewardlab.config import AlgoConfig, ShapingConfig, TrainConfig
 from rewardlab.rundir import read_csv
@@ -112,7 +113,7 @@ def test_cli_trains_with_the_scripted_teacher(tmp_path: Path) -> None:
         "train.n_envs=2", "train.eval_freq=256", "train.eval_episodes=1", "train.video_episodes=0",
         "train.progress_bar=false", "train.checkpoint_freq=100000", "algo.kwargs.n_steps=128", "algo.kwargs.n_epochs=1",
     ]  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "rewardlab.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "rewardlab.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     (vdir,) = (tmp_path / "runs").rglob("rewards/v0")
     fit = json.loads((vdir / "teacher" / "fit.json").read_text())

@@ -65,9 +65,20 @@
         });
       });
     });
-    setTimeout(function () {  // a file that never yields even its metadata is not "loading" forever
+    // A file that yields no data for a long time says so, but is not called broken: a slow
+    // connection or a loaded machine is not a broken file (those are marked by their error event
+    // or by the server), so the player stays and the note goes once the data arrives.
+    setTimeout(function () {
       videos.forEach(function (v) {
-        if (!v.hidden && v.readyState === 0) markBroken(v, "no playable data arrived within 20 s");
+        if (v.hidden || v.readyState !== 0) return;
+        var fig = v.closest("figure.video");
+        var p = fig && fig.querySelector(".media-state");
+        if (!p) return;
+        p.textContent = "No video data has arrived yet (still loading).";
+        p.hidden = false;
+        v.addEventListener("loadedmetadata", function () {
+          if (fig.getAttribute("data-state") !== "broken") p.hidden = true;
+        }, { once: true });
       });
     }, 20000);
     $all("[data-action]", box).forEach(function (button) {
@@ -256,10 +267,16 @@
     if (!box || box.getAttribute("data-state") !== "running") return;
     var url = box.getAttribute("data-url");
     var log = box.querySelector(".log");
+    // Once a form is sent (Cancel, a review), its answer is the next page: the poll must not
+    // reload the page under it, or the answer's notice is lost (a race that load decides).
+    var leaving = false;
+    document.addEventListener("submit", function () { leaving = true; }, true);
     function poll() {
+      if (leaving) return;
       fetch(url, { cache: "no-store", credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (s) {
+          if (leaving) return;
           if (log && typeof s.log_tail === "string") log.textContent = s.log_tail;
           var phase = box.querySelector(".phase");
           if (phase && s.phase) phase.textContent = s.phase;
