@@ -43,10 +43,11 @@ def compile(source: str, task: TaskSpec | str) -> RewardProgram:  # noqa: A001 -
 def make_env(task: TaskSpec | str, program: RewardProgram | None = None, **kwargs: Any) -> gym.Env[Any, Any]:
     """``task``'s gymnasium environment with its success metric (``info["success"]``,
     ``info["task/progress"]``) and, if given, ``program`` as its reward (components in
-    ``info["reward/<name>"]``); ``kwargs`` go to :func:`rewardlab.wrappers.make_env`."""
-    from rewardlab.wrappers import make_env as make
+    ``info["reward/<name>"]``), computed in a confined worker (generated code never runs in
+    this process); ``kwargs`` go to :func:`rewardlab.workers.confined.program_env`."""
+    from rewardlab.workers.confined import program_env
 
-    return make(_task(task), program, **kwargs)
+    return program_env(_task(task), program, **kwargs)
 
 
 def train(

@@ -12,7 +12,7 @@ import numpy as np
 
 from rewardlab.reward.program import RewardProgram
 from rewardlab.tasks.registry import TaskSpec
-from rewardlab.wrappers import make_env
+from rewardlab.workers.confined import program_env
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -93,13 +93,17 @@ def run_episodes(
 ) -> list[EpisodeResult]:
     """Run ``episodes`` episodes of ``policy`` (an SB3 model, or ``None`` for random actions).
 
+    The episodes, their success and their videos come from an environment in this process;
+    ``program`` (compiled in this process, never run here) is evaluated along them in a confined worker
+    (:func:`rewardlab.workers.confined.program_env`).
+
     Args:
         normalizer: a ``VecNormalize`` whose ``normalize_obs`` maps raw observations to the
             policy's input (it is only read, never updated).
         video_episodes: how many of the first episodes to record into ``video_dir``.
     """
     render = video_dir is not None and video_episodes > 0
-    env = make_env(
+    env = program_env(
         task, program, render_mode="rgb_array" if render else None,
         **({"width": video_size, "height": video_size} if render else {}),
     )  # fmt: skip

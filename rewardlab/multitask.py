@@ -462,7 +462,7 @@ def evaluate_members(
         program = programs[member.name]
         results[member.name] = run_episodes(
             member, policy, episodes=episodes, seed=seed,
-            program=program.fresh() if program is not None else None,
+            program=program,  # run in a confined worker (rewardlab.workers)
             video_dir=video_dir, video_episodes=video_episodes, video_size=video_size,
             video_prefix=member.name.replace("/", "_"),
         )  # fmt: skip

@@ -241,7 +241,7 @@ def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: 
             final = summarize(
                 run_episodes(
                     task, model, episodes=train_cfg.eval_episodes, seed=20_000 + train_cfg.seed,
-                    program=program.fresh() if program is not None else None, normalizer=normalizer, **videos,
+                    program=program, normalizer=normalizer, **videos,
                 )  # fmt: skip
             )
     except BaseException as exc:

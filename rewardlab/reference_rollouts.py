@@ -51,6 +51,7 @@ import numpy as np
 
 from rewardlab.reward.trajectories import Rollout, load_rollouts, record_rollout, save_rollouts
 from rewardlab.tasks.registry import TaskSpec
+from rewardlab.workers.confined import program_env
 from rewardlab.wrappers import make_env
 
 DEMO_KIND = "demo"
@@ -340,7 +341,9 @@ def demonstrations(
     Args:
         seed: episode ``i`` of the attempts resets with ``seed + i``.
         program: a :class:`~rewardlab.reward.program.RewardProgram` to evaluate along the way
-            (``rewards`` and ``components``); ``None`` keeps the benchmark's reward.
+            (``rewards`` and ``components``; run in a confined worker,
+            :func:`rewardlab.workers.confined.program_env`); ``None`` keeps the benchmark's
+            reward.
         until_success: stop ``extra_steps`` steps after the first success (else run the horizon).
         successful_only: skip failed rollouts (the scripted policies fail on a few variants).
         max_attempts: rollouts to try at most (default ``3 * episodes``).
@@ -357,7 +360,7 @@ def demonstrations(
     policy = scripted_policy(task)
     if policy is None:
         raise KeyError(f"{task.name}: MetaWorld has no scripted policy for {env_name_of(task)}")
-    env = make_env(task, program)
+    env = program_env(task, program)
     out: list[Demonstration] = []
     attempts = max_attempts if max_attempts is not None else 3 * episodes
     try:

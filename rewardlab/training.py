@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,13 +179,20 @@ def make_vec_env(
     task: TaskSpec, reward: Reward, train: TrainConfig, shaper: Shaper | None = None,
     rollout: RolloutConfig | None = None,
 ) -> VecEnv:
-    """``n_envs`` copies of the task env (each with its own :meth:`~RewardProgram.fresh` copy of
-    the program compiled once; ``reward`` may also be its source), with Monitor;
+    """``n_envs`` copies of the task env with the reward ``reward`` (a program compiled once, or
+    its source, compiled here; ``None``: the benchmark's reward), each under a ``Monitor``;
     ``shaper`` (:mod:`rewardlab.shaping.continuous`) wraps each copy under the Monitor.
+
+    The program never runs in this process: it is shipped compiled to one confined worker that
+    holds all copies, each with its own :meth:`~RewardProgram.fresh` copy of it
+    (:class:`rewardlab.workers.confined.ConfinedVecEnv`, one round trip per vectorised step);
+    the trainer only sends actions and reads observations, rewards and infos back. A worker
+    stuck past the per-call limit is replaced, the step counted as failed.
 
     ``train.backend`` other than ``dummy`` steps all copies together on the batched rollout
     core (:mod:`rewardlab.rollout`): ``native`` (MuJoCo's C engine) or ``mjx`` (JAX), set up
-    by ``rollout`` (the ``rollout`` config node).
+    by ``rollout`` (the ``rollout`` config node) and built by its factory inside one confined
+    worker (:class:`rewardlab.workers.confined.ConfinedCoreVecEnv`).
 
     A multi-task set (``task.members``, :mod:`rewardlab.multitask`) gets one such vectorised
     env per member, built here with the member's reward (``reward``: a mapping by member name,
@@ -198,34 +205,47 @@ def make_vec_env(
         per_member = replace(train, n_envs=envs_per_member(task, train.n_envs))
         return multitask_vec_env(task, reward, lambda m, program: make_vec_env(m, program, per_member, None, rollout))
     program = single_program(task, reward)
-    source = program.source if program is not None else None
     if train.backend != "dummy":
         from dataclasses import asdict
+
+        from stable_baselines3.common.vec_env import VecMonitor
 
         from rewardlab.rollout.core import CoreConfig
         from rewardlab.rollout.sb3 import make_core_vec_env
         from rewardlab.rollout.support import supports
+        from rewardlab.workers.confined import ConfinedCoreVecEnv
 
         problem = supports(task, str(train.backend))
         if problem or shaper is not None:
             raise ValueError(problem or f"shaping wraps each env and needs train.backend=dummy, not {train.backend}")
         config = CoreConfig(**asdict(rollout or RolloutConfig()), backend=str(train.backend))
-        return make_core_vec_env(
-            task, source, n_envs=train.n_envs, seed=train.seed,
-            max_error_rate=train.max_reward_error_rate, config=config,
-        )  # fmt: skip
+        if program is None:  # the benchmark's own reward: no generated code to confine
+            return make_core_vec_env(
+                task, None, n_envs=train.n_envs, seed=train.seed,
+                max_error_rate=train.max_reward_error_rate, config=config,
+            )  # fmt: skip
+        config = replace(config, num_worlds=train.n_envs, seed=train.seed, max_error_rate=train.max_reward_error_rate)
+        core = ConfinedCoreVecEnv(task, program, asdict(config))
+        core.seed(train.seed)
+        return VecMonitor(core, info_keywords=("is_success",))
 
-    def factory(rank: int) -> Any:
-        def _make() -> Any:
-            env = make_env(task, program.fresh() if program is not None else None, max_error_rate=train.max_reward_error_rate)
-            if shaper is not None:
-                env = shaper.wrap(env, from_program=program is not None)
-            env.reset(seed=train.seed + rank)
-            return Monitor(env, info_keywords=("is_success",))
+    def wrap(env: Any, rank: int) -> Any:
+        if shaper is not None:
+            env = shaper.wrap(env, from_program=program is not None)
+        return Monitor(env, info_keywords=("is_success",))
 
-        return _make
+    def factory(rank: int) -> Callable[[], Any]:
+        return lambda: wrap(make_env(task), rank)
 
-    venv = DummyVecEnv([factory(i) for i in range(train.n_envs)])
+    venv: VecEnv
+    if program is None:
+        venv = DummyVecEnv([factory(i) for i in range(train.n_envs)])
+    else:
+        from rewardlab.workers.confined import ConfinedVecEnv
+
+        venv = ConfinedVecEnv(
+            task, program, n_envs=train.n_envs, max_error_rate=train.max_reward_error_rate, wrap=wrap
+        )
     venv.seed(train.seed)
     return venv
 
@@ -265,8 +285,7 @@ class SuccessEval(BaseCallback):
         super().__init__()
         self.task, self.cfg, self.run_dir, self.clock = task, train, run_dir, clock
         self.members = member_programs(task, reward) if task.members else None
-        program = None if task.members else single_program(task, reward)
-        self.program = program.fresh() if program is not None else None
+        self.program = None if task.members else single_program(task, reward)
         rows = read_csv(run_dir / "metrics.csv")
         self.best = max((float(r["success_rate"]) for r in rows), default=-1.0)
         self.last_eval = int(rows[-1]["timesteps"]) if rows else 0
@@ -453,10 +472,10 @@ def train(
 ) -> TrainResult:  # fmt: skip
     """Train (or resume) in ``run_dir``; the reward is ``reward``: a program compiled once
     (:func:`rewardlab.reward.program.compile_for_task`; its source is compiled here if given as
-    text) whose :meth:`~rewardlab.reward.program.RewardProgram.fresh` copies every env and the
-    evaluator get, or ``None`` for the env reward; for a multi-task set (``task.members``,
-    :mod:`rewardlab.multitask`) a mapping of such rewards by member name. Shaped during
-    training by ``shaping`` (:mod:`rewardlab.shaping.continuous`) if given, on
+    text) that every env and the evaluator run only in confined workers
+    (:mod:`rewardlab.workers`), or ``None`` for the env reward; for a multi-task set
+    (``task.members``, :mod:`rewardlab.multitask`) a mapping of such rewards by member name.
+    Shaped during training by ``shaping`` (:mod:`rewardlab.shaping.continuous`) if given, on
     ``train.backend`` (set up by ``rollout`` for the rollout core), with ``moe`` for
     ``algo.policy=moe`` and a warm start from ``parent`` (see :func:`build_model`). What
     stepped the envs and evaluated the reward is written to ``run_dir/rollout.json`` (also when
@@ -588,7 +607,7 @@ def record_rollout(venv: VecEnv, train: TrainConfig, source: Any, run_dir: Path)
         record: dict[str, Any] = {
             "backend": "dummy", "num_worlds": venv.num_envs,
             "reward": {"mode": "per_world" if has_program(source) else "env",
-                       "summary": "gymnasium envs in SB3's DummyVecEnv" + (", the program once per env and step" if has_program(source) else ", the benchmark's own reward")},
+                       "summary": "gymnasium envs in SB3's DummyVecEnv" + (", all in one confined worker with the program, called once per env and step" if has_program(source) else ", the benchmark's own reward")},
         }  # fmt: skip
     else:
         record = venv.get_attr("rollout_report", indices=[0])[0]

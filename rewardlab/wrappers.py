@@ -31,8 +31,19 @@ class RewardFailure(RuntimeError):
     """The reward program failed too often to keep training on it."""
 
 
-class ProgramReward(gym.Wrapper):
-    """Replace the environment's reward with a :class:`RewardProgram`'s output.
+class RewardWrapper(gym.Wrapper):
+    """What every wrapper that replaces the reward with a program's offers: :attr:`errors`
+    (first finding of each kind) and :attr:`error_counts` (failed calls per finding)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.errors: dict[str, Finding] = {}
+        self.error_counts: Counter[str] = Counter()
+
+
+class ProgramReward(RewardWrapper):
+    """Replace the environment's reward with a :class:`RewardProgram`'s output, in this
+    process (used inside confined workers; elsewhere :func:`rewardlab.workers.confined.program_env` confines it).
 
     ``info["reward/<name>"]`` carries each named component, ``info["reward/env"]`` the
     benchmark's own reward. A call that raises, runs over budget or returns a non-finite or
@@ -56,8 +67,8 @@ class ProgramReward(gym.Wrapper):
         self.me = env_proxy(env, task)
         self.max_error_rate = max_error_rate
         self.window = window
-        self.errors: dict[str, Finding] = {}
-        self.error_counts: Counter[str] = Counter()
+        self.last_error: str | None = None
+        """The finding of the last step's call (``None``: it worked)."""
         self._recent: deque[bool] = deque(maxlen=window)
         self._recent_failures = 0
         self._keys: dict[str, str] = {}
@@ -66,6 +77,7 @@ class ProgramReward(gym.Wrapper):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         info["reward/env"] = float(env_reward)
         failed = False
+        self.last_error = None
         try:
             reward, components = self.program(self.me, action, obs)
             keys = self._keys
@@ -74,7 +86,7 @@ class ProgramReward(gym.Wrapper):
                 info[key] = value
         except RewardRuntimeError as exc:
             reward, failed = 0.0, True
-            key = str(exc.finding)
+            key = self.last_error = str(exc.finding)
             self.errors.setdefault(key, exc.finding)
             self.error_counts[key] += 1
             info["reward/error"] = 1.0
@@ -98,9 +110,14 @@ def make_env(
     max_error_rate: float = 0.05,
     **make_kwargs: Any,
 ) -> gym.Env:
-    """Make ``task``'s environment with its success metric and, if given, ``program``'s reward.
+    """Make ``task``'s environment with its success metric and, if given, ``program``'s reward
+    computed **in this process** (:class:`ProgramReward`).
 
-    Without a program the benchmark's own reward is kept (the "expert" reward).
+    That is what the confined workers do inside themselves, and what tests and benchmarks of
+    trusted programs may do. rewardlab runs generated code with
+    :func:`rewardlab.workers.confined.program_env` instead, which ships the compiled program to
+    a confined worker and keeps it out of this process. Without a program the benchmark's own
+    reward is kept (the "expert" reward).
     """
     env = make_task_env(task, render_mode=render_mode, **make_kwargs)
     if program is not None:

@@ -120,7 +120,7 @@ def test_unused_imports_are_warnings_and_torch_says_why() -> None:
     notes = [(w.line, w.message) for w in prog.warnings]
     assert notes == [(2, "unused import of 'math'"), (3, "unused import of 'scipy.spatial.distance'"),
                      (4, "unused import of 'scipy.spatial.transform.Rotation'")]  # fmt: skip
-    findings, stats = static_check(HOPPER, unused)
+    _, findings, stats = static_check(HOPPER, unused)
     assert findings == [] and len(stats["warnings"]) == 3
 
     for body in ("return float(np.sum(action))", "return float(torch.sum(action))"):  # unused, used

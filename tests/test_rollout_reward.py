@@ -219,7 +219,7 @@ def compute_dense_reward(self, action):
 
     values = np.array([-1.0, 0.2, 1.0, 1.7, 2.5])
     action = np.arange(10, dtype=np.float32).reshape(5, 2) / 10.0  # (N, action dim)
-    batch = program._fn(NS(r=NS(a=BatchValue(values, weak=True))), BatchValue(action)).values()
+    batch = program.entry(NS(r=NS(a=BatchValue(values, weak=True))), BatchValue(action)).values()
     for i, a in enumerate(values.tolist()):  # Python floats, as the per-world proxies give
         ok = 0.0 < a < 2.0 and not a > 1.5
         v = np.array([a, 2.0 * a, 1.0])

@@ -37,8 +37,9 @@ NP = "import numpy as np\n"
 class Case:
     """A program and the finding it must produce.
 
-    ``when`` is "static" (compile raises :class:`RewardProgramError`) or "runtime" (calling
-    the program on a real state raises :class:`RewardRuntimeError`).
+    ``when`` is "static" (compiling, or loading it, which runs its module-level code, raises
+    :class:`RewardProgramError`: before any call) or "runtime" (calling the program on a real
+    state raises :class:`RewardRuntimeError`).
     """
 
     id: str
@@ -104,15 +105,15 @@ CORPUS = [
     """), R, "runtime", "ZeroDivisionError", 4),
     Case("proxy_alias_unknown", fn("h = self.hopper\nreturn h.tpo.position_x"), R, "runtime", "self.hopper has no attribute 'tpo'", 3),
     # --- denial of service: CPU
-    Case("while_true", fn("x = 0\nwhile True:\n    x += 1\nreturn 0.0"), R, "timeout", "exceeded its budget of 200,000", 3),
-    Case("except_exception_cannot_swallow_budget", fn("while True:\n    try:\n        pass\n    except Exception:\n        pass\nreturn 0.0"), R, "timeout", "exceeded its budget", 2),
-    Case("finally_loop", fn("try:\n    while True:\n        pass\nfinally:\n    while True:\n        pass\nreturn 0.0"), R, "timeout", "exceeded its budget", 6),
+    Case("while_true", fn("x = 0\nwhile True:\n    x += 1\nreturn 0.0"), R, "timeout", "reward program exceeded its ", 3),
+    Case("except_exception_cannot_swallow_budget", fn("while True:\n    try:\n        pass\n    except Exception:\n        pass\nreturn 0.0"), R, "timeout", "reward program exceeded its ", 2),
+    Case("finally_loop", fn("try:\n    while True:\n        pass\nfinally:\n    while True:\n        pass\nreturn 0.0"), R, "timeout", "reward program exceeded its ", 6),
     Case("recursion_bomb", "def f(n):\n    return f(n + 1)\n" + fn("return f(0)"), R, "runtime", "RecursionError"),
-    Case("exponential_lambda_recursion", fn("fib = lambda n: n if n < 2 else fib(n - 1) + fib(n - 2)\nreturn float(fib(60))"), R, "timeout", "exceeded its budget", 2),
-    Case("comprehension_bomb", fn("return float(sum([i for i in range(10**6) for j in range(10**6)]))"), R, "timeout", "exceeded its budget", 2),
+    Case("exponential_lambda_recursion", fn("fib = lambda n: n if n < 2 else fib(n - 1) + fib(n - 2)\nreturn float(fib(60))"), R, "timeout", "reward program exceeded its ", 2),
+    Case("comprehension_bomb", fn("return float(sum([i for i in range(10**6) for j in range(10**6)]))"), R, "timeout", "reward program exceeded its ", 2),
     Case("heavy_loop_body", NP + fn("a = np.ones(10**6)\nfor i in range(100000):\n    a = np.sqrt(a + 1.0)\nreturn 0.0"), R, "timeout", "time budget of 0.3 s", 4, {"seconds": 0.3}),
     Case("module_level_loop", "X = 0\nwhile True:\n    X = X + 1\n" + fn("return 0.0"), S, "static", "top-level While is not allowed", 2),
-    Case("module_level_budget", "X = [i for i in range(10**6) for j in range(10**6)]\n" + fn("return 0.0"), S, "timeout", "exceeded its budget", 1),
+    Case("module_level_budget", "X = [i for i in range(10**6) for j in range(10**6)]\n" + fn("return 0.0"), S, "timeout", "reward program exceeded its ", 1),
     Case("int_pow_huge", fn("x = 2 ** 10**9\nreturn 0.0"), R, "runtime", "integer power 2**1000000000 is too large", 2),
     Case("int_lshift_huge", fn("x = 1 << 10**9\nreturn 0.0"), R, "runtime", "integer shift by 1000000000 bits is too large", 2),
     Case("builtin_pow_huge", fn("x = pow(10, 10**8)\nreturn 0.0"), R, "runtime", "integer power 10**100000000 is too large", 2),
@@ -140,6 +141,47 @@ CORPUS = [
     Case("ndarray_repeat_method", NP + fn("x = np.ones(10**6).repeat(10**6)\nreturn 0.0"), R, "runtime", "ndarray.repeat would create", 3),
     Case("np_void_dtype", NP + fn("x = np.zeros(1, 'V1000000000')\nreturn 0.0"), R, "runtime", "1000000000 bytes per element", 3),
     Case("ndarray_constructor", NP + fn("x = np.ndarray((10**5, 10**5))\nreturn 0.0"), R, "runtime", "numpy.ndarray(...) is not available", 3),
+    # --- attribute reads the grammar hides: match class patterns (one rule for all of them)
+    Case("match_kwd_array_ufunc", fn("match action:\n    case np.ndarray(__array_ufunc__=f):\n        return 0.0\nreturn 1.0"), S, "static", "match class pattern: access to private/dunder attribute '__array_ufunc__'", 3),
+    Case("match_kwd_str_format", fn("match 'x':\n    case str(format=f):\n        return 0.0\nreturn 1.0"), S, "static", "match class pattern: attribute 'format' is not allowed", 3),
+    Case("match_kwd_dump", fn("match action:\n    case np.ndarray(dump=d):\n        return 0.0\nreturn 1.0"), S, "static", "attribute 'dump' is not allowed", 3),
+    Case("match_kwd_class", fn("x = action\nmatch x:\n    case float(__class__=C):\n        return 0.0\nreturn 1.0"), S, "static", "'__class__'", 4),
+    Case("match_positional_reads_match_args", fn("match action:\n    case np.ndarray(a):\n        return 0.0\nreturn 1.0"), S, "static", "positional sub-patterns of a class pattern", 3),
+    Case("import_private_member", "from numpy import _core\n" + fn("return 0.0"), S, "static", "importing '_core': access to private/dunder attribute", 1),
+    # --- object arrays, by any route
+    Case("ndarray_clip_object_dtype", NP + fn("a = np.zeros(3).clip(0, 1, dtype='O')\nreturn 0.0"), R, "runtime", "ndarray.clip: object dtypes are not allowed", 3),
+    Case("int64_plus_big_int_list", NP + fn("a = np.int64(1) + [2**70]\nreturn 0.0"), R, "runtime", "+: the result would be an object array", 3),
+    Case("divide_by_big_int_list", NP + fn("a = np.ones(3) / [2**70]\nreturn 0.0"), R, "runtime", "/: the result would be an object array", 3),
+    Case("augmented_object_array", NP + fn("a = np.int64(1)\na -= [2**70]\nreturn 0.0"), R, "runtime", "-: the result would be an object array", 4),
+    Case("int_literal_too_wide", fn("x = 123456789012345678901234567890\nreturn 0.0"), S, "static", "integer literal wider than 64 bits", 2),
+    # --- huge strings and sequences
+    Case("fstring_format_width", fn("s = f'{1:>{10**9}}'\nreturn 0.0"), R, "runtime", "format spec: field width 1000000000 is above 10,000", 2),
+    Case("percent_format_width", fn("s = '%1000000000d' % 1\nreturn 0.0"), R, "runtime", "% formatting: field width 1000000000", 2),
+    Case("percent_format_star", fn("s = '%*d' % (10**9, 1)\nreturn 0.0"), R, "runtime", "'*' field widths are not allowed", 2),
+    Case("str_ljust", fn("s = 'a'.ljust(10**9)\nreturn 0.0"), R, "runtime", "str.ljust would create 1,000,000,000 elements", 2),
+    Case("str_replace_blowup", fn("s = ('a' * 10**6).replace('a', 'a' * 1000)\nreturn 0.0"), R, "runtime", "str.replace would create", 2),
+    Case("str_join_blowup", fn("s = ','.join(['a' * 10**6] * 100)\nreturn 0.0"), R, "runtime", "str.join would create", 2),
+    Case("list_extend_doubling", fn("x = [0.0]\nfor i in range(40):\n    x.extend(x)\nreturn 0.0"), R, "runtime", "list.extend would create", 4),
+    Case("concatenation_doubling", fn("s = 'ab'\nfor i in range(40):\n    s = s + s\nreturn 0.0"), R, "runtime", "concatenation would create", 4),
+    Case("item_augmented_doubling", fn("x = ['ab']\nfor i in range(40):\n    x[0] += x[0]\nreturn 0.0"), R, "runtime", "concatenation would create", 4),
+    Case("int_addition_doubling", fn("x = 1\nfor i in range(10000):\n    x = x + x\nreturn 0.0"), R, "runtime", "+: a 4097-bit integer is too large", 4),
+    # --- outputs: any exception type is a counted failure; names that would overwrite keys
+    Case("return_overflowing_int", fn("return 10**400"), R, "output", "int too large to convert to float"),
+    Case("component_overflowing_int", fn("return 0.0, {'x': 10**400}"), R, "output", "int too large to convert to float"),
+    Case("math_overflow", "import math\n" + fn("return math.exp(1000.0)"), R, "runtime", "OverflowError: math range error", 3),
+    Case("component_named_env", fn("return 0.0, {'env': 1e3}"), R, "output", "component name 'env' is reserved"),
+    Case("component_named_error", fn("return 0.0, {'error': 0.0}"), R, "output", "component name 'error' is reserved"),
+    Case("component_name_with_slash", fn("return 0.0, {'a/../b': 0.0}"), R, "output", "component name 'a/../b' is not allowed"),
+    Case("too_many_components", fn("return 0.0, {str(i): 0.0 for i in range(100)}"), R, "output", "100 components; at most 64"),
+    Case("huge_exception_message", fn("raise ValueError('x' * 10**6)"), R, "runtime", "ValueError: xxxxxxxxxx", 2),
+    # --- state between calls: module-level values and defaults are frozen, or refused
+    Case("module_list_grows", "HISTORY = []\n" + fn("HISTORY.append(1.0)\nreturn 0.0"), R, "runtime", "'tuple' object has no attribute 'append'", 3),
+    Case("module_dict_written", "SEEN = {}\n" + fn("SEEN['n'] = 1\nreturn 0.0"), R, "runtime", "'mappingproxy' object does not support item assignment", 3),
+    Case("module_array_written", NP + "W = np.zeros(3)\n" + fn("W[0] = W[0] + 1.0\nreturn float(W[0])"), R, "runtime", "assignment destination is read-only", 4),
+    Case("default_argument_state", "def seen(x, cache=[]):\n    cache.append(x)\n    return len(cache)\n" + fn("return float(seen(1))"), R, "runtime", "'tuple' object has no attribute 'append'", 2),
+    Case("closure_state", "def make():\n    box = []\n    return lambda x: box.append(x)\nPUSH = make()\n" + fn("PUSH(1)\nreturn 0.0"), R, "runtime", "'tuple' object has no attribute 'append'", 3),
+    Case("module_generator", "G = (i for i in range(10**6))\n" + fn("for v in G:\n    break\nreturn 0.0"), S, "static", "module-level name 'G' holds a generator object", 1),
+    Case("module_iterator", "M = map(float, range(1000))\n" + fn("for v in M:\n    break\nreturn 0.0"), S, "static", "module-level name 'M' holds a map object", 1),
 ]  # fmt: skip
 
 
@@ -185,7 +227,7 @@ def test_corpus_is_large_and_ids_are_unique() -> None:
 def test_hostile_or_broken_program_is_rejected(case: Case, hopper: tuple[gym.Env, Group]) -> None:
     if case.when == "static":
         with pytest.raises(RewardProgramError) as info:
-            compile_for_task(case.source, HOPPER, **case.compile_kwargs)
+            compile_for_task(case.source, HOPPER, **case.compile_kwargs).fresh()
         findings = info.value.findings
         assert any(_matches(f, case) for f in findings), findings
         assert all(f.line is not None for f in findings if f.stage == "static" and "function" not in f.message)
@@ -388,3 +430,98 @@ def test_free_joint_angular_velocity_matches_current_state() -> None:
         got = [me.ant.torso.angular_velocity_x, me.ant.torso.angular_velocity_y, me.ant.torso.angular_velocity_z]
         assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
     env.close()
+
+
+def _simulator_state(env: gym.Env) -> np.ndarray:
+    base = env.unwrapped
+    if hasattr(base, "get_state"):  # ManiSkill3: every actor's and articulation's state
+        return np.asarray(base.get_state(), dtype=np.float64).copy()
+    import mujoco
+
+    state = np.empty(mujoco.mj_stateSize(base.model, mujoco.mjtState.mjSTATE_FULLPHYSICS))
+    mujoco.mj_getState(base.model, base.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    return state
+
+
+def _arrays_in(value: Any) -> list[np.ndarray]:
+    if isinstance(value, np.ndarray):
+        return [value]
+    return [v for name in ("p", "q") if isinstance(v := getattr(value, name, None), np.ndarray)]
+
+
+@pytest.mark.parametrize("task_name", ["mujoco/hopper_forward", "mujoco/ant_forward", "metaworld/pick_place", "maniskill/pick_cube"])
+def test_every_proxy_value_is_a_copy_never_a_view_of_the_simulator(task_name: str) -> None:
+    """Writing into every array a reward program can read changes neither the simulator nor
+    the next read: proxies hand out copies, never views into MjData (or the physics tensors)."""
+    task = get_task(task_name)
+    if task.benchmark == "maniskill":
+        from rewardlab.tasks.maniskill import vulkan_problem
+
+        if vulkan_problem() is not None:
+            pytest.skip("no Vulkan device for ManiSkill3")
+    env = make_env(task)
+    try:
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        for _ in range(3):
+            env.step(env.action_space.sample())
+        me, card = env_proxy(env, task), task.load_card()
+        before = _simulator_state(env)
+        checked = 0
+        for path in sorted(card.leaf_paths()):
+            value: Any = me
+            for part in path.split(".")[1:]:
+                value = getattr(value, part)
+            if callable(value):
+                continue
+            checked += 1
+            for array in _arrays_in(value):
+                original = array.copy()
+                if array.flags.writeable:
+                    array[...] = 1234.5
+                again: Any = me
+                for part in path.split(".")[1:]:
+                    again = getattr(again, part)
+                for fresh in _arrays_in(again):
+                    assert np.array_equal(fresh, original) or fresh.shape != original.shape, path
+        assert checked > 0
+        np.testing.assert_array_equal(_simulator_state(env), before)
+    finally:
+        env.close()
+
+
+def test_no_facade_or_builtin_reads_attributes_by_name() -> None:
+    """The rule's other half: nothing reward code can call turns a string into an attribute
+    access or code (getattr-, operator.attrgetter-, functools-style indirection)."""
+    import builtins
+    import functools
+    import operator
+
+    from rewardlab.reward.facades import ALLOWED_MODULES, Facade, facade
+    from rewardlab.reward.sandbox import SAFE_BUILTINS
+    from rewardlab.reward.vetting import attribute_problem
+
+    indirect = {builtins.getattr, builtins.setattr, builtins.delattr, builtins.vars, builtins.dir,
+                builtins.eval, builtins.exec, builtins.compile, builtins.open, builtins.__import__,
+                builtins.globals, builtins.locals, builtins.format, operator.attrgetter,
+                operator.methodcaller, operator.itemgetter, functools.partial, functools.reduce,
+                np.vectorize, np.frompyfunc, np.load, np.save, np.fromfile}  # fmt: skip
+    seen: list[str] = []
+
+    def walk(obj: Any, path: str) -> None:
+        for name in dir(obj):
+            assert attribute_problem(name) is None, f"{path}.{name}"
+            value = getattr(obj, name)
+            seen.append(f"{path}.{name}")
+            if isinstance(value, Facade):
+                walk(value, f"{path}.{name}")
+            else:
+                assert not any(value is bad for bad in indirect), f"{path}.{name}"
+                assert getattr(value, "__module__", "") not in ("operator", "functools"), f"{path}.{name}"
+
+    for root in ALLOWED_MODULES:
+        walk(facade(root), root)
+    for name, value in SAFE_BUILTINS.items():
+        assert not any(value is bad for bad in indirect if bad is not builtins.__import__), name
+    assert SAFE_BUILTINS["__import__"] is not builtins.__import__
+    assert "numpy.linalg.norm" in seen and "scipy.spatial.distance.cdist" in seen

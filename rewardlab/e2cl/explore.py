@@ -38,7 +38,8 @@ from rewardlab.config import E2CLConfig
 from rewardlab.reward.program import RewardProgram
 from rewardlab.tasks.registry import TaskSpec
 from rewardlab.tasks.success import read_path, wrap_angle
-from rewardlab.wrappers import ProgramReward, env_proxy, make_env
+from rewardlab.workers.confined import program_env
+from rewardlab.wrappers import RewardWrapper, env_proxy, make_env
 
 Actor = Callable[[np.ndarray], np.ndarray]
 """Maps a raw observation to an action."""
@@ -235,7 +236,7 @@ class _Recorder:
     def __init__(self, env: gym.Env, task: TaskSpec) -> None:
         self.env = env
         self.probes = Probes(env, task)
-        self.program_env = env if isinstance(env, ProgramReward) else None
+        self.program_env = env if isinstance(env, RewardWrapper) else None
 
     def reset(self, seed: int) -> np.ndarray:
         obs, _ = self.env.reset(seed=seed)
@@ -465,7 +466,7 @@ def explore_free(
 ) -> list[Trajectory]:
     """Teacher-free exploration: ``episodes`` rollouts of ``actor`` under ``program``, episode
     ``k`` perturbed by ``perturbations[k % len(perturbations)]`` (ids ``<name>/<k>``)."""
-    env = make_env(task, program, max_error_rate=1.0)
+    env = program_env(task, program, max_error_rate=1.0)
     try:
         out = []
         for k in range(episodes):
@@ -500,7 +501,7 @@ def teacher_demos(
     (until ``extra_steps`` after its first success), or without one MetaWorld's scripted
     demonstrations (:func:`rewardlab.reference_rollouts.demonstrations`, replayed here to record
     the probes). ``[]`` when the task has neither."""
-    env = make_env(task, program, max_error_rate=1.0)
+    env = program_env(task, program, max_error_rate=1.0)
     try:
         if teacher is not None:
             return [rollout(env, task, teacher, seed=seed + k, id=f"demo/{k}", source="demo",
@@ -530,7 +531,7 @@ def explore_branches(
 ) -> list[Trajectory]:
     """Teacher-guided exploration: from the state of each demonstration at
     ``round(f * length)`` (for each ``f`` in ``fractions``), ``actor`` acts for ``steps``."""
-    env = make_env(task, program, max_error_rate=1.0)
+    env = program_env(task, program, max_error_rate=1.0)
     try:
         out = []
         for k, demo in enumerate(demos):

@@ -7,7 +7,7 @@ Two stages:
    bytecode compilation. The program's module-level code is *not* executed here: that happens
    only in the child, so nothing the program does can touch this process.
 2. **Smoke run**, in a subprocess (:mod:`rewardlab.reward.smoke`) with address-space and CPU
-   limits, killed after ``timeout_s`` of wall time: random actions on the task's real
+   limits, killed after ``WALL_FACTOR * timeout_s`` of wall time: random actions on the task's real
    environment, the program evaluated on every state reached. Runtime and output failures,
    a budget overrun, a crash or a timeout all become :class:`Finding` s.
 
@@ -34,15 +34,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardlab.reward.program import ENTRY
-from rewardlab.reward.sandbox import Finding, instrument, vet
-from rewardlab.tasks.envs import card_paths
+from rewardlab.reward.confine import worker_environment
+from rewardlab.reward.findings import Finding
+from rewardlab.reward.program import ENTRY, RewardProgram, RewardProgramError, compile_for_task
 from rewardlab.tasks.registry import TaskSpec
 
 MAX_CALL_TO_STEP = 20.0
 """A program is rejected as too slow when its median call takes more than this many times the
-median step of the task's own environment, both timed in the smoke run's process on the same
-states (so machine load slows both alike and cannot flip the verdict)."""
+median step of the task's own environment, both measured as CPU time of the smoke run's
+thread on the same states (time spent waiting for a loaded machine's other processes is not
+counted, and what load does to the CPU slows both alike, so load cannot flip the verdict)."""
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,28 +107,30 @@ def _uses_obs(tree: ast.Module) -> bool:
     return False
 
 
-def static_check(task: TaskSpec, source: str) -> tuple[list[Finding], dict[str, Any]]:
-    """The in-process stage: vetting against ``task``'s card and bytecode compilation.
+def static_check(task: TaskSpec, source: str) -> tuple[RewardProgram | None, list[Finding], dict[str, Any]]:
+    """The in-process stage: vetting against ``task``'s card and bytecode compilation
+    (:func:`~rewardlab.reward.program.compile_for_task`; the program's code is never executed).
 
     Returns:
-        ``(findings, stats)``; the program's code is never executed.
+        ``(program, findings, stats)``: the compiled program (``None`` when rejected), what
+        rejects it, and ``uses_obs``/``warnings``.
     """
-    paths, leaves = card_paths(task)
-    vetting = vet(source, entry=ENTRY, self_paths=paths, self_leaves=leaves)
-    tree, findings = vetting.tree, vetting.findings
-    notes = [str(w).removeprefix("[warning] ") for w in vetting.warnings]
-    if findings or tree is None:
-        return findings, {"warnings": notes}
-    stats: dict[str, Any] = {"uses_obs": _uses_obs(tree), "warnings": notes}
     try:
-        compile(instrument(tree), "<reward>", "exec")
-    except SyntaxError as exc:  # e.g. 'return' outside function: found by the compiler only
-        return [Finding("syntax", str(exc.msg), exc.lineno)], stats
-    return [], stats
+        program = compile_for_task(source, task)
+    except RewardProgramError as exc:
+        return None, exc.findings, {"warnings": [str(w).removeprefix("[warning] ") for w in exc.warnings]}
+    notes = [str(w).removeprefix("[warning] ") for w in program.warnings]
+    return program, [], {"uses_obs": _uses_obs(ast.parse(source)), "warnings": notes}
 
 
 def _smoke_command() -> list[str]:
-    return [sys.executable, "-m", "rewardlab.reward.smoke"]
+    return [sys.executable, "-P", "-m", "rewardlab.reward.smoke"]  # -P: not the current folder
+
+
+WALL_FACTOR = 10.0
+"""The child is killed after ``WALL_FACTOR * timeout_s`` of wall-clock time: a backstop for a
+child that neither finishes nor uses CPU. The verdict that matters is the CPU-time limit
+(``timeout_s``), which machine load does not eat into."""
 
 
 def _cpu_seconds(timeout_s: float) -> float:
@@ -164,7 +167,7 @@ def run_child(
 
     The child applies ``request["memory_mb"]`` and ``request["cpu_s"]`` to itself before it
     compiles the program; here it is killed (with everything it started) after ``timeout_s``
-    of wall time.
+    of wall time (callers pass :data:`WALL_FACTOR` times the CPU limit).
 
     Args:
         request: The JSON request (see :mod:`rewardlab.reward.smoke` for both modes).
@@ -176,9 +179,8 @@ def run_child(
         ``(report, None)`` with the child's JSON report, or ``(None, finding)`` when it did
         not produce one (timeout, killed, crashed, unreadable output).
     """
-    env = dict(os.environ)
+    env = worker_environment()  # no keys or tokens in the child that runs generated code
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
-    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     try:
         proc = subprocess.Popen(
             _smoke_command(),
@@ -242,26 +244,28 @@ def check_program(
         steps: random-action environment steps of the smoke run (the program is evaluated on
             the state after each).
         seed: seed of the environment reset and the random actions.
-        timeout_s: wall-clock limit of the smoke run (also its CPU-time limit).
+        timeout_s: CPU-time limit of the smoke run (the child process's CPU time, so a loaded
+            machine does not eat into it); it is killed after :data:`WALL_FACTOR` times as much
+            wall-clock time.
         memory_mb: address-space limit of the smoke-run process.
 
     Returns:
         The report; ``ok`` is false when any finding was made. This process never runs the
         program's code and survives whatever the program does.
     """
-    findings, stats = static_check(task, source)
-    if findings:
+    program, findings, stats = static_check(task, source)
+    if program is None:
         return CheckReport(False, findings, stats)
     request = {
         "task": task.to_dict(),
-        "source": source,
+        "program": program.to_message(),
         "steps": steps,
         "seed": seed,
         "memory_mb": memory_mb,
         "cpu_s": _cpu_seconds(timeout_s),
     }
     started = time.monotonic()
-    report, failure = run_child(request, timeout_s)
+    report, failure = run_child(request, WALL_FACTOR * timeout_s)
     stats["elapsed_s"] = round(time.monotonic() - started, 3)
     if report is None:
         return CheckReport(False, [failure] if failure else [], stats)

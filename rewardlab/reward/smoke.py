@@ -6,22 +6,25 @@ report on stdout, and nothing else goes to stdout (stray output is sent to stder
 Two modes:
 
 * **smoke run** (the default), for :func:`rewardlab.reward.check.check_program`. Request:
-  ``{"task": TaskSpec.to_dict(), "source": str, "steps": int, "seed": int, "memory_mb": int,
+  ``{"task": TaskSpec.to_dict(), "program": RewardProgram.to_message(), "steps": int, "seed": int, "memory_mb": int,
   "cpu_s": float}``. Report: ``{"findings": [{"stage", "message", "line"}, ...], "stats":
   {...}}`` where findings are the first occurrence of each distinct failure (the message ends
   with how many states it happened on) and stats describe the rewards, components and call
   times on the states seen.
 * **recorded states** (``"mode": "states"``), for
   :func:`rewardlab.reward.trajectories.evaluate_on_rollouts`. Request: ``{"mode": "states",
-  "task", "source", "rollouts": <.npz path>, "memory_mb", "cpu_s", "max_abs": float | None}``.
+  "task", "program", "rollouts": <.npz path>, "memory_mb", "cpu_s", "max_abs": float | None}``.
   The env is reset with each rollout's seed and every recorded state is restored before the
   program is called with the recorded action and observation. Report: ``{"findings", "stats",
   "rewards": [[float | None per step] per rollout], "components": {name: [[...] per
   rollout]}}`` (``None`` where the call failed or did not return that component).
 
-The task's environment is built first; then the address-space and CPU-time limits are
-applied, and only then is the untrusted program compiled (module-level code runs at compile
-time) and evaluated, so whatever it does is confined to this process.
+The task's environment is built first; then the OS wall goes up
+(:func:`rewardlab.reward.confine.apply_wall`: seccomp, Landlock, no_new_privs, the request's
+address-space and CPU-time limits, no file growth, no new processes or threads), and only then
+is the program (vetted and compiled by the trusted process) loaded (its module-level code runs
+now) and evaluated, so whatever it does is confined to this process and cannot leave it. The process's environment
+holds no keys (:func:`rewardlab.reward.confine.worker_environment`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 import sys
 import time
 from dataclasses import asdict
@@ -37,31 +39,30 @@ from typing import Any
 
 import numpy as np
 
-from rewardlab.reward.program import RewardProgramError, RewardRuntimeError, compile_for_task
-from rewardlab.reward.sandbox import Finding
+from rewardlab.reward.confine import apply_wall
+from rewardlab.reward.findings import Finding
+from rewardlab.reward.program import (
+    RewardProgram,
+    RewardProgramError,
+    RewardRuntimeError,
+)
 from rewardlab.tasks.envs import env_proxy, make_task_env
 from rewardlab.tasks.registry import TaskSpec
 
 
-def apply_limits(memory_mb: int, cpu_s: float) -> None:
-    """Cap this process's address space at ``memory_mb`` MiB and its CPU time at ``cpu_s``.
+def _load(request: dict[str, Any], max_abs: float | None = None) -> RewardProgram:
+    """The program the trusted process compiled (:meth:`RewardProgram.to_message`), loaded
+    here, behind the wall: its module-level code runs now."""
+    program = RewardProgram.from_message(request["program"])
+    if max_abs is not None:
+        program.max_abs = max_abs
+    return program.fresh()
 
-    Both soft and hard limits are lowered (untrusted code cannot raise them again); existing
-    lower hard limits are kept. Exceeding the CPU limit ends the process with ``SIGXCPU``.
-    """
 
-    def lower(kind: int, value: int, hard_value: int) -> None:
-        _, hard = resource.getrlimit(kind)
-        if hard != resource.RLIM_INFINITY:
-            value, hard_value = min(value, hard), min(hard_value, hard)
-        resource.setrlimit(kind, (value, hard_value))
-
-    if memory_mb > 0:
-        limit = int(memory_mb) << 20
-        lower(resource.RLIMIT_AS, limit, limit)
-    if cpu_s > 0:
-        seconds = math.ceil(cpu_s)
-        lower(resource.RLIMIT_CPU, seconds, seconds + 2)
+def _wall(request: dict[str, Any]) -> None:
+    """The OS wall (:func:`rewardlab.reward.confine.apply_wall`) with the request's limits."""
+    cpu_s = float(request.get("cpu_s", 0))
+    apply_wall(memory_mb=int(request.get("memory_mb", 0)), cpu_s=cpu_s if cpu_s > 0 else None, threads=False)
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -75,7 +76,7 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def run(request: dict[str, Any]) -> dict[str, Any]:
-    """Build the env, apply the limits, compile and smoke-run the program; return the report."""
+    """Build the env, apply the limits, load and smoke-run the program; return the report."""
     task = TaskSpec.from_dict(request["task"])
     steps, seed = int(request.get("steps", 200)), int(request.get("seed", 0))
     env = make_task_env(task)
@@ -83,10 +84,10 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         me = env_proxy(env, task)
         obs, _ = env.reset(seed=seed)
         env.action_space.seed(seed)
-        apply_limits(int(request.get("memory_mb", 0)), float(request.get("cpu_s", 0)))
+        _wall(request)
 
         try:
-            program = compile_for_task(request["source"], task)
+            program = _load(request)
         except RewardProgramError as exc:
             return {"findings": [asdict(f) for f in exc.findings], "stats": {"steps": 0}}
 
@@ -99,9 +100,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         episodes = 1
         for _ in range(steps):
             action = env.action_space.sample()
-            before = time.perf_counter()
+            before = time.thread_time()
             obs, _, terminated, truncated, _ = env.step(action)
-            start = time.perf_counter()
+            start = time.thread_time()
             step_s.append(start - before)
             try:
                 reward, parts = program(me, action, obs)
@@ -110,7 +111,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                 errors.setdefault(key, exc.finding)
                 counts[key] = counts.get(key, 0) + 1
             else:
-                call_s.append(time.perf_counter() - start)  # successful calls only
+                call_s.append(time.thread_time() - start)  # successful calls only
                 rewards.append(reward)
                 for name, value in parts.items():
                     components.setdefault(name, []).append(value)
@@ -144,7 +145,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_states(request: dict[str, Any]) -> dict[str, Any]:
-    """Build the env, load the rollouts, apply the limits, compile the program and evaluate
+    """Build the env, load the rollouts, apply the limits, load the program and evaluate
     it on every recorded state (the ``states`` mode, see the module docstring)."""
     from rewardlab.reward.trajectories import load_rollouts, restore_state
 
@@ -155,11 +156,9 @@ def evaluate_states(request: dict[str, Any]) -> dict[str, Any]:
     try:
         me = env_proxy(env, task)
         env.reset(seed=rollouts[0].seed if rollouts else 0)
-        apply_limits(int(request.get("memory_mb", 0)), float(request.get("cpu_s", 0)))
+        _wall(request)
         try:
-            program = compile_for_task(
-                request["source"], task, max_abs=math.inf if max_abs is None else float(max_abs)
-            )
+            program = _load(request, math.inf if max_abs is None else float(max_abs))
         except RewardProgramError as exc:
             return {"findings": [asdict(f) for f in exc.findings], "stats": {"states": 0}}
 
@@ -176,7 +175,7 @@ def evaluate_states(request: dict[str, Any]) -> dict[str, Any]:
             parts_of: dict[str, list[float | None]] = {}
             for t in range(rollout.length):
                 restore_state(env, rollout.states[t])
-                start = time.perf_counter()
+                start = time.thread_time()
                 try:
                     reward, parts = program(me, rollout.actions[t], rollout.observations[t])
                 except RewardRuntimeError as exc:
@@ -185,7 +184,7 @@ def evaluate_states(request: dict[str, Any]) -> dict[str, Any]:
                     counts[key] = counts.get(key, 0) + 1
                     where.setdefault(key, f"{rollout.kind} rollout {i} (reset seed {rollout.seed}), step {t}")
                     continue
-                call_s.append(time.perf_counter() - start)
+                call_s.append(time.thread_time() - start)
                 per[t] = reward
                 for name, value in parts.items():
                     if name not in parts_of:

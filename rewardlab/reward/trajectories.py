@@ -44,7 +44,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from rewardlab.reward.check import run_child, static_check
+from rewardlab.reward.check import WALL_FACTOR, run_child, static_check
 from rewardlab.reward.sandbox import Finding
 from rewardlab.tasks.registry import TaskSpec
 
@@ -268,7 +268,8 @@ def evaluate_on_rollouts(
             when the same rollouts are evaluated for many programs).
         cfg: The run config: ``cfg.gate.timeout_s`` (else ``cfg.check.timeout_s``) and
             ``cfg.check.memory_mb`` are the child's limits, unless given explicitly.
-        timeout_s: Wall-clock and CPU-time limit of the child.
+        timeout_s: CPU-time limit of the child (killed after ``WALL_FACTOR`` times as much
+            wall-clock time, a backstop).
         memory_mb: Address-space limit of the child.
         max_abs: Per-step magnitude above which a call counts as failed (``None``: no bound,
             so that magnitudes are measured rather than refused; NaN and infinities always
@@ -279,8 +280,8 @@ def evaluate_on_rollouts(
     """
     timeout_s, memory_mb = _settings(cfg, timeout_s, memory_mb)
     started = time.monotonic()
-    findings, _ = static_check(task, source)
-    if findings:
+    program, findings, _ = static_check(task, source)
+    if program is None:
         return TrajectoryEvaluation(findings=findings, stats={"elapsed_s": 0.0})
     with tempfile.TemporaryDirectory(prefix="rewardlab-rollouts-") as tmp:
         if isinstance(rollouts, (str, Path)):
@@ -288,10 +289,10 @@ def evaluate_on_rollouts(
         else:
             path = save_rollouts(Path(tmp) / "rollouts.npz", list(rollouts))
         request = {
-            "mode": "states", "task": task.to_dict(), "source": source, "rollouts": str(path),
+            "mode": "states", "task": task.to_dict(), "program": program.to_message(), "rollouts": str(path),
             "memory_mb": memory_mb, "cpu_s": timeout_s, "max_abs": max_abs,
         }  # fmt: skip
-        report, failure = run_child(request, timeout_s, what="trajectory evaluation", stage="gate")
+        report, failure = run_child(request, WALL_FACTOR * timeout_s, what="trajectory evaluation", stage="gate")
     elapsed = round(time.monotonic() - started, 3)
     if report is None:
         return TrajectoryEvaluation(findings=[failure] if failure else [], stats={"elapsed_s": elapsed})

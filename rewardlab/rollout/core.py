@@ -151,15 +151,10 @@ class RolloutCore:
         self.success_inputs = SuccessInputs(
             self.me, n, model=spec.model, qpos=self.backend.qpos, worlds=self.worlds, task=task
         )
-        if isinstance(program, str):
-            program = compile_for_task(program, task)
-        self.program = program
+        self.program: RewardProgram | None = None
         self.evaluator: BatchedReward | None = None
         if program is not None:
-            self.evaluator = BatchedReward(
-                program, mode=config.reward_mode, verify_every=config.verify_every,
-                compile_lifted=lambda src: compile_for_task(src, task, ticks=program.budget.limit, seconds=program.budget.seconds, max_abs=program.max_abs),
-            )  # fmt: skip
+            self.attach_program(compile_for_task(program, task) if isinstance(program, str) else program)
         self.rngs = [
             seeding.np_random(None if config.seed is None else config.seed + i)[0] for i in range(n)
         ]
@@ -170,6 +165,16 @@ class RolloutCore:
         self._recent_fail = 0
         self._recent_total = 0
         self._needs_reset = True
+
+    def attach_program(self, program: RewardProgram) -> None:
+        """Evaluate ``program`` from now on (a confined worker builds the core first, puts up
+        the OS wall, then compiles the program and attaches it here)."""
+        task, config = self.task, self.config
+        self.program = program
+        self.evaluator = BatchedReward(
+            program, mode=config.reward_mode, verify_every=config.verify_every,
+            compile_lifted=lambda src: compile_for_task(src, task, ticks=program.budget.limit, seconds=program.budget.seconds, max_abs=program.max_abs),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ properties
 

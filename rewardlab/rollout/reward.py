@@ -68,6 +68,7 @@ from rewardlab.reward.program import (
     RewardProgramError,
     RewardRuntimeError,
     _traceback_line,
+    component_name_problem,
 )
 from rewardlab.reward.sandbox import BudgetExceeded, Finding
 from rewardlab.rollout.batch import BatchValue, BatchView, NotBatchable
@@ -159,7 +160,7 @@ def _raw_call(program: RewardProgram, me: Any, action: Any, obs: Any) -> Any:
     """Call the compiled entry point with a fresh budget; errors become RewardRuntimeError
     (:class:`NotBatchable` passes through)."""
     program.budget.reset()
-    fn = program._fn
+    fn = program.entry
     try:
         return fn(me, action, obs) if program.takes_obs else fn(me, action)
     except BudgetExceeded as exc:
@@ -180,10 +181,13 @@ def _as_batch(value: Any, n: int, what: str) -> np.ndarray:
         if arr.shape[1:] not in ((), (1,)):
             raise NotBatchable(f"{what} has per-world shape {arr.shape[1:]}, not a number")
         return arr.reshape(n).astype(np.float64)
-    if isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
-        return np.full(n, float(value))
-    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
-        return np.full(n, float(value.reshape(())))
+    try:  # float(10**400) raises OverflowError: per world, that is an output finding
+        if isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+            return np.full(n, float(value))
+        if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+            return np.full(n, float(value.reshape(())))
+    except (OverflowError, TypeError, ValueError) as exc:
+        raise NotBatchable(f"{what}: {type(exc).__name__}") from None
     raise NotBatchable(f"{what} is a {type(value).__name__}, not a number per world")
 
 
@@ -194,8 +198,9 @@ def split_output(out: Any, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             raise NotBatchable("a tuple return must be (reward, {name: value})")
         comps = {}
         for name, value in out[1].items():
-            if not isinstance(name, str):
-                raise NotBatchable(f"component names must be strings, got {name!r}")
+            problem = component_name_problem(name)  # the per-world call then reports it
+            if problem:
+                raise NotBatchable(problem)
             comps[name] = _as_batch(value, n, f"component {name!r}")
         return _as_batch(out[0], n, "reward"), comps
     return _as_batch(out, n, "reward"), {}
