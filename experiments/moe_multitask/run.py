@@ -113,6 +113,11 @@ def mt_task(args: argparse.Namespace) -> Any:
     return task
 
 
+def mt_dir(arm: str, seed: int, args: argparse.Namespace) -> Path:
+    members = "-".join(m.split("/")[-1] for m in args.members)
+    return args.runs / f"mt_{arm}_s{seed}_{args.steps}_{members}_h{args.horizon}"
+
+
 def mt_run(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from gymnasium import spaces
@@ -146,10 +151,7 @@ def mt_run(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         total_timesteps=args.steps, n_envs=n, seed=seed, eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
         checkpoint_freq=10**9, checkpoint_minutes=0, stop_at_success=0.0, progress_bar=False, video_episodes=0,
     )  # fmt: skip
-    run_dir = (
-        args.runs
-        / f"mt_{arm}_s{seed}_{args.steps}_{'-'.join(m.split('/')[-1] for m in task.members)}_h{args.horizon}"
-    )
+    run_dir = mt_dir(arm, seed, args)
     sweep = train_once(task, None, algo, train, run_dir, moe=moe)
     rows = read_csv(run_dir / "metrics.csv")
     curve = [
@@ -166,13 +168,17 @@ def mt_run(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             "wall_s": sweep.wall_s}  # fmt: skip
 
 
-def run_unit(unit: tuple[str, str, int], args: argparse.Namespace) -> dict[str, Any]:
+def run_unit(unit: tuple[str, str, int], args: argparse.Namespace) -> dict[str, Any] | None:
     part, arm, seed = unit
     budget = (f"{args.toy_steps}_x{args.toy_scale:g}" if part == "toy"
               else f"{args.steps}_{'-'.join(args.members)}_h{args.horizon}_e{args.eval_episodes}")  # fmt: skip
     cache = args.runs / f"{part}_{arm}_s{seed}_{budget}.json"
     if cache.is_file():  # finished earlier: re-aggregate without training
         return dict(json.loads(cache.read_text()))
+    if args.finished_only and not (
+        part == "mt" and (mt_dir(arm, seed, args) / "done.json").is_file()
+    ):
+        return None
     result = (toy_run if part == "toy" else mt_run)(arm, seed, args)
     cache.write_text(json.dumps(result))
     print(f"{part} {arm} seed {seed}: success per task {result['final']} ({result['parameters']:,} params, "
@@ -196,7 +202,10 @@ def summarize(runs: list[dict[str, Any]], arms: list[str]) -> dict[str, dict[str
         ]
         per_seed = [float(np.mean(f)) for f in finals]
         matrix = np.array(finals, dtype=float)  # seeds x tasks
-        low, high = t_interval(per_seed) if len(per_seed) > 1 else (float("nan"), float("nan"))
+        center, half = t_interval(per_seed)
+        low, high = (
+            (center - half, center + half) if len(per_seed) > 1 else (float("nan"), float("nan"))
+        )
         out[arm] = {
             "parameters": mine[0]["parameters"], "seeds": len(mine), "mean": float(np.mean(per_seed)),
             "t95": [low, high], "iqm": interval(matrix, "iqm").to_dict(), "per_task_mean": matrix.mean(0).tolist(),
@@ -299,6 +308,11 @@ def main() -> None:
     ap.add_argument("--learning-starts", type=int, default=600)
     ap.add_argument("--eval-freq", type=int, default=2_000)
     ap.add_argument("--eval-episodes", type=int, default=10)
+    ap.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="aggregate the finished runs under --runs; train none",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="(arm, seed) runs in parallel processes")
     ap.add_argument("--out", type=Path, default=Path("runs/experiments/moe_multitask"))
     ap.add_argument("--runs", type=Path, default=Path("runs/experiments/moe_multitask/runs"))
@@ -317,7 +331,9 @@ def main() -> None:
     else:
         done = [run_unit(u, args) for u in units]
     for part in args.parts:
-        runs = [r for (p, _, _), r in zip(units, done, strict=True) if p == part]
+        runs = [r for (p, _, _), r in zip(units, done, strict=True) if p == part and r is not None]
+        if not runs:
+            continue
         arms = list(dict.fromkeys(r["arm"] for r in runs))
         tasks = ["task0 (reward x scale)", "task1"] if part == "toy" else mt_task(args).members
         results[part] = {
