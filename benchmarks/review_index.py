@@ -47,9 +47,15 @@ def build(root: Path, runs: int, versions: int) -> list[Path]:
         for v in range(versions):
             vdir = run / "rewards" / f"v{v}"
             (vdir / "videos").mkdir(parents=True)
-            (vdir / "reward.py").write_text("def compute_dense_reward(self, action):\n    return 0.0\n")
+            (vdir / "reward.py").write_text(
+                "def compute_dense_reward(self, action):\n    return 0.0\n"
+            )
             rate = ((i + v) % 6) / 5
-            (vdir / "summary.json").write_text(json.dumps({"version": v, "status": "done", "timesteps": 400_000, "success_rate": rate}))
+            (vdir / "summary.json").write_text(
+                json.dumps(
+                    {"version": v, "status": "done", "timesteps": 400_000, "success_rate": rate}
+                )
+            )
             entries.append({"version": v, "has_reward": True, "status": "done", "timesteps": 400_000, "success_rate": rate,
                             "videos": [str(vdir / "videos" / "episode_00.mp4")], "train_wall_s": 200.0})  # fmt: skip
         summary = {"task": f"mujoco/{task}", "instruction": "Make the robot move forward as fast as possible.",
@@ -76,7 +82,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--versions", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--markdown", type=Path, default=None, help="also write the results table here")
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="also write the results table here"
+    )
     args = parser.parse_args()
 
     from rewardlab.review.app import create_app
@@ -113,7 +121,11 @@ def main() -> None:
         def changed() -> None:
             counter[0] += 1
             summary = runs[counter[0] % len(runs)] / "summary.json"
-            summary.write_text(summary.read_text().replace('"message": ""', f'"message": "{counter[0]}"', 1).replace(f'"message": "{counter[0] - 1}"', f'"message": "{counter[0]}"'))
+            summary.write_text(
+                summary.read_text()
+                .replace('"message": ""', f'"message": "{counter[0]}"', 1)
+                .replace(f'"message": "{counter[0] - 1}"', f'"message": "{counter[0]}"')
+            )
             get()
 
         one = timed(changed, args.rounds)

@@ -63,11 +63,22 @@ def one(launcher: str, workers: int, steps: int, out: Path) -> dict[str, Any]:
     generator = OfflineVariants(OfflineGenerator(), period=CANDIDATES)
     jobs = []
     for k in range(CANDIDATES):
-        reply = generator.propose(GenerationRequest(task=task, instruction=task.instruction, messages=[], sample=k))
+        reply = generator.propose(
+            GenerationRequest(task=task, instruction=task.instruction, messages=[], sample=k)
+        )
         source = extract_code(reply.text)
         assert source is not None
         (out / f"c{k}.py").write_text(source)
-        jobs.append(Job(f"c{k}", str(out / f"c{k}"), str(out / f"c{k}.py"), budget=steps, seed=0, decision_episodes=20))
+        jobs.append(
+            Job(
+                f"c{k}",
+                str(out / f"c{k}"),
+                str(out / f"c{k}.py"),
+                budget=steps,
+                seed=0,
+                decision_episodes=20,
+            )
+        )
     started = time.perf_counter()
     results = launch(cfg, task, jobs, out / "batch", log=lambda _: None)
     wall = time.perf_counter() - started
@@ -93,14 +104,18 @@ def run_config(launcher: str, workers: int, steps: int) -> dict[str, Any]:
                              capture_output=True, text=True, env=env)  # fmt: skip
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if res.returncode != 0:
-            raise RuntimeError(f"{launcher} x{workers} failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
+            raise RuntimeError(
+                f"{launcher} x{workers} failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
+            )
         numbers = json.loads(res.stdout.strip().splitlines()[-1])
     tree = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {**numbers, "tree_cpu_s": tree}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=2048, help="PPO steps per candidate")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--markdown", type=Path, default=None)
@@ -118,7 +133,9 @@ def main() -> int:
             numbers = run_config(launcher, workers, args.steps)
             runs[f"{launcher} x{workers}"].append(numbers)
             print(f"round {r}: {launcher} x{workers}: {numbers['wall_s']:.1f} s wall", flush=True)
-    median = {name: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for name, rs in runs.items()}
+    median = {
+        name: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for name, rs in runs.items()
+    }
     ref = median["joblib x2"]["wall_s"]
     lines = [
         f"- {CANDIDATES} candidates x {args.steps} PPO steps (4 envs, 20 decision episodes each) on mujoco/hopper_forward; "

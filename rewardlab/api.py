@@ -40,7 +40,9 @@ def compile(source: str, task: TaskSpec | str) -> RewardProgram:  # noqa: A001 -
     return compile_for_task(source, _task(task))
 
 
-def make_env(task: TaskSpec | str, program: RewardProgram | None = None, **kwargs: Any) -> gym.Env[Any, Any]:
+def make_env(
+    task: TaskSpec | str, program: RewardProgram | None = None, **kwargs: Any
+) -> gym.Env[Any, Any]:
     """``task``'s gymnasium environment with its success metric (``info["success"]``,
     ``info["task/progress"]``) and, if given, ``program`` as its reward (components in
     ``info["reward/<name>"]``), computed in a confined worker (generated code never runs in

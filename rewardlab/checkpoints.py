@@ -69,7 +69,10 @@ def _complete(model_zip: Path, steps: int) -> bool:
     # never had any (checkpoints saved before they existed)
     return all(
         paths[kind].exists() or not list(model_zip.parent.glob(pattern))
-        for kind, pattern in (("stats", "model_vecnormalize_*_steps.pkl"), ("info", "model_*_steps.json"))
+        for kind, pattern in (
+            ("stats", "model_vecnormalize_*_steps.pkl"),
+            ("info", "model_*_steps.json"),
+        )
     )
 
 
@@ -90,7 +93,9 @@ def checkpoint_info(run_dir: Path, steps: int) -> CheckpointInfo:
     """The sidecar of the checkpoint at ``steps`` (defaults for checkpoints saved without one)."""
     try:
         data = json.loads(_paths(run_dir / FOLDER, steps)["info"].read_text())
-        return CheckpointInfo(**{k: data[k] for k in ("steps", "wall_s", "iterations", "reason") if k in data})
+        return CheckpointInfo(
+            **{k: data[k] for k in ("steps", "wall_s", "iterations", "reason") if k in data}
+        )
     except (OSError, ValueError, TypeError):
         return CheckpointInfo(steps=steps, iterations=None)
 
@@ -111,7 +116,9 @@ def describe_start(run_dir: Path, total_timesteps: int) -> str:
             f"(saved {why}, after {info.wall_s:.0f} s of training)")  # fmt: skip
 
 
-def save_checkpoint(model: Any, run_dir: Path, *, wall_s: float, iterations: int | None, reason: str) -> int:
+def save_checkpoint(
+    model: Any, run_dir: Path, *, wall_s: float, iterations: int | None, reason: str
+) -> int:
     """Save an SB3 model with its normalisation (and replay buffer), then the sidecar that
     makes it count; the step count."""
     steps, folder = int(model.num_timesteps), run_dir / FOLDER
@@ -123,7 +130,9 @@ def save_checkpoint(model: Any, run_dir: Path, *, wall_s: float, iterations: int
         vec_norm.save(str(paths["stats"]))
     if hasattr(model, "save_replay_buffer"):
         model.save_replay_buffer(paths["buffer"])
-    info = CheckpointInfo(steps=steps, wall_s=round(wall_s, 1), iterations=iterations, reason=reason)
+    info = CheckpointInfo(
+        steps=steps, wall_s=round(wall_s, 1), iterations=iterations, reason=reason
+    )
     tmp = paths["info"].with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(info)))
     tmp.replace(paths["info"])
@@ -147,7 +156,9 @@ def algo_class(name: str) -> Any:
 def load_policy(run_dir: Path, algo_name: str, *, best: bool = False) -> tuple[Any, Any]:
     """Load a trained policy and its observation normaliser (or ``None``) from a version
     folder: ``model.zip`` (or ``best_model.zip`` with ``best``), else the newest checkpoint."""
-    path = run_dir / ("best_model.zip" if best and (run_dir / "best_model.zip").exists() else "model.zip")
+    path = run_dir / (
+        "best_model.zip" if best and (run_dir / "best_model.zip").exists() else "model.zip"
+    )
     ckpt = latest_checkpoint(run_dir)
     if not path.exists():
         if ckpt is None:

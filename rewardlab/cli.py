@@ -54,7 +54,18 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- output
 
 
-QUIET_LOGGERS = ("matplotlib", "PIL", "httpx", "httpcore", "openai", "urllib3", "hydra", "jax", "absl", "OpenGL")
+QUIET_LOGGERS = (
+    "matplotlib",
+    "PIL",
+    "httpx",
+    "httpcore",
+    "openai",
+    "urllib3",
+    "hydra",
+    "jax",
+    "absl",
+    "OpenGL",
+)
 """Libraries whose INFO messages (and matplotlib's font-cache warning) only ``-v`` shows."""
 
 
@@ -105,7 +116,9 @@ def cmd_tasks(argv: list[str]) -> int:
     env_width = max(len(t.resolved_env_id()) for t in tasks)
     log.info(f"{'task':<{width}}  {'env':<{env_width}} {'success metric':<17} instruction")
     for t in tasks:
-        log.info(f"{t.name:<{width}}  {t.resolved_env_id():<{env_width}} {t.success.metric:<17} {t.instruction}")
+        log.info(
+            f"{t.name:<{width}}  {t.resolved_env_id():<{env_width}} {t.success.metric:<17} {t.instruction}"
+        )
     log.info(f"\n{len(tasks)} tasks. Train one: rewardlab train task=<task>")
     return 0
 
@@ -117,7 +130,9 @@ def cmd_check(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     path = Path(cfg.file)
     cfg.gate.cache_dir = None  # a check writes nothing: reference rollouts go to a temporary folder
     verdict = gate(cfg.task, path.read_text(), cfg)
-    log.info(f"{path} for {cfg.task.name}: {'ACCEPTED' if verdict.ok else 'REJECTED'} by the pre-flight gate")
+    log.info(
+        f"{path} for {cfg.task.name}: {'ACCEPTED' if verdict.ok else 'REJECTED'} by the pre-flight gate"
+    )
     for line in verdict.feedback_lines():
         log.info(f"  {line}")
     return 0 if verdict.ok else 1
@@ -174,7 +189,9 @@ def _train_and_record(cfg: RewardLabConfig, run_dir: Path, version: int, source:
     try:
         train_version(cfg, cfg.task, run_dir, version, source)
     except RewardFailure as exc:
-        record_run(run_dir, cfg, cfg.task, "failed", f"reward program failed during training: {exc}")
+        record_run(
+            run_dir, cfg, cfg.task, "failed", f"reward program failed during training: {exc}"
+        )
         log.info(f"training stopped: {exc}")
         return 1
     record_run(run_dir, cfg, cfg.task, "done")
@@ -196,7 +213,11 @@ def cmd_train(cfg: RewardLabConfig, run_dir: Path | None) -> int:
 
         version = run.current_version()
         assert version is not None
-        source = read_sources(run.version_dir(version), cfg.task) if cfg.task.members else run.source(version)
+        source = (
+            read_sources(run.version_dir(version), cfg.task)
+            if cfg.task.members
+            else run.source(version)
+        )
         log.info(f"resuming {run_dir} (reward v{version}, current version)")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -240,7 +261,9 @@ def _refine_once(cfg: RewardLabConfig, run_dir: Path, feedback: list[str]) -> in
         from rewardlab.multirun import refined_member_reward
 
         assert cfg.task_member is not None
-        version, source, failure = refined_member_reward(cfg, cfg.task, run_dir, parent, cfg.task_member, feedback)
+        version, source, failure = refined_member_reward(
+            cfg, cfg.task, run_dir, parent, cfg.task_member, feedback
+        )
     else:
         version, source, failure = refined_reward(cfg, cfg.task, run_dir, parent, feedback)
     if failure or source is None:
@@ -283,7 +306,9 @@ def cmd_refine(cfg: RewardLabConfig, run_dir: Path | None) -> int:
         if _auto_feedback(cfg):  # E2CL: exploration finds the errors
             from rewardlab.e2cl.loop import run_e2cl
 
-            return run_e2cl(cfg, cfg.task, run_dir, extra=[str(t).replace("_", " ") for t in (cfg.tags or [])])
+            return run_e2cl(
+                cfg, cfg.task, run_dir, extra=[str(t).replace("_", " ") for t in (cfg.tags or [])]
+            )
         if not cfg.interactive:
             return _refine_once(cfg, run_dir, _feedback_lines(cfg))
         status = 0
@@ -291,7 +316,9 @@ def cmd_refine(cfg: RewardLabConfig, run_dir: Path | None) -> int:
             version = run.current_version()
             vs = run.version_summary(version) if version is not None else None
             if vs is not None and vs.get("status") == "done":
-                log.info(f"\nv{version} after {vs['timesteps']:,} steps: {evaluation_line(vs['final_eval'])}")
+                log.info(
+                    f"\nv{version} after {vs['timesteps']:,} steps: {evaluation_line(vs['final_eval'])}"
+                )
                 for video in vs["videos"]:
                     log.info(f"  watch: {video}")
             try:
@@ -370,9 +397,13 @@ def review_problem(cfg: RewardLabConfig) -> str:
 
     token = _review_token(cfg)
     if cfg.review.token_env and not token:
-        return f"review.token_env={cfg.review.token_env} names an empty or unset environment variable"
+        return (
+            f"review.token_env={cfg.review.token_env} names an empty or unset environment variable"
+        )
     try:
-        remote_settings(cfg.review.host, cfg.review.allow_remote, list(cfg.review.allowed_hosts), token)
+        remote_settings(
+            cfg.review.host, cfg.review.allow_remote, list(cfg.review.allowed_hosts), token
+        )
     except RemoteRefused as exc:
         return str(exc)
     return ""
@@ -393,7 +424,12 @@ def cmd_search(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     _log_to_file(run_dir)
     _limit_memory(cfg)
     task = cfg.task
-    info = {"task": task.name, "instruction": task.instruction, "algo": str(cfg.algo.name), "generator": describe_generator(cfg)}
+    info = {
+        "task": task.name,
+        "instruction": task.instruction,
+        "algo": str(cfg.algo.name),
+        "generator": describe_generator(cfg),
+    }
 
     def record(status: Status, message: str) -> None:  # the search writes its own report.md
         run.record(status=status, message=message, **info)
@@ -438,7 +474,11 @@ def _quote_free_text(args: list[str]) -> list[str]:
     out = []
     for arg in args:
         key, sep, value = arg.partition("=")
-        if sep and key.lstrip("+") in FREE_TEXT_KEYS and not (value[:1] in "'\"" and value[-1:] == value[:1] and len(value) > 1):
+        if (
+            sep
+            and key.lstrip("+") in FREE_TEXT_KEYS
+            and not (value[:1] in "'\"" and value[-1:] == value[:1] and len(value) > 1)
+        ):
             escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
             arg = f"{key}='{escaped}'"
         out.append(arg)
@@ -495,7 +535,9 @@ def _command_args(command: str, overrides: list[str]) -> list[str]:
         key = o.key_or_group
         if key in known and key not in COMMAND_ARGS[command]:
             users = sorted(c for c, keys in COMMAND_ARGS.items() if key in keys)
-            raise UsageError(f"{key}= is not an argument of `rewardlab {command}` (it is one of: {', '.join(users)})")
+            raise UsageError(
+                f"{key}= is not an argument of `rewardlab {command}` (it is one of: {', '.join(users)})"
+            )
     return overrides
 
 
@@ -514,8 +556,12 @@ def compose(overrides: list[str]) -> DictConfig:
     register_configs()
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3", job_name="rewardlab"):
-            return hydra_compose("config", overrides=[o for o in overrides if not o.lstrip("+~").startswith("hydra")])
+        with initialize_config_dir(
+            config_dir=str(data_dir("conf")), version_base="1.3", job_name="rewardlab"
+        ):
+            return hydra_compose(
+                "config", overrides=[o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+            )
     except MissingConfigException as exc:
         raise UsageError(_missing_option(exc, overrides)) from None
     except (HydraException, OmegaConfBaseException) as exc:
@@ -560,7 +606,9 @@ def _missing_option(exc: Exception, overrides: list[str]) -> str:
         if "." not in group and folder.is_dir():
             options = sorted(p.stem for p in folder.glob("*.yaml"))
             if str(value) not in options:
-                return f"unknown {group} {value!r}: choose one of {', '.join(options)} (conf/{group}/)"
+                return (
+                    f"unknown {group} {value!r}: choose one of {', '.join(options)} (conf/{group}/)"
+                )
     return _one_line(exc)
 
 
@@ -594,12 +642,16 @@ def _load_run(command: str, composed: DictConfig, overrides: list[str]) -> dict[
 
     run = RunDir(Path(str(composed.run)).resolve())
     if not run.path.is_dir():
-        raise UsageError(f"{run.path} does not exist (give a run directory: rewardlab {command} run=<dir>)")
+        raise UsageError(
+            f"{run.path} does not exist (give a run directory: rewardlab {command} run=<dir>)"
+        )
     if not run.exists():
         raise UsageError(f"{run.path} is not a rewardlab run directory (no config.yaml)")
     # The saved config on today's schema, so runs recorded before a field existed still load.
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(RewardLabConfig), OmegaConf.load(run.config_file))
+        merged = OmegaConf.merge(
+            OmegaConf.structured(RewardLabConfig), OmegaConf.load(run.config_file)
+        )
     except Exception as exc:
         raise UsageError(f"{run.config_file}: cannot be read ({_one_line(exc)})") from None
     saved_path = OmegaConf.select(merged, "task_path") or []
@@ -618,7 +670,9 @@ def _load_run(command: str, composed: DictConfig, overrides: list[str]) -> dict[
     return {str(k): v for k, v in container.items()}
 
 
-def resolve(command: str, overrides: list[str], composed: DictConfig | None = None) -> RewardLabConfig:
+def resolve(
+    command: str, overrides: list[str], composed: DictConfig | None = None
+) -> RewardLabConfig:
     """The typed config of ``rewardlab <command> <overrides>``, checked: keys, types, choices,
     budgets, files, runs, tasks and back-ends; :class:`UsageError` (one line) otherwise."""
     from rewardlab.config import ConfigError, to_schema
@@ -661,7 +715,12 @@ def problems(command: str, cfg: RewardLabConfig) -> str:
             return "give the reward program to check: rewardlab check task=<task> file=<path>"
         if not Path(cfg.file).is_file():
             return f"{cfg.file} does not exist"
-    own_file = command == "train" and run is None and cfg.reward_file and cfg.reward_file not in BENCHMARK_REWARD
+    own_file = (
+        command == "train"
+        and run is None
+        and cfg.reward_file
+        and cfg.reward_file not in BENCHMARK_REWARD
+    )
     if own_file and not Path(str(cfg.reward_file)).is_file():
         return f"reward_file={cfg.reward_file} does not exist (a reward program, or `env` for the benchmark's reward)"
     if command == "train" and run is not None and run.current_version() is None:
@@ -674,7 +733,9 @@ def problems(command: str, cfg: RewardLabConfig) -> str:
             return f"reward v{version} of {run.path} has no trained model yet (model.zip or a checkpoint); train it first"
     if command == "refine" and run is not None:
         if not _auto_feedback(cfg) and not cfg.interactive and not _feedback_lines(cfg):
-            return 'say what is wrong: feedback="..." and/or tags=[too_slow,falls] (or feedback=auto)'
+            return (
+                'say what is wrong: feedback="..." and/or tags=[too_slow,falls] (or feedback=auto)'
+            )
         reason = _unrefinable(run, run.resolve_version(cfg.version), cfg)
         if reason:
             return reason
@@ -706,7 +767,12 @@ def multitask_problem(command: str, cfg: RewardLabConfig) -> str:
         check_members(cfg.task)
     except ValueError as exc:
         return str(exc)
-    if command == "train" and not cfg.run and cfg.reward_file and cfg.reward_file not in BENCHMARK_REWARD:
+    if (
+        command == "train"
+        and not cfg.run
+        and cfg.reward_file
+        and cfg.reward_file not in BENCHMARK_REWARD
+    ):
         return "reward_file=<file> is one program; a multi-task set takes reward_file=env or a reward written per member"
     return ""
 
@@ -747,7 +813,10 @@ def backend_problem(cfg: RewardLabConfig) -> str:
 
     if cfg.task.members and cfg.shaping.kind != "none":
         return f"shaping={cfg.shaping.kind} is not available for multi-task sets"
-    found = (supports(t, str(cfg.train.backend), shaping=str(cfg.shaping.kind)) for t in member_tasks(cfg.task))
+    found = (
+        supports(t, str(cfg.train.backend), shaping=str(cfg.shaping.kind))
+        for t in member_tasks(cfg.task)
+    )
     return next(filter(None, found), "")
 
 
@@ -770,7 +839,10 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         log.info(f"unknown command {command!r}\n\n{USAGE}")
         return 2
-    overrides = [_as_list(o) if o.lstrip("+").startswith("task_path=") else o for o in _quote_free_text(overrides)]
+    overrides = [
+        _as_list(o) if o.lstrip("+").startswith("task_path=") else o
+        for o in _quote_free_text(overrides)
+    ]
     try:
         apply_task_path(overrides)
         checked = [resolve(command, combo) for combo in _combinations(overrides)]

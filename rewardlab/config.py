@@ -288,7 +288,6 @@ class AlgoConfig:
     ``n_steps``."""
 
 
-
 def algo_preset(name: str, **kwargs: Any) -> AlgoConfig:
     """``conf/algo/<name>.yaml`` as an :class:`AlgoConfig` (what ``algo=<name>`` selects on the
     command line), with ``kwargs`` merged into its constructor keyword arguments.
@@ -304,10 +303,13 @@ def algo_preset(name: str, **kwargs: Any) -> AlgoConfig:
     path = data_dir("conf") / "algo" / f"{name}.yaml"
     if not path.is_file():
         raise ValueError(f"unknown algorithm preset {name!r}: no {path}")
-    merged = OmegaConf.merge(OmegaConf.structured(AlgoConfig), OmegaConf.load(path), {"kwargs": kwargs})
+    merged = OmegaConf.merge(
+        OmegaConf.structured(AlgoConfig), OmegaConf.load(path), {"kwargs": kwargs}
+    )
     algo = OmegaConf.to_object(merged)
     assert isinstance(algo, AlgoConfig)
     return algo
+
 
 @dataclass
 class TrainConfig:
@@ -355,7 +357,9 @@ class TrainConfig:
         _positive("train", total_timesteps=self.total_timesteps, n_envs=self.n_envs, eval_freq=self.eval_freq,
                   eval_episodes=self.eval_episodes, checkpoint_freq=self.checkpoint_freq, video_size=self.video_size,
                   torch_threads=self.torch_threads)  # fmt: skip
-        _non_negative("train", video_episodes=self.video_episodes, checkpoint_minutes=self.checkpoint_minutes)
+        _non_negative(
+            "train", video_episodes=self.video_episodes, checkpoint_minutes=self.checkpoint_minutes
+        )
 
 
 @dataclass
@@ -501,7 +505,9 @@ class SearchConfig:
         if self.eta < 2:
             raise ValueError(f"search.eta must be at least 2, not {self.eta}")
         if self.max_steps < self.min_steps:
-            raise ValueError(f"search.max_steps ({self.max_steps}) is below search.min_steps ({self.min_steps})")
+            raise ValueError(
+                f"search.max_steps ({self.max_steps}) is below search.min_steps ({self.min_steps})"
+            )
 
 
 @dataclass
@@ -828,7 +834,9 @@ def to_schema(cfg: Any) -> RewardLabConfig:
     except ValueError as exc:  # a dataclass's own check (budgets ...)
         raise ConfigError(str(exc).lstrip(".")) from None
     assert isinstance(typed, RewardLabConfig)
-    if not isinstance(typed.task.success, SuccessSpec):  # a mapping, or task.success=<name or expression>
+    if not isinstance(
+        typed.task.success, SuccessSpec
+    ):  # a mapping, or task.success=<name or expression>
         from rewardlab.tasks.success import SuccessChoiceError
 
         try:

@@ -146,8 +146,12 @@ def run_episodes(
                 EpisodeResult(
                     success=bool(info.get("success", False)),
                     progress=float(info.get("task/progress", 0.0)),
-                    length=length, reward_return=ret, env_return=env_ret,
-                    components=comps, reward_errors=errors, video=video,
+                    length=length,
+                    reward_return=ret,
+                    env_return=env_ret,
+                    components=comps,
+                    reward_errors=errors,
+                    video=video,
                 )  # fmt: skip
             )
     finally:

@@ -175,7 +175,9 @@ class GateReport:
                 f"max {reward['max']:.4g}"
             )
         for name, comp in (self.stats.get("components") or {}).items():
-            lines.append(f"component `{name}`: min {comp['min']:.4g}, mean {comp['mean']:.4g}, max {comp['max']:.4g}")
+            lines.append(
+                f"component `{name}`: min {comp['min']:.4g}, mean {comp['mean']:.4g}, max {comp['max']:.4g}"
+            )
         returns = self.stats.get("returns")
         if returns:
             lines.append("mean return per rollout kind (actions as executed): "
@@ -231,7 +233,9 @@ def _auc(good: np.ndarray, bad: np.ndarray) -> float:
     both = np.concatenate([good, bad])
     scale = max(1.0, float(np.abs(both).max()))
     ranks = rankdata(np.round(both / scale, 9))  # values equal to 1e-9 relative are ties
-    return float((ranks[: len(good)].sum() - len(good) * (len(good) + 1) / 2) / (len(good) * len(bad)))
+    return float(
+        (ranks[: len(good)].sum() - len(good) * (len(good) + 1) / 2) / (len(good) * len(bad))
+    )
 
 
 def _discounted(r: np.ndarray, gamma: float) -> float:
@@ -251,7 +255,9 @@ def _spearman_to_success(rollout: Rollout, rewards: np.ndarray) -> float | None:
     return float(rho) if rho is not None and math.isfinite(float(rho)) else None
 
 
-def preference(ref: ReferenceRollouts, rewards: list[np.ndarray], neutral: list[np.ndarray]) -> dict[str, Any]:
+def preference(
+    ref: ReferenceRollouts, rewards: list[np.ndarray], neutral: list[np.ndarray]
+) -> dict[str, Any]:
     """How the reward orders the task's demonstrations against its failures (demonstration
     tasks only), read in several ways; which of them the gate acts on, and at what threshold,
     is :func:`judge`'s business (calibrated in ``experiments/gate_calibration``).
@@ -275,12 +281,18 @@ def preference(ref: ReferenceRollouts, rewards: list[np.ndarray], neutral: list[
     plain = ref.rollouts
     good = [i for i, r in enumerate(plain) if r.kind == DEMO_KIND]
     bad = [i for i, r in enumerate(plain) if r.kind != DEMO_KIND and not r.success]
-    out: dict[str, Any] = {"successful": len(good), "failed": len(bad), "pairs": len(good) * len(bad)}
+    out: dict[str, Any] = {
+        "successful": len(good),
+        "failed": len(bad),
+        "pairs": len(good) * len(bad),
+    }
     if not good or not bad:
         return out
     totals = {"neutral": [float(r.sum()) for r in neutral], "recorded": [float(r.sum()) for r in rewards],
               "discounted": [_discounted(r, 0.99) for r in neutral]}  # fmt: skip
-    out["trajectory"] = {k: _pair_accuracy([v[i] for i in good], [v[j] for j in bad]) for k, v in totals.items()}
+    out["trajectory"] = {
+        k: _pair_accuracy([v[i] for i in good], [v[j] for j in bad]) for k, v in totals.items()
+    }
     kinds = sorted({plain[j].kind for j in bad})
     out["by_kind"] = {
         k: _pair_accuracy([totals["neutral"][i] for i in good], [totals["neutral"][j] for j in bad if plain[j].kind == k])
@@ -309,7 +321,12 @@ def judge(ref: ReferenceRollouts, ev: TrajectoryEvaluation, s: GateConfig) -> Ga
                              "checks": checks}  # fmt: skip
     if findings or not ev.rewards:
         checks["finite"] = "reject"
-        return GateReport(False, findings or ["the program returned nothing on the reference states"], warnings, stats)
+        return GateReport(
+            False,
+            findings or ["the program returned nothing on the reference states"],
+            warnings,
+            stats,
+        )
     checks["finite"] = "pass"
     rewards, neutral = ref.split(ev.rewards)
     every = np.concatenate(rewards)
@@ -341,7 +358,9 @@ def judge(ref: ReferenceRollouts, ev: TrajectoryEvaluation, s: GateConfig) -> Ga
         findings.append(f"the reward is constant ({every[0]:.4g}) on all {len(every)} reference states "
                         f"({_kinds(ref.kinds())} rollouts): it gives no learning signal")  # fmt: skip
         checks["constant"] = "reject"
-    failed = [r for rollout, r in zip(ref.rollouts, neutral, strict=True) if not rollout.successes.any()]
+    failed = [
+        r for rollout, r in zip(ref.rollouts, neutral, strict=True) if not rollout.successes.any()
+    ]
     if failed and checks["constant"] == "pass":
         span = float(np.ptp(np.concatenate(neutral)))
         flat = float(np.ptp(np.concatenate(failed)))
@@ -383,7 +402,9 @@ def judge(ref: ReferenceRollouts, ev: TrajectoryEvaluation, s: GateConfig) -> Ga
                 checks["progress"] = "warn"
             else:
                 checks["progress"] = "pass"
-    return GateReport(not findings, findings, warnings, stats, ranking_accuracy=accuracy, progress_order=order)
+    return GateReport(
+        not findings, findings, warnings, stats, ranking_accuracy=accuracy, progress_order=order
+    )
 
 
 def benchmark_evaluation(ref: ReferenceRollouts) -> TrajectoryEvaluation:
@@ -392,7 +413,9 @@ def benchmark_evaluation(ref: ReferenceRollouts) -> TrajectoryEvaluation:
     same values: the benchmark's reward cannot be re-run with other actions, and MetaWorld's
     ``v2`` rewards read the state, not the action."""
     values = [np.asarray(r.rewards, dtype=np.float64) for r in ref.rollouts]
-    return TrajectoryEvaluation(rewards=values + [v.copy() for v in values], stats={"elapsed_s": 0.0})
+    return TrajectoryEvaluation(
+        rewards=values + [v.copy() for v in values], stats={"elapsed_s": 0.0}
+    )
 
 
 def gate(task: TaskSpec, source: str, cfg: Any) -> GateReport:
@@ -423,7 +446,9 @@ def gate(task: TaskSpec, source: str, cfg: Any) -> GateReport:
     check_stats = dict(data["stats"])
     check_warnings = [str(w) for w in check_stats.pop("warnings", [])]
     if not report.ok:
-        verdict = GateReport(False, [str(f) for f in report.findings], check_warnings, {"check": check_stats})
+        verdict = GateReport(
+            False, [str(f) for f in report.findings], check_warnings, {"check": check_stats}
+        )
     elif task.benchmark not in REPLAYABLE:
         skipped = f"trajectory checks skipped: {task.benchmark} states cannot be replayed in the sandbox (only {', '.join(REPLAYABLE)})"
         verdict = GateReport(True, [], [*check_warnings, skipped], {"check": check_stats})
@@ -431,7 +456,12 @@ def gate(task: TaskSpec, source: str, cfg: Any) -> GateReport:
         try:
             ref = reference_rollouts(task, settings, cache_dir)
         except Exception as exc:  # e.g. a benchmark without MuJoCo states: checks (a) only, said so
-            verdict = GateReport(True, [], [*check_warnings, f"trajectory checks skipped: {type(exc).__name__}: {exc}"], {"check": check_stats})
+            verdict = GateReport(
+                True,
+                [],
+                [*check_warnings, f"trajectory checks skipped: {type(exc).__name__}: {exc}"],
+                {"check": check_stats},
+            )
         else:
             ev = evaluate_on_rollouts(task, source, ref.path, timeout_s=settings.timeout_s,
                                       memory_mb=int(cfg.check.memory_mb))  # fmt: skip
@@ -443,7 +473,9 @@ def gate(task: TaskSpec, source: str, cfg: Any) -> GateReport:
             verdict.stats["check"] = check_stats
             verdict.stats["timing"] = {"evaluate_s": ev.stats.get("elapsed_s"), "record_s": ref.record_s,
                                        "rollouts_file": str(Path(ref.path).name)}  # fmt: skip
-            verdict.stats["eval"] = {k: ev.stats.get(k) for k in ("states", "calls_ok", "calls_failed", "mean_call_us")}
+            verdict.stats["eval"] = {
+                k: ev.stats.get(k) for k in ("states", "calls_ok", "calls_failed", "mean_call_us")
+            }
     verdict.stats.setdefault("checks", {})["check"] = "pass" if report.ok else "reject"
     verdict.stats.setdefault("timing", {})["gate_s"] = round(time.monotonic() - started, 3)
     _VERDICTS[key] = verdict

@@ -51,7 +51,8 @@ def deferred() -> Iterator[None]:
         return
     received: list[int] = []
     previous: dict[int, Any] = {
-        s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)
+        s: signal.signal(s, lambda signum, frame: received.append(signum))
+        for s in (signal.SIGINT, signal.SIGTERM)
     }
     try:
         yield

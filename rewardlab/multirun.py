@@ -51,7 +51,9 @@ def read_sources(vdir: Path, task: TaskSpec) -> dict[str, str | None]:
     return out
 
 
-def initial_rewards(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path) -> tuple[dict[str, str | None] | None, str]:
+def initial_rewards(
+    cfg: RewardLabConfig, task: TaskSpec, run_dir: Path
+) -> tuple[dict[str, str | None] | None, str]:
     """Version 0 of a multi-task run: a reward per member from the reward writer, or the
     benchmark's own everywhere (``reward_file=env``): ``(sources, failure message)``."""
     vdir = RunDir(run_dir).version_dir(0)
@@ -62,7 +64,9 @@ def initial_rewards(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path) -> tupl
         if cfg.reward_file in BENCHMARK_REWARD:
             sources[member.name] = None
             continue
-        log.info(f"{member.name}: writing a reward for {member.instruction!r} with {describe_generator(cfg)} ...")
+        log.info(
+            f"{member.name}: writing a reward for {member.instruction!r} with {describe_generator(cfg)} ..."
+        )
         source, failure = accept(cfg, member, generate(cfg, member, mdir), mdir)
         if failure or source is None:
             return None, f"{member.name}: {failure}"
@@ -85,7 +89,12 @@ def refinable(run: RunDir, task: TaskSpec, version: int, member: str | None) -> 
 
 
 def refined_member_reward(
-    cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, parent: int, member: str, feedback: list[str]
+    cfg: RewardLabConfig,
+    task: TaskSpec,
+    run_dir: Path,
+    parent: int,
+    member: str,
+    feedback: list[str],
 ) -> tuple[int, dict[str, str | None] | None, str]:
     """Write the next version from ``feedback`` on member ``member`` of version ``parent``:
     ``(version, every member's source, failure message)``."""

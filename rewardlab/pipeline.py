@@ -41,7 +41,6 @@ from rewardlab.wrappers import compile_for_task
 log = logging.getLogger(__name__)
 
 
-
 def describe_generator(cfg: RewardLabConfig) -> str:
     """How the run's rewards are written, honestly."""
     if cfg.reward_file in BENCHMARK_REWARD:
@@ -78,7 +77,9 @@ def gate_version(
     return ""
 
 
-def generate(cfg: RewardLabConfig, task: TaskSpec, out_dir: Path, **kwargs: Any) -> GenerationResult:
+def generate(
+    cfg: RewardLabConfig, task: TaskSpec, out_dir: Path, **kwargs: Any
+) -> GenerationResult:
     """:func:`generate_reward` with the run's LLM settings (back-end, fixes, checks, prices);
     with ``gate.on_train=block`` the pre-flight gate is part of the fix loop."""
     try:
@@ -101,13 +102,18 @@ def generate(cfg: RewardLabConfig, task: TaskSpec, out_dir: Path, **kwargs: Any)
     )  # fmt: skip
 
 
-def accept(cfg: RewardLabConfig, task: TaskSpec, result: GenerationResult, vdir: Path) -> tuple[str | None, str]:
+def accept(
+    cfg: RewardLabConfig, task: TaskSpec, result: GenerationResult, vdir: Path
+) -> tuple[str | None, str]:
     """Keep a generated program in ``vdir`` (``reward.py``, check and gate reports) if it was
     accepted and passes the pre-flight gate: ``(source, failure message)``."""
     if result.gate is not None:
         write_json(vdir / "gate.json", result.gate.to_dict())
     if not result.ok or result.source is None:
-        return None, f"no acceptable reward program after {len(result.attempts)} attempt(s):\n{result.failure_summary()}"
+        return (
+            None,
+            f"no acceptable reward program after {len(result.attempts)} attempt(s):\n{result.failure_summary()}",
+        )
     (vdir / "reward.py").write_text(result.source)
     for line in result.notes():
         log.info(f"  {line}")
@@ -143,7 +149,13 @@ def initial_reward(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path) -> tuple
         return None, ""
     if cfg.reward_file:
         source = Path(cfg.reward_file).read_text()
-        report = check_program(task, source, steps=cfg.check.steps, timeout_s=cfg.check.timeout_s, memory_mb=cfg.check.memory_mb)
+        report = check_program(
+            task,
+            source,
+            steps=cfg.check.steps,
+            timeout_s=cfg.check.timeout_s,
+            memory_mb=cfg.check.memory_mb,
+        )
         write_json(vdir / "check.json", report.to_dict())
         (vdir / "reward.py").write_text(source)
         if not report.ok:
@@ -161,9 +173,18 @@ def evidence(run_dir: Path, version: int, member: str | None = None) -> dict[str
     if summary is None or summary.get("status") != "done":
         raise ValueError(f"reward v{version} of {run_dir} has no finished training")
     final = summary["final_eval"] if member is None else summary["final_eval"]["per_task"][member]
-    episodes = [e for e in summary["final_eval"]["per_episode"] if member is None or e.get("task") == member]
+    episodes = [
+        e for e in summary["final_eval"]["per_episode"] if member is None or e.get("task") == member
+    ]
     steps = max(sum(e["length"] for e in episodes), 1)
-    means = {name: sum(e["components"].get(name, 0.0) for e in episodes) / steps for name in episodes[0]["components"]} if episodes else {}
+    means = (
+        {
+            name: sum(e["components"].get(name, 0.0) for e in episodes) / steps
+            for name in episodes[0]["components"]
+        }
+        if episodes
+        else {}
+    )
     total = sum(abs(v) for v in means.values()) or 1.0
     return {
         "timesteps": summary["timesteps"],
@@ -208,7 +229,9 @@ def refined_reward(
     return version, source, failure
 
 
-def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: int, source: Reward) -> dict[str, Any]:
+def train_version(
+    cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: int, source: Reward
+) -> dict[str, Any]:
     """Train (or resume) reward version ``version``, evaluate it with videos, record it.
 
     The version's ``summary.json`` says ``training`` from the start and its final status
@@ -218,18 +241,42 @@ def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: 
     run = RunDir(run_dir)
     vdir = run.version_dir(version)
     algo, train_cfg, shaping, rollout = cfg.algo, cfg.train, cfg.shaping, cfg.rollout
-    log.info(f"training {algo.name} on {task.name} (reward v{version}) for up to {train_cfg.total_timesteps:,} steps -> {vdir}")
-    vdir.mkdir(parents=True, exist_ok=True)  # the settings this version is trained with (a refinement may change them)
-    OmegaConf.save(OmegaConf.create({"algo": algo, "train": train_cfg, "rollout": rollout}), vdir / "train.yaml")
+    log.info(
+        f"training {algo.name} on {task.name} (reward v{version}) for up to {train_cfg.total_timesteps:,} steps -> {vdir}"
+    )
+    vdir.mkdir(
+        parents=True, exist_ok=True
+    )  # the settings this version is trained with (a refinement may change them)
+    OmegaConf.save(
+        OmegaConf.create({"algo": algo, "train": train_cfg, "rollout": rollout}),
+        vdir / "train.yaml",
+    )
     run.write_version_summary(version, {"status": "training"})
     parent = parent_version(run, version)
-    start = run.version_dir(parent) if parent is not None and train_cfg.warm_start == WarmStart.parent else None
+    start = (
+        run.version_dir(parent)
+        if parent is not None and train_cfg.warm_start == WarmStart.parent
+        else None
+    )
     if start is not None:
         log.info(f"warm start from v{parent}'s policy (train.adapt={train_cfg.adapt})")
     try:
-        program: Reward = member_programs(task, source) if task.members else (
-            compile_for_task(source, task) if isinstance(source, str) else None)  # vetted once here
-        result = train(task, program, algo, train_cfg, vdir, shaping=shaping, rollout=rollout, moe=cfg.moe, parent=start)
+        program: Reward = (
+            member_programs(task, source)
+            if task.members
+            else (compile_for_task(source, task) if isinstance(source, str) else None)
+        )  # vetted once here
+        result = train(
+            task,
+            program,
+            algo,
+            train_cfg,
+            vdir,
+            shaping=shaping,
+            rollout=rollout,
+            moe=cfg.moe,
+            parent=start,
+        )
         model, normalizer = load_policy(vdir, algo.name)
         videos: dict[str, Any] = {"video_dir": vdir / "videos", "video_episodes": train_cfg.video_episodes,
                                   "video_size": train_cfg.video_size}  # fmt: skip
@@ -240,8 +287,13 @@ def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: 
             assert program is None or isinstance(program, RewardProgram)
             final = summarize(
                 run_episodes(
-                    task, model, episodes=train_cfg.eval_episodes, seed=20_000 + train_cfg.seed,
-                    program=program, normalizer=normalizer, **videos,
+                    task,
+                    model,
+                    episodes=train_cfg.eval_episodes,
+                    seed=20_000 + train_cfg.seed,
+                    program=program,
+                    normalizer=normalizer,
+                    **videos,
                 )  # fmt: skip
             )
     except BaseException as exc:
@@ -257,14 +309,18 @@ def train_version(cfg: RewardLabConfig, task: TaskSpec, run_dir: Path, version: 
         "videos": [e["video"] for e in final["per_episode"] if e["video"]],
     }  # fmt: skip
     if task.members:
-        summary["success_per_task"] = {name: s["success_rate"] for name, s in final["per_task"].items()}
+        summary["success_per_task"] = {
+            name: s["success_rate"] for name, s in final["per_task"].items()
+        }
     if result.moe:
         summary["moe"] = result.moe
     if parent is not None:
         summary["parent_level"] = parent_level(run, version, parent, start is not None)
     run.write_version_summary(version, summary)
     plot_curves(vdir)
-    log.info(f"{task.name} v{version} after {result.timesteps:,} steps ({result.wall_s:.0f} s): {evaluation_line(final)}")
+    log.info(
+        f"{task.name} v{version} after {result.timesteps:,} steps ({result.wall_s:.0f} s): {evaluation_line(final)}"
+    )
     for video in summary["videos"]:
         log.info(f"  video: {video}")
     return {"version": version, **summary}
@@ -302,7 +358,9 @@ def success_metric(task: TaskSpec) -> dict[str, Any]:
                            + "; ".join(f"{name}: {text}" for name, text in members.items())}  # fmt: skip
 
 
-def record_run(run_dir: Path, cfg: RewardLabConfig, task: TaskSpec, status: Status, message: str = "") -> dict[str, Any]:
+def record_run(
+    run_dir: Path, cfg: RewardLabConfig, task: TaskSpec, status: Status, message: str = ""
+) -> dict[str, Any]:
     """Rewrite the run's ``summary.json`` (:meth:`RunDir.record`) and ``report.md``."""
     summary = RunDir(run_dir).record(
         status=status, message=message, task=task.name, instruction=task.instruction,

@@ -97,8 +97,14 @@ class ReferenceRollouts:
         as recorded, for their neutral-action copies)``."""
         if len(per_rollout) != len(self.recorded):
             raise ValueError(f"{len(per_rollout)} values for {len(self.recorded)} rollouts")
-        plain = [v for v, r in zip(per_rollout, self.recorded, strict=True) if not r.kind.startswith(NEUTRAL)]
-        neutral = [v for v, r in zip(per_rollout, self.recorded, strict=True) if r.kind.startswith(NEUTRAL)]
+        plain = [
+            v
+            for v, r in zip(per_rollout, self.recorded, strict=True)
+            if not r.kind.startswith(NEUTRAL)
+        ]
+        neutral = [
+            v for v, r in zip(per_rollout, self.recorded, strict=True) if r.kind.startswith(NEUTRAL)
+        ]
         return plain, neutral
 
     def kinds(self) -> dict[str, int]:
@@ -133,7 +139,9 @@ def cache_key(task: TaskSpec, settings: Any) -> str:
         "task": task.to_dict(), "settings": {k: getattr(settings, k) for k in ROLLOUT_FIELDS},
         "versions": _versions(), "format": 2,
     }  # fmt: skip
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :20
+    ]
 
 
 def _scratch_dir() -> Path:
@@ -158,7 +166,9 @@ def _expert_action(policy: Any, obs: np.ndarray) -> np.ndarray:
         return np.asarray(policy.get_action(obs), dtype=np.float32)
 
 
-def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool, int | None, list[str]]:
+def record_reference(
+    task: TaskSpec, settings: Any
+) -> tuple[list[Rollout], bool, int | None, list[str]]:
     """Record the reference rollouts of ``task`` (uncached; see the module docstring).
 
     Returns:
@@ -170,7 +180,10 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
     env = make_env(task)
     try:
         space: Any = env.action_space
-        low, high = np.asarray(space.low, dtype=np.float32), np.asarray(space.high, dtype=np.float32)
+        low, high = (
+            np.asarray(space.low, dtype=np.float32),
+            np.asarray(space.high, dtype=np.float32),
+        )
         zero = neutral_action(space)
         rollouts: list[Rollout] = []
         notes: list[str] = []
@@ -196,7 +209,9 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
                     def stop_early(o: np.ndarray, t: int, cut: int = cut) -> np.ndarray:
                         return _expert_action(expert, o) if t < cut else zero
 
-                    truncated = record_rollout(env, stop_early, seed=demo.seed, steps=length, kind="truncated_demo")
+                    truncated = record_rollout(
+                        env, stop_early, seed=demo.seed, steps=length, kind="truncated_demo"
+                    )
                     if not truncated.success:
                         rollouts.append(truncated)
                 rng = np.random.default_rng(int(s.seed))
@@ -204,7 +219,9 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
                     seed = demos[j % len(demos)].seed
 
                     def noisy(o: np.ndarray, t: int) -> np.ndarray:
-                        a = _expert_action(expert, o) + rng.normal(0.0, float(s.noise_std), size=zero.shape)
+                        a = _expert_action(expert, o) + rng.normal(
+                            0.0, float(s.noise_std), size=zero.shape
+                        )
                         return np.clip(a, low, high).astype(np.float32)
 
                     rollout = record_rollout(env, noisy, seed=seed, steps=length, kind="noisy_demo")
@@ -216,7 +233,9 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
                     "(the task's episode), actions clipped to the action space as the environment executes them"
                 )
             else:
-                notes.append(f"the scripted expert succeeded in none of {3 * int(s.demos)} tries: no demonstrations")
+                notes.append(
+                    f"the scripted expert succeeded in none of {3 * int(s.demos)} tries: no demonstrations"
+                )
         elif expert is None:
             notes.append("no scripted expert for this task: no demonstrations, so no preference check; "
                          "states from random, zero-action and perturbed zero-action rollouts")  # fmt: skip
@@ -224,9 +243,17 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
         base = int(s.seed) + 1000
         space.seed(base)
         for j in range(int(s.episodes)):
-            rollouts.append(record_rollout(env, lambda o, t: space.sample(), seed=base + j, steps=steps, kind="random"))
+            rollouts.append(
+                record_rollout(
+                    env, lambda o, t: space.sample(), seed=base + j, steps=steps, kind="random"
+                )
+            )
         for j in range(int(s.zero_episodes)):
-            rollouts.append(record_rollout(env, lambda o, t: zero, seed=base + 100 + j, steps=steps, kind="zero"))
+            rollouts.append(
+                record_rollout(
+                    env, lambda o, t: zero, seed=base + 100 + j, steps=steps, kind="zero"
+                )
+            )
         noise = np.random.default_rng(base)
         for j in range(int(s.perturbed_episodes)):
             rollouts.append(record_rollout(
@@ -236,7 +263,12 @@ def record_reference(task: TaskSpec, settings: Any) -> tuple[list[Rollout], bool
     finally:
         env.close()
     rollouts = [r for r in rollouts if r.length > 0]
-    return rollouts + with_neutral_actions(rollouts, zero), any(r.kind == DEMO_KIND for r in rollouts), length, notes
+    return (
+        rollouts + with_neutral_actions(rollouts, zero),
+        any(r.kind == DEMO_KIND for r in rollouts),
+        length,
+        notes,
+    )
 
 
 def neutral_action(space: Any) -> np.ndarray:
@@ -251,12 +283,18 @@ def with_neutral_actions(rollouts: list[Rollout], action: np.ndarray) -> list[Ro
     without the actions that happened to lead there (a scripted expert's full-effort actions, a
     random policy's)."""
     return [
-        replace(r, kind=NEUTRAL + r.kind, actions=np.broadcast_to(action, r.actions.shape).astype(np.float32))
+        replace(
+            r,
+            kind=NEUTRAL + r.kind,
+            actions=np.broadcast_to(action, r.actions.shape).astype(np.float32),
+        )
         for r in rollouts
     ]
 
 
-def reference_rollouts(task: TaskSpec, settings: Any, cache_dir: str | Path | None = None) -> ReferenceRollouts:
+def reference_rollouts(
+    task: TaskSpec, settings: Any, cache_dir: str | Path | None = None
+) -> ReferenceRollouts:
     """The reference rollouts of ``task`` under the gate ``settings``: from this process's
     memory, else from ``cache_dir``, else recorded (and written there).
 
@@ -276,7 +314,9 @@ def reference_rollouts(task: TaskSpec, settings: Any, cache_dir: str | Path | No
         try:
             meta = json.loads(meta_path.read_text())
             loaded = load_rollouts(path)
-            ref = ReferenceRollouts(loaded, path, bool(meta["has_demos"]), meta["length"], list(meta["notes"]))
+            ref = ReferenceRollouts(
+                loaded, path, bool(meta["has_demos"]), meta["length"], list(meta["notes"])
+            )
             _MEMO[str(path)] = ref
             return ref
         except (OSError, ValueError, KeyError):
@@ -286,8 +326,12 @@ def reference_rollouts(task: TaskSpec, settings: Any, cache_dir: str | Path | No
     if not rollouts:
         raise RuntimeError(f"{task.name}: no reference rollout could be recorded")
     save_rollouts(path, rollouts)
-    meta_path.write_text(json.dumps({"task": task.name, "has_demos": has_demos, "length": length, "notes": notes}))
-    ref = ReferenceRollouts(rollouts, path, has_demos, length, notes, round(time.monotonic() - started, 3))
+    meta_path.write_text(
+        json.dumps({"task": task.name, "has_demos": has_demos, "length": length, "notes": notes})
+    )
+    ref = ReferenceRollouts(
+        rollouts, path, has_demos, length, notes, round(time.monotonic() - started, 3)
+    )
     _MEMO[str(path)] = ref
     return ref
 
@@ -367,7 +411,9 @@ def demonstrations(
         for attempt in range(attempts):
             if len(out) == episodes:
                 break
-            demo = _rollout(env, task, policy, seed + attempt, until_success, extra_steps, action_noise)
+            demo = _rollout(
+                env, task, policy, seed + attempt, until_success, extra_steps, action_noise
+            )
             if demo.success or not successful_only:
                 out.append(demo)
     finally:
@@ -381,7 +427,12 @@ def demonstrations(
 
 
 def _rollout(
-    env: Any, task: Any, policy: Any, seed: int, until_success: bool, extra_steps: int,
+    env: Any,
+    task: Any,
+    policy: Any,
+    seed: int,
+    until_success: bool,
+    extra_steps: int,
     action_noise: float = 0.0,
 ) -> Demonstration:
     obs, _ = env.reset(seed=seed)
@@ -395,7 +446,9 @@ def _rollout(
             warnings.simplefilter("ignore")
             action = np.asarray(policy.get_action(obs), dtype=np.float32)
         if action_noise > 0:
-            action = np.clip(action + action_noise * noise.standard_normal(action.shape), -1, 1).astype(np.float32)
+            action = np.clip(
+                action + action_noise * noise.standard_normal(action.shape), -1, 1
+            ).astype(np.float32)
         obs, reward, terminated, truncated, info = env.step(action)
         done = terminated or truncated
         observations.append(obs)
@@ -417,4 +470,3 @@ def _rollout(
         successes=np.array(successes, dtype=bool),
         components={k: np.array(v) for k, v in components.items()},
     )  # fmt: skip
-

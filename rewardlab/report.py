@@ -155,7 +155,11 @@ def write_run_report(run_dir: Path, summary: dict[str, Any]) -> None:
         if final:
             lines += ["", f"Final evaluation: {evaluation_line(final)}."]
         lines += _per_task_lines(final)
-        lines += _router_lines(read_json(vdir / "summary.json").get("moe") if (vdir / "summary.json").is_file() else None)
+        lines += _router_lines(
+            read_json(vdir / "summary.json").get("moe")
+            if (vdir / "summary.json").is_file()
+            else None
+        )
         rollout = next((v.get("rollout") for v in versions if v.get("version") == latest), None)
         if rollout:
             lines += ["", f"Rollout: {rollout} ([rollout.json](rewards/v{latest}/rollout.json))"]
@@ -209,7 +213,9 @@ def _per_task_lines(final: dict[str, Any]) -> list[str]:
              "| task | task success [95% CI] (wins/episodes) | benchmark return | progress |", "|---|---|---|---|"]  # fmt: skip
     for name, s in per_task.items():
         success = success_with_interval(s.get("success_rate"), int(s.get("episodes", 0)))
-        lines.append(f"| {name} | {success} | {_number(s.get('mean_env_return'))} | {_number(s.get('mean_progress'), 2)} |")
+        lines.append(
+            f"| {name} | {success} | {_number(s.get('mean_env_return'))} | {_number(s.get('mean_progress'), 2)} |"
+        )
     return lines
 
 
@@ -230,8 +236,16 @@ def _router_lines(moe: dict[str, Any] | None) -> list[str]:
                   "| layer | load per expert | entropy | experts per token | dropped | balance (1 = even) | aux loss |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for layer, stats in layers.items():
-            load = " ".join(f"{stats[k]:.2f}" for k in sorted((k for k in stats if k.startswith("load/")), key=lambda k: int(k.split("/")[1])))
-            cells = " | ".join(_number(stats.get(k), 3) for k in ("entropy", "active", "dropped", "balance", "aux_loss"))
+            load = " ".join(
+                f"{stats[k]:.2f}"
+                for k in sorted(
+                    (k for k in stats if k.startswith("load/")), key=lambda k: int(k.split("/")[1])
+                )
+            )
+            cells = " | ".join(
+                _number(stats.get(k), 3)
+                for k in ("entropy", "active", "dropped", "balance", "aux_loss")
+            )
             lines.append(f"| {layer} | {load} | {cells} |")
     return lines
 

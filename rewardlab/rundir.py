@@ -88,7 +88,9 @@ def append_csv(path: Path, row: dict[str, Any]) -> None:
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
             rows = list(reader)
-            fields = list(reader.fieldnames or []) + [k for k in row if k not in (reader.fieldnames or [])]
+            fields = list(reader.fieldnames or []) + [
+                k for k in row if k not in (reader.fieldnames or [])
+            ]
     rows.append(row)
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as f:
@@ -203,7 +205,9 @@ class RunDir:
         if not self.rewards.is_dir():
             return []
         return sorted(
-            int(p.name[1:]) for p in self.rewards.iterdir() if p.name[:1] == "v" and p.name[1:].isdigit() and p.is_dir()
+            int(p.name[1:])
+            for p in self.rewards.iterdir()
+            if p.name[:1] == "v" and p.name[1:].isdigit() and p.is_dir()
         )
 
     def next_version(self) -> int:
@@ -243,7 +247,11 @@ class RunDir:
         """The newest version whose training started and that no E2CL verification refused
         (``None``: no version reached training)."""
         return next(
-            (n for n in reversed(self.versions()) if self.version_summary(n) is not None and not self.refused(n)),
+            (
+                n
+                for n in reversed(self.versions())
+                if self.version_summary(n) is not None and not self.refused(n)
+            ),
             None,
         )
 
@@ -306,7 +314,11 @@ class RunDir:
 
     @contextmanager
     def running(
-        self, record: Callable[[Status, str], object], status: Status = "training", *, resume: bool = True
+        self,
+        record: Callable[[Status, str], object],
+        status: Status = "training",
+        *,
+        resume: bool = True,
     ) -> Iterator[None]:
         """Record ``status`` now and a final status when the block ends, however it ends:
         ``stopped`` on Ctrl-C or SIGTERM (with how to resume when ``resume``), ``failed`` with

@@ -82,8 +82,9 @@ def median(values: Sequence[float] | np.ndarray) -> float:
 AGGREGATES: dict[str, Aggregate] = {"iqm": iqm, "mean": mean, "median": median}
 
 
-
-def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+def t_interval(
+    values: Sequence[float] | np.ndarray, confidence: float = 0.95
+) -> tuple[float, float]:
     """Mean and half-width of Student's t confidence interval over seeds (width 0 for one
     seed or identical values).
 
@@ -152,7 +153,10 @@ def welch_p(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def _columns(
-    scores: np.ndarray | Sequence[Sequence[float]] | Sequence[np.ndarray] | Mapping[str, Sequence[float]],
+    scores: np.ndarray
+    | Sequence[Sequence[float]]
+    | Sequence[np.ndarray]
+    | Mapping[str, Sequence[float]],
 ) -> list[np.ndarray]:
     """Per-task score vectors from a ``runs x tasks`` matrix, a list of per-task lists, or a
     ``{task: scores}`` mapping (tasks may have different numbers of runs)."""
@@ -165,7 +169,10 @@ def _columns(
 
 
 def stratified_bootstrap_ci(
-    scores: np.ndarray | Sequence[Sequence[float]] | Sequence[np.ndarray] | Mapping[str, Sequence[float]],
+    scores: np.ndarray
+    | Sequence[Sequence[float]]
+    | Sequence[np.ndarray]
+    | Mapping[str, Sequence[float]],
     aggregate: Aggregate = iqm,
     *,
     reps: int = 2000,
@@ -236,7 +243,10 @@ class Interval:
     """Number of scores pooled."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in asdict(self).items()
+        }
 
     def __str__(self) -> str:
         if math.isnan(self.estimate):
@@ -305,7 +315,9 @@ def score_table(
             tasks[task] = entry
         table["methods"][name] = {
             "score": interval(success, reps=reps, confidence=confidence, seed=seed).to_dict(),
-            "normalized": interval(normalized, reps=reps, confidence=confidence, seed=seed).to_dict()
+            "normalized": interval(
+                normalized, reps=reps, confidence=confidence, seed=seed
+            ).to_dict()
             if normalized
             else None,
             "tasks": tasks,
@@ -327,5 +339,7 @@ def format_table(table: Mapping[str, Any]) -> str:
         return f"{d['estimate']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
 
     for name, entry in table["methods"].items():
-        lines.append(f"| {name} | {entry['score']['n']} | {fmt(entry['score'])} | {fmt(entry['normalized'])} |")
+        lines.append(
+            f"| {name} | {entry['score']['n']} | {fmt(entry['score'])} | {fmt(entry['normalized'])} |"
+        )
     return "\n".join(lines)

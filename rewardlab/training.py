@@ -176,7 +176,10 @@ def training_logger(folder: Path, resumed: CheckpointInfo) -> Logger:
 
 
 def make_vec_env(
-    task: TaskSpec, reward: Reward, train: TrainConfig, shaper: Shaper | None = None,
+    task: TaskSpec,
+    reward: Reward,
+    train: TrainConfig,
+    shaper: Shaper | None = None,
     rollout: RolloutConfig | None = None,
 ) -> VecEnv:
     """``n_envs`` copies of the task env with the reward ``reward`` (a program compiled once, or
@@ -203,7 +206,9 @@ def make_vec_env(
         if shaper is not None:
             raise ValueError("shaping is not available for multi-task sets")
         per_member = replace(train, n_envs=envs_per_member(task, train.n_envs))
-        return multitask_vec_env(task, reward, lambda m, program: make_vec_env(m, program, per_member, None, rollout))
+        return multitask_vec_env(
+            task, reward, lambda m, program: make_vec_env(m, program, per_member, None, rollout)
+        )
     program = single_program(task, reward)
     if train.backend != "dummy":
         from dataclasses import asdict
@@ -217,14 +222,22 @@ def make_vec_env(
 
         problem = supports(task, str(train.backend))
         if problem or shaper is not None:
-            raise ValueError(problem or f"shaping wraps each env and needs train.backend=dummy, not {train.backend}")
+            raise ValueError(
+                problem
+                or f"shaping wraps each env and needs train.backend=dummy, not {train.backend}"
+            )
         config = CoreConfig(**asdict(rollout or RolloutConfig()), backend=str(train.backend))
         if program is None:  # the benchmark's own reward: no generated code to confine
             return make_core_vec_env(
                 task, None, n_envs=train.n_envs, seed=train.seed,
                 max_error_rate=train.max_reward_error_rate, config=config,
             )  # fmt: skip
-        config = replace(config, num_worlds=train.n_envs, seed=train.seed, max_error_rate=train.max_reward_error_rate)
+        config = replace(
+            config,
+            num_worlds=train.n_envs,
+            seed=train.seed,
+            max_error_rate=train.max_reward_error_rate,
+        )
         core = ConfinedCoreVecEnv(task, program, asdict(config))
         core.seed(train.seed)
         return VecMonitor(core, info_keywords=("is_success",))
@@ -244,7 +257,11 @@ def make_vec_env(
         from rewardlab.workers.confined import ConfinedVecEnv
 
         venv = ConfinedVecEnv(
-            task, program, n_envs=train.n_envs, max_error_rate=train.max_reward_error_rate, wrap=wrap
+            task,
+            program,
+            n_envs=train.n_envs,
+            max_error_rate=train.max_reward_error_rate,
+            wrap=wrap,
         )
     venv.seed(train.seed)
     return venv
@@ -281,7 +298,9 @@ class SuccessEval(BaseCallback):
     training once ``stop_at_success`` is reached (when > 0).
     """
 
-    def __init__(self, task: TaskSpec, reward: Reward, train: TrainConfig, run_dir: Path, clock: Clock) -> None:
+    def __init__(
+        self, task: TaskSpec, reward: Reward, train: TrainConfig, run_dir: Path, clock: Clock
+    ) -> None:
         super().__init__()
         self.task, self.cfg, self.run_dir, self.clock = task, train, run_dir, clock
         self.members = member_programs(task, reward) if task.members else None
@@ -320,7 +339,13 @@ class SuccessEval(BaseCallback):
             **success_columns(summary),  # multi-task sets: success/<member>
         }
         append_csv(self.run_dir / "metrics.csv", row)
-        for key in ("success_rate", "mean_progress", "mean_reward_return", "mean_env_return", *success_columns(summary)):
+        for key in (
+            "success_rate",
+            "mean_progress",
+            "mean_reward_return",
+            "mean_env_return",
+            *success_columns(summary),
+        ):
             self.logger.record(f"eval/{key}", row[key])
         self.last_success = summary["success_rate"]
         if summary["success_rate"] > self.best:
@@ -483,10 +508,18 @@ def train(
     from rewardlab.rollout.support import supports
 
     shaping_kind = str(shaping.kind) if shaping is not None else "none"
-    problem = next(filter(None, (supports(t, str(train.backend), shaping=shaping_kind) for t in member_tasks(task))), None)
+    problem = next(
+        filter(
+            None,
+            (supports(t, str(train.backend), shaping=shaping_kind) for t in member_tasks(task)),
+        ),
+        None,
+    )
     if problem:
         raise ValueError(problem)
-    program: Reward = member_programs(task, reward) if task.members else single_program(task, reward)  # vetted once
+    program: Reward = (
+        member_programs(task, reward) if task.members else single_program(task, reward)
+    )  # vetted once
     source = reward_source(program)
     torch.set_num_threads(train.torch_threads)
     shaper = None
@@ -528,7 +561,9 @@ def train(
             raise
         stopped_early = model.num_timesteps < train.total_timesteps
     if evaluator.last_eval != model.num_timesteps:  # final evaluation at the last step
-        if remaining <= 0:  # resumed at its budget (killed before the final evaluation): no learn() set it up
+        if (
+            remaining <= 0
+        ):  # resumed at its budget (killed before the final evaluation): no learn() set it up
             callbacks.init_callback(model)
         evaluator.last_eval = model.num_timesteps
         evaluator._record(evaluator.evaluate())
@@ -546,7 +581,11 @@ def train(
     if moe_layers(model.policy):
         if remaining > 0:
             routers.flush()
-        latest = routers.latest or {k: float(v) for k, v in (read_csv(run_dir / "moe.csv") or [{}])[-1].items() if k != "timesteps"}
+        latest = routers.latest or {
+            k: float(v)
+            for k, v in (read_csv(run_dir / "moe.csv") or [{}])[-1].items()
+            if k != "timesteps"
+        }
         moe_record = {"parameters": parameter_counts(model.policy), "routers": latest}
     if has_program(source):
         for counts in vec_env.get_attr("error_counts"):
@@ -572,7 +611,11 @@ def _say_rounding(model: BaseAlgorithm, train: TrainConfig, remaining: int) -> N
     if remaining <= 0 or remaining % rollout == 0:
         return
     end = model.num_timesteps + -(-remaining // rollout) * rollout
-    what = f"n_steps {n_steps} x {train.n_envs} envs" if n_steps > 1 else f"{train.n_envs} envs per step"
+    what = (
+        f"n_steps {n_steps} x {train.n_envs} envs"
+        if n_steps > 1
+        else f"{train.n_envs} envs per step"
+    )
     log.info(f"train.total_timesteps={train.total_timesteps:,} is not a whole number of rollouts "
              f"({what} = {rollout:,} steps): training runs to step {end:,}")  # fmt: skip
 
@@ -595,7 +638,9 @@ def has_program(source: Any) -> bool:
 def single_program(task: TaskSpec, reward: Reward) -> RewardProgram | None:
     """One task's reward as a compiled program (``None``: the benchmark's own reward)."""
     if isinstance(reward, Mapping):
-        raise TypeError(f"{task.name} is a single task: its reward is one program, not one per member")
+        raise TypeError(
+            f"{task.name} is a single task: its reward is one program, not one per member"
+        )
     return compile_for_task(reward, task) if isinstance(reward, str) else reward
 
 
@@ -626,8 +671,14 @@ class SweepRun:
 
 
 def train_once(
-    task: TaskSpec, source: str | None, algo: AlgoConfig, train_cfg: TrainConfig, run_dir: Path,
-    *, shaping: ShapingConfig | None = None, moe: MoEConfig | None = None,
+    task: TaskSpec,
+    source: str | None,
+    algo: AlgoConfig,
+    train_cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    shaping: ShapingConfig | None = None,
+    moe: MoEConfig | None = None,
 ) -> SweepRun:
     """:func:`train` in ``run_dir`` unless an earlier call finished there (``done.json``), then
     read its evaluation curve: how experiment sweeps train, so an interrupted sweep resumes
@@ -635,7 +686,9 @@ def train_once(
     done = run_dir / "done.json"
     if not done.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "reward.py").write_text(source or "# the benchmark's own reward (reward_file=env)\n")
+        (run_dir / "reward.py").write_text(
+            source or "# the benchmark's own reward (reward_file=env)\n"
+        )
         result = train(task, source, algo, train_cfg, run_dir, shaping=shaping, moe=moe)
         done.write_text(json.dumps({"wall_s": result.wall_s, "timesteps": result.timesteps}))
     curve = [

@@ -52,14 +52,26 @@ def craft_version(run_dir: Path, number: int, spec: Spec, *, source_version: int
     """Add version ``number`` to ``run_dir`` as a copy of ``source_version`` with ``spec``'s numbers."""
     src = run_dir / "rewards" / f"v{source_version}"
     dst = run_dir / "rewards" / f"v{number}"
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", "reviews.jsonl", "eval", "llm", "*.lock"))
+    shutil.copytree(
+        src,
+        dst,
+        ignore=shutil.ignore_patterns("checkpoints", "reviews.jsonl", "eval", "llm", "*.lock"),
+    )
     parent_source = (run_dir / "rewards" / f"v{spec.parent}" / "reward.py").read_text()
-    source = (src / "reward.py").read_text().replace('"progress": 1.0 *', f'"progress": {spec.weight:g} *')
+    source = (
+        (src / "reward.py")
+        .read_text()
+        .replace('"progress": 1.0 *', f'"progress": {spec.weight:g} *')
+    )
     (dst / "reward.py").write_text(source)
     diff = difflib.unified_diff(parent_source.splitlines(keepends=True), source.splitlines(keepends=True),
                                 fromfile=f"v{spec.parent}/reward.py", tofile=f"v{number}/reward.py")  # fmt: skip
     (dst / "diff.patch").write_text("".join(diff))
-    (dst / "feedback.json").write_text(json.dumps({"parent": spec.parent, "feedback": [spec.feedback], "time": "2026-01-01 12:00:00"}))
+    (dst / "feedback.json").write_text(
+        json.dumps(
+            {"parent": spec.parent, "feedback": [spec.feedback], "time": "2026-01-01 12:00:00"}
+        )
+    )
     summary = json.loads((src / "summary.json").read_text())
     rate = spec.successes / spec.episodes
     final = summary["final_eval"]
@@ -69,7 +81,9 @@ def craft_version(run_dir: Path, number: int, spec: Spec, *, source_version: int
                 for i in range(spec.episodes)]  # fmt: skip
     final.update(episodes=spec.episodes, success_rate=rate, mean_progress=spec.progress,
                  mean_env_return=spec.env_return, per_episode=episodes)  # fmt: skip
-    summary.update(version=number, success_rate=rate, videos=[e["video"] for e in episodes if e["video"]])
+    summary.update(
+        version=number, success_rate=rate, videos=[e["video"] for e in episodes if e["video"]]
+    )
     (dst / "summary.json").write_text(json.dumps(summary, indent=1))
     fields, rows = _rows(src / "metrics.csv")
     steps = [int(float(r["timesteps"])) for r in rows]
@@ -80,7 +94,13 @@ def craft_version(run_dir: Path, number: int, spec: Spec, *, source_version: int
                          "mean_progress": spec.progress * (i + 1) / len(rows), "mean_env_return": spec.env_return * (i + 1) / len(rows)})  # fmt: skip
     _write_rows(dst / "metrics.csv", fields, new_rows)
     fields, rows = _rows(src / "tb" / "progress.csv")
-    scaled = [{k: (float(v) * (1 + 0.15 * number) if k.startswith("reward/") and v else v) for k, v in r.items()} for r in rows]
+    scaled = [
+        {
+            k: (float(v) * (1 + 0.15 * number) if k.startswith("reward/") and v else v)
+            for k, v in r.items()
+        }
+        for r in rows
+    ]
     _write_rows(dst / "tb" / "progress.csv", fields, scaled)  # type: ignore[arg-type]
     return dst
 
@@ -93,15 +113,33 @@ def craft_lineage(run_dir: Path, specs: list[Spec]) -> None:
     versions = []
     for n in range(len(specs) + 1):
         vs = json.loads((run_dir / "rewards" / f"v{n}" / "summary.json").read_text())
-        versions.append({"version": n, "has_reward": True, "status": "done", "success_rate": vs["success_rate"], "timesteps": vs["timesteps"]})
-    summary.update(versions=versions, latest_version=len(specs), current_version=len(specs), success_rate=versions[-1]["success_rate"])
+        versions.append(
+            {
+                "version": n,
+                "has_reward": True,
+                "status": "done",
+                "success_rate": vs["success_rate"],
+                "timesteps": vs["timesteps"],
+            }
+        )
+    summary.update(
+        versions=versions,
+        latest_version=len(specs),
+        current_version=len(specs),
+        success_rate=versions[-1]["success_rate"],
+    )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
 def copy_run(run_dir: Path, runs_dir: Path, name: str) -> Path:
     """A copy of the real run ``run_dir`` at ``runs_dir/mujoco/hopper_forward/<name>`` (no checkpoints)."""
     dst = runs_dir / "mujoco" / "hopper_forward" / name
-    shutil.copytree(run_dir, dst, symlinks=True, ignore=shutil.ignore_patterns("checkpoints", "refine.*", "reviews.jsonl"))
+    shutil.copytree(
+        run_dir,
+        dst,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("checkpoints", "refine.*", "reviews.jsonl"),
+    )
     return dst
 
 

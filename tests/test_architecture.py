@@ -102,7 +102,11 @@ def test_no_import_cycle_between_modules() -> None:
     assert graph, "the import graph was read"
     found = cycles(graph)
     detail = [
-        f"{a} -> {b} ({', '.join(sorted(graph[a][b]))})" for cycle in found for a in cycle for b in cycle if b in graph.get(a, {})
+        f"{a} -> {b} ({', '.join(sorted(graph[a][b]))})"
+        for cycle in found
+        for a in cycle
+        for b in cycle
+        if b in graph.get(a, {})
     ]
     assert not found, "import cycles:\n" + "\n".join(detail)
 

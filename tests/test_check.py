@@ -138,7 +138,9 @@ def test_errors_on_some_states_are_counted() -> None:
     report = check_program(HOPPER, source, steps=60)
     assert not report.ok
     (finding,) = report.findings
-    assert finding.stage == "runtime" and finding.line == 4 and "ZeroDivisionError" in finding.message
+    assert (
+        finding.stage == "runtime" and finding.line == 4 and "ZeroDivisionError" in finding.message
+    )
     failed = report.stats["calls_failed"]
     assert 0 < failed < 60 and report.stats["calls_ok"] == 60 - failed
     assert f"(on {failed} of 60 states)" in finding.message
@@ -161,7 +163,9 @@ def test_constant_reward_is_a_warning_not_a_failure() -> None:
 def test_slow_program_is_rejected() -> None:
     # ~100x the ratio limit, so load cannot flip the verdict (a loaded machine may instead hit
     # the per-step time budget first: also a rejection for slowness)
-    source = prog("t = 0.0\nfor i in range(20000):\n    t += float(np.sum(np.ones(64))) * 1e-12\nreturn t")
+    source = prog(
+        "t = 0.0\nfor i in range(20000):\n    t += float(np.sum(np.ones(64))) * 1e-12\nreturn t"
+    )
     report = check_program(HOPPER, source, steps=5)
     assert not report.ok
     assert any((f.stage == "smoke" and f.message.startswith("too slow")) or "time budget" in f.message
@@ -171,8 +175,12 @@ def test_slow_program_is_rejected() -> None:
 SLOW_BUT_WITHIN_BUDGET = prog("t = 0.0\nfor i in range(150000):\n    t += 1e-9\nreturn t")
 
 
-def test_wall_clock_backstop_kills_a_child_that_uses_no_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(check, "_smoke_command", lambda: [sys.executable, "-c", "import time; time.sleep(600)"])
+def test_wall_clock_backstop_kills_a_child_that_uses_no_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        check, "_smoke_command", lambda: [sys.executable, "-c", "import time; time.sleep(600)"]
+    )
     monkeypatch.setattr(check, "WALL_FACTOR", 4.0)
     report = check_program(HOPPER, GOOD, steps=5, timeout_s=1.0)
     assert not report.ok

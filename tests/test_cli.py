@@ -23,16 +23,18 @@ TINY = [
     "train.checkpoint_freq=1024", "algo.kwargs.n_steps=512", "check.steps=50",
 ]  # fmt: skip
 
-GOOD = '''import numpy as np
+GOOD = """import numpy as np
 
 def compute_dense_reward(self, action):
     forward = self.hopper.top.velocity_x
     healthy = 1.0 if self.hopper.top.position_z > 0.8 else 0.0
     return forward + healthy - 0.001 * float(np.sum(np.square(action)))
-'''
+"""
 
 
-def run(*args: str, cwd: Path, timeout: float = HANG_S, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, timeout: float = HANG_S, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
@@ -57,14 +59,20 @@ def test_check_exit_codes(tmp_path: Path) -> None:
     assert "ACCEPTED" in ok.stdout
 
     bad = tmp_path / "bad.py"
-    bad.write_text(GOOD.replace("import numpy as np", "import os").replace("self.hopper.top.position_z", "self.hopper.tpo.position_z"))
+    bad.write_text(
+        GOOD.replace("import numpy as np", "import os").replace(
+            "self.hopper.top.position_z", "self.hopper.tpo.position_z"
+        )
+    )
     rejected = run("check", "task=mujoco/hopper_forward", f"file={bad}", cwd=tmp_path)
     assert rejected.returncode == 1
     assert "REJECTED" in rejected.stdout
     assert "line 1" in rejected.stdout and "'os'" in rejected.stdout
     assert "self.hopper.tpo" in rejected.stdout
 
-    missing = run("check", "task=mujoco/hopper_forward", f"file={tmp_path / 'nope.py'}", cwd=tmp_path)
+    missing = run(
+        "check", "task=mujoco/hopper_forward", f"file={tmp_path / 'nope.py'}", cwd=tmp_path
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stdout
     assert not list(tmp_path.glob("runs")), "check must not create run directories"
 
@@ -86,7 +94,11 @@ def test_generate_offline_writes_checked_program(tmp_path: Path) -> None:
 def test_generate_with_openai_compatible_server_fixes_rejected_program(tmp_path: Path) -> None:
     broken = "Here you go:\n```python\nimport os\ndef compute_dense_reward(self, action):\n    return os.getpid()\n```"
     fixed = f"Fixed:\n```python\n{GOOD}```"
-    with FakeLLMServer(reply("I think the hopper should move."), reply(broken), reply(fixed, usage={"prompt_tokens": 900, "completion_tokens": 80, "total_tokens": 980})) as server:
+    with FakeLLMServer(
+        reply("I think the hopper should move."),
+        reply(broken),
+        reply(fixed, usage={"prompt_tokens": 900, "completion_tokens": 80, "total_tokens": 980}),
+    ) as server:
         res = run(
             "generate", "task=mujoco/hopper_forward", "llm=openai", "llm.model=fake-coder",
             f"llm.base_url={server.base_url}", "llm.max_retries=0", f"runs_dir={tmp_path / 'runs'}",
@@ -102,7 +114,9 @@ def test_generate_with_openai_compatible_server_fixes_rejected_program(tmp_path:
     assert [json.loads(p.read_text())["index"] for p in records] == [0, 1, 2]
     last = json.loads(records[-1].read_text())
     assert last["reply"]["usage"]["total_tokens"] == 980 and last["check"]["ok"]
-    assert "sk-test-secret" not in "".join(p.read_text() for p in (tmp_path / "runs").rglob("*") if p.is_file())
+    assert "sk-test-secret" not in "".join(
+        p.read_text() for p in (tmp_path / "runs").rglob("*") if p.is_file()
+    )
 
 
 def test_generate_reports_unreachable_server(tmp_path: Path) -> None:
@@ -120,7 +134,9 @@ def _run_dir(root: Path) -> Path:
 
 
 def test_train_records_everything_then_evaluate(tmp_path: Path) -> None:
-    res = run("train", "task=mujoco/hopper_forward", *TINY, f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    res = run(
+        "train", "task=mujoco/hopper_forward", *TINY, f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     run_dir = _run_dir(tmp_path / "runs")
     for rel in ("config.yaml", ".hydra/config.yaml", "summary.json", "report.md"):
@@ -141,7 +157,14 @@ def test_train_records_everything_then_evaluate(tmp_path: Path) -> None:
     progress = (v0 / "tb" / "progress.csv").read_text()
     assert "reward/progress" in progress and "reward/alive" in progress
 
-    ev = run("evaluate", f"run={run_dir}", "episodes=2", "train.video_episodes=1", "train.video_size=128", cwd=tmp_path)
+    ev = run(
+        "evaluate",
+        f"run={run_dir}",
+        "episodes=2",
+        "train.video_episodes=1",
+        "train.video_size=128",
+        cwd=tmp_path,
+    )
     assert ev.returncode == 0, ev.stdout + ev.stderr
     assert "success rate" in ev.stdout
     evals = list((run_dir / "rewards" / "v0" / "eval").rglob("summary.json"))
@@ -150,8 +173,12 @@ def test_train_records_everything_then_evaluate(tmp_path: Path) -> None:
 
 def test_train_rejects_hostile_reward_file_cleanly(tmp_path: Path) -> None:
     hostile = tmp_path / "hostile.py"
-    hostile.write_text("def compute_dense_reward(self, action):\n    return open('/etc/passwd').read()\n")
-    res = run("train", f"reward_file={hostile}", *TINY, f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    hostile.write_text(
+        "def compute_dense_reward(self, action):\n    return open('/etc/passwd').read()\n"
+    )
+    res = run(
+        "train", f"reward_file={hostile}", *TINY, f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path
+    )
     assert res.returncode == 1
     assert "'open' is not allowed" in res.stdout
     summary = json.loads((_run_dir(tmp_path / "runs") / "summary.json").read_text())
@@ -163,7 +190,13 @@ def test_resume_after_killed_run(tmp_path: Path) -> None:
             "train.eval_freq=4096", "train.eval_episodes=1", "train.video_episodes=0",
             "train.checkpoint_freq=2048", "train.progress_bar=false", "train.stop_at_success=0",
             "algo.kwargs.n_steps=512", "check.steps=50", f"runs_dir={tmp_path / 'runs'}"]  # fmt: skip
-    proc = subprocess.Popen([*RL, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [*RL, *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     run_dir = None
     while time.time() < deadline:
@@ -178,7 +211,9 @@ def test_resume_after_killed_run(tmp_path: Path) -> None:
     proc.wait()
     v0 = run_dir / "rewards" / "v0"
     assert not (v0 / "model.zip").exists(), "killed before the end"
-    killed_at = max(int(p.stem.split("_")[1]) for p in (v0 / "checkpoints").glob("model_*_steps.zip"))
+    killed_at = max(
+        int(p.stem.split("_")[1]) for p in (v0 / "checkpoints").glob("model_*_steps.zip")
+    )
 
     res = run("train", f"run={run_dir}", cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -187,16 +222,27 @@ def test_resume_after_killed_run(tmp_path: Path) -> None:
     assert summary["status"] == "done" and summary["timesteps"] >= 12288
     steps = [int(line.split(",")[0]) for line in (v0 / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == sorted(steps) and steps[-1] >= 12288 and any(s > killed_at for s in steps)
-    assert len(list((tmp_path / "runs").rglob("config.yaml"))) == 2, "resume reused the run directory"
+    assert len(list((tmp_path / "runs").rglob("config.yaml"))) == 2, (
+        "resume reused the run directory"
+    )
 
 
 def test_multirun_sweep_makes_one_run_per_job(tmp_path: Path) -> None:
     res = run("train", "-m", "task=mujoco/hopper_forward", "train.seed=0,1", *TINY, "train.video_episodes=0",
               f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path)  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    summaries = sorted(p for p in (tmp_path / "runs" / "multirun").rglob("summary.json") if p.parent.parent.name != "rewards")
+    summaries = sorted(
+        p
+        for p in (tmp_path / "runs" / "multirun").rglob("summary.json")
+        if p.parent.parent.name != "rewards"
+    )
     assert len(summaries) == 2
-    seeds = {json.loads((p.parent / ".hydra" / "config.yaml").read_text().split("seed: ")[1].split("\n")[0]) for p in summaries}
+    seeds = {
+        json.loads(
+            (p.parent / ".hydra" / "config.yaml").read_text().split("seed: ")[1].split("\n")[0]
+        )
+        for p in summaries
+    }
     assert seeds == {0, 1}
 
 
@@ -222,6 +268,11 @@ def test_missing_benchmark_package_is_a_clear_error_not_a_traceback(tmp_path: Pa
         "from rewardlab.cli import main\n"
         f"sys.exit(main(['train', 'task=maniskill/pick_cube', 'runs_dir={tmp_path / 'runs'}']))\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=HANG_S)
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=HANG_S
+    )
     assert res.returncode == 2, res.stdout + res.stderr
-    assert "pip install 'rewardlab[maniskill]'" in res.stdout and "Traceback" not in res.stdout + res.stderr
+    assert (
+        "pip install 'rewardlab[maniskill]'" in res.stdout
+        and "Traceback" not in res.stdout + res.stderr
+    )

@@ -45,16 +45,31 @@ CASES = [
     (["train", "algo=nope"], "unknown algo 'nope': choose one of ppo, sac"),
     (["train", "run=missing_run"], "missing_run does not exist"),
     (["train", "episodes=3"], "episodes= is not an argument of `rewardlab train`"),
-    (["train", "task=metaworld/drawer_open", "train.backend=native"], "MuJoCo locomotion tasks only"),
-    (["train", "task=mujoco/humanoid_forward", "train.backend=native"], "HumanoidEnv is not supported"),
+    (
+        ["train", "task=metaworld/drawer_open", "train.backend=native"],
+        "MuJoCo locomotion tasks only",
+    ),
+    (
+        ["train", "task=mujoco/humanoid_forward", "train.backend=native"],
+        "HumanoidEnv is not supported",
+    ),
     (["train", "task=mujoco/ant_forward", "train.backend=mjx"], "contact forces"),
-    (["train", "train.backend=native", "shaping=adaptive"], "shaping=adaptive wraps each env and needs train.backend=dummy"),
+    (
+        ["train", "train.backend=native", "shaping=adaptive"],
+        "shaping=adaptive wraps each env and needs train.backend=dummy",
+    ),
     (["train", "llm=replay"], "llm.replay_from"),
     (["train", "llm=openai"], "set the environment variable OPENAI_API_KEY"),
     (["train", "-m", "train.seed=0,1", "train.total_timesteps=0"], "must be positive"),
     (["train", "algo.policy=moee"], "expected one of [MlpPolicy, moe]"),
-    (["train", "algo.policy=moe", "moe.router=top2"], "expected one of [topk, prototype, expert_choice, sigmoid, dense_to_sparse, tsallis]"),
-    (["train", "algo.policy=moe", "moe.router=prototype", "moe.k=3"], "needs moe.experts divisible by moe.k"),
+    (
+        ["train", "algo.policy=moe", "moe.router=top2"],
+        "expected one of [topk, prototype, expert_choice, sigmoid, dense_to_sparse, tsallis]",
+    ),
+    (
+        ["train", "algo.policy=moe", "moe.router=prototype", "moe.k=3"],
+        "needs moe.experts divisible by moe.k",
+    ),
     (["train", "algo.policy=moe", "moe.k=5"], "moe.k must be in [1, moe.experts=4]"),
     (["train", "task=multi/mt10", "shaping=adaptive"], "not available for multi-task sets"),
     (["train", "task=multi/mt10", "train.backend=native"], "MuJoCo locomotion tasks only"),
@@ -68,7 +83,11 @@ CASES = [
 
 @pytest.mark.parametrize(("args", "expected"), CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_bad_command_line_is_one_line_exit_2_and_writes_nothing(
-    args: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    args: list[str],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -83,7 +102,9 @@ def test_bad_command_line_is_one_line_exit_2_and_writes_nothing(
     assert sorted(tmp_path.rglob("*")) == before, "a refused command writes nothing"
 
 
-def test_unknown_algo_does_not_list_internal_schema_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_algo_does_not_list_internal_schema_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["train", "algo=nope", "llm=nope"]) == 2
     out = capsys.readouterr().out
@@ -93,7 +114,9 @@ def test_unknown_algo_does_not_list_internal_schema_nodes(tmp_path: Path, monkey
     assert "did you mean mujoco/hopper_forward" in out and "`rewardlab tasks` lists them all" in out
 
 
-def test_a_crash_of_any_type_leaves_the_run_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_of_any_type_leaves_the_run_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import rewardlab.pipeline
 
     def crash(*args: object, **kwargs: object) -> None:
@@ -103,8 +126,13 @@ def test_a_crash_of_any_type_leaves_the_run_failed(tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(tmp_path)
     with pytest.raises((SystemExit, ZeroDivisionError)):
         main(["train", "reward_file=env", *TINY, f"runs_dir={tmp_path / 'runs'}"])
-    (summary_file,) = [p for p in (tmp_path / "runs").rglob("summary.json") if p.parent.name != "v0"]
+    (summary_file,) = [
+        p for p in (tmp_path / "runs").rglob("summary.json") if p.parent.name != "v0"
+    ]
     summary = json.loads(summary_file.read_text())
-    assert summary["status"] == "failed" and summary["message"] == "ZeroDivisionError: simulated bug in training"
+    assert (
+        summary["status"] == "failed"
+        and summary["message"] == "ZeroDivisionError: simulated bug in training"
+    )
     version = json.loads((summary_file.parent / "rewards" / "v0" / "summary.json").read_text())
     assert version["status"] == "failed" and "ZeroDivisionError" in version["message"]

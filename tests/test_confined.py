@@ -132,7 +132,9 @@ def test_training_vec_env_matches_in_process_and_keeps_the_trainer_clean() -> No
 def test_a_program_rejected_in_the_worker_is_rejected_here() -> None:
     """Module-level code first runs in the worker: what it leaves there that cannot be frozen
     rejects the program here, with its line."""
-    source = "\nG = (i for i in range(3))\ndef compute_dense_reward(self, action):\n    return 0.0\n"
+    source = (
+        "\nG = (i for i in range(3))\ndef compute_dense_reward(self, action):\n    return 0.0\n"
+    )
     program = compile_for_task(source, HOPPER)  # vetted and compiled: nothing ran yet
     with pytest.raises(RewardProgramError) as err:
         ConfinedVecEnv(HOPPER, program, n_envs=1)
@@ -158,7 +160,11 @@ def test_the_trainer_process_never_executes_generated_code(
     result = train(HOPPER, program, algo, config, tmp_path)
     assert result.timesteps >= 256 and result.reward_errors == {}
     (episode,) = run_episodes(HOPPER, None, episodes=1, seed=0, program=program)
-    assert episode.length > 0 and episode.reward_errors == 0 and episode.reward_return != episode.env_return
+    assert (
+        episode.length > 0
+        and episode.reward_errors == 0
+        and episode.reward_return != episode.env_return
+    )
 
 
 def test_watchdog_replaces_a_stuck_worker_and_training_goes_on(
@@ -349,7 +355,9 @@ def test_the_rollout_core_checks_outputs_like_every_other_path(body: str, phrase
     venv.close()
 
 
-def test_a_reward_that_crashes_in_training_ends_the_run_failed_with_its_line(tmp_path: Path) -> None:
+def test_a_reward_that_crashes_in_training_ends_the_run_failed_with_its_line(
+    tmp_path: Path,
+) -> None:
     """A program that passes its check and then raises on the states training reaches (the
     hopper falling): every failure is a counted call with its line, training stops with the
     reasons, and the run's ``summary.json`` ends ``failed`` with them (no traceback, no
@@ -373,6 +381,12 @@ def test_a_reward_that_crashes_in_training_ends_the_run_failed_with_its_line(tmp
     (summary_file,) = [p for p in runs.rglob("summary.json") if p.parent.parent.name != "rewards"]
     summary = json.loads(summary_file.read_text())
     assert summary["status"] == "failed", summary
-    assert "reward program failed" in summary["message"] and "[runtime] line 3: ZeroDivisionError" in summary["message"]
+    assert (
+        "reward program failed" in summary["message"]
+        and "[runtime] line 3: ZeroDivisionError" in summary["message"]
+    )
     version = json.loads((summary_file.parent / "rewards" / "v0" / "summary.json").read_text())
-    assert version["status"] == "failed" and "[runtime] line 3: ZeroDivisionError" in version["message"]
+    assert (
+        version["status"] == "failed"
+        and "[runtime] line 3: ZeroDivisionError" in version["message"]
+    )

@@ -45,16 +45,24 @@ def test_custom_task_is_listed_trained_and_reviewed_from_the_command_line(exampl
         "check.steps=30", "gate.on_train=off", f"runs_dir={example / 'runs'}", cwd=example,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    (run_dir,) = [p.parent for p in (example / "runs").rglob("config.yaml") if p.parent.name != ".hydra"]
+    (run_dir,) = [
+        p.parent for p in (example / "runs").rglob("config.yaml") if p.parent.name != ".hydra"
+    ]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "done" and summary["task"] == TASK and 0.0 <= summary["success_rate"] <= 1.0
+    assert (
+        summary["status"] == "done"
+        and summary["task"] == TASK
+        and 0.0 <= summary["success_rate"] <= 1.0
+    )
     metrics = (run_dir / "rewards" / "v0" / "metrics.csv").read_text().splitlines()
     assert metrics[0].startswith("timesteps,success_rate,mean_progress") and len(metrics) >= 3
     assert "upright" in (run_dir / "rewards" / "v0" / "tb" / "progress.csv").read_text()
 
     # the saved config names the task folder: evaluating later needs nothing else
     ev = cli("evaluate", f"run={run_dir}", "episodes=1", "train.video_episodes=0", cwd=example)
-    assert ev.returncode == 0 and f"{TASK} v0: task success rate" in ev.stdout, ev.stdout + ev.stderr
+    assert ev.returncode == 0 and f"{TASK} v0: task success rate" in ev.stdout, (
+        ev.stdout + ev.stderr
+    )
 
     from rewardlab.review.app import create_app
 
@@ -63,10 +71,14 @@ def test_custom_task_is_listed_trained_and_reviewed_from_the_command_line(exampl
     assert TASK in index
     page = client.get(f"/run/{run_dir.relative_to(example / 'runs').as_posix()}")
     html = page.get_data(as_text=True)
-    assert page.status_code == 200 and TASK in html and "centred" in html, "the run page shows the task and its reward components"
+    assert page.status_code == 200 and TASK in html and "centred" in html, (
+        "the run page shows the task and its reward components"
+    )
 
 
-def test_custom_task_from_python(example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_custom_task_from_python(
+    example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import rewardlab as rl
     from rewardlab.tasks.registry import unregister_task
 

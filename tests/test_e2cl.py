@@ -483,7 +483,9 @@ def test_after_a_refusal_evaluate_and_resume_use_the_current_version(corrected_r
     """E2CL refused v2 (the test above): ``evaluate`` and ``train run=`` take v1, the version
     ``summary.json`` names as current, not the newest folder."""
     if not (corrected_run / "rewards" / "v2" / "verification.json").exists():
-        pytest.skip("needs the refusal made by test_cli_auto_feedback_refuses_a_correction_that_keeps_the_error")
+        pytest.skip(
+            "needs the refusal made by test_cli_auto_feedback_refuses_a_correction_that_keeps_the_error"
+        )
     assert RunDir(corrected_run).refused(2) and RunDir(corrected_run).current_version() == 1
     cli = [sys.executable, "-m", "rewardlab.cli"]
     ev = subprocess.run([*cli, "evaluate", f"run={corrected_run}", "episodes=1", "train.video_episodes=0"],

@@ -19,7 +19,9 @@ def _robot_pixels(frame: np.ndarray) -> int:
 def test_camera_tracks_a_robot_far_from_the_start() -> None:
     """Regression: gymnasium renders with the free camera, so a hopper 20 m away was out of
     the picture in every video."""
-    env = make_env(get_task("mujoco/hopper_forward"), render_mode="rgb_array", width=160, height=160)
+    env = make_env(
+        get_task("mujoco/hopper_forward"), render_mode="rgb_array", width=160, height=160
+    )
     env.reset(seed=0)
     _prepare_renderer(env)
     base = env.unwrapped

@@ -40,12 +40,20 @@ READERS = ("search/aggregate.py", "search_multitask/pruning.py")
 
 
 def scripts() -> list[Path]:
-    return sorted(p for p in EXPERIMENTS.glob("*/*.py") if "__main__" in p.read_text() and p.name != "programs.py")
+    return sorted(
+        p
+        for p in EXPERIMENTS.glob("*/*.py")
+        if "__main__" in p.read_text() and p.name != "programs.py"
+    )
 
 
 def test_every_experiment_script_has_a_smoke_run() -> None:
     """Here (:data:`SMOKE`) or in its owner's test file, which names the script's folder."""
-    others = "\n".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py") if p.name != Path(__file__).name)
+    others = "\n".join(
+        p.read_text()
+        for p in Path(__file__).parent.glob("test_*.py")
+        if p.name != Path(__file__).name
+    )
     missing = [
         name for p in scripts()
         if (name := p.relative_to(EXPERIMENTS).as_posix()) not in SMOKE and name not in READERS
@@ -67,14 +75,18 @@ def test_default_output_is_not_the_committed_results(script: Path) -> None:
             default = next((k.value for k in node.keywords if k.arg == "default"), None)
             assert default is not None, "--out needs a default outside experiments/"
             text = ast.unparse(default)
-            assert "HERE" not in text and not text.startswith(("'experiments", '"experiments')), f"--out defaults to {text}"
+            assert "HERE" not in text and not text.startswith(("'experiments", '"experiments')), (
+                f"--out defaults to {text}"
+            )
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))
 def test_experiment_script_runs_on_a_tiny_budget(name: str, tmp_path: Path) -> None:
     args, outputs = SMOKE[name]
     out = tmp_path / "out"
-    runs = ["--runs", str(tmp_path / "runs")] if "--runs" in (EXPERIMENTS / name).read_text() else []
+    runs = (
+        ["--runs", str(tmp_path / "runs")] if "--runs" in (EXPERIMENTS / name).read_text() else []
+    )
     res = subprocess.run([sys.executable, str(EXPERIMENTS / name), *args, "--out", str(out), *runs], cwd=tmp_path,
                          capture_output=True, text=True, timeout=1800)  # fmt: skip
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]

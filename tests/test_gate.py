@@ -49,14 +49,18 @@ def prog(body: str) -> str:
 
 
 def offline(task: Any) -> str:
-    reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction=task.instruction, messages=[]))
+    reply = OfflineGenerator().propose(
+        GenerationRequest(task=task, instruction=task.instruction, messages=[])
+    )
     source = extract_code(reply.text)
     assert source is not None
     return source
 
 
 # Pays for the hand moving away from the drawer handle: the planted bad reward.
-AWAY = prog("away = float(np.linalg.norm(self.robot.ee_position - self.obj1.position))\nreturn away, {'away': away}")
+AWAY = prog(
+    "away = float(np.linalg.norm(self.robot.ee_position - self.obj1.position))\nreturn away, {'away': away}"
+)
 # Finite while the drawer is closed (all the smoke run's random actions reach), NaN once it
 # is pulled most of the way toward the goal (only demonstrations get there).
 NAN_WHEN_OPEN = prog(
@@ -86,8 +90,14 @@ def test_recorded_states_replay_exactly_in_the_child(tmp_path: Path) -> None:
         live: list[list[float]] = []
         rng = np.random.default_rng(0)
 
-        def act(obs: np.ndarray, t: int, policy: Any = policy, env: Any = env, rng: Any = rng) -> Any:
-            return policy.get_action(obs) if policy is not None else rng.uniform(-1, 1, env.action_space.shape)
+        def act(
+            obs: np.ndarray, t: int, policy: Any = policy, env: Any = env, rng: Any = rng
+        ) -> Any:
+            return (
+                policy.get_action(obs)
+                if policy is not None
+                else rng.uniform(-1, 1, env.action_space.shape)
+            )
 
         rollouts = []
         for seed in (3, 4):
@@ -109,7 +119,9 @@ def test_hostile_program_never_runs_in_this_process(tmp_path: Path) -> None:
     env = make_env(HOPPER)
     rollout = record_rollout(env, lambda o, t: np.zeros(3), seed=0, steps=5, kind="zero")
     env.close()
-    ev = evaluate_on_rollouts(HOPPER, "import os\ndef compute_dense_reward(self, action):\n    return 1.0\n", [rollout])
+    ev = evaluate_on_rollouts(
+        HOPPER, "import os\ndef compute_dense_reward(self, action):\n    return 1.0\n", [rollout]
+    )
     assert not ev.ok and "'os'" in str(ev.findings[0]) and ev.rewards == []
     bomb = prog("x = [0] * (10 ** 10)\nreturn 1.0")
     ev = evaluate_on_rollouts(HOPPER, bomb, [rollout], memory_mb=512)
@@ -127,8 +139,14 @@ def test_nan_reached_only_by_demonstrations_is_rejected(cfg: Any) -> None:
 
 
 def test_scale_bounds(cfg: Any) -> None:
-    big = gate(HOPPER, prog("return 5000.0 * self.hopper.top.velocity_x"), cfg)  # passes the spine's 1e4 limit
-    assert not big.ok and big.findings[0].startswith("badly scaled") and "within 1000" in big.findings[0]
+    big = gate(
+        HOPPER, prog("return 5000.0 * self.hopper.top.velocity_x"), cfg
+    )  # passes the spine's 1e4 limit
+    assert (
+        not big.ok
+        and big.findings[0].startswith("badly scaled")
+        and "within 1000" in big.findings[0]
+    )
     huge = gate(HOPPER, prog("return 1e9 * (1.0 + self.hopper.top.position_z)"), cfg)
     assert not huge.ok and "e+09" in huge.findings[0]  # the smoke run already refuses it
     tiny = gate(HOPPER, prog("return 1e-9 * self.hopper.top.velocity_x"), cfg)
@@ -141,8 +159,14 @@ def test_constant_component_is_a_warning_constant_total_a_rejection(cfg: Any) ->
     source = prog("v = self.hopper.top.velocity_x\nreturn v + 1.0, {'forward': v, 'bonus': 1.0}")
     report = gate(HOPPER, source, cfg)
     assert report.ok
-    assert [w for w in report.warnings if "`bonus` is constant" in w] and not [w for w in report.warnings if "`forward`" in w]
-    assert report.stats["components"]["bonus"]["min"] == report.stats["components"]["bonus"]["max"] == 1.0
+    assert [w for w in report.warnings if "`bonus` is constant" in w] and not [
+        w for w in report.warnings if "`forward`" in w
+    ]
+    assert (
+        report.stats["components"]["bonus"]["min"]
+        == report.stats["components"]["bonus"]["max"]
+        == 1.0
+    )
     flat = gate(HOPPER, prog("return 2.0, {'bonus': 2.0}"), cfg)
     assert not flat.ok and "constant" in flat.findings[0]
     ref = reference_rollouts(HOPPER, GateConfig(cache_dir=None), None)
@@ -159,15 +183,26 @@ def test_ranking_accuracy_good_offline_reward_and_planted_bad_one(cfg: Any) -> N
     assert good.progress_order is not None and good.progress_order > 0.5
     kinds = good.stats["rollouts"]["kinds"]
     assert kinds["demo"] == 6 and kinds["random"] == 4 and kinds.get("truncated_demo", 0) >= 1
-    assert good.stats["returns"]["demo"] > max(v for k, v in good.stats["returns"].items() if k != "demo")
+    assert good.stats["returns"]["demo"] > max(
+        v for k, v in good.stats["returns"].items() if k != "demo"
+    )
     bad = gate(DRAWER, AWAY, cfg)
     assert not bad.ok and bad.ranking_accuracy is not None and bad.ranking_accuracy < 0.6
     assert bad.findings[0].startswith("ranking accuracy") and "pairs" in bad.findings[0]
-    assert bad.stats["checks"]["preference"] == "reject" and bad.stats["checks"]["progress"] == "warn"
+    assert (
+        bad.stats["checks"]["preference"] == "reject" and bad.stats["checks"]["progress"] == "warn"
+    )
     assert bad.progress_order is not None and bad.progress_order < 0
     lines = "\n".join(bad.feedback_lines())
-    assert "ranking accuracy" in lines and "component `away`" in lines and "mean return per rollout kind" in lines
-    assert GateReport.from_dict(json.loads(json.dumps(bad.to_dict()))).feedback_lines() == bad.feedback_lines()
+    assert (
+        "ranking accuracy" in lines
+        and "component `away`" in lines
+        and "mean return per rollout kind" in lines
+    )
+    assert (
+        GateReport.from_dict(json.loads(json.dumps(bad.to_dict()))).feedback_lines()
+        == bad.feedback_lines()
+    )
 
 
 def test_rollouts_are_recorded_once_and_cached_on_disk(cfg: Any) -> None:
@@ -178,7 +213,9 @@ def test_rollouts_are_recorded_once_and_cached_on_disk(cfg: Any) -> None:
     again = reference_rollouts(DRAWER, settings, cache_dir)
     assert again is ref
     lengths = {r.length for r in ref.rollouts}
-    assert lengths == {ref.length} == {DRAWER.horizon}  # whole episodes of equal length: returns compare fairly
+    assert (
+        lengths == {ref.length} == {DRAWER.horizon}
+    )  # whole episodes of equal length: returns compare fairly
     assert all(r.success for r in ref.rollouts if r.kind == "demo")
     assert not any(r.success for r in ref.rollouts if r.kind in ("truncated_demo", "noisy_demo"))
     # actions as the env executes them (the scripted expert asks for up to ~15) ...
@@ -186,7 +223,10 @@ def test_rollouts_are_recorded_once_and_cached_on_disk(cfg: Any) -> None:
     assert max(float(np.abs(r.actions).max()) for r in ref.rollouts if r.kind == "demo") == 1.0
     # ... and a neutral-action copy of each, same states, in the same order
     assert [r.kind for r in ref.neutral] == [f"neutral/{r.kind}" for r in ref.rollouts]
-    assert all(np.array_equal(a.states, b.states) and not b.actions.any() for a, b in zip(ref.rollouts, ref.neutral, strict=True))
+    assert all(
+        np.array_equal(a.states, b.states) and not b.actions.any()
+        for a, b in zip(ref.rollouts, ref.neutral, strict=True)
+    )
 
 
 # ----------------------------------------------------------------------------- where the verdict goes
@@ -210,15 +250,29 @@ def test_gate_rejection_is_sent_back_for_a_fix(cfg: Any, tmp_path: Path) -> None
         return gate(DRAWER, source, cfg)
 
     gen = Scripted(f"```python\n{AWAY}```", f"```python\n{offline(DRAWER)}```")
-    result = generate_reward(DRAWER, DRAWER.instruction, gen, fix_attempts=2, check=cfg.check, out_dir=tmp_path, screen=screen)
+    result = generate_reward(
+        DRAWER,
+        DRAWER.instruction,
+        gen,
+        fix_attempts=2,
+        check=cfg.check,
+        out_dir=tmp_path,
+        screen=screen,
+    )
     assert result.ok and result.gate is not None and result.gate.ok and len(result.attempts) == 2
     fix_prompt = gen.requests[1].messages[-1]["content"]
     assert "rejected before training" in fix_prompt and "ranking accuracy" in fix_prompt
     first = json.loads((tmp_path / "llm" / "attempt_0.json").read_text())
-    assert first["check"]["ok"] and first["gate"]["ok"] is False and first["gate"]["ranking_accuracy"] < 0.6
+    assert (
+        first["check"]["ok"]
+        and first["gate"]["ok"] is False
+        and first["gate"]["ranking_accuracy"] < 0.6
+    )
 
 
-def test_train_path_writes_gate_json_warns_or_blocks(cfg: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_train_path_writes_gate_json_warns_or_blocks(
+    cfg: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from rewardlab.pipeline import initial_reward
 
     caplog.set_level(logging.INFO, logger="rewardlab")
@@ -231,10 +285,15 @@ def test_train_path_writes_gate_json_warns_or_blocks(cfg: Any, tmp_path: Path, c
     assert source == AWAY and failure == ""  # the default (warn) trains anyway ...
     saved = json.loads((tmp_path / "warn" / "rewards" / "v0" / "gate.json").read_text())
     assert saved["ok"] is False and saved["ranking_accuracy"] < 0.6  # ... but records the verdict
-    assert any(r.getMessage().startswith("pre-flight gate: rejected: ranking accuracy") for r in caplog.records)
+    assert any(
+        r.getMessage().startswith("pre-flight gate: rejected: ranking accuracy")
+        for r in caplog.records
+    )
     c.gate.on_train = "block"
     source, failure = initial_reward(c, DRAWER, tmp_path / "block")
-    assert source is None and "pre-flight gate rejected" in failure and "ranking accuracy" in failure
+    assert (
+        source is None and "pre-flight gate rejected" in failure and "ranking accuracy" in failure
+    )
 
 
 def test_reflection_shows_the_gate_numbers(cfg: Any, tmp_path: Path) -> None:
@@ -242,7 +301,9 @@ def test_reflection_shows_the_gate_numbers(cfg: Any, tmp_path: Path) -> None:
     (tmp_path / "gate.json").write_text(json.dumps(report.to_dict()))
     with (tmp_path / "metrics.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["timesteps", "success_rate", "mean_progress", "mean_reward_return", "mean_env_return"])
+        w.writerow(
+            ["timesteps", "success_rate", "mean_progress", "mean_reward_return", "mean_env_return"]
+        )
         w.writerows([[512, 0.0, 0.1, 1.0, 0.0], [1024, 0.2, 0.4, 2.0, 0.0]])
     text = render_reflection(reflect(tmp_path, label="it0/c0"))
     assert "pre-flight gate evaluated this reward function" in text
@@ -258,7 +319,8 @@ the other 48 are marked slow (all 50: `pytest -m 'slow or not slow' tests/test_g
 
 
 @pytest.mark.parametrize(
-    "name", [n if n in MT50_DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in MT50_TASKS]
+    "name",
+    [n if n in MT50_DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in MT50_TASKS],
 )
 def test_expert_reward_of_every_mt50_task_passes_the_gate(name: str, cfg: Any) -> None:
     """MetaWorld's own dense reward is the reference of a reward that trains: the gate must
@@ -296,7 +358,9 @@ def test_action_norm_penalty_does_not_sink_a_text2reward_style_reward(cfg: Any) 
 def test_published_style_program_runs_unchanged(cfg: Any) -> None:
     probe = check_program(DRAWER, T2R_STYLE, steps=5)
     if not probe.ok and any("'np'" in str(f) or "np" in str(f).split() for f in probe.findings):
-        pytest.skip("`np` is not bound for programs yet (program conventions: helper contain, issue #13 part 1)")
+        pytest.skip(
+            "`np` is not bound for programs yet (program conventions: helper contain, issue #13 part 1)"
+        )
     assert gate(DRAWER, T2R_STYLE, cfg).ok
 
 
@@ -325,7 +389,9 @@ def test_known_bad_rewards_are_rejected_by_the_right_check(name: str, cfg: Any) 
 def test_sparse_reward_is_a_warning_with_its_numbers(cfg: Any) -> None:
     """Paying only at the goal cannot be told from a reward that trains (some do, on easy
     tasks): accepted, with a warning that says where the reward is flat."""
-    sparse = prog("gap = abs(float(self.goal_position[1] - self.obj1.position[1]))\nreturn 1.0 if gap < 0.02 else 0.0")
+    sparse = prog(
+        "gap = abs(float(self.goal_position[1] - self.obj1.position[1]))\nreturn 1.0 if gap < 0.02 else 0.0"
+    )
     report = gate(DRAWER, sparse, cfg)
     assert report.ok and report.stats["checks"]["sparse"] == "warn"
     assert any("flat" in w and "never succeed" in w for w in report.warnings)

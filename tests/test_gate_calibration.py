@@ -32,6 +32,14 @@ def test_calibration_smoke_run(tmp_path: Path) -> None:
     assert verdicts["expert"]["verdict"]["ok"]
     assert verdicts["constant"]["verdict"]["checks"]["constant"] == "reject"
     text = (out / "results.md").read_text()
-    assert "| check | rejected |" in text and "whole gate" in text and "metaworld/coffee_button | constant" in text
+    assert (
+        "| check | rejected |" in text
+        and "whole gate" in text
+        and "metaworld/coffee_button | constant" in text
+    )
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and "0 runs to train in shard" in again.stdout and "(2 in " in again.stdout  # resumed, nothing retrained
+    assert (
+        again.returncode == 0
+        and "0 runs to train in shard" in again.stdout
+        and "(2 in " in again.stdout
+    )  # resumed, nothing retrained

@@ -24,11 +24,21 @@ FAST_CHECK = CheckConfig(steps=30, timeout_s=60)
     [
         ("mujoco/hopper_backflip", "Make the hopper do a back flip.", "flip", "-x"),
         ("mujoco/hopper_frontflip", "do a front flip", "flip", "+x"),
-        ("mujoco/hopper_forward", "Make the hopper move forward as fast as possible.", "locomotion", "+x"),
+        (
+            "mujoco/hopper_forward",
+            "Make the hopper move forward as fast as possible.",
+            "locomotion",
+            "+x",
+        ),
         ("mujoco/hopper_forward", "run backwards", "locomotion", "-x"),
         ("mujoco/hopper_jump", "Make the hopper jump in place.", "jump", "in-place"),
         ("mujoco/ant_lie_down", "Make the ant lie down on the ground.", "lie_down", None),
-        ("mujoco/humanoid_standup", "Make the humanoid stand up from lying on the ground.", "stand", None),
+        (
+            "mujoco/humanoid_standup",
+            "Make the humanoid stand up from lying on the ground.",
+            "stand",
+            None,
+        ),
         ("mujoco/ant_wave_leg", "wave the front right leg", "wave", None),
     ],
 )
@@ -41,7 +51,9 @@ def test_understand(task: str, instruction: str, behaviour: str, direction: str 
 @pytest.mark.parametrize("name", [t.name for t in list_tasks() if t.benchmark != "maniskill"])
 def test_offline_program_for_every_task_compiles_and_runs(name: str) -> None:
     task = get_task(name)
-    reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction=task.instruction, messages=[]))
+    reply = OfflineGenerator().propose(
+        GenerationRequest(task=task, instruction=task.instruction, messages=[])
+    )
     source = extract_code(reply.text)
     assert source is not None and "not an LLM" in source
     program = compile_for_task(source, task)
@@ -56,15 +68,21 @@ def test_offline_program_for_every_task_compiles_and_runs(name: str) -> None:
 
 def test_offline_wave_targets_the_named_joint() -> None:
     task = get_task("mujoco/ant_wave_leg")
-    reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction="wave the back left leg", messages=[]))
+    reply = OfflineGenerator().propose(
+        GenerationRequest(task=task, instruction="wave the back left leg", messages=[])
+    )
     assert "self.ant.back_left_leg_joint.angular_velocity" in reply.text
 
 
 def test_extract_code_variants() -> None:
     fn = "def compute_dense_reward(self, action):\n    return 1.0\n"
     assert extract_code(f"```python\n{fn}```") == fn
-    assert extract_code(f"```\nx = 1\n```\nthen\n```py\n{fn}```") == fn, "the block that defines the entry wins"
-    assert extract_code(f"```python\n{fn}```\nrevised:\n```python\n{fn.replace('1.0', '2.0')}```").endswith("2.0\n")
+    assert extract_code(f"```\nx = 1\n```\nthen\n```py\n{fn}```") == fn, (
+        "the block that defines the entry wins"
+    )
+    assert extract_code(
+        f"```python\n{fn}```\nrevised:\n```python\n{fn.replace('1.0', '2.0')}```"
+    ).endswith("2.0\n")
     assert extract_code(f"import math\n{fn}") == f"import math\n{fn}"
     assert extract_code("no code here") is None
 
@@ -96,13 +114,24 @@ class Scripted:
         return Reply(text=answer, model="scripted")
 
 
-GOOD = "```python\ndef compute_dense_reward(self, action):\n    return self.hopper.top.velocity_x\n```"
+GOOD = (
+    "```python\ndef compute_dense_reward(self, action):\n    return self.hopper.top.velocity_x\n```"
+)
 
 
 def test_loop_feeds_findings_back_until_accepted(tmp_path: Path) -> None:
-    bad = "```python\ndef compute_dense_reward(self, action):\n    return self.hopper.top.speed\n```"
+    bad = (
+        "```python\ndef compute_dense_reward(self, action):\n    return self.hopper.top.speed\n```"
+    )
     gen = Scripted(bad, GOOD)
-    result = generate_reward(get_task("mujoco/hopper_forward"), "go", gen, fix_attempts=2, check=FAST_CHECK, out_dir=tmp_path)
+    result = generate_reward(
+        get_task("mujoco/hopper_forward"),
+        "go",
+        gen,
+        fix_attempts=2,
+        check=FAST_CHECK,
+        out_dir=tmp_path,
+    )
     assert result.ok and len(result.attempts) == 2
     assert any("self.hopper.top.speed" in f for f in gen.requests[1].findings)
     assert "self.hopper.top.speed" in gen.requests[1].messages[-1]["content"]
@@ -112,12 +141,26 @@ def test_loop_feeds_findings_back_until_accepted(tmp_path: Path) -> None:
 
 def test_loop_gives_up_after_fix_attempts_and_on_backend_failure(tmp_path: Path) -> None:
     gen = Scripted("no code", "still no code")
-    result = generate_reward(get_task("mujoco/hopper_forward"), "go", gen, fix_attempts=1, check=FAST_CHECK, out_dir=tmp_path)
+    result = generate_reward(
+        get_task("mujoco/hopper_forward"),
+        "go",
+        gen,
+        fix_attempts=1,
+        check=FAST_CHECK,
+        out_dir=tmp_path,
+    )
     assert not result.ok and len(result.attempts) == 2
     assert "no ```python code block" in result.failure_summary()
 
     down = Scripted(GeneratorError("HTTP 503 after 3 retries"))
-    result = generate_reward(get_task("mujoco/hopper_forward"), "go", down, fix_attempts=3, check=FAST_CHECK, out_dir=tmp_path / "b")
+    result = generate_reward(
+        get_task("mujoco/hopper_forward"),
+        "go",
+        down,
+        fix_attempts=3,
+        check=FAST_CHECK,
+        out_dir=tmp_path / "b",
+    )
     assert not result.ok and "HTTP 503" in result.failure_summary()
     assert (tmp_path / "b" / "llm" / "attempt_0.json").exists()
 
@@ -132,7 +175,9 @@ def test_few_shot_retrieves_a_similar_other_task() -> None:
     assert found is not None and found[0].task == "mujoco/hopper_backflip"
     own = most_similar(get_task("mujoco/hopper_backflip"), "Make the hopper do a back flip.")
     assert own is not None and own[0].task != "mujoco/hopper_backflip", "never its own example"
-    walker = most_similar(TaskSpec(name="mujoco/walker_backward", card="mujoco/walker2d"), "walk backward")
+    walker = most_similar(
+        TaskSpec(name="mujoco/walker_backward", card="mujoco/walker2d"), "walk backward"
+    )
     assert walker is not None and walker[0].task == "mujoco/walker_forward"
 
 
@@ -144,7 +189,11 @@ def test_few_shot_prompt_carries_the_example() -> None:
     assert "mujoco/hopper_backflip" in few and "flipped = -pitch >= 2.0 * math.pi" in few
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "envs").glob("*/examples/*.py")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).parents[1] / "envs").glob("*/examples/*.py")),
+    ids=lambda p: p.stem,
+)
 def test_example_programs_pass_the_checks(path: Path) -> None:
     from rewardlab.generators.fewshot import load_examples
     from rewardlab.reward.check import check_program

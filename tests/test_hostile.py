@@ -243,7 +243,9 @@ def run(source: str, steps: int = 3, *, vetter: bool = True) -> Outcome:
     """``source`` as training runs it: vetted and compiled here (``vetter``; else compiled
     unvetted), then one confined worker, ``steps`` vectorised steps."""
     try:
-        program: RewardProgram = compile_for_task(source, HOPPER) if vetter else unvetted_program(source)
+        program: RewardProgram = (
+            compile_for_task(source, HOPPER) if vetter else unvetted_program(source)
+        )
         venv = ConfinedVecEnv(
             HOPPER, program, n_envs=1, max_error_rate=1.0, call_timeout_s=TIMEOUT_S
         )
@@ -338,7 +340,10 @@ OFF_IN_DEFAULT_SUITE = {
 
 @pytest.mark.parametrize(
     "attack",
-    [a if a.id in OFF_IN_DEFAULT_SUITE else pytest.param(a, marks=pytest.mark.slow) for a in ATTACKS],
+    [
+        a if a.id in OFF_IN_DEFAULT_SUITE else pytest.param(a, marks=pytest.mark.slow)
+        for a in ATTACKS
+    ],
     ids=[a.id for a in ATTACKS],
 )
 def test_the_os_wall_alone_stops_every_side_effect(world: World, attack: Attack) -> None:

@@ -45,7 +45,9 @@ def wait_for(proc: subprocess.Popen[bytes], found: object, what: str, limit_s: f
         path = found()  # type: ignore[operator]
         if path is not None:
             return path  # type: ignore[no-any-return]
-        assert proc.poll() is None, f"finished before {what}:\n" + (proc.stdout.read().decode() if proc.stdout else "")
+        assert proc.poll() is None, f"finished before {what}:\n" + (
+            proc.stdout.read().decode() if proc.stdout else ""
+        )
         time.sleep(0.2)
     raise AssertionError(f"no {what}")
 
@@ -74,7 +76,9 @@ def assert_continuous(v0: Path, total: int) -> None:
     assert walls == sorted(walls), f"wall_s restarted: {walls}"
     progress = rows(v0 / "tb" / "progress.csv")
     iterations = [int(r["time/iterations"]) for r in progress]
-    assert iterations == list(range(1, len(iterations) + 1)), f"SB3's iteration counter restarted: {iterations}"
+    assert iterations == list(range(1, len(iterations) + 1)), (
+        f"SB3's iteration counter restarted: {iterations}"
+    )
     elapsed = [int(r["time/time_elapsed"]) for r in progress]
     assert elapsed == sorted(elapsed), elapsed
 
@@ -91,7 +95,11 @@ def test_sigterm_stops_like_ctrl_c_and_resumes_where_it_stopped(tmp_path: Path) 
     assert json.loads((v0 / "summary.json").read_text())["status"] == "stopped"
     (info,) = [json.loads(p.read_text()) for p in (v0 / "checkpoints").glob("model_*_steps.json")]
     stopped_at = info["steps"]
-    assert info["reason"] == "stopped" and stopped_at >= 1024 and f"stopped at step {stopped_at:,}" in out
+    assert (
+        info["reason"] == "stopped"
+        and stopped_at >= 1024
+        and f"stopped at step {stopped_at:,}" in out
+    )
 
     total = stopped_at + 1024
     said = resume(run_dir, total)
@@ -109,7 +117,10 @@ def test_kill_9_resumes_from_the_checkpoint_it_has_or_says_it_starts_over(tmp_pa
     v0 = run_dir / "rewards" / "v0"
     assert not list((v0 / "checkpoints").glob("model_*_steps.zip"))
     said = resume(run_dir, 2048)
-    assert "no checkpoint: training starts at step 0 of 2,048" in said and "resuming from the checkpoint" not in said
+    assert (
+        "no checkpoint: training starts at step 0 of 2,048" in said
+        and "resuming from the checkpoint" not in said
+    )
     assert_continuous(v0, 2048)
 
 
@@ -128,7 +139,9 @@ def test_kill_9_after_a_time_driven_checkpoint_resumes_from_it(tmp_path: Path) -
     proc.wait()
     v0 = info_file.parents[1]
     newest = max(int(p.stem.split("_")[1]) for p in (v0 / "checkpoints").glob("model_*_steps.json"))
-    assert len(list((v0 / "checkpoints").glob("model_*_steps.zip"))) <= 2, "older time-driven checkpoints are pruned"
+    assert len(list((v0 / "checkpoints").glob("model_*_steps.zip"))) <= 2, (
+        "older time-driven checkpoints are pruned"
+    )
     said = resume(v0.parents[1], newest + 1024)
     assert f"resuming from the checkpoint at step {newest:,}" in said
     assert_continuous(v0, newest + 1024)

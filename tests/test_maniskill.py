@@ -64,7 +64,9 @@ def _load_installer() -> Any:
     """The installer script (outside the package: ``tools/setup_vulkan.py``) as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("setup_vulkan", Path(__file__).resolve().parents[1] / "tools" / "setup_vulkan.py")
+    spec = importlib.util.spec_from_file_location(
+        "setup_vulkan", Path(__file__).resolve().parents[1] / "tools" / "setup_vulkan.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
@@ -81,7 +83,10 @@ def test_one_line_sources_are_parsed_with_options() -> None:
     first = sources[0]
     assert first.uris == ("http://mirror.example/debian",) and first.suites == ("bookworm",)
     assert first.components == ("main", "contrib")
-    assert first.options == {"arch": "amd64", "signed-by": "/usr/share/keyrings/debian-archive-keyring.gpg"}
+    assert first.options == {
+        "arch": "amd64",
+        "signed-by": "/usr/share/keyrings/debian-archive-keyring.gpg",
+    }
     assert sources[2].suites == ("bookworm-security",) and sources[2].components == ("main",)
 
 
@@ -97,9 +102,14 @@ def test_backports_entries_are_derived_from_the_release_archive(tmp_path: Path) 
     etc = tmp_path / "apt"
     (etc / "sources.list.d").mkdir(parents=True)
     (etc / "sources.list.d" / "debian.sources").write_text(DEB822)
-    (etc / "sources.list.d" / "other.list.disabled").write_text("deb http://elsewhere.example/x y main\n")
+    (etc / "sources.list.d" / "other.list.disabled").write_text(
+        "deb http://elsewhere.example/x y main\n"
+    )
     sources = setup_vulkan.read_apt_sources(etc)
-    assert {s.uris[0] for s in sources} == {"http://mirror.example/debian", "http://mirror.example/debian-security"}
+    assert {s.uris[0] for s in sources} == {
+        "http://mirror.example/debian",
+        "http://mirror.example/debian-security",
+    }
     lines = setup_vulkan.backports_source_lines(sources, "bookworm")
     key = "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]"
     assert lines == [
@@ -107,22 +117,29 @@ def test_backports_entries_are_derived_from_the_release_archive(tmp_path: Path) 
         f"deb {key} http://mirror.example/debian bookworm-backports main",
     ], "the release's own archive (not security), its keyring, main only"
     # a machine that lists backports itself: its entry is used as it is
-    (etc / "sources.list").write_text("deb [signed-by=/k.gpg] http://bp.example/debian bookworm-backports main\n")
+    (etc / "sources.list").write_text(
+        "deb [signed-by=/k.gpg] http://bp.example/debian bookworm-backports main\n"
+    )
     lines = setup_vulkan.backports_source_lines(setup_vulkan.read_apt_sources(etc), "bookworm")
     assert lines[1] == "deb [signed-by=/k.gpg] http://bp.example/debian bookworm-backports main"
     with pytest.raises(LookupError, match="trixie"):
         setup_vulkan.backports_source_lines(sources, "trixie")
     assert setup_vulkan.release_codename('NAME="Debian"\nVERSION_CODENAME=bookworm\n') == "bookworm"
-    assert setup_vulkan.backports_source_lines(setup_vulkan.parse_one_line(ONE_LINE), None)[1].endswith(
-        "http://mirror.example/debian bookworm-backports main"
-    ), "without os-release the first plain release suite is used"
+    assert setup_vulkan.backports_source_lines(setup_vulkan.parse_one_line(ONE_LINE), None)[
+        1
+    ].endswith("http://mirror.example/debian bookworm-backports main"), (
+        "without os-release the first plain release suite is used"
+    )
 
 
 def test_inline_keys_are_left_to_apts_keyrings() -> None:
     inline = "Types: deb\nURIs: http://m.example/debian\nSuites: bookworm\nComponents: main\nSigned-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc\n"
     (source,) = setup_vulkan.parse_deb822(inline)
     assert "\n" in source.options["signed-by"]
-    assert setup_vulkan.backports_source_lines([source], "bookworm")[1] == "deb http://m.example/debian bookworm-backports main"
+    assert (
+        setup_vulkan.backports_source_lines([source], "bookworm")[1]
+        == "deb http://m.example/debian bookworm-backports main"
+    )
 
 
 def test_simulated_installs_and_icd_rewrite(tmp_path: Path) -> None:
@@ -132,34 +149,53 @@ def test_simulated_installs_and_icd_rewrite(tmp_path: Path) -> None:
         "Inst libvulkan1 (1.3.239.0-1 Debian:12.15/oldstable [amd64])\n"
         "Conf libdrm2 (2.4.123-1~bpo12+1 Debian Backports:oldstable-backports [amd64])\n"
     )
-    assert setup_vulkan.parse_simulated_installs(out) == [("libdrm2", "2.4.123-1~bpo12+1"), ("libvulkan1", "1.3.239.0-1")]
+    assert setup_vulkan.parse_simulated_installs(out) == [
+        ("libdrm2", "2.4.123-1~bpo12+1"),
+        ("libvulkan1", "1.3.239.0-1"),
+    ]
     root = tmp_path / "root"
     (root / "usr/share/vulkan/icd.d").mkdir(parents=True)
     (root / "usr/lib/x86_64-linux-gnu").mkdir(parents=True)
     library = root / "usr/lib/x86_64-linux-gnu/libvulkan_lvp.so"
     library.write_bytes(b"")
-    icd_json = {"ICD": {"api_version": "1.4.305", "library_path": "libvulkan_lvp.so"}, "file_format_version": "1.0.0"}
+    icd_json = {
+        "ICD": {"api_version": "1.4.305", "library_path": "libvulkan_lvp.so"},
+        "file_format_version": "1.0.0",
+    }
     (root / "usr/share/vulkan/icd.d/lvp_icd.json").write_text(json.dumps(icd_json))
     icd, found = setup_vulkan.write_icd(root, tmp_path)
     assert found == library
     assert json.loads(icd.read_text())["ICD"]["library_path"] == str(library)
 
 
-def test_activate_respects_the_users_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_activate_respects_the_users_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     icd = tmp_path / "lvp_icd.json"
     icd.write_text("{}")
-    (tmp_path / "manifest.json").write_text(json.dumps({"icd": str(icd), "preload": [], "library_dirs": ["/x"]}))
-    for variable in vulkan_runtime.ICD_VARIABLES:  # set, then unset: monkeypatch restores either way
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"icd": str(icd), "preload": [], "library_dirs": ["/x"]})
+    )
+    for (
+        variable
+    ) in vulkan_runtime.ICD_VARIABLES:  # set, then unset: monkeypatch restores either way
         monkeypatch.setenv(variable, "")
         monkeypatch.delenv(variable)
     assert vulkan_runtime.activate(tmp_path / "nothing-cached") is None
-    assert vulkan_runtime.activate(tmp_path) == str(icd) and os.environ["VK_ICD_FILENAMES"] == str(icd)
-    assert vulkan_runtime.activate(tmp_path) == str(icd), "a child process inheriting the choice loads the libraries too"
-    monkeypatch.setenv("VK_ICD_FILENAMES", "/users/own.json")
-    assert vulkan_runtime.activate(tmp_path) is None and os.environ["VK_ICD_FILENAMES"] == "/users/own.json"
-    assert setup_vulkan.shell_exports(json.loads((tmp_path / "manifest.json").read_text()))[1].startswith(
-        "export LD_LIBRARY_PATH=/x"
+    assert vulkan_runtime.activate(tmp_path) == str(icd) and os.environ["VK_ICD_FILENAMES"] == str(
+        icd
     )
+    assert vulkan_runtime.activate(tmp_path) == str(icd), (
+        "a child process inheriting the choice loads the libraries too"
+    )
+    monkeypatch.setenv("VK_ICD_FILENAMES", "/users/own.json")
+    assert (
+        vulkan_runtime.activate(tmp_path) is None
+        and os.environ["VK_ICD_FILENAMES"] == "/users/own.json"
+    )
+    assert setup_vulkan.shell_exports(json.loads((tmp_path / "manifest.json").read_text()))[
+        1
+    ].startswith("export LD_LIBRARY_PATH=/x")
 
 
 # --------------------------------------------------------------------------- ManiSkill (needs Vulkan)
@@ -167,7 +203,9 @@ def test_activate_respects_the_users_choice(tmp_path: Path, monkeypatch: pytest.
 
 @pytest.fixture(scope="module")
 def vulkan() -> None:
-    pytest.importorskip("mani_skill", reason="mani-skill is not installed: pip install 'rewardlab[maniskill]'")
+    pytest.importorskip(
+        "mani_skill", reason="mani-skill is not installed: pip install 'rewardlab[maniskill]'"
+    )
     from rewardlab.tasks.maniskill import vulkan_problem
 
     problem = vulkan_problem()
@@ -178,7 +216,12 @@ def vulkan() -> None:
 @pytest.fixture(scope="module")
 def envs(vulkan: None) -> Iterator[dict[str, Any]]:
     """One env per task (rgb_array at FRAME x FRAME), shared by the tests of this module."""
-    made = {name: make_env(get_task(f"maniskill/{name}"), render_mode="rgb_array", width=FRAME, height=FRAME) for name in TASKS}
+    made = {
+        name: make_env(
+            get_task(f"maniskill/{name}"), render_mode="rgb_array", width=FRAME, height=FRAME
+        )
+        for name in TASKS
+    }
     yield made
     for env in made.values():
         env.close()
@@ -191,10 +234,20 @@ def test_registry_holds_the_asset_free_tasks_pinned() -> None:
     assert names == sorted(f"maniskill/{n}" for n in TASKS)
     for name in names:
         task = get_task(name)
-        assert task.resolved_env_id() in gym.registry and task.resolved_env_id().startswith("ManiSkill3/")
-        assert task.env_kwargs["control_mode"] == "pd_ee_delta_pose" and task.env_kwargs["benchmark_version"] == "3.0.1"
-        assert task.env_kwargs["sim_backend"] == "physx_cpu" and task.success.metric == "benchmark_success"
-    assert get_task("maniskill/lift_cube").instruction == "Pick up cube A and lift it up by 0.2 meter."
+        assert task.resolved_env_id() in gym.registry and task.resolved_env_id().startswith(
+            "ManiSkill3/"
+        )
+        assert (
+            task.env_kwargs["control_mode"] == "pd_ee_delta_pose"
+            and task.env_kwargs["benchmark_version"] == "3.0.1"
+        )
+        assert (
+            task.env_kwargs["sim_backend"] == "physx_cpu"
+            and task.success.metric == "benchmark_success"
+        )
+    assert (
+        get_task("maniskill/lift_cube").instruction == "Pick up cube A and lift it up by 0.2 meter."
+    )
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -202,17 +255,25 @@ def test_task_builds_steps_renders_and_reports_success(envs: dict[str, Any], nam
     env = envs[name]
     task = get_task(f"maniskill/{name}")
     obs, info = env.reset(seed=0)
-    assert isinstance(obs, np.ndarray) and obs.shape == env.observation_space.shape and obs.dtype == np.float32
+    assert (
+        isinstance(obs, np.ndarray)
+        and obs.shape == env.observation_space.shape
+        and obs.dtype == np.float32
+    )
     assert info["success"] is False and env.action_space.shape == (7,)
     env.action_space.seed(0)
     for _ in range(3):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        assert isinstance(reward, float) and np.isfinite(reward), "ManiSkill's dense reward (the expert's)"
+        assert isinstance(reward, float) and np.isfinite(reward), (
+            "ManiSkill's dense reward (the expert's)"
+        )
         assert info["success"] is False and info["task/progress"] == 0.0
         assert terminated is False and truncated is False
         assert env.observation_space.contains(obs)
     frame = env.render()
-    assert frame.shape == (FRAME, FRAME, 3) and frame.dtype == np.uint8 and frame.std() > 5, "a real picture"
+    assert frame.shape == (FRAME, FRAME, 3) and frame.dtype == np.uint8 and frame.std() > 5, (
+        "a real picture"
+    )
     assert env_proxy(env, task).dt == pytest.approx(0.05)
 
 
@@ -230,7 +291,9 @@ def _assert_pose(value: Any, batched: Any) -> None:
     from rewardlab.tasks.maniskill import ObjectPose
 
     assert isinstance(value, ObjectPose)
-    assert np.array_equal(value.p, batched.p[0].numpy()) and np.array_equal(value.q, batched.q[0].numpy())
+    assert np.array_equal(value.p, batched.p[0].numpy()) and np.array_equal(
+        value.q, batched.q[0].numpy()
+    )
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -245,7 +308,9 @@ def test_proxies_read_the_simulator(envs: dict[str, Any], name: str) -> None:
     _assert_pose(me.robot.ee_pose, agent.tcp.pose)
     qpos, qvel = agent.robot.get_qpos()[0].numpy(), agent.robot.get_qvel()[0].numpy()
     assert np.array_equal(me.robot.qpos, qpos[:7]) and np.array_equal(me.robot.qvel, qvel[:7])
-    assert me.robot.gripper_openness == pytest.approx(qpos[-1] / agent.robot.get_qlimits()[0, -1, 1].item())
+    assert me.robot.gripper_openness == pytest.approx(
+        qpos[-1] / agent.robot.get_qlimits()[0, -1, 1].item()
+    )
     _assert_pose(me.robot.lfinger.pose, agent.finger1_link.pose)
     assert np.array_equal(me.robot.rfinger.velocity, agent.finger2_link.linear_velocity[0].numpy())
     card = load_card(f"maniskill/{name}")
@@ -259,14 +324,23 @@ def test_proxies_read_the_simulator(envs: dict[str, Any], name: str) -> None:
                 assert np.array_equal(value.angular_velocity, actor.angular_velocity[0].numpy())
                 assert value.check_static() == bool(actor.is_static()[0])
                 assert me.robot.check_grasp(value) == bool(agent.is_grasping(actor)[0])
-                assert me.robot.check_grasp(value, max_angle=30) == bool(agent.is_grasping(actor, max_angle=30)[0])
+                assert me.robot.check_grasp(value, max_angle=30) == bool(
+                    agent.is_grasping(actor, max_angle=30)[0]
+                )
     if name in ("pick_cube", "lift_cube"):  # the observation holds the same numbers
         obs = env.step(np.zeros(7, dtype=np.float32))[0]
         assert np.array_equal(me.robot.qpos, obs[0:7]) and np.array_equal(me.robot.qvel, obs[9:16])
         assert me.robot.check_grasp(me.cubeA) == bool(obs[18])
-        assert np.array_equal(me.robot.ee_pose.p, obs[19:22]) and np.array_equal(me.robot.ee_pose.q, obs[22:26])
-        assert np.array_equal(me.goal_position if name == "pick_cube" else base.goal_site.pose.p[0].numpy(), obs[26:29])
-        assert np.array_equal(me.cubeA.pose.p, obs[29:32]) and np.array_equal(me.cubeA.pose.q, obs[32:36])
+        assert np.array_equal(me.robot.ee_pose.p, obs[19:22]) and np.array_equal(
+            me.robot.ee_pose.q, obs[22:26]
+        )
+        assert np.array_equal(
+            me.goal_position if name == "pick_cube" else base.goal_site.pose.p[0].numpy(),
+            obs[26:29],
+        )
+        assert np.array_equal(me.cubeA.pose.p, obs[29:32]) and np.array_equal(
+            me.cubeA.pose.q, obs[32:36]
+        )
         assert me.cube_half_size == pytest.approx(0.02)
     if name == "peg_insertion_side":
         _assert_pose(me.peg.head_pose, base.peg_head_pose)
@@ -275,7 +349,10 @@ def test_proxies_read_the_simulator(envs: dict[str, Any], name: str) -> None:
         assert np.array_equal(me.peg.half_size, base.peg_half_sizes[0].numpy())
         assert me.box.hole_radius == pytest.approx(base.box_hole_radii[0].item())
     if name == "push_cube":
-        assert np.array_equal(me.goal_position, base.goal_region.pose.p[0].numpy()) and me.goal_radius == 0.1
+        assert (
+            np.array_equal(me.goal_position, base.goal_region.pose.p[0].numpy())
+            and me.goal_radius == 0.1
+        )
 
 
 def test_pose_algebra_matches_maniskill(envs: dict[str, Any]) -> None:
@@ -287,7 +364,9 @@ def test_pose_algebra_matches_maniskill(envs: dict[str, Any]) -> None:
     assert np.allclose(relative.p, expected.p[0].numpy(), atol=1e-6)
     assert np.allclose(relative.q, expected.q[0].numpy(), atol=1e-6)
     matrix = me.robot.ee_pose.to_transformation_matrix()
-    assert matrix.shape == (4, 4) and np.allclose(matrix, base.agent.tcp.pose.to_transformation_matrix()[0].numpy(), atol=1e-6)
+    assert matrix.shape == (4, 4) and np.allclose(
+        matrix, base.agent.tcp.pose.to_transformation_matrix()[0].numpy(), atol=1e-6
+    )
     assert np.allclose((me.robot.ee_pose * me.robot.ee_pose.inv()).p, 0.0, atol=1e-6)
     with pytest.raises(AttributeError, match="read-only"):
         me.robot.ee_pose.p = np.zeros(3)
@@ -295,7 +374,7 @@ def test_pose_algebra_matches_maniskill(envs: dict[str, Any]) -> None:
         me.robot.check_grasp(me.goal_position)
 
 
-T2R_PICK_CUBE = '''
+T2R_PICK_CUBE = """
 import numpy as np
 
 def compute_dense_reward(self, action):
@@ -334,9 +413,9 @@ def compute_dense_reward(self, action):
     reward += 0.1 * action_reg
 
     return reward
-'''
+"""
 
-T2R_POSES = '''
+T2R_POSES = """
 import numpy as np
 
 def compute_dense_reward(self, action):
@@ -346,7 +425,7 @@ def compute_dense_reward(self, action):
     fingers = np.linalg.norm(self.robot.lfinger.pose.p - self.robot.rfinger.pose.p)
     static = 1.0 if self.cubeA.check_static() else 0.0
     return float(down + fingers + static), {"offset": float(np.linalg.norm(ee_wrt_cube.p)), "static": static}
-'''
+"""
 
 
 def test_text2reward_pick_cube_program_runs_unchanged(vulkan: None) -> None:
@@ -382,13 +461,22 @@ def test_card_uses_text2reward_names_and_the_check_knows_them() -> None:
     paths = card.attribute_paths()
     assert {"self.robot.ee_pose.p", "self.cubeA.pose.q", "self.robot.check_grasp", "self.cubeA.pose.inv",
             "self.robot.lfinger.pose.p", "self.cube_half_size"} <= paths  # fmt: skip
-    assert "self.robot.ee_pose" not in card.leaf_paths() and "self.robot.ee_pose.p" in card.leaf_paths()
+    assert (
+        "self.robot.ee_pose" not in card.leaf_paths()
+        and "self.robot.ee_pose.p" in card.leaf_paths()
+    )
     for bad, missing in (("self.robot.ee_position", "self.robot.ee_position"), ("self.cubeA.pose.position", "self.cubeA.pose.position"),
                          ("self.cubeB.pose.p", "self.cubeB"), ("self.benchmark_success", "self.benchmark_success")):  # fmt: skip
         with pytest.raises(RewardProgramError, match=missing.replace(".", r"\.")):
-            compile_for_task(f"def compute_dense_reward(self, action):\n    return float({bad}[0])\n", task)
+            compile_for_task(
+                f"def compute_dense_reward(self, action):\n    return float({bad}[0])\n", task
+            )
     peg = load_card("maniskill/peg_insertion_side")
-    assert {"self.peg.head_pose.p", "self.box.hole_radius", "self.goal_pose.inv"} <= peg.attribute_paths()
+    assert {
+        "self.peg.head_pose.p",
+        "self.box.hole_radius",
+        "self.goal_pose.inv",
+    } <= peg.attribute_paths()
     assert "self.cubeB.check_static" in load_card("maniskill/stack_cube").attribute_paths()
 
 
@@ -397,12 +485,27 @@ def test_download_needing_env_fails_fast_naming_the_asset(vulkan: None) -> None:
 
     if not missing_assets("TurnFaucet-v1"):
         pytest.skip("the PartNet-Mobility faucets are downloaded on this machine")
-    with pytest.raises(AssetMissing, match=r"partnet_mobility_faucet.*python -m mani_skill\.utils\.download_asset partnet_mobility_faucet"):
+    with pytest.raises(
+        AssetMissing,
+        match=r"partnet_mobility_faucet.*python -m mani_skill\.utils\.download_asset partnet_mobility_faucet",
+    ):
         make_maniskill_env("TurnFaucet-v1")
     # without a terminal, in a fresh process: an error at once, not a prompt
-    code = "from rewardlab.tasks.maniskill import make_maniskill_env as m\nm('OpenCabinetDrawer-v1')"
-    done = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=HANG_S)
-    assert done.returncode != 0 and "AssetMissing" in done.stderr and "partnet_mobility_cabinet" in done.stderr
+    code = (
+        "from rewardlab.tasks.maniskill import make_maniskill_env as m\nm('OpenCabinetDrawer-v1')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
+    assert (
+        done.returncode != 0
+        and "AssetMissing" in done.stderr
+        and "partnet_mobility_cabinet" in done.stderr
+    )
     assert "(y|n)" not in done.stdout and "EOFError" not in done.stderr
 
 
@@ -415,7 +518,9 @@ def test_single_env_only_and_the_batched_path(vulkan: None) -> None:
     with pytest.raises(RuntimeError, match="pinned to 0.0.1"):
         make_maniskill_env("PickCube-v1", benchmark_version="0.0.1")
     task = get_task("maniskill/push_cube")
-    venv = make_vector_env(task, 1, sim_backend="physx_cpu", render_backend="none")  # the GPU path, on CPU
+    venv = make_vector_env(
+        task, 1, sim_backend="physx_cpu", render_backend="none"
+    )  # the GPU path, on CPU
     try:
         obs, _ = venv.reset(seed=0)
         assert tuple(obs.shape) == (1, 35)
@@ -442,13 +547,17 @@ def _scripted(me: Any, state: dict[str, Any], name: str) -> np.ndarray:
 
     phase = state.setdefault("phase", 0)
     if name == "push_cube":
-        toward = (me.goal_position - cube)[:2] / (np.linalg.norm((me.goal_position - cube)[:2]) + 1e-9)
+        toward = (me.goal_position - cube)[:2] / (
+            np.linalg.norm((me.goal_position - cube)[:2]) + 1e-9
+        )
         behind = np.array([*(cube[:2] - 0.05 * toward), 0.02])
         if phase == 0 and np.linalg.norm(tcp[:2] - behind[:2]) < 0.01:
             state["phase"] = 1
         if phase == 1 and abs(tcp[2] - behind[2]) < 0.01:
             state["phase"] = 2
-        target = {0: behind + [0, 0, 0.08], 1: behind}.get(state["phase"], np.array([*me.goal_position[:2], 0.02]))
+        target = {0: behind + [0, 0, 0.08], 1: behind}.get(
+            state["phase"], np.array([*me.goal_position[:2], 0.02])
+        )
         return go(target, -1.0)
     if phase == 0:
         if np.linalg.norm(tcp - (cube + [0, 0, 0.08])) < 0.01:
@@ -512,7 +621,9 @@ def test_scripted_solution_succeeds_and_the_offline_reward_rises(vulkan: None, n
 def test_offline_reward_for_peg_insertion_reaches_and_grasps(envs: dict[str, Any]) -> None:
     task = get_task("maniskill/peg_insertion_side")
     program = compile_for_task(offline_reward(task), task)
-    assert "self.goal_pose.p" in program.source and "self.robot.check_grasp(self.peg" in program.source
+    assert (
+        "self.goal_pose.p" in program.source and "self.robot.check_grasp(self.peg" in program.source
+    )
     env = envs["peg_insertion_side"]
     env.reset(seed=0)
     me = env_proxy(env, task)
@@ -535,10 +646,14 @@ def test_lift_cube_success_is_its_own_metric(envs: dict[str, Any]) -> None:
     env, task = envs["lift_cube"], get_task("maniskill/lift_cube")
     env.reset(seed=3)
     me, base = env_proxy(env, task), env.unwrapped
-    assert me.goal_height == 0.2 and np.allclose(base.goal_site.pose.p[0].numpy(), [*me.cubeA.pose.p[:2], 0.22])
+    assert me.goal_height == 0.2 and np.allclose(
+        base.goal_site.pose.p[0].numpy(), [*me.cubeA.pose.p[:2], 0.22]
+    )
     reward = env.step(np.zeros(7, dtype=np.float32))[1]
     reach = 1 - np.tanh(5 * np.linalg.norm(me.cubeA.pose.p - me.robot.ee_pose.p))
-    assert not me.robot.check_grasp(me.cubeA, max_angle=30) and reward == pytest.approx(reach, abs=1e-5)
+    assert not me.robot.check_grasp(me.cubeA, max_angle=30) and reward == pytest.approx(
+        reach, abs=1e-5
+    )
     lifted = base.cube.pose.p.clone()
     lifted[:, 2] = 0.3
     base.cube.set_pose(Pose.create_from_pq(lifted, base.cube.pose.q))
@@ -571,13 +686,17 @@ def test_e2cl_probes_read_the_scene(envs: dict[str, Any], name: str) -> None:
     probes = Probes(env, get_task(f"maniskill/{name}"))
     probes.reset()
     values = probes.read()
-    assert values["object_moved"] == pytest.approx(0.0, abs=1e-6) and values["goal_progress"] == pytest.approx(0.0, abs=1e-6)
+    assert values["object_moved"] == pytest.approx(0.0, abs=1e-6) and values[
+        "goal_progress"
+    ] == pytest.approx(0.0, abs=1e-6)
     assert all(np.isfinite(v) for v in values.values())
     if name == "lift_cube":  # the goal is 0.2 m straight above the cube's resting centre
         assert values["object_goal_distance"] == pytest.approx(0.2, abs=0.01)
 
 
-def test_gate_checks_a_maniskill_program_and_says_what_it_skipped(vulkan: None, tmp_path: Path) -> None:
+def test_gate_checks_a_maniskill_program_and_says_what_it_skipped(
+    vulkan: None, tmp_path: Path
+) -> None:
     from omegaconf import OmegaConf
 
     from rewardlab.config import RewardLabConfig

@@ -48,11 +48,20 @@ def _task(short: str, **changes: object) -> object:
 
 def test_registry_holds_the_mt50_set_with_pinned_versions() -> None:
     assert set(MT50) == set(metaworld.MT1.ENV_NAMES)
-    assert sorted(TASKS) == sorted(f"metaworld/{n.removesuffix('-v3').replace('-', '_')}" for n in MT50)
+    assert sorted(TASKS) == sorted(
+        f"metaworld/{n.removesuffix('-v3').replace('-', '_')}" for n in MT50
+    )
     for name in TASKS:
         task = get_task(name)
-        assert task.resolved_env_id() == gym_id(env_name_of(task)) and task.resolved_env_id() in gym.registry
-        assert task.env_kwargs == {"seed": 0, "reward_function_version": "v2", "benchmark_version": BENCHMARK_VERSION}
+        assert (
+            task.resolved_env_id() == gym_id(env_name_of(task))
+            and task.resolved_env_id() in gym.registry
+        )
+        assert task.env_kwargs == {
+            "seed": 0,
+            "reward_function_version": "v2",
+            "benchmark_version": BENCHMARK_VERSION,
+        }
         assert task.success.metric == "benchmark_success" and task.horizon == 500
         assert task.instruction.endswith(".")
     assert get_task("metaworld/drawer_open").instruction == "Open a drawer by its handle."
@@ -138,16 +147,23 @@ def test_card_uses_text2reward_names_and_the_check_knows_them() -> None:
         assert needle in text
     card = load_card("metaworld/drawer_open")
     assert card.env_id == "MetaWorld/drawer-open-v3" and card.name == "drawer_open"
-    assert {"self.robot.ee_position", "self.obj1.position", "self.goal_position", "self.obj2.quaternion"} <= card.attribute_paths()
+    assert {
+        "self.robot.ee_position",
+        "self.obj1.position",
+        "self.goal_position",
+        "self.obj2.quaternion",
+    } <= card.attribute_paths()
     assert "self.goal_position" in card.leaf_paths()
     for bad, missing in (("self.obj3.position", "self.obj3"), ("self.robot.ee_pose", "self.robot.ee_pose"),
                          ("self.benchmark_success", "self.benchmark_success")):  # fmt: skip
         with pytest.raises(RewardProgramError, match=missing.replace(".", r"\.")):
-            compile_for_task(f"def compute_dense_reward(self, action):\n    return float({bad}[0])\n", task)
+            compile_for_task(
+                f"def compute_dense_reward(self, action):\n    return float({bad}[0])\n", task
+            )
     assert "self.top : SlideJoint" in get_task("mujoco/hopper_forward").card_text()
 
 
-T2R_DRAWER_OPEN = '''
+T2R_DRAWER_OPEN = """
 import numpy as np
 
 def compute_dense_reward(self, action, obs):
@@ -164,13 +180,14 @@ def compute_dense_reward(self, action, obs):
     action_penalty = -0.01 * np.sum(np.square(action))
     reward = reach_reward + 2.0 * open_reward + gripper_reward + action_penalty
     return reward, {"reach": reach_reward, "open": open_reward, "obs_agrees": same}
-'''
+"""
 
 
 def test_text2reward_drawer_open_program_runs_unchanged_with_both_signatures() -> None:
     task = get_task("metaworld/drawer_open")
     two_args = T2R_DRAWER_OPEN.replace("(self, action, obs)", "(self, action)").replace(
-        "float(np.allclose(obs[4:7], handle_pos)) + float(obs[3] == self.robot.gripper_openness)", "2.0"
+        "float(np.allclose(obs[4:7], handle_pos)) + float(obs[3] == self.robot.gripper_openness)",
+        "2.0",
     )
     for source in (T2R_DRAWER_OPEN, two_args):
         program = compile_for_task(source, task)
@@ -190,7 +207,9 @@ def test_text2reward_drawer_open_program_runs_unchanged_with_both_signatures() -
 
 
 def _offline_program(task: object) -> object:
-    reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction=task.instruction, messages=[]))  # type: ignore[attr-defined]
+    reply = OfflineGenerator().propose(
+        GenerationRequest(task=task, instruction=task.instruction, messages=[])
+    )  # type: ignore[attr-defined]
     source = extract_code(reply.text)
     assert source is not None and "not an LLM" in source
     return compile_for_task(source, task)  # type: ignore[arg-type]
@@ -217,10 +236,14 @@ def test_offline_reward_is_sensible_for_the_text2reward_tasks(short: str) -> Non
     assert demo.components["move"][-1] > demo.components["move"][0]
 
 
-@pytest.mark.parametrize(("short", "behaviour"), [("pick_place", "pick_place"), ("hammer", "tool"), ("reach", "reach")])
+@pytest.mark.parametrize(
+    ("short", "behaviour"), [("pick_place", "pick_place"), ("hammer", "tool"), ("reach", "reach")]
+)
 def test_offline_reward_other_behaviours(short: str, behaviour: str) -> None:
     task = get_task(f"metaworld/{short}")
-    reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction=task.instruction, messages=[]))
+    reply = OfflineGenerator().propose(
+        GenerationRequest(task=task, instruction=task.instruction, messages=[])
+    )
     assert reply.params["behaviour"] == behaviour
     (demo,) = demonstrations(task, 1, seed=0, program=_offline_program(task))
     assert demo.rewards[-1] > demo.rewards[0]
@@ -235,8 +258,13 @@ def test_scripted_demonstrations_succeed(short: str) -> None:
         assert demo.success and demo.successes[-1] and not demo.successes[0]
         first = int(np.argmax(demo.successes))
         assert demo.length == first + 1 + 3, "stops a few steps after the first success"
-        assert demo.observations.shape == (demo.length + 1, 39) and demo.actions.shape == (demo.length, 4)
-        assert np.array_equal(demo.rewards, demo.env_rewards), "without a program: the benchmark's reward"
+        assert demo.observations.shape == (demo.length + 1, 39) and demo.actions.shape == (
+            demo.length,
+            4,
+        )
+        assert np.array_equal(demo.rewards, demo.env_rewards), (
+            "without a program: the benchmark's reward"
+        )
     again = demonstrations(task, 1, seed=demos[0].seed)[0]
     assert np.array_equal(again.observations[0], demos[0].observations[0])
 
@@ -270,13 +298,19 @@ def _assert_upright(frame: np.ndarray, env: gym.Env) -> None:
     red = (f[..., 0] > 90) & (f[..., 1] < 0.45 * f[..., 0]) & (f[..., 2] < 0.45 * f[..., 0])
     green = (f[..., 1] > 100) & (f[..., 0] < 0.7 * f[..., 1]) & (f[..., 2] < 0.7 * f[..., 1])
     model, data = env.unwrapped.model, env.unwrapped.data  # type: ignore[attr-defined]
-    arm = [i for i in range(model.nbody) if (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, i) or "").startswith("right_l")]
+    arm = [
+        i
+        for i in range(model.nbody)
+        if (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, i) or "").startswith("right_l")
+    ]
     expected_red = np.mean([_corner_projection(env, data.xpos[i], size) for i in arm], axis=0)
     expected_green = np.array(_corner_projection(env, data.body("drawer_link").xpos, size))
     for mask, expected in ((red, expected_red), (green, expected_green)):
         seen = _centroid(mask)
         assert np.linalg.norm(seen - expected) < 0.1 * size, (seen, expected)
-        assert np.linalg.norm((size - 1 - seen) - expected) > 0.2 * size, "a flipped frame would fail"
+        assert np.linalg.norm((size - 1 - seen) - expected) > 0.2 * size, (
+            "a flipped frame would fail"
+        )
 
 
 def test_corner_camera_frames_are_upright(tmp_path: Path) -> None:
@@ -323,7 +357,9 @@ def test_sac_learns_drawer_close_from_the_offline_reward(tmp_path: Path) -> None
     from rewardlab.training import train
 
     task = get_task("metaworld/drawer_close")
-    reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction=task.instruction, messages=[]))
+    reply = OfflineGenerator().propose(
+        GenerationRequest(task=task, instruction=task.instruction, messages=[])
+    )
     algo = AlgoConfig(name="sac", normalize_reward=False, kwargs={
         "learning_rate": 3e-4, "buffer_size": 100_000, "batch_size": 256, "learning_starts": 5000,
         "policy_kwargs": {"net_arch": [256, 256]},

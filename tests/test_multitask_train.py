@@ -25,7 +25,9 @@ MT10 = [
 ]  # fmt: skip
 
 
-def test_mt10_moe_sac_records_per_task_success_and_routers_and_resumes_after_kill_9(tmp_path: Path) -> None:
+def test_mt10_moe_sac_records_per_task_success_and_routers_and_resumes_after_kill_9(
+    tmp_path: Path,
+) -> None:
     import subprocess
 
     proc = subprocess.Popen(
@@ -34,7 +36,14 @@ def test_mt10_moe_sac_records_per_task_success_and_routers_and_resumes_after_kil
     )  # fmt: skip
 
     def checkpoint() -> Path | None:
-        return next((p for p in (tmp_path / "runs").rglob("model_*_steps.json") if json.loads(p.read_text())["steps"] >= 400), None)
+        return next(
+            (
+                p
+                for p in (tmp_path / "runs").rglob("model_*_steps.json")
+                if json.loads(p.read_text())["steps"] >= 400
+            ),
+            None,
+        )
 
     info_file = wait_for(proc, checkpoint, "a checkpoint at 400 steps")
     os.kill(proc.pid, signal.SIGKILL)
@@ -42,7 +51,9 @@ def test_mt10_moe_sac_records_per_task_success_and_routers_and_resumes_after_kil
     v0 = info_file.parents[1]
     run_dir = v0.parents[1]
     newest = max(int(p.stem.split("_")[1]) for p in (v0 / "checkpoints").glob("model_*_steps.json"))
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "training"  # killed: no word said
+    assert (
+        json.loads((run_dir / "summary.json").read_text())["status"] == "training"
+    )  # killed: no word said
 
     total = newest + 200
     said = resume(run_dir, total)
@@ -57,7 +68,9 @@ def test_mt10_moe_sac_records_per_task_success_and_routers_and_resumes_after_kil
         rates = [float(r[f"success/{m}"]) for m in members]
         assert abs(float(r["success_rate"]) - sum(rates) / len(rates)) < 1e-9
     routers = rows(v0 / "moe.csv")
-    assert routers and [int(r["timesteps"]) for r in routers] == sorted(int(r["timesteps"]) for r in routers)
+    assert routers and [int(r["timesteps"]) for r in routers] == sorted(
+        int(r["timesteps"]) for r in routers
+    )
     recorded = 0
     for r in routers:
         for layer in ("actor", "qf0", "qf1"):
@@ -68,15 +81,21 @@ def test_mt10_moe_sac_records_per_task_success_and_routers_and_resumes_after_kil
             assert abs(sum(load) - 1) < 1e-4 and float(r[f"moe/{layer}/active"]) == 2  # top-2 of 4
     assert recorded >= 3
     tb = rows(v0 / "tb" / "progress.csv")
-    assert any(r.get("moe/actor/entropy") for r in tb) and any(r.get("eval/success/metaworld/push") for r in tb)
+    assert any(r.get("moe/actor/entropy") for r in tb) and any(
+        r.get("eval/success/metaworld/push") for r in tb
+    )
 
     version = json.loads((v0 / "summary.json").read_text())
     assert version["status"] == "done" and set(version["success_per_task"]) == set(members)
     per_task = version["final_eval"]["per_task"]
     assert all(len(per_task[m]["interval"]) == 2 and per_task[m]["episodes"] == 1 for m in members)
-    assert version["moe"]["parameters"]["total"] > 0 and "moe/qf1/balance" in version["moe"]["routers"]
+    assert (
+        version["moe"]["parameters"]["total"] > 0 and "moe/qf1/balance" in version["moe"]["routers"]
+    )
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "done" and set(summary["versions"][0]["success_per_task"]) == set(members)
+    assert summary["status"] == "done" and set(summary["versions"][0]["success_per_task"]) == set(
+        members
+    )
     report = (run_dir / "report.md").read_text()
     assert "Success per task" in report and "| metaworld/window_close |" in report
     assert "Router statistics" in report and "| qf0 |" in report

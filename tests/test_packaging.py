@@ -17,6 +17,11 @@ def test_wheel_contains_cards_prompts_and_configs(tmp_path: Path) -> None:
     )  # fmt: skip
     (wheel,) = tmp_path.glob("rewardlab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {str(p.relative_to(ROOT)) for d in ("envs", "prompts", "conf") for p in (ROOT / d).rglob("*") if p.is_file()}
+    expected = {
+        str(p.relative_to(ROOT))
+        for d in ("envs", "prompts", "conf")
+        for p in (ROOT / d).rglob("*")
+        if p.is_file()
+    }
     assert expected, "data folders exist in the source tree"
     assert {f"rewardlab/{name}" for name in expected} <= names

@@ -17,7 +17,9 @@ from rewardlab.generators.records import CachedGenerator
 from rewardlab.tasks import get_task
 
 RL = [sys.executable, "-m", "rewardlab.cli"]
-GOOD = "```python\ndef compute_dense_reward(self, action):\n    return self.hopper.top.velocity_x\n```"
+GOOD = (
+    "```python\ndef compute_dense_reward(self, action):\n    return self.hopper.top.velocity_x\n```"
+)
 BROKEN = "```python\ndef compute_dense_reward(self, action):\n    return self.hopper.top.speed\n```"
 
 
@@ -29,7 +31,11 @@ class Counting:
 
     def propose(self, request: GenerationRequest) -> Reply:
         self.calls += 1
-        return Reply(text=f"reply {self.calls}", model="m", usage={"prompt_tokens": 10, "completion_tokens": 5})
+        return Reply(
+            text=f"reply {self.calls}",
+            model="m",
+            usage={"prompt_tokens": 10, "completion_tokens": 5},
+        )
 
 
 def request(sample: int = 0, text: str = "hi") -> GenerationRequest:
@@ -48,7 +54,11 @@ def test_cache_hits_identical_requests_only(tmp_path: Path) -> None:
     assert gen.propose(request(text="other")).text == "reply 3"
     other_model = CachedGenerator(inner, tmp_path, {"model": "m2", "temperature": 0.7})
     assert other_model.propose(request()).text == "reply 4"
-    (entry,) = [p for p in tmp_path.rglob("*.json") if json.loads(p.read_text())["reply"]["text"] == "reply 1"]
+    (entry,) = [
+        p
+        for p in tmp_path.rglob("*.json")
+        if json.loads(p.read_text())["reply"]["text"] == "reply 1"
+    ]
     entry.write_text("{not json")
     assert gen.propose(request()).text == "reply 5", "a damaged entry is a miss, not a crash"
 
@@ -69,7 +79,10 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_generate_caches_then_replays_without_network(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     common = ["generate", "task=mujoco/hopper_forward", f"runs_dir={runs}", "check.steps=30"]
-    with FakeLLMServer(reply(BROKEN, usage={"prompt_tokens": 800, "completion_tokens": 60, "total_tokens": 860}), reply(GOOD)) as server:
+    with FakeLLMServer(
+        reply(BROKEN, usage={"prompt_tokens": 800, "completion_tokens": 60, "total_tokens": 860}),
+        reply(GOOD),
+    ) as server:
         llm = ["llm=openai", "llm.model=fake", f"llm.base_url={server.base_url}", "llm.max_retries=0",
                "llm.price_input_per_mtok=2.5", "llm.price_output_per_mtok=10"]  # fmt: skip
         first = run(*common, *llm, cwd=tmp_path)
@@ -96,5 +109,11 @@ def test_generate_caches_then_replays_without_network(tmp_path: Path) -> None:
     missing = run("generate", "task=mujoco/hopper_forward", "instruction=hop backward", f"runs_dir={tmp_path / 'x'}",
                   "llm=replay", f"llm.replay_from={first_run}", cwd=tmp_path)  # fmt: skip
     assert missing.returncode == 1 and "never recorded" in missing.stdout
-    no_source = run("generate", "task=mujoco/hopper_forward", f"runs_dir={tmp_path / 'y'}", "llm=replay", cwd=tmp_path)
+    no_source = run(
+        "generate",
+        "task=mujoco/hopper_forward",
+        f"runs_dir={tmp_path / 'y'}",
+        "llm=replay",
+        cwd=tmp_path,
+    )
     assert no_source.returncode == 2 and "llm.replay_from" in no_source.stdout

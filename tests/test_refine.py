@@ -31,14 +31,18 @@ TINY = [
 ]  # fmt: skip
 
 
-def run(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=HANG_S, input=stdin,
                           env={**os.environ, **(env or {})})  # fmt: skip
 
 
 def offline_source(task_name: str, instruction: str | None = None, **kw: object) -> str:
     task = get_task(task_name)
-    reply_ = OfflineGenerator().propose(GenerationRequest(task=task, instruction=instruction or task.instruction, messages=[], **kw))  # type: ignore[arg-type]
+    reply_ = OfflineGenerator().propose(
+        GenerationRequest(task=task, instruction=instruction or task.instruction, messages=[], **kw)
+    )  # type: ignore[arg-type]
     source = extract_code(reply_.text)
     assert source is not None
     return source
@@ -47,24 +51,42 @@ def offline_source(task_name: str, instruction: str | None = None, **kw: object)
 def test_parse_terms_round_trips_offline_programs() -> None:
     terms = parse_terms(offline_source("mujoco/hopper_forward"))
     assert terms is not None
-    assert [(t.name, t.weight) for t in terms] == [("progress", 1.0), ("alive", 1.0), ("upright", 0.5), ("action", 0.001)]
+    assert [(t.name, t.weight) for t in terms] == [
+        ("progress", 1.0),
+        ("alive", 1.0),
+        ("upright", 0.5),
+        ("action", 0.001),
+    ]
     assert parse_terms("def compute_dense_reward(self, action):\n    return 1.0\n") is None
 
 
 def test_feedback_edits_and_refine_terms() -> None:
-    edits, unknown = feedback_edits(["too slow", "drop the action penalty", "the sky is blue"], {"progress", "action"})
+    edits, unknown = feedback_edits(
+        ["too slow", "drop the action penalty", "the sky is blue"], {"progress", "action"}
+    )
     assert edits == [("faster", "progress"), ("drop", "action")]
     assert unknown == ["the sky is blue"]
     terms = [Term("progress", 1.0, "vx", ""), Term("action", 0.001, "-a", "")]
     library = {"stay": Term("stay", 0.5, "-abs(x)", "")}
-    new, log = refine_terms(terms, [("up", "progress"), ("drop", "action"), ("add", "stay"), ("up", "nothing")], library)
+    new, log = refine_terms(
+        terms, [("up", "progress"), ("drop", "action"), ("add", "stay"), ("up", "nothing")], library
+    )
     assert [(t.name, t.weight) for t in new] == [("progress", 2.0), ("stay", 0.5)]
-    assert log == ["progress: weight 1 -> 2", "dropped action", "added stay (x0.5)", "ignored up nothing: no such term"]
+    assert log == [
+        "progress: weight 1 -> 2",
+        "dropped action",
+        "added stay (x0.5)",
+        "ignored up nothing: no such term",
+    ]
 
 
 def test_offline_generator_applies_feedback_to_the_previous_version() -> None:
     previous = offline_source("mujoco/hopper_forward")
-    refined = offline_source("mujoco/hopper_forward", previous_source=previous, feedback=["more speed", "drifts", "upright down"])
+    refined = offline_source(
+        "mujoco/hopper_forward",
+        previous_source=previous,
+        feedback=["more speed", "drifts", "upright down"],
+    )
     terms = {t.name: t.weight for t in parse_terms(refined) or []}
     assert terms == {"progress": 2.0, "alive": 1.0, "upright": 0.25, "stay": 0.5, "action": 0.001}
     assert "x = self.hopper.top.position_x" in refined, "variables needed by added terms are read"
@@ -80,12 +102,23 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_refine_command_builds_a_trained_lineage(trained_run: Path) -> None:
-    res = run("refine", f"run={trained_run}", "feedback=more speed; drop the action penalty", "tags=[falls]", cwd=trained_run)
+    res = run(
+        "refine",
+        f"run={trained_run}",
+        "feedback=more speed; drop the action penalty",
+        "tags=[falls]",
+        cwd=trained_run,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     v1 = trained_run / "rewards" / "v1"
     feedback = json.loads((v1 / "feedback.json").read_text())
-    assert feedback["parent"] == 0 and feedback["feedback"] == ["falls", "more speed; drop the action penalty"]
-    assert "success_rate" in feedback["evidence"] and "progress" in feedback["evidence"]["components"]
+    assert feedback["parent"] == 0 and feedback["feedback"] == [
+        "falls",
+        "more speed; drop the action penalty",
+    ]
+    assert (
+        "success_rate" in feedback["evidence"] and "progress" in feedback["evidence"]["components"]
+    )
     diff = (v1 / "diff.patch").read_text()
     assert '+        "progress": 2.0 * (vx),' in diff and '-        "action"' in diff
     terms = {t.name: t.weight for t in parse_terms((v1 / "reward.py").read_text()) or []}
@@ -100,7 +133,9 @@ def test_refine_command_builds_a_trained_lineage(trained_run: Path) -> None:
 
 def test_refine_interactive_reads_feedback_until_empty_line(trained_run: Path) -> None:
     before = len(list((trained_run / "rewards").glob("v*")))
-    res = run("refine", f"run={trained_run}", "interactive=true", cwd=trained_run, stdin="add stay\n\n")
+    res = run(
+        "refine", f"run={trained_run}", "interactive=true", cwd=trained_run, stdin="add stay\n\n"
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "watch:" in res.stdout and "feedback on this version" in res.stdout
     assert len(list((trained_run / "rewards").glob("v*"))) == before + 1
@@ -120,7 +155,10 @@ def test_refine_prompt_to_an_llm_carries_code_evidence_and_feedback(trained_run:
         messages = server.chat_bodies[0]["messages"]
     assert messages[-2]["role"] == "assistant" and '"progress"' in messages[-2]["content"]
     assert "the hopper falls forward after a few hops" in messages[-1]["content"]
-    assert "task success rate" in messages[-1]["content"] and "reward component `progress`" in messages[-1]["content"]
+    assert (
+        "task success rate" in messages[-1]["content"]
+        and "reward component `progress`" in messages[-1]["content"]
+    )
 
 
 def test_feedback_text_is_literal_and_old_run_configs_still_load(trained_run: Path) -> None:
@@ -132,7 +170,13 @@ def test_feedback_text_is_literal_and_old_run_configs_still_load(trained_run: Pa
     saved = yaml.safe_load(config.read_text())
     del saved["llm"]["price_input_per_mtok"]
     config.write_text(yaml.safe_dump(saved))
-    res = run("refine", f"run={trained_run}", "version=0", "feedback=${oc.env:HOME} is not a reward; more speed", cwd=trained_run)
+    res = run(
+        "refine",
+        f"run={trained_run}",
+        "version=0",
+        "feedback=${oc.env:HOME} is not a reward; more speed",
+        cwd=trained_run,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     newest = max((p for p in (trained_run / "rewards").glob("v*")), key=lambda p: int(p.name[1:]))
     feedback = json.loads((newest / "feedback.json").read_text())["feedback"]
@@ -143,7 +187,9 @@ def test_ignores_object_tag_strengthens_reach_and_grasp_on_metaworld() -> None:
     previous = offline_source("metaworld/drawer_open")
     before = {t.name: t.weight for t in parse_terms(previous) or []}
     assert "reach" in before
-    refined = offline_source("metaworld/drawer_open", previous_source=previous, feedback=["ignores object"])
+    refined = offline_source(
+        "metaworld/drawer_open", previous_source=previous, feedback=["ignores object"]
+    )
     after = {t.name: t.weight for t in parse_terms(refined) or []}
     assert after["reach"] == 2 * before["reach"]
     if "grasp" in before:

@@ -36,9 +36,15 @@ from test_review_server import TINY, XSS, copy_tiny_run, tiny_run  # noqa: F401 
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+    pytest.skip(
+        f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)",
+        allow_module_level=True,
+    )
 if importlib.util.find_spec("playwright") is None:
-    pytest.skip("browser tests need the playwright package (pip install playwright)", allow_module_level=True)
+    pytest.skip(
+        "browser tests need the playwright package (pip install playwright)",
+        allow_module_level=True,
+    )
 
 from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 
@@ -61,9 +67,15 @@ class Server:
                 "serve(Path(sys.argv[1]), host='127.0.0.1', port=0, refine_overrides=sys.argv[2:])")  # fmt: skip
         start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("a") as out:
-            self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.runs_dir), *TINY], stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code, str(self.runs_dir), *TINY],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + UI_HANG_S
-        while not (m := re.search(r"review page: (http://127\.0\.0\.1:\d+/)", self.log.read_text()[start:])):
+        while not (
+            m := re.search(r"review page: (http://127\.0\.0\.1:\d+/)", self.log.read_text()[start:])
+        ):
             assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
             time.sleep(0.1)
         self.url = m.group(1)
@@ -95,12 +107,25 @@ def crafted(run_dir: Path) -> dict[str, str]:
                            for i in range(1, 12)])  # fmt: skip
     media = copy_run(run_dir, runs_dir, "media")
     craft_lineage(media, BEST_LINEAGE[:1])
-    truncated = media / "rewards" / "v0" / "videos" / "episode_00.mp4"  # cut short: the server sees it
+    truncated = (
+        media / "rewards" / "v0" / "videos" / "episode_00.mp4"
+    )  # cut short: the server sees it
     truncated.write_bytes(truncated.read_bytes()[:2000])
-    garbage = media / "rewards" / "v1" / "videos" / "episode_00.mp4"  # complete boxes, undecodable: only a player sees it
-    boxes = [(b"ftyp", b"isom\0\0\2\0isomiso2mp41"), (b"moov", os.urandom(400)), (b"mdat", os.urandom(2000))]
-    garbage.write_bytes(b"".join((8 + len(body)).to_bytes(4, "big") + kind + body for kind, body in boxes))
-    return {name: p.relative_to(runs_dir).as_posix() for name, p in (("best", best), ("twelve", twelve), ("media", media))}
+    garbage = (
+        media / "rewards" / "v1" / "videos" / "episode_00.mp4"
+    )  # complete boxes, undecodable: only a player sees it
+    boxes = [
+        (b"ftyp", b"isom\0\0\2\0isomiso2mp41"),
+        (b"moov", os.urandom(400)),
+        (b"mdat", os.urandom(2000)),
+    ]
+    garbage.write_bytes(
+        b"".join((8 + len(body)).to_bytes(4, "big") + kind + body for kind, body in boxes)
+    )
+    return {
+        name: p.relative_to(runs_dir).as_posix()
+        for name, p in (("best", best), ("twelve", twelve), ("media", media))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +148,14 @@ def new_page(browser: Browser, errors: list[str], viewport: dict[str, int] = WID
     pg = browser.new_context(viewport=viewport).new_page()  # type: ignore[arg-type]
     pg.set_default_timeout(UI_HANG_S * 1000)  # Playwright's own waits (30 s by default) too
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and "Failed to load resource" not in msg.text else None)
+    pg.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and "Failed to load resource" not in msg.text
+            else None
+        ),
+    )
     return pg
 
 
@@ -163,37 +195,66 @@ def test_index_lists_the_run(page: Page, server: Server, run_dir: Path) -> None:
     assert row.count() == 1
     summary = json.loads((run_dir / "summary.json").read_text())
     text = row.inner_text()
-    assert "mujoco/hopper_forward" in text and "done" in text and f"{summary['timesteps']:,}" in text
+    assert (
+        "mujoco/hopper_forward" in text and "done" in text and f"{summary['timesteps']:,}" in text
+    )
     assert page.locator("table.tasks").inner_text().count("Make the hopper move forward") == 1
     page.fill('input[name="q"]', "twelve")
     page.click('form.filters button[type="submit"]')
-    assert page.locator("tr.run-row").count() == 1 and "twelve" in page.locator("tr.run-row").inner_text()
+    assert (
+        page.locator("tr.run-row").count() == 1
+        and "twelve" in page.locator("tr.run-row").inner_text()
+    )
 
 
 def test_video_loads_and_plays_slowly_when_short(page: Page, server: Server, run_dir: Path) -> None:
     open_run(page, server, run_dir)
     assert page.locator("#watch video").count() >= 1
-    state = until(page, "() => { const v = document.querySelector('#watch video'); return v.readyState >= 3 && v.duration > 0 && !v.error && [v.readyState, v.duration, v.videoWidth, v.clientWidth]; }")
-    assert state[0] >= 3 and state[1] > 0.1 and state[2] == 96 and state[3] == 96, "shown at its natural size"
-    assert state[1] < 4 and page.evaluate("() => document.querySelector('#watch video').playbackRate") == 0.5, "a short clip plays in slow motion"
+    state = until(
+        page,
+        "() => { const v = document.querySelector('#watch video'); return v.readyState >= 3 && v.duration > 0 && !v.error && [v.readyState, v.duration, v.videoWidth, v.clientWidth]; }",
+    )
+    assert state[0] >= 3 and state[1] > 0.1 and state[2] == 96 and state[3] == 96, (
+        "shown at its natural size"
+    )
+    assert (
+        state[1] < 4
+        and page.evaluate("() => document.querySelector('#watch video').playbackRate") == 0.5
+    ), "a short clip plays in slow motion"
     page.click('button[data-action="restart"]')  # the page's own "play all from start"
-    until(page, "() => { const v = document.querySelector('#watch video'); return !v.paused && v.currentTime > 0.05; }")
+    until(
+        page,
+        "() => { const v = document.querySelector('#watch video'); return !v.paused && v.currentTime > 0.05; }",
+    )
     page.select_option("select[data-speed]", "1")
     assert page.evaluate("() => document.querySelector('#watch video').playbackRate") == 1
 
 
-def test_comparison_table_marks_the_best_version_and_sorts(page: Page, server: Server, crafted: dict[str, str]) -> None:
+def test_comparison_table_marks_the_best_version_and_sorts(
+    page: Page, server: Server, crafted: dict[str, str]
+) -> None:
     page.goto(f"{server.url}run/{crafted['best']}")
     best = page.locator("table.versions tr.best")
-    assert best.count() == 1 and best.get_attribute("data-version") == "4", "by the stated rule (see review_lineage.BEST_LINEAGE)"
+    assert best.count() == 1 and best.get_attribute("data-version") == "4", (
+        "by the stated rule (see review_lineage.BEST_LINEAGE)"
+    )
     assert "best" in best.locator(".best-badge").inner_text()
-    assert "highest lower bound of the 95% Wilson interval" in page.locator("#compare .rule").inner_text()
+    assert (
+        "highest lower bound of the 95% Wilson interval"
+        in page.locator("#compare .rule").inner_text()
+    )
     page.click("table.versions th:has-text('benchmark return')")
-    order = page.eval_on_selector_all("table.versions tbody tr", "rows => rows.map(r => r.dataset.version)")
+    order = page.eval_on_selector_all(
+        "table.versions tbody tr", "rows => rows.map(r => r.dataset.version)"
+    )
     assert order == ["3", "4", "2", "1", "0"], "sorted by the benchmark return, highest first"
     page.click("table.versions th:has-text('success')")
-    order = page.eval_on_selector_all("table.versions tbody tr", "rows => rows.map(r => r.dataset.version)")
-    assert order[:2] in (["2", "4"], ["4", "2"]) and order[-1] == "0", "by the interval's lower bound"
+    order = page.eval_on_selector_all(
+        "table.versions tbody tr", "rows => rows.map(r => r.dataset.version)"
+    )
+    assert order[:2] in (["2", "4"], ["4", "2"]) and order[-1] == "0", (
+        "by the interval's lower bound"
+    )
     cols = page.eval_on_selector_all("#watch article.version-col", "cols => cols.map(c => c.id)")
     assert cols == ["review-v2", "review-v4"], "default: the best (which is current) and its parent"
     page.check('input[name="v"][value="1"]')
@@ -204,9 +265,16 @@ def test_comparison_table_marks_the_best_version_and_sorts(page: Page, server: S
 
 def test_compared_videos_play_in_sync(page: Page, server: Server, crafted: dict[str, str]) -> None:
     page.goto(f"{server.url}run/{crafted['best']}")
-    until(page, "() => Array.from(document.querySelectorAll('#watch video')).every(v => v.readyState >= 2)")
-    page.evaluate("() => { const v = document.querySelector('#review-v2 video'); v.currentTime = 0.4; }")
-    until(page, "() => Math.abs(document.querySelector('#review-v4 video').currentTime - 0.4) < 0.05")
+    until(
+        page,
+        "() => Array.from(document.querySelectorAll('#watch video')).every(v => v.readyState >= 2)",
+    )
+    page.evaluate(
+        "() => { const v = document.querySelector('#review-v2 video'); v.currentTime = 0.4; }"
+    )
+    until(
+        page, "() => Math.abs(document.querySelector('#review-v4 video').currentTime - 0.4) < 0.05"
+    )
     page.evaluate("() => document.querySelector('#review-v2 video').play()")
     until(page, "() => !document.querySelector('#review-v4 video').paused")
     page.evaluate("() => document.querySelector('#review-v4 video').pause()")
@@ -214,15 +282,23 @@ def test_compared_videos_play_in_sync(page: Page, server: Server, crafted: dict[
     page.uncheck("[data-sync]")
     # v2 plays on (its play event and several time updates reached the page's handlers: the clips
     # loop, so its position alone would not tell), and v4 has not followed
-    page.evaluate("() => { const v = document.querySelector('#review-v2 video'); window.__ticks = 0; v.addEventListener('timeupdate', () => window.__ticks++); v.play(); }")
+    page.evaluate(
+        "() => { const v = document.querySelector('#review-v2 video'); window.__ticks = 0; v.addEventListener('timeupdate', () => window.__ticks++); v.play(); }"
+    )
     until(page, "() => !document.querySelector('#review-v2 video').paused && window.__ticks >= 3")
-    assert page.evaluate("() => document.querySelector('#review-v4 video').paused"), "unsynchronized: each on its own"
+    assert page.evaluate("() => document.querySelector('#review-v4 video').paused"), (
+        "unsynchronized: each on its own"
+    )
 
 
-def test_overlay_chart_has_one_series_per_version_hover_and_smoothing(page: Page, server: Server, crafted: dict[str, str]) -> None:
+def test_overlay_chart_has_one_series_per_version_hover_and_smoothing(
+    page: Page, server: Server, crafted: dict[str, str]
+) -> None:
     page.goto(f"{server.url}run/{crafted['best']}")
     for key in ("success", "env_return", "reward/progress"):
-        names = page.eval_on_selector_all(f'[data-chart="{key}"] g.series', "gs => gs.map(g => g.dataset.name)")
+        names = page.eval_on_selector_all(
+            f'[data-chart="{key}"] g.series', "gs => gs.map(g => g.dataset.name)"
+        )
         assert names == [f"v{n}" for n in range(5)], (key, names)
     chart = page.locator('[data-chart="env_return"] svg.plot')
     box = chart.bounding_box()
@@ -232,15 +308,27 @@ def test_overlay_chart_has_one_series_per_version_hover_and_smoothing(page: Page
     tip.wait_for(state="visible")
     lines = tip.inner_text().splitlines()
     assert lines[0].startswith("at ") and len(lines) == 6 and lines[1].startswith("v3: 400"), lines
-    before = page.get_attribute('[data-chart="env_return"] g.series[data-name="v4"] polyline', "points")
+    before = page.get_attribute(
+        '[data-chart="env_return"] g.series[data-name="v4"] polyline', "points"
+    )
     page.fill("[data-smoothing]", "0.9")
     page.dispatch_event("[data-smoothing]", "input")
-    after = page.get_attribute('[data-chart="env_return"] g.series[data-name="v4"] polyline', "points")
-    assert before != after and before.split()[0] == after.split()[0], "smoothing redraws the curve from its first point"
-    assert page.locator("details.diagnostics summary").inner_text().startswith("SB3 training diagnostics")
+    after = page.get_attribute(
+        '[data-chart="env_return"] g.series[data-name="v4"] polyline', "points"
+    )
+    assert before != after and before.split()[0] == after.split()[0], (
+        "smoothing redraws the curve from its first point"
+    )
+    assert (
+        page.locator("details.diagnostics summary")
+        .inner_text()
+        .startswith("SB3 training diagnostics")
+    )
 
 
-def test_twelve_versions_fit_without_horizontal_scrolling(browser: Browser, server: Server, crafted: dict[str, str]) -> None:
+def test_twelve_versions_fit_without_horizontal_scrolling(
+    browser: Browser, server: Server, crafted: dict[str, str]
+) -> None:
     errors: list[str] = []
     pg = new_page(browser, errors)
     try:
@@ -256,13 +344,20 @@ def test_twelve_versions_fit_without_horizontal_scrolling(browser: Browser, serv
     assert not errors, errors
 
 
-def test_a_broken_video_shows_its_state(page: Page, server: Server, crafted: dict[str, str]) -> None:
+def test_a_broken_video_shows_its_state(
+    page: Page, server: Server, crafted: dict[str, str]
+) -> None:
     page.goto(f"{server.url}run/{crafted['media']}?v=0&v=1")
     cut = page.locator("#review-v0 figure.video")
-    assert cut.get_attribute("data-state") == "broken" and "Broken video: truncated" in cut.inner_text()
+    assert (
+        cut.get_attribute("data-state") == "broken"
+        and "Broken video: truncated" in cut.inner_text()
+    )
     assert cut.locator("video").count() == 0, "no player spinning forever"
     undecodable = page.locator("#review-v1 figure.video")
-    until(page, "() => document.querySelector('#review-v1 figure.video').dataset.state === 'broken'")
+    until(
+        page, "() => document.querySelector('#review-v1 figure.video').dataset.state === 'broken'"
+    )
     assert "Broken video: the browser cannot play it" in undecodable.inner_text()
 
 
@@ -271,7 +366,9 @@ def test_feedback_persists_is_escaped_and_the_budget_reaches_the_next_version(
 ) -> None:
     run_id = open_run(page, server, run_dir)
     form = page.locator("#review-v0 form.review")
-    assert form.locator('input[name="budget"]').input_value() == "1024", "the default is the run's budget"
+    assert form.locator('input[name="budget"]').input_value() == "1024", (
+        "the default is the run's budget"
+    )
     form.locator('label:has(input[name="rating"][value="2"])').click()
     form.locator('label.chip:has(input[value="falls"])').click()
     form.locator("textarea[name=text]").fill(f"more speed {XSS}")
@@ -280,30 +377,48 @@ def test_feedback_persists_is_escaped_and_the_budget_reaches_the_next_version(
         form.locator('button[value="refine"]').click()
     assert "Refinement started" in " ".join(page.locator("p.notice").all_inner_texts())
     assert page.evaluate("() => location.hash") == "#refine-status"
-    assert page.evaluate("() => { const r = document.getElementById('refine-status').getBoundingClientRect(); return r.top >= 0 && r.top < innerHeight; }"), "progress in view"
+    assert page.evaluate(
+        "() => { const r = document.getElementById('refine-status').getBoundingClientRect(); return r.top >= 0 && r.top < innerHeight; }"
+    ), "progress in view"
     reviews = run_dir / "rewards" / "v0" / "reviews.jsonl"
     record = json.loads(reviews.read_text().splitlines()[-1])
-    assert record["text"] == f"more speed {XSS}" and record["rating"] == 2 and record["tags"] == ["falls"] and record["refine"]
+    assert (
+        record["text"] == f"more speed {XSS}"
+        and record["rating"] == 2
+        and record["tags"] == ["falls"]
+        and record["refine"]
+    )
     assert record["next"] == {"budget": 768, "algo": "ppo"}
     page.reload()
     assert len(reviews.read_text().splitlines()) == 1, "a reload does not post the review again"
 
-    assert page.locator("#review-v0 details.reviews-box").get_attribute("open") is None, "review history collapsed"
+    assert page.locator("#review-v0 details.reviews-box").get_attribute("open") is None, (
+        "review history collapsed"
+    )
     shown = page.locator("#review-v0 .review-text").first.text_content()
     assert shown == f"more speed {XSS}", "the script is shown as text"
     assert page.evaluate("() => window.__xss") is None, "and never runs"
-    assert page.evaluate("() => Array.from(document.scripts).map(s => s.src.split('/').pop())") == ["review.js"]
+    assert page.evaluate("() => Array.from(document.scripts).map(s => s.src.split('/').pop())") == [
+        "review.js"
+    ]
 
     # the page polls the refinement and reloads itself with the new version when it is done
     page.wait_for_selector("details.version#v1", timeout=HANG_S * 1000)  # a real refinement trains
-    assert page.locator("#refine-status").get_attribute("data-state") == "done", page.locator("#refine-status").inner_text()
+    assert page.locator("#refine-status").get_attribute("data-state") == "done", page.locator(
+        "#refine-status"
+    ).inner_text()
     settings = yaml.safe_load((run_dir / "rewards" / "v1" / "train.yaml").read_text())
-    assert settings["train"]["total_timesteps"] == 768 and settings["algo"]["name"] == "ppo", "the form's budget trained v1"
+    assert settings["train"]["total_timesteps"] == 768 and settings["algo"]["name"] == "ppo", (
+        "the form's budget trained v1"
+    )
     v1 = page.locator("details.version#v1")
     assert "refined from v0" in v1.inner_text() and "falls" in v1.inner_text()
     assert v1.locator(".diff .add").count() >= 1 and v1.locator(".diff .del").count() >= 1
     assert "768" in page.locator('tr[data-version="1"]').inner_text()
-    until(page, "() => { const v = document.querySelector('#review-v1 video'); return v && v.readyState >= 2 && v.duration > 0; }")
+    until(
+        page,
+        "() => { const v = document.querySelector('#review-v1 video'); return v && v.readyState >= 2 && v.duration > 0; }",
+    )
     assert json.loads((run_dir / "summary.json").read_text())["current_version"] == 1
     assert page.locator('#review-v1 button[value="refine"]').is_enabled()
 
@@ -325,7 +440,11 @@ def test_cancel_stops_the_refinement(page: Page, server: Server, run_dir: Path) 
         form.locator('button[value="refine"]').click()
     state = json.loads((run_dir / "refine.json").read_text())
     assert state["budget"] == 5_000_000 and state["state"] == "running"
-    until(page, "() => document.querySelector('#refine-status .phase').textContent === 'training' && /\\d+ \\/ 5,000,000 steps/.test(document.querySelector('#refine-status .progress-text').textContent)", timeout=HANG_S)
+    until(
+        page,
+        "() => document.querySelector('#refine-status .phase').textContent === 'training' && /\\d+ \\/ 5,000,000 steps/.test(document.querySelector('#refine-status .progress-text').textContent)",
+        timeout=HANG_S,
+    )
     tree = process_tree(state["pid"])
     assert len(tree) >= 1 and all(pid_alive(p) for p in [state["pid"]])
     with page.expect_navigation():
@@ -341,9 +460,16 @@ def test_cancel_stops_the_refinement(page: Page, server: Server, run_dir: Path) 
     assert page.locator("#refine-status").get_attribute("data-state") == "cancelled"
 
 
-def test_path_traversal_from_the_browser_is_refused(page: Page, server: Server, run_dir: Path) -> None:
+def test_path_traversal_from_the_browser_is_refused(
+    page: Page, server: Server, run_dir: Path
+) -> None:
     outside = run_dir.parents[3] / "server.log"  # a file next to the runs directory
-    for path in ["files/..%2fserver.log", "files/%2e%2e/server.log", f"files/{outside}", "files/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd"]:
+    for path in [
+        "files/..%2fserver.log",
+        "files/%2e%2e/server.log",
+        f"files/{outside}",
+        "files/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+    ]:
         res = page.request.get(server.url + path)
         assert res.status in (400, 404), (path, res.status)
         assert "review page:" not in res.text() and "root:" not in res.text()

@@ -232,7 +232,9 @@ def test_docstring_examples_run():
     import rewardlab.training
 
     finder = doctest.DocTestFinder()
-    for test in finder.find(rewardlab.training.algo_kwargs, "algo_kwargs", globs=vars(rewardlab.training)):
+    for test in finder.find(
+        rewardlab.training.algo_kwargs, "algo_kwargs", globs=vars(rewardlab.training)
+    ):
         assert doctest.DocTestRunner().run(test).failed == 0
 
 
@@ -254,6 +256,9 @@ def test_supports_says_exactly_which_tasks_the_core_runs():
                 RolloutCore(task, CoreConfig(num_worlds=2))
     ant, cheetah = get_task("mujoco/ant_forward"), get_task("mujoco/halfcheetah_forward")
     assert "contact forces" in (supports(ant, "mjx") or "")
-    assert supports(cheetah, "mjx") in (None, "train.backend=mjx needs JAX and MJX: pip install mujoco-mjx==3.3.0 jax==0.5.3 jaxlib==0.5.3")
+    assert supports(cheetah, "mjx") in (
+        None,
+        "train.backend=mjx needs JAX and MJX: pip install mujoco-mjx==3.3.0 jax==0.5.3 jaxlib==0.5.3",
+    )
     assert "expected one of dummy, native, mjx" in (supports(cheetah, "nope") or "")
     assert "needs train.backend=dummy" in (supports(cheetah, "native", shaping="adaptive") or "")

@@ -393,7 +393,11 @@ def test_batch_values_compute_each_worlds_value(expr):
     (Python float leaves, a float32 action, a float64 quaternion), dtype included."""
     rng = np.random.default_rng(0)
     n = 7
-    z, a, q = rng.normal(size=n), rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 4))
+    z, a, q = (
+        rng.normal(size=n),
+        rng.normal(size=(n, 3)).astype(np.float32),
+        rng.normal(size=(n, 4)),
+    )
     fn = eval(f"lambda z, a, q: {expr}", {"np": np})  # noqa: S307 - test expressions above
     got = np.asarray(fn(BatchValue(z, weak=True), BatchValue(a), BatchValue(q)).values())
     for i in range(n):

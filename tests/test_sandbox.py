@@ -230,7 +230,11 @@ def test_hostile_or_broken_program_is_rejected(case: Case, hopper: tuple[gym.Env
             compile_for_task(case.source, HOPPER, **case.compile_kwargs).fresh()
         findings = info.value.findings
         assert any(_matches(f, case) for f in findings), findings
-        assert all(f.line is not None for f in findings if f.stage == "static" and "function" not in f.message)
+        assert all(
+            f.line is not None
+            for f in findings
+            if f.stage == "static" and "function" not in f.message
+        )
     else:
         program = compile_for_task(case.source, HOPPER, **case.compile_kwargs)
         finding = _first_failure(program, *hopper)
@@ -258,7 +262,9 @@ def test_static_findings_report_every_problem_with_lines() -> None:
 
 
 def test_program_cannot_change_what_the_agent_observes() -> None:
-    src = fn("obs[0] = 1000.0\naction[0] = 1000.0\nreturn float(obs[0])", params="self, action, obs")
+    src = fn(
+        "obs[0] = 1000.0\naction[0] = 1000.0\nreturn float(obs[0])", params="self, action, obs"
+    )
     env = make_env(HOPPER, compile_for_task(src, HOPPER))
     env.reset(seed=0)
     action = np.zeros(3, dtype=np.float32)
@@ -313,7 +319,7 @@ def compute_dense_reward(self, action):
     return float(forward_reward + 10.0 * progress + healthy_reward - control_cost + posture)
 '''
 
-ANT_PROGRAM = '''
+ANT_PROGRAM = """
 import numpy as np
 
 def compute_dense_reward(self, action):
@@ -325,14 +331,16 @@ def compute_dense_reward(self, action):
     drift = abs(self.ant.torso.velocity_y) + abs(self.ant.torso.position_y)
     ctrl = 0.5 * np.sum(np.square(action))
     return forward + 0.2 * upright - 0.5 * height_cost + 0.05 * gait - 0.001 * knee - 0.1 * drift - ctrl
-'''
+"""
 
 
 def _hopper_by_hand(data: Any, dt: float, action: np.ndarray) -> float:
     qpos, qvel = data.qpos, data.qvel  # [rootx, rootz, rooty, thigh, leg, foot]
     healthy = 1.0 if qpos[1] > 0.7 and abs(qpos[2]) < 0.2 else 0.0
     posture = -0.1 * abs(qpos[3]) - 0.01 * qvel[5] ** 2
-    return float(qvel[0] + 10.0 * qvel[0] * dt + healthy - 1e-3 * np.sum(np.square(action)) + posture)
+    return float(
+        qvel[0] + 10.0 * qvel[0] * dt + healthy - 1e-3 * np.sum(np.square(action)) + posture
+    )
 
 
 def _ant_by_hand(data: Any, action: np.ndarray) -> float:
@@ -368,7 +376,9 @@ def _world_angular_velocity(qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
     ],
     ids=["hopper", "ant"],
 )  # fmt: skip
-def test_real_program_runs_unchanged_and_reads_true_values(task: Any, source: str, by_hand: Any) -> None:
+def test_real_program_runs_unchanged_and_reads_true_values(
+    task: Any, source: str, by_hand: Any
+) -> None:
     env = make_env(task, compile_for_task(source, task))
     env.reset(seed=1)
     env.action_space.seed(1)
@@ -427,7 +437,11 @@ def test_free_joint_angular_velocity_matches_current_state() -> None:
     for _ in range(10):
         env.step(env.action_space.sample())
         expected = _world_angular_velocity(data.qpos, data.qvel)
-        got = [me.ant.torso.angular_velocity_x, me.ant.torso.angular_velocity_y, me.ant.torso.angular_velocity_z]
+        got = [
+            me.ant.torso.angular_velocity_x,
+            me.ant.torso.angular_velocity_y,
+            me.ant.torso.angular_velocity_z,
+        ]
         assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
     env.close()
 
@@ -449,7 +463,10 @@ def _arrays_in(value: Any) -> list[np.ndarray]:
     return [v for name in ("p", "q") if isinstance(v := getattr(value, name, None), np.ndarray)]
 
 
-@pytest.mark.parametrize("task_name", ["mujoco/hopper_forward", "mujoco/ant_forward", "metaworld/pick_place", "maniskill/pick_cube"])
+@pytest.mark.parametrize(
+    "task_name",
+    ["mujoco/hopper_forward", "mujoco/ant_forward", "metaworld/pick_place", "maniskill/pick_cube"],
+)
 def test_every_proxy_value_is_a_copy_never_a_view_of_the_simulator(task_name: str) -> None:
     """Writing into every array a reward program can read changes neither the simulator nor
     the next read: proxies hand out copies, never views into MjData (or the physics tensors)."""
@@ -517,7 +534,9 @@ def test_no_facade_or_builtin_reads_attributes_by_name() -> None:
                 walk(value, f"{path}.{name}")
             else:
                 assert not any(value is bad for bad in indirect), f"{path}.{name}"
-                assert getattr(value, "__module__", "") not in ("operator", "functools"), f"{path}.{name}"
+                assert getattr(value, "__module__", "") not in ("operator", "functools"), (
+                    f"{path}.{name}"
+                )
 
     for root in ALLOWED_MODULES:
         walk(facade(root), root)

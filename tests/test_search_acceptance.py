@@ -51,13 +51,16 @@ BROKEN = block("""
 def compute_dense_reward(self, action):
     return 1.0 / (self.dt - self.dt)
 """)
-HACKING = block("""
+HACKING = block(
+    """
 import numpy as np
 
 def compute_dense_reward(self, action):
     away = float(np.linalg.norm(self.robot.ee_position - self.obj1.position))
     return away, {"away": away}
-""", prose="Reward exploration: the further the hand roams, the better.")
+""",
+    prose="Reward exploration: the further the hand roams, the better.",
+)
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -76,7 +79,9 @@ def outcome(root: Path) -> list[dict[str, Any]]:
     out = []
     for c in record["iterations"][0]["candidates"]:
         cdir = root / c["dir"]
-        gate = json.loads((cdir / "gate.json").read_text()) if (cdir / "gate.json").exists() else None
+        gate = (
+            json.loads((cdir / "gate.json").read_text()) if (cdir / "gate.json").exists() else None
+        )
         out.append({
             "verdict": c["verdict"], "programs": c.get("programs"),
             "source": (cdir / "reward.py").read_text() if (cdir / "reward.py").exists() else None,
@@ -87,10 +92,17 @@ def outcome(root: Path) -> list[dict[str, Any]]:
 
 def test_search_with_a_scripted_server_then_replay(tmp_path: Path) -> None:
     script = [
-        status(429, retry_after=0), reply(GOOD),  # sample 0: rate limited, then a good program
-        reply(HOSTILE), reply(OFF_FORMAT),  # sample 1: refused statically, then prose without code
-        status(500), reply(BROKEN), reply(HACKING),  # sample 2: server error, a crash, then reward hacking
-        slow(600, GOOD), slow(600, GOOD),  # sample 3: no reply while the search runs (the server's stop ends the wait)
+        status(429, retry_after=0),
+        reply(GOOD),  # sample 0: rate limited, then a good program
+        reply(HOSTILE),
+        reply(OFF_FORMAT),  # sample 1: refused statically, then prose without code
+        status(500),
+        reply(BROKEN),
+        reply(HACKING),  # sample 2: server error, a crash, then reward hacking
+        slow(600, GOOD),
+        slow(
+            600, GOOD
+        ),  # sample 3: no reply while the search runs (the server's stop ends the wait)
     ]
     with FakeLLMServer(*script) as server:
         res = run("search", f"task={TASK}", "llm=openai", "llm.model=fake-coder", f"llm.base_url={server.base_url}",
@@ -104,9 +116,25 @@ def test_search_with_a_scripted_server_then_replay(tmp_path: Path) -> None:
     record = json.loads((root / "search.json").read_text())
     assert record["status"] == "done" and record["best"]["dir"] == "iterations/0/candidates/0"
     first = outcome(root)
-    assert [c["verdict"] for c in first] == ["trained", "generation_failed", "rejected", "generation_failed"]
-    assert [c["programs"] for c in first] == [["passed"], ["check_rejected", "no_code"], ["check_rejected", "gate_rejected"], []]
-    assert record["programs"] == {"replies": 5, "no_code": 1, "check_rejected": 2, "gate_rejected": 1, "passed": 1}
+    assert [c["verdict"] for c in first] == [
+        "trained",
+        "generation_failed",
+        "rejected",
+        "generation_failed",
+    ]
+    assert [c["programs"] for c in first] == [
+        ["passed"],
+        ["check_rejected", "no_code"],
+        ["check_rejected", "gate_rejected"],
+        [],
+    ]
+    assert record["programs"] == {
+        "replies": 5,
+        "no_code": 1,
+        "check_rejected": 2,
+        "gate_rejected": 1,
+        "passed": 1,
+    }
     good, hostile, hacking, timed_out = first
     assert good["gate"]["ok"] and good["gate"]["ranking_accuracy"] >= 0.9
     assert hacking["gate"]["ok"] is False and hacking["gate"]["ranking_accuracy"] < 0.6
@@ -115,7 +143,10 @@ def test_search_with_a_scripted_server_then_replay(tmp_path: Path) -> None:
     cands = record["iterations"][0]["candidates"]
     assert "no ```python code block" in cands[1]["reason"] and "timeout" in cands[3]["reason"]
     # everything recorded: every call, with the findings that went back to the writer
-    c1 = [json.loads((root / cands[1]["dir"] / "llm" / f"attempt_{n}.json").read_text()) for n in (0, 1)]
+    c1 = [
+        json.loads((root / cands[1]["dir"] / "llm" / f"attempt_{n}.json").read_text())
+        for n in (0, 1)
+    ]
     assert "import of 'os' is not allowed" in " ".join(c1[0]["findings"])
     assert "import of 'os' is not allowed" in c1[1]["messages"][-1]["content"]  # the fix prompt
     c2 = json.loads((root / cands[2]["dir"] / "llm" / "attempt_1.json").read_text())

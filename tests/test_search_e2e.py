@@ -30,7 +30,9 @@ TINY = [
 ]  # fmt: skip
 
 
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RL, *args], cwd=cwd, capture_output=True, text=True, timeout=HANG_S,
                           env={**os.environ, **(env or {})})  # fmt: skip
 
@@ -67,7 +69,15 @@ def test_offline_search_end_to_end(tmp_path: Path) -> None:
                 assert sources[c["duplicate_of"]] == sources[c["dir"]]
         for c in trained:
             cdir = root / c["dir"]
-            for rel in ("check.json", "gate.json", "metrics.csv", "tb", "checkpoints", "summary.json", "curves.png"):
+            for rel in (
+                "check.json",
+                "gate.json",
+                "metrics.csv",
+                "tb",
+                "checkpoints",
+                "summary.json",
+                "curves.png",
+            ):
                 assert (cdir / rel).exists(), (c["dir"], rel)
             assert c["gate"]["ok"] and c["gate"]["gate"] == "preflight"
             # halving: the budget recorded is where training really stopped
@@ -75,13 +85,23 @@ def test_offline_search_end_to_end(tmp_path: Path) -> None:
             assert c["hacking"]["flagged"] == alarm_from_metrics(cdir / "metrics.csv").flagged
         ranked = sorted(trained, key=lambda c: c["rank"])
         assert ranked[0]["budget_reached"] == 512 and ranked[0]["status"] == "finished"
-        assert all(c["budget_reached"] == 256 and c["status"] == "pruned" and c["pruned_at"] == 256 for c in ranked[1:])
+        assert all(
+            c["budget_reached"] == 256 and c["status"] == "pruned" and c["pruned_at"] == 256
+            for c in ranked[1:]
+        )
         assert it["best"] == ranked[0]["dir"] and it["best_so_far"]["dir"]
         survivor = root / ranked[0]["dir"]
-        logged = [int(r["time/total_timesteps"]) for r in read_csv(survivor / "tb" / "progress.csv")]
+        logged = [
+            int(r["time/total_timesteps"]) for r in read_csv(survivor / "tb" / "progress.csv")
+        ]
         assert min(logged) <= 256 < max(logged)  # the rung-0 log kept on resume
-        assert {p.name for p in (survivor / "checkpoints").glob("model_*_steps.zip")} >= {"model_256_steps.zip", "model_512_steps.zip"}
-    assert len({s for s in sources.values()}) == len([c for it in record["iterations"] for c in it["candidates"] if c["verdict"] != "duplicate"])
+        assert {p.name for p in (survivor / "checkpoints").glob("model_*_steps.zip")} >= {
+            "model_256_steps.zip",
+            "model_512_steps.zip",
+        }
+    assert len({s for s in sources.values()}) == len(
+        [c for it in record["iterations"] for c in it["candidates"] if c["verdict"] != "duplicate"]
+    )
     # the offline K samples are different programs (deterministic weight variants)
     first = [sources[c["dir"]] for c in record["iterations"][0]["candidates"]]
     assert len(set(first)) == 3
@@ -92,19 +112,29 @@ def test_offline_search_end_to_end(tmp_path: Path) -> None:
     assert sources[best0].strip() in prompt["messages"][2]["content"]
     assert "Task success over training" in prompt["messages"][3]["content"]
     assert prompt["previous_source"] == sources[best0] and prompt["feedback"]
-    assert (root / "iterations" / "1" / "reflection.md").read_text().strip() == prompt["messages"][3]["content"].strip()
+    assert (root / "iterations" / "1" / "reflection.md").read_text().strip() == prompt["messages"][
+        3
+    ]["content"].strip()
     # the best: final evaluation with a video, linked as rewards/v0
     best = record["best"]
     assert (root / "rewards" / "v0").resolve() == (root / best["dir"]).resolve()
     summary = json.loads((root / best["dir"] / "summary.json").read_text())
-    assert summary["best"] and summary["final_eval"]["episodes"] == 1 and Path(summary["videos"][0]).exists()
+    assert (
+        summary["best"]
+        and summary["final_eval"]["episodes"] == 1
+        and Path(summary["videos"][0]).exists()
+    )
     # seed sweep with baselines and the statistics
     final = record["final"]
     assert {r["method"] for r in final["runs"]} == {"search", "sparse", "expert"}
     assert all(r["status"] == "ok" and r["timesteps"] == 512 for r in final["runs"])
     assert set(final["scores"]["methods"]) == {"search", "sparse", "expert"}
     report = (root / "report.md").read_text()
-    assert "## Candidates" in report and "## Seed sweep" in report and "| method | runs | score IQM" in report
+    assert (
+        "## Candidates" in report
+        and "## Seed sweep" in report
+        and "| method | runs | score IQM" in report
+    )
     assert "iter  cand  gate" in res.stdout and "best:" in res.stdout
     # rewardlab evaluate works on a search run (through rewards/v0)
     ev = run("evaluate", f"run={root}", "episodes=1", "train.video_episodes=0", cwd=tmp_path)
@@ -155,10 +185,18 @@ def test_search_with_an_openai_compatible_server(tmp_path: Path) -> None:
     assert "self.hopper.top.position_z > 0.8" in messages[2]["content"]  # the best program so far
     reflection = messages[3]["content"]
     assert "Task success over training" in reflection and "| 256 |" in reflection
-    assert "- `forward`: [" in reflection and "- `healthy`: [" in reflection and "correlation with success" in reflection
-    assert "rejected before training" in reflection and "import of 'os' is not allowed" in reflection
+    assert (
+        "- `forward`: [" in reflection
+        and "- `healthy`: [" in reflection
+        and "correlation with success" in reflection
+    )
+    assert (
+        "rejected before training" in reflection and "import of 'os' is not allowed" in reflection
+    )
     assert "rewrite the entire reward function" in reflection
-    assert "pre-flight gate evaluated this reward function" in reflection  # the gate's numbers on the best
+    assert (
+        "pre-flight gate evaluated this reward function" in reflection
+    )  # the gate's numbers on the best
     assert "per-step reward on" in reflection and "no scripted expert" in reflection
     records = [json.loads(p.read_text()) for p in sorted(root.rglob("attempt_0.json"))]
     assert sorted(r["sample"] for r in records) == [0, 1, 2, 3]
@@ -184,7 +222,9 @@ def test_joblib_launcher_runs_a_batch_like_the_inline_path(tmp_path: Path) -> No
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     (tmp_path / "good.py").write_text(GOOD)
     (tmp_path / "broken.py").write_text(BROKEN)
-    cfg = tiny_cfg(**{"search.launcher": "joblib", "search.n_jobs": 2, "search.job_timeout_s": 240.0})
+    cfg = tiny_cfg(
+        **{"search.launcher": "joblib", "search.n_jobs": 2, "search.job_timeout_s": 240.0}
+    )
     task = get_task("mujoco/hopper_forward")
     jobs = [
         Job("good", str(tmp_path / "a"), str(tmp_path / "good.py"), budget=256, seed=0),
@@ -196,10 +236,16 @@ def test_joblib_launcher_runs_a_batch_like_the_inline_path(tmp_path: Path) -> No
     assert (tmp_path / "batch" / "hydra" / "multirun.yaml").exists()
     assert {p.name for p in (tmp_path / "batch" / "hydra").iterdir() if p.is_dir()} == {"0", "1"}
     # the single-process path trains the same job to the same curve
-    inline = run_job(cfg, task, Job("good", str(tmp_path / "c"), str(tmp_path / "good.py"), budget=256, seed=0))
+    inline = run_job(
+        cfg, task, Job("good", str(tmp_path / "c"), str(tmp_path / "good.py"), budget=256, seed=0)
+    )
     assert inline["status"] == "ok"
-    curve = [(r["timesteps"], r["mean_reward_return"]) for r in read_csv(tmp_path / "a" / "metrics.csv")]
-    assert curve == [(r["timesteps"], r["mean_reward_return"]) for r in read_csv(tmp_path / "c" / "metrics.csv")]
+    curve = [
+        (r["timesteps"], r["mean_reward_return"]) for r in read_csv(tmp_path / "a" / "metrics.csv")
+    ]
+    assert curve == [
+        (r["timesteps"], r["mean_reward_return"]) for r in read_csv(tmp_path / "c" / "metrics.csv")
+    ]
 
 
 EFFORT = "def compute_dense_reward(self, action):\n    return float(action @ action), {'effort': float(action @ action)}\n"
@@ -209,9 +255,15 @@ def test_hacking_alarm_on_a_real_training_curve(tmp_path: Path) -> None:
     """Rewarding effort on the hopper's jump task: PPO drives the actions to their limits, the
     generated return climbs, the hopper never jumps."""
     (tmp_path / "effort.py").write_text(EFFORT)
-    cfg = tiny_cfg(**{"train.eval_freq": 512, "algo.kwargs": {"n_steps": 128, "learning_rate": 1e-3}})
+    cfg = tiny_cfg(
+        **{"train.eval_freq": 512, "algo.kwargs": {"n_steps": 128, "learning_rate": 1e-3}}
+    )
     task = get_task("mujoco/hopper_jump")
-    result = run_job(cfg, task, Job("effort", str(tmp_path / "run"), str(tmp_path / "effort.py"), budget=3072, seed=0))
+    result = run_job(
+        cfg,
+        task,
+        Job("effort", str(tmp_path / "run"), str(tmp_path / "effort.py"), budget=3072, seed=0),
+    )
     assert result["status"] == "ok" and result["success"] == 0.0
     alarm = alarm_from_metrics(tmp_path / "run" / "metrics.csv")
     assert alarm.flagged, alarm

@@ -41,11 +41,21 @@ def recorded(table: dict[str, dict[int, float]], progress: dict[str, float] | No
     def train(keys: list[str], budget: int) -> dict[str, dict[str, Any]]:
         out = {}
         for k in keys:
-            assert budget > trained.get(k, 0), "a candidate is only ever continued to a larger budget"
+            assert budget > trained.get(k, 0), (
+                "a candidate is only ever continued to a larger budget"
+            )
             trained[k] = budget
             value = table[k].get(budget)
-            out[k] = {"status": "error", "error": "crashed"} if value is None else {
-                "status": "ok", "timesteps": budget, "success": value, "progress": (progress or {}).get(k, 0.0)}
+            out[k] = (
+                {"status": "error", "error": "crashed"}
+                if value is None
+                else {
+                    "status": "ok",
+                    "timesteps": budget,
+                    "success": value,
+                    "progress": (progress or {}).get(k, 0.0),
+                }
+            )
         return out
 
     train.trained = trained  # type: ignore[attr-defined]
@@ -93,7 +103,12 @@ def test_halving_stops_losers_early_on_recorded_budgets() -> None:
 
 
 def test_halving_ties_break_on_progress_and_stops_at_target() -> None:
-    table = {"a": {1: 0.0, 2: 0.0}, "b": {1: 0.0, 2: 1.0, 4: 1.0}, "c": {1: 0.0, 2: 0.0}, "d": {1: 0.0}}
+    table = {
+        "a": {1: 0.0, 2: 0.0},
+        "b": {1: 0.0, 2: 1.0, 4: 1.0},
+        "c": {1: 0.0, 2: 0.0},
+        "d": {1: 0.0},
+    }
     progress = {"a": 0.1, "b": 0.3, "c": 0.2, "d": 0.0}
     train = recorded(table, progress)
     result = successive_halving(list(table), [1, 2, 4], 2, train, target_success=1.0)
@@ -123,10 +138,18 @@ def test_hacking_alarm_on_synthetic_curves() -> None:
     rising = [10, 12, 15, 20, 30, 45, 60, 80, 100]
     flat = [0.0] * 9
     alarm = hacking_alarm(steps, rising, flat, flat)
-    assert alarm.flagged and "rose" in alarm.reason and alarm.reward_rise is not None and alarm.reward_rise > 4
+    assert (
+        alarm.flagged
+        and "rose" in alarm.reason
+        and alarm.reward_rise is not None
+        and alarm.reward_rise > 4
+    )
     learning = [0, 0, 0, 0.2, 0.2, 0.4, 0.6, 0.6, 0.8]
     assert not hacking_alarm(steps, rising, learning).flagged  # success rises with the return
-    assert "learning" in hacking_alarm(steps, rising, flat, [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]).reason
+    assert (
+        "learning"
+        in hacking_alarm(steps, rising, flat, [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]).reason
+    )
     assert not hacking_alarm(steps, [50.0] * 9, flat).flagged  # the return did not rise
     assert not hacking_alarm(steps, [100, 90, 70, 60, 50, 40, 30, 20, 10], flat).flagged
     assert not hacking_alarm(steps, rising, [1.0] * 9).flagged  # solved all along
@@ -146,20 +169,26 @@ def test_hacking_alarm_spares_early_learning_with_small_progress() -> None:
     small_progress = [0.02, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.08]
     assert not hacking_alarm(steps, rising, [0.0] * 9, small_progress).flagged
     # ... while progress that only wobbles still leaves the alarm raised
-    assert hacking_alarm(steps, rising, [0.0] * 9, [0.30, 0.31, 0.30, 0.29, 0.31, 0.30, 0.31, 0.30, 0.31]).flagged
+    assert hacking_alarm(
+        steps, rising, [0.0] * 9, [0.30, 0.31, 0.30, 0.29, 0.31, 0.30, 0.31, 0.30, 0.31]
+    ).flagged
 
 
 def write_metrics(path: Path, rows: list[tuple[int, float, float, float]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["timesteps", "success_rate", "mean_progress", "mean_reward_return", "mean_env_return"])
+        w.writerow(
+            ["timesteps", "success_rate", "mean_progress", "mean_reward_return", "mean_env_return"]
+        )
         for steps, success, progress, ret in rows:
             w.writerow([steps, success, progress, ret, 0.0])
 
 
 def test_alarm_from_metrics_file(tmp_path: Path) -> None:
-    write_metrics(tmp_path / "metrics.csv", [(512 * i, 0.0, 0.0, 3.0 + 40 * i) for i in range(1, 7)])
+    write_metrics(
+        tmp_path / "metrics.csv", [(512 * i, 0.0, 0.0, 3.0 + 40 * i) for i in range(1, 7)]
+    )
     assert alarm_from_metrics(tmp_path / "metrics.csv").flagged
     assert not alarm_from_metrics(tmp_path / "metrics.csv", min_rise=100.0).flagged
 
@@ -169,7 +198,9 @@ def test_alarm_from_metrics_file(tmp_path: Path) -> None:
 
 def offline(sample: int, period: int = 0, **kw: Any) -> str:
     gen = OfflineVariants(OfflineGenerator(), period=period)
-    reply = gen.propose(GenerationRequest(task=TASK, instruction=TASK.instruction, messages=[], sample=sample, **kw))
+    reply = gen.propose(
+        GenerationRequest(task=TASK, instruction=TASK.instruction, messages=[], sample=sample, **kw)
+    )
     source = extract_code(reply.text)
     assert source is not None
     return source
@@ -189,13 +220,17 @@ def test_offline_variants_are_distinct_documented_perturbations() -> None:
     assert offline(5) == offline(5)  # deterministic
     assert weights(offline(4, period=4)) == base  # sample i*K + 0 is the unperturbed program
     assert variant_factors(["a"], 0) == {"a": 1.0}
-    assert any(f != 1.0 for f in variant_factors(["a", "b"], 17).values())  # random phase never all 1
+    assert any(
+        f != 1.0 for f in variant_factors(["a", "b"], 17).values()
+    )  # random phase never all 1
     assert perturb_source('        "a": 1.0 * (x),\n', {"a": 3.0}) == '        "a": 3.0 * (x),\n'
 
 
 def test_offline_applies_reflection_edits_to_the_previous_best() -> None:
     previous = offline(1)  # progress x2
-    edited = weights(offline(0, previous_source=previous, feedback=["reduce alive", "more progress"]))
+    edited = weights(
+        offline(0, previous_source=previous, feedback=["reduce alive", "more progress"])
+    )
     assert edited == {"progress": 4.0, "alive": 0.5, "upright": 0.5, "action": 0.001}
     kept = weights(offline(0, previous_source=previous, feedback=["keep the current weights"]))
     assert kept == weights(previous)
@@ -222,17 +257,29 @@ def synthetic_candidate(d: Path) -> None:
                      "reward/env": 9.0, "reward/error": 0.0})  # fmt: skip
     write_progress(d / "tb" / "progress_until_1024.csv", rows[:4])  # as older searches kept it
     write_progress(d / "tb" / "progress.csv", rows[4:])
-    write_metrics(d / "metrics.csv", [(512, 0.0, 0.1, 5.0), (1024, 0.0, 0.2, 6.0), (1536, 0.0, 0.35, 8.0), (2048, 0.2, 0.5, 9.0)])
+    write_metrics(
+        d / "metrics.csv",
+        [
+            (512, 0.0, 0.1, 5.0),
+            (1024, 0.0, 0.2, 6.0),
+            (1536, 0.0, 0.35, 8.0),
+            (2048, 0.2, 0.5, 9.0),
+        ],
+    )
 
 
 def test_component_statistics(tmp_path: Path) -> None:
     synthetic_candidate(tmp_path)
-    assert [int(r["time/total_timesteps"]) for r in read_progress(tmp_path)] == [256 * i for i in range(1, 9)]
+    assert [int(r["time/total_timesteps"]) for r in read_progress(tmp_path)] == [
+        256 * i for i in range(1, 9)
+    ]
     stats, curve = component_stats(tmp_path, snapshots=5)
     by = {s.name: s for s in stats}
     assert set(by) == {"progress", "alive", "huge", "wobble"}  # env and error are not components
     p = by["progress"]
-    assert (p.min, p.max) == (pytest.approx(0.1), pytest.approx(0.8)) and p.mean == pytest.approx(0.45)
+    assert (p.min, p.max) == (pytest.approx(0.1), pytest.approx(0.8)) and p.mean == pytest.approx(
+        0.45
+    )
     assert p.steps == [256, 768, 1280, 1536, 2048] and len(p.snapshots) == 5
     assert p.corr_progress is not None and p.corr_progress > 0.9 and p.corr_success is not None
     assert by["alive"].constant and not p.constant
@@ -249,7 +296,11 @@ def test_reflection_heuristics_and_prompt(tmp_path: Path) -> None:
     assert refl.success_best == 0.2 and refl.timesteps == 2048
     assert refl.edits == ["reduce alive", "reduce huge", "reduce wobble", "more progress"]
     tips = "\n".join(refl.tips)
-    assert "`alive` barely changed" in tips and "`huge` is" in tips and "`wobble` moves against" in tips
+    assert (
+        "`alive` barely changed" in tips
+        and "`huge` is" in tips
+        and "`wobble` moves against" in tips
+    )
     assert "near zero" not in tips  # success 0.2 is not "near zero"
     previous = "def compute_dense_reward(self, action):\n    return 1.0\n"
     messages = reflection_messages(TASK, TASK.instruction, previous, refl)
@@ -270,7 +321,9 @@ def test_reflection_heuristics_and_prompt(tmp_path: Path) -> None:
 def test_reflection_says_rewrite_when_success_is_zero(tmp_path: Path) -> None:
     write_metrics(tmp_path / "metrics.csv", [(512, 0.0, 0.0, 1.0), (1024, 0.0, 0.0, 1.0)])
     refl = reflect(tmp_path, label="x")
-    assert refl.components == [] and refl.tips[0].startswith("The task success rate stayed near zero")
+    assert refl.components == [] and refl.tips[0].startswith(
+        "The task success rate stayed near zero"
+    )
     text = reflection_messages(TASK, TASK.instruction, "x = 1", refl)[-1]["content"]
     assert "returned no named components" in text
 
@@ -280,9 +333,15 @@ def test_reflection_says_rewrite_when_success_is_zero(tmp_path: Path) -> None:
 
 def test_gate_wraps_the_check() -> None:
     cfg = SimpleNamespace(check=SimpleNamespace(steps=20, timeout_s=30.0, memory_mb=2048))
-    ok = gate(TASK, "def compute_dense_reward(self, action):\n    return self.hopper.top.velocity_x\n", cfg)
+    ok = gate(
+        TASK,
+        "def compute_dense_reward(self, action):\n    return self.hopper.top.velocity_x\n",
+        cfg,
+    )
     assert ok.ok and ok.gate == GATE_NAME and ok.summary().startswith("passed")
-    assert ok.ranking_accuracy is None and any("no scripted expert" in w for w in ok.warnings)  # hopper: no demos
+    assert ok.ranking_accuracy is None and any(
+        "no scripted expert" in w for w in ok.warnings
+    )  # hopper: no demos
     bad = gate(TASK, "import os\ndef compute_dense_reward(self, action):\n    return 1.0\n", cfg)
     assert not bad.ok and "'os'" in bad.findings[0] and bad.summary().startswith("rejected: ")
     assert {"ok", "gate", "findings", "warnings", "stats", "ranking_accuracy"} <= set(bad.to_dict())
@@ -317,4 +376,8 @@ def test_launcher_selection_and_command(tmp_path: Path) -> None:
     assert "hydra.launcher.n_jobs=2" in hydra_command(tmp_path / "jobs.json", 2, "joblib", s)
     ray = hydra_command(tmp_path / "jobs.json", 2, "ray", s, "10.0.0.1:6379")
     assert "hydra/launcher=rewardlab_ray" in ray and "hydra.launcher.address=10.0.0.1:6379" in ray
-    assert {"hydra.launcher.num_gpus=1", "hydra.launcher.memory_gb=6.5", "hydra.launcher.max_retries=1"} <= set(ray)
+    assert {
+        "hydra.launcher.num_gpus=1",
+        "hydra.launcher.memory_gb=6.5",
+        "hydra.launcher.max_retries=1",
+    } <= set(ray)

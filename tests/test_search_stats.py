@@ -57,7 +57,9 @@ def test_bootstrap_constant_and_empty() -> None:
 def test_bootstrap_is_stratified_by_task() -> None:
     # task a always 0 (3 seeds), task b always 1 (1 seed): every stratified replicate keeps
     # 3 a-runs and 1 b-run, so the mean is exactly 0.25; pooled resampling would vary
-    est, low, high = stratified_bootstrap_ci({"a": [0.0, 0.0, 0.0], "b": [1.0]}, mean, reps=500, seed=1)
+    est, low, high = stratified_bootstrap_ci(
+        {"a": [0.0, 0.0, 0.0], "b": [1.0]}, mean, reps=500, seed=1
+    )
     assert (est, low, high) == (0.25, 0.25, 0.25)
 
 
@@ -73,8 +75,12 @@ def test_bootstrap_mean_ci_matches_the_normal_approximation() -> None:
 
 def test_bootstrap_is_reproducible_and_seeded() -> None:
     x = {"a": [0.1, 0.4, 0.35, 0.8, 0.2], "b": [0.9, 0.7, 0.5]}
-    assert stratified_bootstrap_ci(x, seed=7, reps=300) == stratified_bootstrap_ci(x, seed=7, reps=300)
-    assert stratified_bootstrap_ci(x, seed=7, reps=300) != stratified_bootstrap_ci(x, seed=8, reps=300)
+    assert stratified_bootstrap_ci(x, seed=7, reps=300) == stratified_bootstrap_ci(
+        x, seed=7, reps=300
+    )
+    assert stratified_bootstrap_ci(x, seed=7, reps=300) != stratified_bootstrap_ci(
+        x, seed=8, reps=300
+    )
     iv = interval(x, "iqm", reps=300, seed=7)
     assert iv.n == 8 and iv.low <= iv.estimate <= iv.high
     assert iv.to_dict()["n"] == 8 and str(iv).count("[") == 1

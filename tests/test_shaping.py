@@ -275,14 +275,19 @@ def test_reinforce_defaults_are_the_thesis_schedule() -> None:
 
 
 @pytest.mark.slow
-def test_adaptive_design_outlearns_the_original_reward_at_the_thesis_step_size(room: TabularMDP) -> None:
+def test_adaptive_design_outlearns_the_original_reward_at_the_thesis_step_size(
+    room: TabularMDP,
+) -> None:
     """Regression for the unreproduced ExpAdaRD result: with the thesis's step size 0.01 the
     adaptive learner leaves the original reward behind within 5000 episodes (seed 0)."""
     cfg = ReinforceConfig(episodes=5000, eval_every=5000)
     teacher = adaptive_teacher(room, room_region_features(room))
     adaptive, _ = train_reinforce_with_teacher(room, cfg, seed=0, teacher=teacher)
     original, _ = train_reinforce_with_teacher(room, cfg, seed=0, reward=room.R)
-    assert adaptive.returns[-1] > 2 * original.returns[-1] + 0.05, (adaptive.returns, original.returns)
+    assert adaptive.returns[-1] > 2 * original.returns[-1] + 0.05, (
+        adaptive.returns,
+        original.returns,
+    )
 
 
 def test_adaptive_design_room(room: TabularMDP) -> None:
@@ -359,7 +364,9 @@ def test_explors_training_smoke() -> None:
 
     shaped = train_explors(line_mdp(), ExploRSConfig(episodes=10, eval_every=5), seed=0)
     assert np.any(shaped.phi != 0), "phi is redesigned from the extrinsic returns"
-    unshaped = train_explors(line_mdp(), ExploRSConfig(episodes=10, eval_every=5, use_shaping=False), seed=0)
+    unshaped = train_explors(
+        line_mdp(), ExploRSConfig(episodes=10, eval_every=5, use_shaping=False), seed=0
+    )
     assert np.all(unshaped.phi == 0)
 
 

@@ -46,7 +46,11 @@ SOURCE = (
     "    return fwd + 1.0, {'forward': fwd, 'alive': 1.0}\n"
 )
 PPO = AlgoConfig(name="ppo", kwargs={"n_steps": 128, "batch_size": 64, "n_epochs": 2})
-SAC = AlgoConfig(name="sac", normalize_reward=False, kwargs={"learning_starts": 64, "buffer_size": 1000, "batch_size": 32})
+SAC = AlgoConfig(
+    name="sac",
+    normalize_reward=False,
+    kwargs={"learning_starts": 64, "buffer_size": 1000, "batch_size": 32},
+)
 
 
 def tiny(**kw: Any) -> TrainConfig:
@@ -65,7 +69,9 @@ class Walk(gym.Env):
     observation_space = gym.spaces.Box(-10, 10, (1,), dtype=np.float32)
     action_space = gym.spaces.Discrete(2)
 
-    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: Any = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.x = 0.0
         return np.array([self.x], dtype=np.float32), {}
@@ -96,10 +102,14 @@ def test_potential_terms_telescope_and_vanish_at_termination(gamma: float) -> No
             t += 1
             if terminated or truncated:
                 break
-        phi_end = 0.0 if terminated else float(potential(obs[None])[0])  # Phi(s_T) = 0 only if terminal
+        phi_end = (
+            0.0 if terminated else float(potential(obs[None])[0])
+        )  # Phi(s_T) = 0 only if terminal
         assert discounted == pytest.approx(gamma**t * phi_end - phi0, abs=1e-9)
         if terminated:
-            assert info["reward/shaping"] == pytest.approx(-float(potential(np.array([[obs[0] - np.sign(obs[0])]]))[0]))
+            assert info["reward/shaping"] == pytest.approx(
+                -float(potential(np.array([[obs[0] - np.sign(obs[0])]]))[0])
+            )
         endings.add("terminated" if terminated else "truncated")
     assert endings == {"terminated", "truncated"}
 
@@ -136,7 +146,9 @@ def test_teacher_values_come_from_the_teachers_critic(teachers: dict[str, Path])
                 assert isinstance(phi.model, SB3SAC)
                 q1, q2 = phi.model.critic(x, phi.model.actor(x, deterministic=True))
                 expected = torch.minimum(q1, q2).flatten().numpy()
-        unit = np.sqrt(phi.normalizer.ret_rms.var + phi.normalizer.epsilon) if algo == "ppo" else 1.0  # SAC: no reward normalisation
+        unit = (
+            np.sqrt(phi.normalizer.ret_rms.var + phi.normalizer.epsilon) if algo == "ppo" else 1.0
+        )  # SAC: no reward normalisation
         assert phi.value_unit == pytest.approx(unit)
         np.testing.assert_allclose(phi(obs), 2.0 * unit * expected, rtol=1e-5, atol=1e-6)
         raw = TeacherPotential.load(teachers[algo])  # default: the critic's raw output
@@ -149,7 +161,11 @@ def test_teacher_paths_resolve(teachers: dict[str, Path]) -> None:
     assert resolve_teacher(v0 / "model.zip") == (v0 / "model.zip", v0 / "vecnormalize.pkl")
     ckpt = sorted((v0 / "checkpoints").glob("model_*_steps.zip"))[0]
     model_zip, stats = resolve_teacher(ckpt)
-    assert model_zip == ckpt and stats is not None and stats.name == ckpt.name.replace("model_", "model_vecnormalize_").replace(".zip", ".pkl")
+    assert (
+        model_zip == ckpt
+        and stats is not None
+        and stats.name == ckpt.name.replace("model_", "model_vecnormalize_").replace(".zip", ".pkl")
+    )
     with pytest.raises(FileNotFoundError):
         resolve_teacher(teachers["run"].parent)
 
@@ -162,18 +178,32 @@ def test_adaptive_weights_follow_the_outcome_signal() -> None:
     episodes = []
     for _ in range(20):
         progress = float(rng.random())
-        sums = {"good": 10 * progress + rng.normal(0, 0.5), "bad": -5 * progress + rng.normal(0, 0.5), "const": 100.0}
+        sums = {
+            "good": 10 * progress + rng.normal(0, 0.5),
+            "bad": -5 * progress + rng.normal(0, 0.5),
+            "const": 100.0,
+        }
         episodes.append(EpisodeStats(sums, progress, success=progress > 0.9))
     weights = {"good": 1.0, "bad": 1.0, "const": 1.0}
     for _ in range(3):
-        weights, corr = update_weights(weights, episodes, step_size=0.5, threshold=0.1, min_weight=0.1, max_weight=3.0)
+        weights, corr = update_weights(
+            weights, episodes, step_size=0.5, threshold=0.1, min_weight=0.1, max_weight=3.0
+        )
     assert corr["good"] > 0.8 and corr["bad"] < -0.8 and corr["const"] == 0.0
-    assert weights["good"] > 2.0 and weights["const"] == pytest.approx(np.exp(-0.15)) and weights["bad"] < 0.5
+    assert (
+        weights["good"] > 2.0
+        and weights["const"] == pytest.approx(np.exp(-0.15))
+        and weights["bad"] < 0.5
+    )
     for _ in range(20):
-        weights, _ = update_weights(weights, episodes, step_size=0.5, threshold=0.1, min_weight=0.1, max_weight=3.0)
+        weights, _ = update_weights(
+            weights, episodes, step_size=0.5, threshold=0.1, min_weight=0.1, max_weight=3.0
+        )
     assert weights["good"] == 3.0 and weights["bad"] == 0.1  # clipped to [min, max]
     flat = [EpisodeStats({"good": float(i)}, 0.5, False) for i in range(5)]
-    assert update_weights({"good": 2.0}, flat, step_size=0.5, threshold=0.1, min_weight=0.1, max_weight=3.0) == ({"good": 2.0}, {})
+    assert update_weights(
+        {"good": 2.0}, flat, step_size=0.5, threshold=0.1, min_weight=0.1, max_weight=3.0
+    ) == ({"good": 2.0}, {})
 
 
 class Components(gym.Env):
@@ -185,11 +215,17 @@ class Components(gym.Env):
     def __init__(self, components: dict[str, float]) -> None:
         self.components = components
 
-    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: Any = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         return np.zeros(1, dtype=np.float32), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        info = {"reward/env": 7.0, "reward_forward": 7.0, **{f"reward/{k}": v for k, v in self.components.items()}}
+        info = {
+            "reward/env": 7.0,
+            "reward_forward": 7.0,
+            **{f"reward/{k}": v for k, v in self.components.items()},
+        }
         return np.zeros(1, dtype=np.float32), 3.5, False, True, {**info, "task/progress": 0.5}
 
 
@@ -199,21 +235,30 @@ def test_reweighting_recombines_components_and_passes_through_without_them() -> 
     env.reset()
     _, reward, *_, info = env.step(np.zeros(1))
     assert reward == pytest.approx(3.5 + 1.0 * 1.0 - 0.5 * 2.0)  # remainder 0.5 kept with weight 1
-    assert info["shaping/components"] == {"a": 1.0, "b": 2.0} and info["shaping/residual"] == pytest.approx(0.5)
+    assert info["shaping/components"] == {"a": 1.0, "b": 2.0} and info[
+        "shaping/residual"
+    ] == pytest.approx(0.5)
     assert state.episodes[-1].sums == {"a": 1.0, "b": 2.0} and state.episodes[-1].progress == 0.5
     bare = ReweightedReward(Components({}), AdaptiveState(weights={"a": 2.0}), from_program=True)
     bare.reset()
     assert bare.step(np.zeros(1))[1] == 3.5  # a program without components: unchanged
-    assert reward_components({"reward_forward": 1.0, "reward_ctrl": -0.1, "reward/env": 0.9}, from_program=False) == {"forward": 1.0, "ctrl": -0.1}
+    assert reward_components(
+        {"reward_forward": 1.0, "reward_ctrl": -0.1, "reward/env": 0.9}, from_program=False
+    ) == {"forward": 1.0, "ctrl": -0.1}
 
 
 def test_adaptive_callback_relabels_an_off_policy_buffer_and_resumes(tmp_path: Path) -> None:
-    buffer = SimpleNamespace(buffer_size=4, n_envs=2, pos=0, full=False, rewards=np.zeros((4, 2), dtype=np.float32))
+    buffer = SimpleNamespace(
+        buffer_size=4, n_envs=2, pos=0, full=False, rewards=np.zeros((4, 2), dtype=np.float32)
+    )
     state = AdaptiveState(weights={"a": 1.0, "b": 1.0}, episodes=deque(maxlen=8))
     cb = AdaptiveCallback(state, ShapingConfig(update_every=1, min_episodes=2), tmp_path)
     cb.model = SimpleNamespace(replay_buffer=buffer)  # type: ignore[assignment]
     for t in range(3):
-        infos = [{"shaping/components": {"a": float(t), "b": 1.0}, "shaping/residual": 0.5} for _ in range(2)]
+        infos = [
+            {"shaping/components": {"a": float(t), "b": 1.0}, "shaping/residual": 0.5}
+            for _ in range(2)
+        ]
         cb.locals = {"infos": infos}
         cb._on_step()
         buffer.rewards[buffer.pos] = 0.5 + t + 1.0  # what SB3 stores: the reward at weights 1
@@ -243,7 +288,10 @@ def test_policy_kernel_equals_per_sample_gradient_dot_products() -> None:
         return torch.distributions.Normal(policy(o), log_std.exp()).log_prob(a).sum(-1)
 
     k = policy_kernel(log_prob(obs, actions), adv, params)
-    per_sample = [torch.autograd.grad(log_prob(obs[i : i + 1], actions[i : i + 1]).sum(), params) for i in range(16)]
+    per_sample = [
+        torch.autograd.grad(log_prob(obs[i : i + 1], actions[i : i + 1]).sum(), params)
+        for i in range(16)
+    ]
     flat = torch.stack([torch.cat([g.flatten() for g in gs]) for gs in per_sample])
     g = (flat * adv[:, None]).mean(0)
     torch.testing.assert_close(k, flat @ g, rtol=1e-4, atol=1e-5)
@@ -270,7 +318,11 @@ def test_meta_update_reduces_its_loss_and_rewards_what_helps_the_task() -> None:
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[0] == pytest.approx(0.0, abs=1e-6) and losses[-1] < -0.1 and losses[-1] < min(losses[:10])
+    assert (
+        losses[0] == pytest.approx(0.0, abs=1e-6)
+        and losses[-1] < -0.1
+        and losses[-1] < min(losses[:10])
+    )
     with torch.no_grad():
         plus = net(torch.cat([obs, torch.ones(256, 1)], dim=1)).mean()
         minus = net(torch.cat([obs, -torch.ones(256, 1)], dim=1)).mean()
@@ -290,10 +342,21 @@ def test_meta_update_reduces_its_loss_and_rewards_what_helps_the_task() -> None:
     ids=["teacher-ppo-generated", "teacher-sac-expert", "adaptive-ppo-generated", "adaptive-sac-expert",
          "meta-ppo-expert", "meta-sac-generated"],
 )  # fmt: skip
-def test_each_kind_trains_with_ppo_and_sac(kind: str, algo: AlgoConfig, source: str | None, teachers: dict[str, Path], tmp_path: Path) -> None:
+def test_each_kind_trains_with_ppo_and_sac(
+    kind: str, algo: AlgoConfig, source: str | None, teachers: dict[str, Path], tmp_path: Path
+) -> None:
     steps = 512 if algo.name == "ppo" else 256  # SAC: a gradient step per env step
-    shaping = ShapingConfig(kind=kind, teacher=str(teachers[algo.name]), update_every=steps // 2, min_episodes=2)
-    result = train(get_task("mujoco/hopper_forward"), source, algo, tiny(total_timesteps=steps, eval_freq=steps), tmp_path, shaping=shaping)
+    shaping = ShapingConfig(
+        kind=kind, teacher=str(teachers[algo.name]), update_every=steps // 2, min_episodes=2
+    )
+    result = train(
+        get_task("mujoco/hopper_forward"),
+        source,
+        algo,
+        tiny(total_timesteps=steps, eval_freq=steps),
+        tmp_path,
+        shaping=shaping,
+    )
     assert result.timesteps >= steps and result.reward_errors == {}
     assert [int(r["timesteps"]) for r in read_csv(tmp_path / "metrics.csv")] == [steps]
     # TensorBoard rows: SB3 dumps PPO's every rollout but SAC's only every 4th episode, so
@@ -308,7 +371,9 @@ def test_each_kind_trains_with_ppo_and_sac(kind: str, algo: AlgoConfig, source: 
         assert any(float(rows[-1][f"weight/{n}"]) != 1.0 for n in names)
         assert algo.name == "sac" or {f"shaping/weight/{n}" for n in names} <= logged
     else:
-        assert {"reward/intrinsic", "reward/novelty"} <= logged and (tmp_path / "shaping_meta.pt").exists()
+        assert {"reward/intrinsic", "reward/novelty"} <= logged and (
+            tmp_path / "shaping_meta.pt"
+        ).exists()
         assert rows and {"meta_loss", "critic_loss", "intrinsic_mean"} <= set(rows[-1])
         assert algo.name == "sac" or {"shaping/meta_loss", "shaping/critic_loss"} <= logged
 
@@ -327,7 +392,13 @@ def test_cli_train_with_a_teacher(teachers: dict[str, Path], tmp_path: Path) -> 
         "train.n_envs=2", "train.eval_freq=512", "train.eval_episodes=1", "train.video_episodes=0",
         "train.progress_bar=false", "train.checkpoint_freq=100000", "algo.kwargs.n_steps=128", "algo.kwargs.n_epochs=2",
     ]  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "rewardlab.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=HANG_S)
+    out = subprocess.run(
+        [sys.executable, "-m", "rewardlab.cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     (vdir,) = (tmp_path / "runs").rglob("rewards/v0")
     assert any(r.get("reward/shaping") for r in read_csv(vdir / "tb" / "progress.csv"))

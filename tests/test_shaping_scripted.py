@@ -32,7 +32,9 @@ TASK = "metaworld/drawer_close"
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     task = replace(get_task(TASK), horizon=200)  # the scripted policy succeeds at ~80 steps
     folder = tmp_path_factory.mktemp("teacher")
-    _, report = fit_scripted_value(task, folder, gamma=GAMMA, episodes=3, noise=(0.0, 1.0), epochs=40)
+    _, report = fit_scripted_value(
+        task, folder, gamma=GAMMA, episodes=3, noise=(0.0, 1.0), epochs=40
+    )
     return folder, report
 
 
@@ -42,10 +44,16 @@ def test_r_squared() -> None:
     assert r_squared(y[::-1], y) == pytest.approx(-3.0)
 
 
-def test_fit_predicts_heldout_returns_and_rises_along_a_demo(fitted: tuple[Path, dict[str, object]]) -> None:
+def test_fit_predicts_heldout_returns_and_rises_along_a_demo(
+    fitted: tuple[Path, dict[str, object]],
+) -> None:
     folder, report = fitted
-    assert (folder / "value.pt").exists() and json.loads((folder / "fit.json").read_text()) == report
-    assert report["steps"] == 2 * 3 * 200 and report["heldout_steps"] == 2 * 200  # 1 of 3 per level held out
+    assert (folder / "value.pt").exists() and json.loads(
+        (folder / "fit.json").read_text()
+    ) == report
+    assert (
+        report["steps"] == 2 * 3 * 200 and report["heldout_steps"] == 2 * 200
+    )  # 1 of 3 per level held out
     assert report["heldout_r2_pure_mc"] > 0.3, report  # type: ignore[operator]
     assert report["heldout_r2"] > 0.3, report  # type: ignore[operator]
     # the held-out noiseless demonstration: the value climbs on its way to success
@@ -53,7 +61,9 @@ def test_fit_predicts_heldout_returns_and_rises_along_a_demo(fitted: tuple[Path,
     assert report["heldout_demo_fraction_rising_to_success"] > 0.5, report  # type: ignore[operator]
 
 
-def test_wrapper_adds_the_scripted_potential_exactly(fitted: tuple[Path, dict[str, object]]) -> None:
+def test_wrapper_adds_the_scripted_potential_exactly(
+    fitted: tuple[Path, dict[str, object]],
+) -> None:
     folder, _ = fitted
     phi = ScriptedValue.load(folder / "value.pt", scale=0.5)
     reference = ScriptedValue.load(folder / "value.pt")  # an independent copy of the network
@@ -81,10 +91,14 @@ def test_directory_form_of_load(tmp_path: Path, fitted: tuple[Path, dict[str, ob
     (tmp_path / "teacher").mkdir()
     (tmp_path / "teacher" / "value.pt").write_bytes((folder / "value.pt").read_bytes())
     obs = np.zeros((1, 39), dtype=np.float32)
-    assert ScriptedValue.load(tmp_path)(obs) == pytest.approx(ScriptedValue.load(folder / "value.pt")(obs))
+    assert ScriptedValue.load(tmp_path)(obs) == pytest.approx(
+        ScriptedValue.load(folder / "value.pt")(obs)
+    )
 
 
-def test_resumed_training_reuses_the_fitted_value(tmp_path: Path, fitted: tuple[Path, dict[str, object]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resumed_training_reuses_the_fitted_value(
+    tmp_path: Path, fitted: tuple[Path, dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder, _ = fitted
     (tmp_path / "teacher").mkdir()
     for name in ("value.pt", "fit.json"):
@@ -98,9 +112,16 @@ def test_resumed_training_reuses_the_fitted_value(tmp_path: Path, fitted: tuple[
     shaper = make_shaper(cfg, AlgoConfig(), TrainConfig(), tmp_path, get_task(TASK))
     assert isinstance(shaper, TeacherShaper) and shaper.obs_dim == 39
     with pytest.raises(ValueError, match="needs a MetaWorld task"):
-        make_shaper(cfg, AlgoConfig(), TrainConfig(), tmp_path / "fresh", get_task("mujoco/hopper_forward"))
+        make_shaper(
+            cfg, AlgoConfig(), TrainConfig(), tmp_path / "fresh", get_task("mujoco/hopper_forward")
+        )
     with pytest.raises(ValueError, match="observes 39 values"):  # a reused value.pt on another task
-        shaper = make_shaper(ShapingConfig(kind="teacher", teacher=str(folder / "value.pt")), AlgoConfig(), TrainConfig(), tmp_path)
+        shaper = make_shaper(
+            ShapingConfig(kind="teacher", teacher=str(folder / "value.pt")),
+            AlgoConfig(),
+            TrainConfig(),
+            tmp_path,
+        )
         assert shaper is not None
         shaper.wrap(make_env(get_task("mujoco/hopper_forward")), from_program=False)
 
@@ -113,10 +134,20 @@ def test_cli_trains_with_the_scripted_teacher(tmp_path: Path) -> None:
         "train.n_envs=2", "train.eval_freq=256", "train.eval_episodes=1", "train.video_episodes=0",
         "train.progress_bar=false", "train.checkpoint_freq=100000", "algo.kwargs.n_steps=128", "algo.kwargs.n_epochs=1",
     ]  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "rewardlab.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=HANG_S)
+    out = subprocess.run(
+        [sys.executable, "-m", "rewardlab.cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     (vdir,) = (tmp_path / "runs").rglob("rewards/v0")
     fit = json.loads((vdir / "teacher" / "fit.json").read_text())
-    assert (vdir / "teacher" / "value.pt").exists() and fit["gamma"] == 0.9 and fit["heldout_steps"] == 200
+    assert (
+        (vdir / "teacher" / "value.pt").exists()
+        and fit["gamma"] == 0.9
+        and fit["heldout_steps"] == 200
+    )
     assert any(r.get("reward/shaping") for r in read_csv(vdir / "tb" / "progress.csv"))
     assert "teacher: scripted" in (vdir.parents[1] / "config.yaml").read_text()

@@ -99,7 +99,9 @@ def test_report_leads_with_success_interval_and_benchmark_return(tmp_path: Path)
         "mean_reward_return": 3000.0,
     }
     line = evaluation_line(final)
-    assert line.startswith("task success rate 0.00 [0.00, 0.16] (0/20 episodes); benchmark return 812.5")
+    assert line.startswith(
+        "task success rate 0.00 [0.00, 0.16] (0/20 episodes); benchmark return 812.5"
+    )
     assert line.index("benchmark return") < line.index("own-reward return")
     for v, rate in ((0, 0.2), (1, 0.6)):
         vdir = tmp_path / "rewards" / f"v{v}"

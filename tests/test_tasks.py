@@ -104,19 +104,27 @@ def test_proxies_read_true_simulator_values() -> None:
                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])  # fmt: skip
     world = rot @ data.qvel[3:6]
-    assert [ant.torso.angular_velocity_x, ant.torso.angular_velocity_y, ant.torso.angular_velocity_z] == pytest.approx(list(world))
+    assert [
+        ant.torso.angular_velocity_x,
+        ant.torso.angular_velocity_y,
+        ant.torso.angular_velocity_z,
+    ] == pytest.approx(list(world))
     names = ["front_left_leg", "front_left_ankle", "front_right_leg", "front_right_ankle",
              "back_left_leg", "back_left_ankle", "back_right_leg", "back_right_ankle"]  # fmt: skip
     assert [getattr(ant, f"{n}_joint").angle for n in names] == list(data.qpos[7:15])
     w, x, y, _ = data.qpos[3:7]
-    assert ant.torso.up_z == pytest.approx(1 - 2 * (x * x + y * y) / float(np.sum(data.qpos[3:7] ** 2)))
+    assert ant.torso.up_z == pytest.approx(
+        1 - 2 * (x * x + y * y) / float(np.sum(data.qpos[3:7] ** 2))
+    )
     env.close()
 
 
 def test_missing_attribute_names_the_path_and_the_alternatives() -> None:
     env = make_env(get_task("mujoco/hopper_forward"))
     me = env_proxy(env, get_task("mujoco/hopper_forward"))
-    with pytest.raises(AttributeError, match=r"self\.hopper has no attribute 'tpo'.*top, top_joint"):
+    with pytest.raises(
+        AttributeError, match=r"self\.hopper has no attribute 'tpo'.*top, top_joint"
+    ):
         _ = me.hopper.tpo
     with pytest.raises(AttributeError, match="read-only"):
         me.hopper.top = 1  # type: ignore[misc]
@@ -142,7 +150,10 @@ ONE = np.ones(1, dtype=bool)
 
 def test_hold_height_jump_and_oscillate_on_values() -> None:
     """The value logic of the metrics (ground contact: tests/test_success.py)."""
-    lie = make_metric("hold_height", {"height": "r.z", "max_height": 0.3, "hold_steps": 2, "up": "r.u", "min_up": 0.7})
+    lie = make_metric(
+        "hold_height",
+        {"height": "r.z", "max_height": 0.3, "hold_steps": 2, "up": "r.u", "min_up": 0.7},
+    )
     lie.reset(_inputs(z=0.7, u=1.0), ONE)
     lie.update(_inputs(z=0.2, u=1.0))
     lie.update(_inputs(z=0.2, u=0.0))  # upside down: the hold restarts

@@ -31,7 +31,11 @@ def tiny(**kw: object) -> TrainConfig:
     "algo",
     [
         AlgoConfig(name="ppo", kwargs={"n_steps": 256, "batch_size": 64}),
-        AlgoConfig(name="sac", normalize_reward=False, kwargs={"learning_starts": 100, "buffer_size": 5000, "batch_size": 64}),
+        AlgoConfig(
+            name="sac",
+            normalize_reward=False,
+            kwargs={"learning_starts": 100, "buffer_size": 5000, "batch_size": 64},
+        ),
     ],
     ids=["ppo", "sac"],
 )
@@ -46,9 +50,13 @@ def test_train_and_continue_from_checkpoint(algo: AlgoConfig, tmp_path: Path) ->
     rows = read_csv(tmp_path / "metrics.csv")
     assert [int(r["timesteps"]) for r in rows][:2] == [512, 1024]
     progress = read_csv(tmp_path / "tb" / "progress.csv")
-    assert any(r.get("reward/forward") for r in progress) and any(r.get("reward/alive") for r in progress)
+    assert any(r.get("reward/forward") for r in progress) and any(
+        r.get("reward/alive") for r in progress
+    )
 
-    more = train(task, SOURCE, algo, tiny(total_timesteps=2048), tmp_path)  # continues, not restarts
+    more = train(
+        task, SOURCE, algo, tiny(total_timesteps=2048), tmp_path
+    )  # continues, not restarts
     assert more.timesteps >= 2048
     steps = [int(r["timesteps"]) for r in read_csv(tmp_path / "metrics.csv")]
     assert steps == sorted(steps) and steps[-1] >= 2048
@@ -57,7 +65,13 @@ def test_train_and_continue_from_checkpoint(algo: AlgoConfig, tmp_path: Path) ->
 
 
 def test_env_reward_when_no_program(tmp_path: Path) -> None:
-    result = train(get_task("mujoco/hopper_forward"), None, AlgoConfig(kwargs={"n_steps": 256}), tiny(total_timesteps=512), tmp_path)
+    result = train(
+        get_task("mujoco/hopper_forward"),
+        None,
+        AlgoConfig(kwargs={"n_steps": 256}),
+        tiny(total_timesteps=512),
+        tmp_path,
+    )
     assert result.timesteps >= 512 and result.reward_errors == {}
 
 
@@ -73,13 +87,29 @@ def test_default_main_job_learns_hopper_forward(tmp_path: Path) -> None:
     from rewardlab.wrappers import compile_for_task
 
     task = get_task("mujoco/hopper_forward")
-    reply = OfflineGenerator().propose(GenerationRequest(task=task, instruction=task.instruction, messages=[]))
+    reply = OfflineGenerator().propose(
+        GenerationRequest(task=task, instruction=task.instruction, messages=[])
+    )
     source = extract_code(reply.text)
-    algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), OmegaConf.load(Path(__file__).parents[1] / "conf/algo/ppo.yaml")))
+    algo = OmegaConf.to_object(
+        OmegaConf.merge(
+            OmegaConf.structured(AlgoConfig),
+            OmegaConf.load(Path(__file__).parents[1] / "conf/algo/ppo.yaml"),
+        )
+    )
     cfg = TrainConfig(progress_bar=False, video_episodes=0)
     train(task, source, algo, cfg, tmp_path)  # type: ignore[arg-type]
     model, normalizer = load_policy(tmp_path, "ppo")
-    final = summarize(run_episodes(task, model, episodes=10, seed=123, program=compile_for_task(source, task), normalizer=normalizer))  # type: ignore[arg-type]
+    final = summarize(
+        run_episodes(
+            task,
+            model,
+            episodes=10,
+            seed=123,
+            program=compile_for_task(source, task),
+            normalizer=normalizer,
+        )
+    )  # type: ignore[arg-type]
     assert final["success_rate"] >= 0.8, final
 
 
@@ -106,7 +136,9 @@ def test_training_on_the_rollout_core_backend(tmp_path: Path) -> None:
                    tmp_path, rollout=RolloutConfig(engine="rollout", reward_mode="per_world"))  # fmt: skip
     assert result.timesteps == 1024  # one update of 8 envs x 128 steps
     progress = read_csv(tmp_path / "tb" / "progress.csv")
-    assert any(r.get("reward/forward") for r in progress), "components reach the logger from the core"
+    assert any(r.get("reward/forward") for r in progress), (
+        "components reach the logger from the core"
+    )
     assert read_csv(tmp_path / "metrics.csv"), "the task metric is evaluated"
     record = read_json(tmp_path / "rollout.json")
     assert record == result.rollout
@@ -123,7 +155,9 @@ def test_backend_that_cannot_run_the_task_is_refused_before_training(tmp_path: P
     algo = AlgoConfig(kwargs={"n_steps": 128})
     with pytest.raises(ValueError, match="humanoid_forward: the batched core reproduces"):
         train(get_task("mujoco/humanoid_forward"), None, algo, tiny(backend="native"), tmp_path)
-    with pytest.raises(ValueError, match="shaping=adaptive wraps each env and needs train.backend=dummy"):
+    with pytest.raises(
+        ValueError, match="shaping=adaptive wraps each env and needs train.backend=dummy"
+    ):
         train(get_task("mujoco/hopper_forward"), SOURCE, algo, tiny(backend="native"), tmp_path,
               shaping=ShapingConfig(kind="adaptive"))  # fmt: skip
     assert not list(tmp_path.iterdir())
@@ -145,7 +179,9 @@ def test_resume_keeps_the_progress_log(tmp_path: Path) -> None:
     after = read_csv(path)
     steps = [int(r["time/total_timesteps"]) for r in after]
     assert steps == sorted(set(steps)) and steps[-1] >= 2048
-    assert after[: len(before)] == [{**row, **{k: "" for k in after[0].keys() - row.keys()}} for row in before]
+    assert after[: len(before)] == [
+        {**row, **{k: "" for k in after[0].keys() - row.keys()}} for row in before
+    ]
     assert all(r.get("reward/forward") for r in after)
 
 
@@ -188,6 +224,8 @@ def test_the_core_trains_exactly_like_gymnasium_envs(tmp_path: Path) -> None:
         train(get_task("mujoco/hopper_forward"), SOURCE, algo,
               tiny(total_timesteps=512, n_envs=4, backend=backend, eval_freq=10**9), tmp_path / backend)  # fmt: skip
         model, _ = load_policy(tmp_path / backend, "ppo")
-        params[backend] = torch.cat([p.flatten() for p in model.policy.parameters()]).detach().numpy()
+        params[backend] = (
+            torch.cat([p.flatten() for p in model.policy.parameters()]).detach().numpy()
+        )
     assert np.abs(params["dummy"]).max() > 0.1
     np.testing.assert_allclose(params["native"], params["dummy"], rtol=0, atol=1e-5)

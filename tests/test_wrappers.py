@@ -54,7 +54,9 @@ def test_occasional_failures_give_zero_and_are_recorded() -> None:
 
 
 def test_frequent_failures_stop_with_the_reason() -> None:
-    src = "def compute_dense_reward(self, action):\n    x = 1.0\n    return x / (self.dt - self.dt)\n"
+    src = (
+        "def compute_dense_reward(self, action):\n    x = 1.0\n    return x / (self.dt - self.dt)\n"
+    )
     env = make_env(TASK, compile_for_task(src, TASK), max_error_rate=0.05)
     env.reset(seed=0)
     with pytest.raises(RewardFailure, match=r"line 3: ZeroDivisionError"):

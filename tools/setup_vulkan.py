@@ -125,7 +125,9 @@ def parse_deb822(text: str) -> list[AptSource]:
             fields[key] = value.strip()
         if not fields.get("types") or fields.get("enabled", "yes").lower() == "no":
             continue
-        options = {k: v for k, v in fields.items() if k not in ("types", "uris", "suites", "components")}
+        options = {
+            k: v for k, v in fields.items() if k not in ("types", "uris", "suites", "components")
+        }
         sources.append(AptSource(
             tuple(fields["types"].split()), tuple(fields.get("uris", "").split()),
             tuple(fields.get("suites", "").split()), tuple(fields.get("components", "").split()), options,
@@ -173,9 +175,13 @@ def backports_source_lines(sources: Iterable[AptSource], codename: str | None) -
     """
     binary = [s for s in sources if "deb" in s.types and s.uris]
     if codename is None:  # fall back to the first plain release name among the suites
-        codename = next((suite for s in binary for suite in s.suites if re.fullmatch(r"[a-z]+", suite)), None)
+        codename = next(
+            (suite for s in binary for suite in s.suites if re.fullmatch(r"[a-z]+", suite)), None
+        )
     if codename is None:
-        raise LookupError("could not tell the Debian release (no VERSION_CODENAME in /etc/os-release)")
+        raise LookupError(
+            "could not tell the Debian release (no VERSION_CODENAME in /etc/os-release)"
+        )
     release = next((s for s in binary if codename in s.suites), None)
     if release is not None:
         backports = next((s for s in binary if f"{codename}-backports" in s.suites), release)
@@ -190,7 +196,9 @@ def _one_line(source: AptSource, suite: str) -> str:
     """``source``'s archive and keyring as a one-line entry for ``suite``, component main."""
     # an inline (multi-line) key cannot go on one line: apt then uses its trusted keyrings
     options = " ".join(
-        f"{k}={source.options[k]}" for k in ("signed-by", "arch") if source.options.get(k) and "\n" not in source.options[k]
+        f"{k}={source.options[k]}"
+        for k in ("signed-by", "arch")
+        if source.options.get(k) and "\n" not in source.options[k]
     )
     return f"deb {f'[{options}] ' if options else ''}{source.uris[0]} {suite} main"
 
@@ -226,7 +234,9 @@ class PrivateApt:
         command = ["apt-get", *self.options, *args]
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
-            raise SetupError(f"`apt-get {' '.join(args)}` failed:\n{done.stderr.strip() or done.stdout.strip()}")
+            raise SetupError(
+                f"`apt-get {' '.join(args)}` failed:\n{done.stderr.strip() or done.stdout.strip()}"
+            )
         return done.stdout
 
     def update(self) -> None:
@@ -262,7 +272,9 @@ def parse_simulated_installs(output: str) -> list[tuple[str, str]]:
 def unpack(debs: Iterable[Path], root: Path) -> None:
     """``dpkg-deb -x`` every package into ``root``."""
     for deb in debs:
-        done = subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], capture_output=True, text=True)
+        done = subprocess.run(
+            ["dpkg-deb", "-x", str(deb), str(root)], capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise SetupError(f"dpkg-deb -x {deb.name} failed: {done.stderr.strip()}")
 
@@ -278,7 +290,9 @@ def write_icd(root: Path, into: Path) -> tuple[Path, Path]:
     path; return ``(icd file, driver library)``."""
     icds = sorted(root.glob("usr/share/vulkan/icd.d/lvp_icd*.json"))
     if not icds:
-        raise SetupError(f"{PACKAGE} unpacked without a lavapipe ICD (usr/share/vulkan/icd.d/lvp_icd*.json)")
+        raise SetupError(
+            f"{PACKAGE} unpacked without a lavapipe ICD (usr/share/vulkan/icd.d/lvp_icd*.json)"
+        )
     data = json.loads(icds[0].read_text())
     name = Path(data["ICD"]["library_path"]).name
     library = next((p for p in root.rglob(name) if p.is_file()), None)
@@ -301,7 +315,9 @@ def preload_list(library: Path, root: Path) -> list[Path]:
     done = subprocess.run(["ldd", str(library)], capture_output=True, text=True, env=env)
     missing = re.findall(r"^\s*(\S+) => not found", done.stdout, re.MULTILINE)
     if done.returncode != 0 or missing:
-        raise SetupError(f"{library.name} needs libraries that are not available: {', '.join(missing) or done.stderr.strip()}")
+        raise SetupError(
+            f"{library.name} needs libraries that are not available: {', '.join(missing) or done.stderr.strip()}"
+        )
     resolved = [Path(p) for p in re.findall(r"=> (/\S+) \(", done.stdout)]
     ours = [p for p in resolved if p.is_relative_to(root) and not _LOADER.match(p.name)]
     return list(reversed(ours))  # ldd lists breadth-first from the driver: load the deepest first
@@ -358,9 +374,15 @@ def probe(use_cache: bool, timeout_s: float = 120.0) -> ProbeResult:
     except subprocess.TimeoutExpired:
         return ProbeResult(False, f"creating a Vulkan device took longer than {timeout_s:g} s")
     out = done.stdout.strip().splitlines()
-    last = out[-1] if out else (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    last = (
+        out[-1]
+        if out
+        else (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    )
     if last == "NO-SAPIEN":
-        return ProbeResult(False, "sapien is not installed (pip install 'rewardlab[maniskill]')", True)
+        return ProbeResult(
+            False, "sapien is not installed (pip install 'rewardlab[maniskill]')", True
+        )
     if done.returncode == 0 and last.startswith("OK "):
         return ProbeResult(True, last[3:])
     return ProbeResult(False, last.removeprefix("FAIL "))
@@ -409,9 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=SETUP_COMMAND, description=__doc__.split("\n\n")[0] if __doc__ else None
     )
-    parser.add_argument("--check", action="store_true", help="only report whether a Vulkan device works")
-    parser.add_argument("--force", action="store_true", help="install even if a Vulkan device works already")
-    parser.add_argument("--dir", type=Path, default=None, help=f"cache folder (default {cache_dir()})")
+    parser.add_argument(
+        "--check", action="store_true", help="only report whether a Vulkan device works"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="install even if a Vulkan device works already"
+    )
+    parser.add_argument(
+        "--dir", type=Path, default=None, help=f"cache folder (default {cache_dir()})"
+    )
     args = parser.parse_args(argv)
     directory = args.dir or cache_dir()
     if args.dir is not None:
@@ -422,7 +450,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         working = system if system.ok else cached
         if working is not None and working.ok:
-            print(f"Vulkan works: {working.detail}" + (" (cached driver)" if working is cached else ""))
+            print(
+                f"Vulkan works: {working.detail}"
+                + (" (cached driver)" if working is cached else "")
+            )
             return 0
         print(f"no working Vulkan device: {system.detail}\ninstall one with: {SETUP_COMMAND}")
         return 1
@@ -446,7 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     else:
         print(f"Vulkan works with the cached driver: {result.detail}")
-    print("rewardlab selects it automatically; for other programs:\n" + "\n".join(shell_exports(manifest)))
+    print(
+        "rewardlab selects it automatically; for other programs:\n"
+        + "\n".join(shell_exports(manifest))
+    )
     return 0
 
 

@@ -36,7 +36,9 @@ def settings(steps: int) -> list[str]:
 
 
 def rewardlab(*args: str, cwd: Path) -> None:
-    res = subprocess.run([sys.executable, "-m", "rewardlab.cli", *args], cwd=cwd, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "rewardlab.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
     if res.returncode != 0:
         raise SystemExit(f"rewardlab {args[0]} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
 
@@ -51,10 +53,14 @@ def shoot(runs: Path, run_id: str, out: Path, name: str, top: bool = False) -> N
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+            )
             page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
             page.goto(f"http://127.0.0.1:{server.server_port}/run/{run_id}")
-            page.wait_for_function("() => Array.from(document.querySelectorAll('#watch video')).every(v => v.readyState >= 2)")
+            page.wait_for_function(
+                "() => Array.from(document.querySelectorAll('#watch video')).every(v => v.readyState >= 2)"
+            )
             time.sleep(0.5)
             page.screenshot(path=str(out / f"{name}.png"), full_page=True)
             if top:
@@ -72,23 +78,35 @@ def small(png: Path) -> None:
     from PIL import Image
 
     image = Image.open(png).convert("RGB")
-    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(png, optimize=True)
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        png, optimize=True
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--steps", type=int, default=16384)
-    parser.add_argument("--work", type=Path, default=None, help="where the runs go (default: a temporary folder)")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="where the runs go (default: a temporary folder)"
+    )
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="review_screenshots_"))
     out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="review_runs_"))
     work.mkdir(parents=True, exist_ok=True)
     runs = work / "runs"
-    found = [p for p in runs.rglob("config.yaml") if p.parent.name != ".hydra"] if runs.exists() else []
+    found = (
+        [p for p in runs.rglob("config.yaml") if p.parent.name != ".hydra"] if runs.exists() else []
+    )
     if not found:  # a --work folder from an interrupted call goes on where it stopped
-        rewardlab("train", "task=mujoco/hopper_forward", *settings(args.steps), f"runs_dir={runs}", cwd=work)
+        rewardlab(
+            "train",
+            "task=mujoco/hopper_forward",
+            *settings(args.steps),
+            f"runs_dir={runs}",
+            cwd=work,
+        )
         found = [p for p in runs.rglob("config.yaml") if p.parent.name != ".hydra"]
     run_dir = found[0].parent
     run_id = run_dir.relative_to(runs).as_posix()
@@ -98,7 +116,9 @@ def main() -> None:
     for i, feedback in enumerate(FEEDBACK, 1):
         if i < done:
             continue
-        rewardlab("refine", f"run={run_dir}", f"feedback={feedback}", *settings(args.steps), cwd=work)
+        rewardlab(
+            "refine", f"run={run_dir}", f"feedback={feedback}", *settings(args.steps), cwd=work
+        )
         print(f"v{i}: {feedback}", flush=True)
         if i == 2:
             shoot(runs, run_id, out, "run_3")

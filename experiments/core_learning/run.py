@@ -148,8 +148,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--steps", type=int, default=65_536)
     parser.add_argument("--eval-freq", type=int, default=16_384)
     parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=Path("runs/experiments/core_learning"),
-                        help="report folder (the committed one: --out experiments/core_learning)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/experiments/core_learning"),
+        help="report folder (the committed one: --out experiments/core_learning)",
+    )
     parser.add_argument("--runs", type=Path, default=Path("runs/core_learning"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,9 @@ def rewardlab(*args: str, cwd: Path) -> str:
     res = subprocess.run(cmd, cwd=cwd, text=True, capture_output=True)
     print("\n".join(res.stdout.splitlines()[-3:]), flush=True)
     if res.returncode != 0:
-        raise RuntimeError(f"command failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        raise RuntimeError(
+            f"command failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        )
     return res.stdout
 
 
@@ -91,7 +93,9 @@ def auto_rounds(run_dir: Path, rounds: int) -> list[dict[str, Any]]:
     """Per round: the current version after it, its success, and the correction's verdict."""
     out = []
     current = 0
-    versions = sorted(int(p.name[1:]) for p in (run_dir / "rewards").glob("v*") if p.name[1:].isdigit())
+    versions = sorted(
+        int(p.name[1:]) for p in (run_dir / "rewards").glob("v*") if p.name[1:].isdigit()
+    )
     corrections = [v for v in versions if v > 0]
     for r in range(rounds):
         if r < len(corrections):
@@ -106,11 +110,15 @@ def auto_rounds(run_dir: Path, rounds: int) -> list[dict[str, Any]]:
         else:  # the rounds stopped: nothing to correct, or no untried edit (see summary.json)
             message = (read(run_dir / "summary.json") or {}).get("message", "")
             stopped = "exhausted" if "exhausted" in message else "clean"
-            findings = read(run_dir / "rewards" / f"v{current}" / "findings.json") or {"findings": []}
+            findings = read(run_dir / "rewards" / f"v{current}" / "findings.json") or {
+                "findings": []
+            }
             row = {"round": r + 1, "candidate": None, "outcome": stopped,
                    "reason": "no untried edit" if stopped == "exhausted" else "nothing to correct",
                    "triggers": [], "findings": [f"{f['severity']}:{f['kind']}" for f in findings["findings"]]}  # fmt: skip
-        row.update(current=current, success=success(run_dir, current), progress=progress(run_dir, current))
+        row.update(
+            current=current, success=success(run_dir, current), progress=progress(run_dir, current)
+        )
         out.append(row)
     return out
 
@@ -127,7 +135,14 @@ def run_task(task: str, seed: int, rounds: int, runs: Path, steps: int) -> dict[
     if not (base / "rewards" / "v0" / "summary.json").exists():
         t0 = time.monotonic()
         planted = [f"reward_file={PLANTED[task]}"] if task in PLANTED else []
-        rewardlab("train", f"task={task.split(':')[0]}", *planted, *budget, f"hydra.run.dir={base}", cwd=runs)
+        rewardlab(
+            "train",
+            f"task={task.split(':')[0]}",
+            *planted,
+            *budget,
+            f"hydra.run.dir={base}",
+            cwd=runs,
+        )
         timings["v0"] = time.monotonic() - t0
     arms: dict[str, Any] = {"none": [{"round": r, "current": 0, "success": success(base, 0),
                                       "progress": progress(base, 0)} for r in range(rounds + 1)]}  # fmt: skip
@@ -145,7 +160,9 @@ def run_task(task: str, seed: int, rounds: int, runs: Path, steps: int) -> dict[
     t0 = time.monotonic()
     for r, (text, tags) in enumerate(HUMAN[task][:rounds], 1):
         if not (human / "rewards" / f"v{r}" / "summary.json").exists():
-            rewardlab("refine", f"run={human}", f"feedback={text}", f"tags=[{','.join(tags)}]", cwd=runs)
+            rewardlab(
+                "refine", f"run={human}", f"feedback={text}", f"tags=[{','.join(tags)}]", cwd=runs
+            )
     timings["human"] = time.monotonic() - t0
     arms["human"] = [{"round": r, "current": r, "success": success(human, r), "progress": progress(human, r),
                       "feedback": read(human / "rewards" / f"v{r}" / "feedback.json")["feedback"] if r else []}
@@ -185,14 +202,22 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=0, help="budget per version (0: BUDGETS)")
-    parser.add_argument("--out", type=Path, default=Path("runs/experiments/e2cl"),
-                        help="report folder (the committed one: --out experiments/e2cl)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/experiments/e2cl"),
+        help="report folder (the committed one: --out experiments/e2cl)",
+    )
     parser.add_argument("--runs", type=Path, default=None, help="default: <out>/runs")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     previous = read(out / "results.json") or []  # keep other tasks' and seeds' results
-    results = [r for r in previous if (r["task"], r["seed"]) not in {(t, s) for t in args.tasks for s in args.seeds}]
+    results = [
+        r
+        for r in previous
+        if (r["task"], r["seed"]) not in {(t, s) for t in args.tasks for s in args.seeds}
+    ]
     started = time.monotonic()
     for seed in args.seeds:
         runs = (args.runs or out / "runs").resolve() / f"seed{seed}"

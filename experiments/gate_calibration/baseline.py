@@ -63,14 +63,24 @@ def main() -> None:
     path = args.out / "baseline_verdicts.json"
     done = json.loads(path.read_text()) if path.exists() else {}
     for program in calibration_set():
-        if program.source is None or program.name in done or not program.task.startswith(("metaworld/", "mujoco/")):
+        if (
+            program.source is None
+            or program.name in done
+            or not program.task.startswith(("metaworld/", "mujoco/"))
+        ):
             continue
         from rewardlab.tasks import get_task
 
         report = gate(get_task(program.task), program.source, cfg)
         done[program.name] = {"digest": program.digest, "ok": report.ok, "rejected_by": rejecting_check(report),
                               "ranking_accuracy": report.ranking_accuracy, "finding": report.findings[:1]}  # fmt: skip
-        print(program.name, done[program.name]["ok"], done[program.name]["rejected_by"], report.ranking_accuracy, flush=True)
+        print(
+            program.name,
+            done[program.name]["ok"],
+            done[program.name]["rejected_by"],
+            report.ranking_accuracy,
+            flush=True,
+        )
         args.out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(done, indent=1))
 

@@ -48,11 +48,23 @@ METAWORLD_TASKS: tuple[str, ...] = (
 ones calibration pilots and ``experiments/manipulation`` found fast, plus the press/close
 family)."""
 
-MUJOCO_TASKS: tuple[str, ...] = ("mujoco/hopper_backflip", "mujoco/ant_lie_down", "mujoco/halfcheetah_forward")
+MUJOCO_TASKS: tuple[str, ...] = (
+    "mujoco/hopper_backflip",
+    "mujoco/ant_lie_down",
+    "mujoco/halfcheetah_forward",
+)
 """Three MuJoCo tasks (no scripted expert: the gate's ranking check does not apply)."""
 
 CORE_KINDS = ("expert", "offline", "t2r_dist", "t2r_staged")
-BAD_KINDS = ("wrong_sign", "ignores_object", "heavy_action", "sparse", "constant", "inverse", "scaled")
+BAD_KINDS = (
+    "wrong_sign",
+    "ignores_object",
+    "heavy_action",
+    "sparse",
+    "constant",
+    "inverse",
+    "scaled",
+)
 MUJOCO_KINDS = ("expert", "offline", "t2r", "constant")
 
 
@@ -100,7 +112,7 @@ def _object_words(task: str) -> tuple[str, str]:
 
 def _t2r_dist(task: str, action_w: float = 0.01) -> str:
     if task == "metaworld/reach":
-        return f'''import numpy as np
+        return f"""import numpy as np
 
 
 def compute_dense_reward(self, action, obs) -> float:
@@ -113,10 +125,10 @@ def compute_dense_reward(self, action, obs) -> float:
 
     reward = reward_reach + action_penalty
     return reward
-'''
+"""
     obj, verb = _object_words(task)
     handle = obj.replace(" ", "_")
-    return f'''import numpy as np
+    return f"""import numpy as np
 
 
 def compute_dense_reward(self, action, obs) -> float:
@@ -136,12 +148,12 @@ def compute_dense_reward(self, action, obs) -> float:
 
     reward = -w_reach * distance_ee_{handle} - w_goal * distance_{handle}_goal - w_action * action_cost
     return reward
-'''
+"""
 
 
 def _t2r_staged(task: str) -> str:
     if task == "metaworld/reach":
-        return '''import numpy as np
+        return """import numpy as np
 
 
 def compute_dense_reward(self, action, obs) -> float:
@@ -163,9 +175,9 @@ def compute_dense_reward(self, action, obs) -> float:
     # Action regularization
     reward -= 0.05 * np.linalg.norm(action)
     return reward
-'''
+"""
     obj, verb = _object_words(task)
-    return f'''import numpy as np
+    return f"""import numpy as np
 
 
 def compute_dense_reward(self, action, obs) -> float:
@@ -190,7 +202,7 @@ def compute_dense_reward(self, action, obs) -> float:
     # Penalize large actions
     reward -= 0.05 * np.linalg.norm(action)
     return reward
-'''
+"""
 
 
 def _metaworld_bad(task: str, kind: str) -> str:
@@ -207,7 +219,7 @@ def compute_dense_reward(self, action, obs) -> float:
     return reward
 """
     if kind == "wrong_sign":
-        return f'''import numpy as np
+        return f"""import numpy as np
 
 
 def compute_dense_reward(self, action, obs) -> float:
@@ -217,9 +229,9 @@ def compute_dense_reward(self, action, obs) -> float:
     # Reward: distances weighted, with an action regularizer
     reward = 1.0 * dist_reach + 2.0 * dist_goal - 0.01 * np.linalg.norm(action)
     return reward
-'''
+"""
     if kind == "ignores_object":
-        return '''import numpy as np
+        return """import numpy as np
 
 
 def compute_dense_reward(self, action, obs) -> float:
@@ -230,26 +242,26 @@ def compute_dense_reward(self, action, obs) -> float:
     if distance < 0.05:
         reward += 1.0
     return reward
-'''
+"""
     if kind == "heavy_action":
         return _t2r_dist(task, action_w=0.5)
     if kind == "sparse":
-        return f'''import numpy as np
+        return f"""import numpy as np
 
 
 def compute_dense_reward(self, action, obs) -> float:
     # Success: the target is at the goal
     distance = np.linalg.norm({target} - self.goal_position)
     return 1.0 if distance < 0.05 else 0.0
-'''
+"""
     if kind == "constant":
-        return '''def compute_dense_reward(self, action, obs) -> float:
+        return """def compute_dense_reward(self, action, obs) -> float:
     # A small alive bonus to keep the agent going
     reward = 0.1
     return reward
-'''
+"""
     if kind == "inverse":
-        return f'''import numpy as np
+        return f"""import numpy as np
 
 
 def compute_dense_reward(self, action, obs) -> float:
@@ -257,7 +269,7 @@ def compute_dense_reward(self, action, obs) -> float:
     distance = np.linalg.norm({target} - self.goal_position)
     reward = 1.0 / (distance + 1e-6)
     return reward
-'''
+"""
     if kind == "scaled":
         return _t2r_dist(task).replace("    return reward\n", "    return 10000.0 * reward\n")
     raise KeyError(kind)
@@ -295,7 +307,7 @@ def metaworld_programs(task: str, index: int) -> list[Program]:
 # --------------------------------------------------------------------------- MuJoCo
 
 _MUJOCO_T2R = {
-    "mujoco/hopper_backflip": '''import numpy as np
+    "mujoco/hopper_backflip": """import numpy as np
 
 
 def compute_dense_reward(self, action) -> float:
@@ -307,8 +319,8 @@ def compute_dense_reward(self, action) -> float:
     action_penalty = 0.001 * np.sum(np.square(action))
     reward = 1.0 * rotation_reward + 2.0 * height_reward - action_penalty
     return reward
-''',
-    "mujoco/ant_lie_down": '''import numpy as np
+""",
+    "mujoco/ant_lie_down": """import numpy as np
 
 
 def compute_dense_reward(self, action) -> float:
@@ -320,8 +332,8 @@ def compute_dense_reward(self, action) -> float:
     action_penalty = -0.01 * np.linalg.norm(action)
     reward = 2.0 * height_penalty + 0.1 * velocity_penalty + action_penalty
     return reward
-''',
-    "mujoco/halfcheetah_forward": '''import numpy as np
+""",
+    "mujoco/halfcheetah_forward": """import numpy as np
 
 
 def compute_dense_reward(self, action) -> float:
@@ -331,7 +343,7 @@ def compute_dense_reward(self, action) -> float:
     control_cost = 0.1 * np.sum(np.square(action))
     reward = forward_reward - control_cost
     return reward
-''',
+""",
 }
 
 

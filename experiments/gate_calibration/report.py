@@ -84,7 +84,9 @@ def outcomes(path: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _eval_path(folder: Path, program: Program, ref_key: str) -> Path:
-    return folder / program.task.replace("/", "_") / f"{program.kind}-{program.digest}-{ref_key}.json"
+    return (
+        folder / program.task.replace("/", "_") / f"{program.kind}-{program.digest}-{ref_key}.json"
+    )
 
 
 def evaluate(program: Program, cfg: Any, folder: Path) -> dict[str, Any]:
@@ -131,10 +133,19 @@ def verdict(data: dict[str, Any], program: Program, cfg: Any, settings: Any) -> 
     from rewardlab.tasks import get_task
 
     if not data["check"]["ok"]:
-        return {"ok": False, "checks": {"check": "reject"}, "findings": data["check"]["findings"], "stats": {}}
+        return {
+            "ok": False,
+            "checks": {"check": "reject"},
+            "findings": data["check"]["findings"],
+            "stats": {},
+        }
     ref = reference_rollouts(get_task(program.task), settings, settings.cache_dir)
-    rewards = [np.array([np.nan if v is None else v for v in r], dtype=np.float64) for r in data["rewards"]]
-    ev = TrajectoryEvaluation(rewards=rewards, findings=[Finding("gate", f) for f in data["findings"]])
+    rewards = [
+        np.array([np.nan if v is None else v for v in r], dtype=np.float64) for r in data["rewards"]
+    ]
+    ev = TrajectoryEvaluation(
+        rewards=rewards, findings=[Finding("gate", f) for f in data["findings"]]
+    )
     report = judge(ref, ev, settings)
     checks = dict(report.stats.get("checks", {}))
     checks["check"] = "pass" if program.source is not None else "skip"
@@ -170,8 +181,12 @@ def check_table(rows: list[dict[str, Any]]) -> list[str]:
         f"| **whole gate** | {len(rej)} | {rate(sum(r['label'] != 'never' for r in rej), len(learners))} | "
         f"{rate(len(rej) - sum(r['label'] != 'never' for r in rej), len(never))} |"
     )
-    lines += ["", "| warning (never a rejection) | warned | warned, learned / programs that learned | "
-              "warned, never learned / programs that never learned |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "| warning (never a rejection) | warned | warned, learned / programs that learned | "
+        "warned, never learned / programs that never learned |",
+        "|---|---|---|---|",
+    ]
     for check in CHECKS:
         warned = [r for r in rows if r["verdict"]["checks"].get(check) == "warn"]
         if warned:
@@ -195,7 +210,11 @@ def program_table(rows: list[dict[str, Any]]) -> list[str]:
         pref = (r["verdict"].get("stats") or {}).get("preference") or {}
         traj = pref.get("trajectory") or {}
         v = r["verdict"]
-        gate = "pass" if v["ok"] else "reject: " + ", ".join(c for c, s in v["checks"].items() if s == "reject")
+        gate = (
+            "pass"
+            if v["ok"]
+            else "reject: " + ", ".join(c for c, s in v["checks"].items() if s == "reject")
+        )
         fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731
         lines.append(
             f"| {r['task']} | {r['kind']} | {r['label']} | {r['seeds_reached']} | "
@@ -269,7 +288,11 @@ def cross_validate(rows: list[dict[str, Any]], name: str, folds: int = 2) -> dic
     are judged with a threshold fitted on the other folds' tasks only."""
     tasks = list(dict.fromkeys(r["task"] for r in rows if statistic(r, name) is not None))
     fold_of = {t: i % folds for i, t in enumerate(tasks)}
-    judged = [r for r in rows if r["task"] in fold_of and r["verdict"]["checks"].get("constant") != "reject"]
+    judged = [
+        r
+        for r in rows
+        if r["task"] in fold_of and r["verdict"]["checks"].get("constant") != "reject"
+    ]
     thresholds, fr, fa, learners, never = [], 0, 0, 0, 0
     for k in range(folds):
         theta = fit_threshold([r for r in judged if fold_of[r["task"]] != k], name)
@@ -314,7 +337,9 @@ def kind_table(rows: list[dict[str, Any]], before: dict[str, Any]) -> list[str]:
     for kind in kinds:
         of = [r for r in rows if r["kind"] == kind]
         old = [before[r["task"] + ":" + kind] for r in of if r["task"] + ":" + kind in before]
-        old_text = f"{sum(not v['ok'] for v in old)}/{len(old)}" if old else "— (could not be checked)"
+        old_text = (
+            f"{sum(not v['ok'] for v in old)}/{len(old)}" if old else "— (could not be checked)"
+        )
         lines.append(
             f"| {kind} | {len(of)} | {sum(r['label'] == 'learned' for r in of)} | {sum(r['label'] == 'partial' for r in of)} | "
             f"{sum(r['label'] == 'never' for r in of)} | {old_text} | {sum(not r['verdict']['ok'] for r in of)}/{len(of)} |"
@@ -365,14 +390,22 @@ def plot(rows: list[dict[str, Any]], before: dict[str, Any], threshold: float, p
     for ax, (title, line, value, accepted) in zip(axes, panels, strict=True):
         rng = np.random.default_rng(0)
         for kind in kinds:
-            pts = [(v, r["max_success"], accepted(r)) for r in rows if r["kind"] == kind and (v := value(r)) is not None]
+            pts = [
+                (v, r["max_success"], accepted(r))
+                for r in rows
+                if r["kind"] == kind and (v := value(r)) is not None
+            ]
             if not pts:
                 continue
             x = np.array([p[0] for p in pts]) + rng.uniform(-0.015, 0.015, len(pts))
             y = np.array([p[1] for p in pts]) + rng.uniform(-0.02, 0.02, len(pts))
             ok = np.array([p[2] for p in pts])
-            ax.scatter(x[ok], y[ok], color=colors[kind], label=kind, s=34, edgecolor="k", linewidth=0.4)
-            ax.scatter(x[~ok], y[~ok], color=colors[kind], s=50, marker="X", edgecolor="k", linewidth=0.4)
+            ax.scatter(
+                x[ok], y[ok], color=colors[kind], label=kind, s=34, edgecolor="k", linewidth=0.4
+            )
+            ax.scatter(
+                x[~ok], y[~ok], color=colors[kind], s=50, marker="X", edgecolor="k", linewidth=0.4
+            )
         ax.axvline(line, color="0.3", linestyle="--", linewidth=1)
         ax.text(line, 1.08, f" reject below {line:.2f}", fontsize=8, va="bottom")
         ax.set_title(title, fontsize=9)
@@ -381,8 +414,17 @@ def plot(rows: list[dict[str, Any]], before: dict[str, Any], threshold: float, p
         ax.set_ylim(-0.05, 1.15)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("best success rate of any seed (5 episodes)")
-    axes[1].legend(fontsize=7, ncol=2, loc="center left", title="circle: accepted, X: rejected", title_fontsize=7)
-    fig.suptitle("MetaWorld programs of the calibration set: the gate's statistic vs what PPO reached", fontsize=10)
+    axes[1].legend(
+        fontsize=7,
+        ncol=2,
+        loc="center left",
+        title="circle: accepted, X: rejected",
+        title_fontsize=7,
+    )
+    fig.suptitle(
+        "MetaWorld programs of the calibration set: the gate's statistic vs what PPO reached",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -399,8 +441,14 @@ def report(args: argparse.Namespace) -> str:
         data = evaluate(program, cfg, args.runs / "gate_evals")
         rows.append({**measured[program.name], "verdict": verdict(data, program, cfg, settings)})
     before_path = args.out / "baseline_verdicts.json"
-    before = {k: v for k, v in json.loads(before_path.read_text()).items()} if before_path.exists() else {}
-    before = {k: v for k, v in before.items() if k in measured and v["digest"] == measured[k]["digest"]}
+    before = (
+        {k: v for k, v in json.loads(before_path.read_text()).items()}
+        if before_path.exists()
+        else {}
+    )
+    before = {
+        k: v for k, v in before.items() if k in measured and v["digest"] == measured[k]["digest"]
+    }
     lines = [
         f"{len(rows)} programs with {args.seeds} finished seeds each", "", *check_table(rows), "",
         "Before and after, on the programs the old gate could check:", "", *before_after(rows, before), "",

@@ -65,7 +65,11 @@ def budget_of(task: str, args: argparse.Namespace) -> int:
 
 def run_dir(program: Program, seed: int, args: argparse.Namespace) -> Path:
     budget = budget_of(program.task, args)
-    return args.runs / program.task.replace("/", "_") / f"{program.kind}-{program.digest}_s{seed}_{budget}"
+    return (
+        args.runs
+        / program.task.replace("/", "_")
+        / f"{program.kind}-{program.digest}_s{seed}_{budget}"
+    )
 
 
 def train_one(job: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +107,10 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
         from rewardlab.rundir import read_csv
 
         rows = read_csv(folder / "metrics.csv") if (folder / "metrics.csv").exists() else []
-        curve = [{"steps": int(r["timesteps"]), "success": float(r["success_rate"]), "progress": 0.0} for r in rows]
+        curve = [
+            {"steps": int(r["timesteps"]), "success": float(r["success_rate"]), "progress": 0.0}
+            for r in rows
+        ]
         wall = float(json.loads(failed.read_text()).get("wall_s", 0.0))
     reached = next((p["steps"] for p in curve if p["success"] >= job["stop_at"]), None)
     return {
@@ -132,7 +139,9 @@ def select(args: argparse.Namespace) -> list[Program]:
     return programs
 
 
-def priority(job: dict[str, Any], outcomes: list[dict[str, str]], tasks: list[str]) -> tuple[int, int, int, int]:
+def priority(
+    job: dict[str, Any], outcomes: list[dict[str, str]], tasks: list[str]
+) -> tuple[int, int, int, int]:
     """Which run next: every program's seed 0 first (task by task), then the seeds that can still
     change a program's label (its seed 0 did not reach success), then the rest."""
     if job["seed"] == 0:
@@ -166,15 +175,28 @@ def train_all(args: argparse.Namespace) -> None:
         for p in programs for seed in range(args.seeds)
     ]  # fmt: skip
     index, count = (int(x) for x in args.shard.split("/"))
-    mine = [j for j in every if [p.name for p in programs].index(f"{j['task']}:{j['kind']}") % count == index]
+    mine = [
+        j
+        for j in every
+        if [p.name for p in programs].index(f"{j['task']}:{j['kind']}") % count == index
+    ]
     started, trained = time.time(), 0
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         while True:
             rows = read_outcomes(out)
             done = {(r["task"], r["kind"], r["digest"], r["seed"], r["budget"]) for r in rows}
-            pending = [j for j in mine if (j["task"], j["kind"], j["digest"], str(j["seed"]), str(j["budget"])) not in done]
+            pending = [
+                j
+                for j in mine
+                if (j["task"], j["kind"], j["digest"], str(j["seed"]), str(j["budget"])) not in done
+            ]
             if trained == 0:
-                print(f"{len(pending)} runs to train in shard {args.shard} ({len(done)} in {out})", flush=True)
+                print(
+                    f"{len(pending)} runs to train in shard {args.shard} ({len(done)} in {out})",
+                    flush=True,
+                )
             if not pending:
                 break
             job = min(pending, key=lambda j: priority(j, rows, tasks))
@@ -200,9 +222,15 @@ def main() -> None:
     parser.add_argument("--mujoco-steps", type=int, default=65_536, help="env steps per MuJoCo run")
     parser.add_argument("--eval-freq", type=int, default=16_384)
     parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--stop-at", type=float, default=0.8, help="success rate that counts as learned (and stops)")
+    parser.add_argument(
+        "--stop-at", type=float, default=0.8, help="success rate that counts as learned (and stops)"
+    )
     parser.add_argument("--checkpoint-freq", type=int, default=32_768)
-    parser.add_argument("--shard", default="0/1", help="i/n: this process trains the runs of every n-th program from the i-th")
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="i/n: this process trains the runs of every n-th program from the i-th",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/gate_calibration/results"))
     parser.add_argument("--runs", type=Path, default=Path("runs/gate_calibration/runs"))
     args = parser.parse_args()

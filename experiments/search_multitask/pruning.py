@@ -87,7 +87,10 @@ def unit_pairs(unit_dir: Path) -> list[dict[str, Any]]:
 
 def server_units(out: Path) -> set[str]:
     """``seed_<s>/<task>`` of every finished server search unit of an output folder."""
-    return {p.parent.relative_to(out / "units").parent.as_posix() for p in (out / "units").glob("seed_*/*/server/unit.json")}
+    return {
+        p.parent.relative_to(out / "units").parent.as_posix()
+        for p in (out / "units").glob("seed_*/*/server/unit.json")
+    }
 
 
 def summarize(out: Path, units: set[str] | None = None) -> dict[str, Any]:

@@ -44,9 +44,16 @@ from typing import Any  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "tests"))  # the scripted server (a test helper; needs the test extras)
+sys.path.insert(
+    0, str(ROOT / "tests")
+)  # the scripted server (a test helper; needs the test extras)
 
-TASKS = ("mujoco/hopper_forward", "mujoco/halfcheetah_forward", "metaworld/drawer_close", "metaworld/button_press")
+TASKS = (
+    "mujoco/hopper_forward",
+    "mujoco/halfcheetah_forward",
+    "metaworld/drawer_close",
+    "metaworld/button_press",
+)
 GENERATORS = ("offline", "server")
 
 BUDGET = {
@@ -57,7 +64,10 @@ BUDGET = {
 """The full run's budget (PPO rollouts of 4 x 512 steps; rungs 8,192 / 16,384 / 32,768)."""
 QUICK = {**BUDGET, "candidates": 2, "iterations": 1, "min_steps": 2048, "max_steps": 4096, "eval_freq": 2048,
          "eval_episodes": 1, "check_steps": 30, "decision_episodes": 3}  # fmt: skip
-RULES = {"interval": {"promotion": "interval", "decision_episodes": 20}, "rank": {"promotion": "rank", "decision_episodes": 0}}
+RULES = {
+    "interval": {"promotion": "interval", "decision_episodes": 20},
+    "rank": {"promotion": "rank", "decision_episodes": 0},
+}
 """``--rule``: ``interval`` (decisions on 20 fresh episodes with intervals, the default since
 issue 14) or ``rank`` (top 1/eta on the last 5-episode training evaluation: how ``results/``
 was made)."""
@@ -102,7 +112,9 @@ def run_expert(task: str, b: dict[str, Any], seed: int, runs: Path, unit: Path) 
             "timesteps": summary.get("timesteps"), "run_dir": str(run_dir) if run_dir else None}  # fmt: skip
 
 
-def run_search(task: str, generator: str, b: dict[str, Any], seed: int, runs: Path, unit: Path) -> dict[str, Any]:
+def run_search(
+    task: str, generator: str, b: dict[str, Any], seed: int, runs: Path, unit: Path
+) -> dict[str, Any]:
     root = runs / generator / task.replace("/", "__")
     args = ["search", f"task={task}", f"search.candidates={b['candidates']}", f"search.iterations={b['iterations']}",
             f"search.min_steps={b['min_steps']}", f"search.eta={b['eta']}", f"search.max_steps={b['max_steps']}",
@@ -114,7 +126,9 @@ def run_search(task: str, generator: str, b: dict[str, Any], seed: int, runs: Pa
         from programs import ScriptedWriter
 
         writer = ScriptedWriter(task)
-        with FakeLLMServer(status(500), status(429, retry_after=0), default=dynamic(writer)) as server:
+        with FakeLLMServer(
+            status(500), status(429, retry_after=0), default=dynamic(writer)
+        ) as server:
             args += ["llm=openai", "llm.model=scripted-writer", f"llm.base_url={server.base_url}", "llm.max_retries=2",
                      "llm.backoff_s=0.2", "llm.timeout_s=10", "llm.fix_attempts=1"]  # fmt: skip
             code, wall, cpu = rewardlab(args, unit / "console.log")
@@ -157,9 +171,19 @@ def fmt(value: Any, spec: str = ".2f") -> str:
 def _row(u: dict[str, Any], expert: dict[str, Any]) -> dict[str, Any]:
     """The numbers of one search unit that the report shows."""
     p = u.get("programs") or {}
-    best = final_eval(Path(u["run_dir"]) / str(u.get("best")) / "summary.json") if u.get("best") else {}
-    ref = final_eval(Path(expert["run_dir"]) / "rewards" / "v0" / "summary.json") if expert.get("run_dir") else {}
-    ref = ref or {"success_rate": expert.get("success")}  # reused expert units whose run folder is gone
+    best = (
+        final_eval(Path(u["run_dir"]) / str(u.get("best")) / "summary.json")
+        if u.get("best")
+        else {}
+    )
+    ref = (
+        final_eval(Path(expert["run_dir"]) / "rewards" / "v0" / "summary.json")
+        if expert.get("run_dir")
+        else {}
+    )
+    ref = ref or {
+        "success_rate": expert.get("success")
+    }  # reused expert units whose run folder is gone
     return {
         "replies": p.get("replies", 0), "no_code": p.get("no_code", 0), "check_rejected": p.get("check_rejected", 0),
         "gate_rejected": p.get("gate_rejected", 0), "passed": p.get("passed", 0),
@@ -179,7 +203,14 @@ def write_report(out: Path, results: dict[str, Any]) -> None:
     """``results.md``: one row per (task, writer, seed), then per (task, writer) over seeds."""
     head = ("| task | writer | seed | replies | no code | check rej. | gate rej. | passed | gate pass rate | steps trained | "
             "full (gated) | full (all K) | saved vs all K | best: final success (progress) | expert: success (progress) |")  # fmt: skip
-    lines = ["# search_multitask results", "", f"budget: `{json.dumps(results['budget'])}`", "", head, "|" + "---|" * 15]
+    lines = [
+        "# search_multitask results",
+        "",
+        f"budget: `{json.dumps(results['budget'])}`",
+        "",
+        head,
+        "|" + "---|" * 15,
+    ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for entry in results["units"]:
         if entry["writer"] == "expert":
@@ -214,43 +245,83 @@ def write_report(out: Path, results: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--quick", action="store_true", help="tiny budgets (a smoke run of the script)")
-    parser.add_argument("--rule", choices=sorted(RULES), default="interval",
-                        help="promotion rule and decision episodes (rank: how results/ was made)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default: runs/experiments/search_multitask/results_interval (--rule interval) or "
-                             ".../results (--rule rank); the committed reports: --out experiments/search_multitask/results*")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny budgets (a smoke run of the script)"
+    )
+    parser.add_argument(
+        "--rule",
+        choices=sorted(RULES),
+        default="interval",
+        help="promotion rule and decision episodes (rank: how results/ was made)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: runs/experiments/search_multitask/results_interval (--rule interval) or "
+        ".../results (--rule rank); the committed reports: --out experiments/search_multitask/results*",
+    )
     parser.add_argument("--runs", type=Path, default=None)
-    parser.add_argument("--compare", type=Path, default=None,
-                        help="an output made with the other rule: write pruning.md (how often the better program was pruned)")
-    parser.add_argument("--expert-from", type=Path, default=None,
-                        help="reuse the expert units of an earlier output (they do not depend on the rule)")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="an output made with the other rule: write pruning.md (how often the better program was pruned)",
+    )
+    parser.add_argument(
+        "--expert-from",
+        type=Path,
+        default=None,
+        help="reuse the expert units of an earlier output (they do not depend on the rule)",
+    )
     args = parser.parse_args()
     budget = {**(QUICK if args.quick else BUDGET), **RULES[args.rule]}
     if args.quick:
         budget["decision_episodes"] = min(budget["decision_episodes"], QUICK["decision_episodes"])
-    out: Path = args.out or Path("runs/experiments/search_multitask") / ("results" if args.rule == "rank" else "results_interval")
+    out: Path = args.out or Path("runs/experiments/search_multitask") / (
+        "results" if args.rule == "rank" else "results_interval"
+    )
     runs: Path = args.runs or out / "runs"
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"budget": budget, "seeds": args.seeds, "units": [], "cpu_s": 0.0, "wall_s": 0.0}
+    results: dict[str, Any] = {
+        "budget": budget,
+        "seeds": args.seeds,
+        "units": [],
+        "cpu_s": 0.0,
+        "wall_s": 0.0,
+    }
     for seed in args.seeds:
         for task in args.tasks:
             for name in ("expert", *args.generators):
                 unit = out / "units" / f"seed_{seed}" / task.replace("/", "__") / name
                 done = unit / "unit.json"
-                reused = args.expert_from / unit.relative_to(out) / "unit.json" if args.expert_from else None
-                if name == "expert" and reused is not None and reused.exists() and not done.exists():
+                reused = (
+                    args.expert_from / unit.relative_to(out) / "unit.json"
+                    if args.expert_from
+                    else None
+                )
+                if (
+                    name == "expert"
+                    and reused is not None
+                    and reused.exists()
+                    and not done.exists()
+                ):
                     done.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(reused, done)
                     shutil.copyfile(reused.parent / "console.log", unit / "console.log")
                 if done.exists():
                     u = json.loads(done.read_text())
                 else:
-                    print(f"[{time.strftime('%H:%M:%S')}] seed {seed}: {task} / {name} ...", flush=True)
+                    print(
+                        f"[{time.strftime('%H:%M:%S')}] seed {seed}: {task} / {name} ...",
+                        flush=True,
+                    )
                     seed_runs = runs / f"seed_{seed}"
                     if name == "expert":
                         u = run_expert(task, budget, seed, seed_runs, unit)

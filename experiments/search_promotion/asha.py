@@ -124,7 +124,9 @@ def run_asha(c: Candidates, workers: int) -> dict[str, float]:
         key = score(value)
         val = key[0] + 1e-3 * key[1]
         rec = recorded[RUNGS[r]]
-        cutoff = float(np.nanpercentile(rec, 50.0)) if rec else None  # (1 - 1/eta) quantile, eta = 2
+        cutoff = (
+            float(np.nanpercentile(rec, 50.0)) if rec else None
+        )  # (1 - 1/eta) quantile, eta = 2
         rec.append(val)
         if r == len(RUNGS) - 1:
             finished[i] = key
@@ -179,11 +181,17 @@ def compare(k: int, workers: int, reps: int, seed: int) -> dict[str, dict[str, f
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--reps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/experiments/search_promotion"),
-                        help="report folder (the committed one: --out experiments/search_promotion/results)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/experiments/search_promotion"),
+        help="report folder (the committed one: --out experiments/search_promotion/results)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     settings = [(4, 2), (8, 2), (8, 4), (16, 4), (16, 8)]

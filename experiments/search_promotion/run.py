@@ -181,8 +181,12 @@ def main() -> int:
     )
     parser.add_argument("--reps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/experiments/search_promotion"),
-                        help="report folder (the committed one: --out experiments/search_promotion/results)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/experiments/search_promotion"),
+        help="report folder (the committed one: --out experiments/search_promotion/results)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     table: list[dict[str, object]] = []

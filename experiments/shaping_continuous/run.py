@@ -77,11 +77,20 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         eval_episodes=job["eval_episodes"], checkpoint_freq=10**9, stop_at_success=0.0,
         progress_bar=False, video_episodes=0,
     )  # fmt: skip
-    shaping = ShapingConfig(**ARMS[job["kind"]], teacher=job.get("teacher")) if job["kind"] in KINDS else None
+    shaping = (
+        ShapingConfig(**ARMS[job["kind"]], teacher=job.get("teacher"))
+        if job["kind"] in KINDS
+        else None
+    )
     algo = algo_preset(job.get("algo", "ppo"), **(job.get("algo_kwargs") or {}))
     run = train_once(task, source, algo, cfg, run_dir, shaping=shaping)
     weights = read_csv(run_dir / "shaping.csv") if (run_dir / "shaping.csv").exists() else []
-    return {**{k: job[k] for k in ("task", "kind", "seed")}, "curve": run.curve, "wall_s": run.wall_s, "weights": weights}
+    return {
+        **{k: job[k] for k in ("task", "kind", "seed")},
+        "curve": run.curve,
+        "wall_s": run.wall_s,
+        "weights": weights,
+    }
 
 
 def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace) -> None:
@@ -96,7 +105,9 @@ def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace
     teachers = {r["task"]: r for r in results if r["kind"] == "expert_teacher"}
     tasks = list(dict.fromkeys(r["task"] for r in learners))
     fig, axes = plt.subplots(2, len(tasks), figsize=(5.5 * len(tasks), 7), squeeze=False)
-    lines = [f"# Results: {args.algo.upper()} learners, {args.seeds} seeds, {args.steps:,} steps each (mean ± 95% t-interval half-width)\n"]
+    lines = [
+        f"# Results: {args.algo.upper()} learners, {args.seeds} seeds, {args.steps:,} steps each (mean ± 95% t-interval half-width)\n"
+    ]
     table: dict[str, Any] = {}
     for col, task in enumerate(tasks):
         teacher = teachers.get(task)
@@ -117,41 +128,81 @@ def aggregate(results: list[dict[str, Any]], out: Path, args: argparse.Namespace
                 mean = np.array([m for m, _ in stats_])
                 half = np.array([h for _, h in stats_])
                 ax.plot(steps, mean, label=kind)
-                ax.fill_between(steps, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), alpha=0.15)
+                ax.fill_between(
+                    steps, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), alpha=0.15
+                )
                 table.setdefault(task, {}).setdefault(metric, {})[kind] = {
                     "steps": steps.tolist(), "mean": mean.tolist(), "ci": half.tolist(),
                     "per_seed": values.tolist(),
                 }  # fmt: skip
             ax.set_title(f"{task}: {metric}")
             ax.set_xlabel("env steps")
-            ax.set_ylabel(f"evaluation {metric} ({'fraction of the distance' if metric == 'progress' else 'rate'})")
+            ax.set_ylabel(
+                f"evaluation {metric} ({'fraction of the distance' if metric == 'progress' else 'rate'})"
+            )
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
         for metric in ("progress", "success"):
             entries = table[task][metric]
-            steps = entries["none"]["steps"] if "none" in entries else next(iter(entries.values()))["steps"]
-            picks = sorted({steps[len(steps) // 4], steps[len(steps) // 2], steps[(3 * len(steps)) // 4], steps[-1]})
+            steps = (
+                entries["none"]["steps"]
+                if "none" in entries
+                else next(iter(entries.values()))["steps"]
+            )
+            picks = sorted(
+                {
+                    steps[len(steps) // 4],
+                    steps[len(steps) // 2],
+                    steps[(3 * len(steps)) // 4],
+                    steps[-1],
+                }
+            )
             lines.append(f"\n{metric}:\n\n| shaping | " + " | ".join(f"{s:,} steps" for s in picks)
                          + " | area under curve | Welch p vs none: final, area |")  # fmt: skip
             lines.append("|---|" + "---|" * (len(picks) + 2))
             base = entries.get("none")
             for kind, e in entries.items():
-                cells = [f"{e['mean'][e['steps'].index(s)]:.3f} ± {e['ci'][e['steps'].index(s)]:.3f}" for s in picks if s in e["steps"]]
+                cells = [
+                    f"{e['mean'][e['steps'].index(s)]:.3f} ± {e['ci'][e['steps'].index(s)]:.3f}"
+                    for s in picks
+                    if s in e["steps"]
+                ]
                 auc = [float(np.mean(seed)) for seed in e["per_seed"]]
                 m, h = t_interval(np.array(auc))
                 tests = "—"
                 if base is not None and kind != "none":
-                    p_final = welch_p([s[-1] for s in e["per_seed"]], [s[-1] for s in base["per_seed"]])
+                    p_final = welch_p(
+                        [s[-1] for s in e["per_seed"]], [s[-1] for s in base["per_seed"]]
+                    )
                     p_auc = welch_p(auc, [float(np.mean(seed)) for seed in base["per_seed"]])
                     tests = f"{p_final:.3f}, {p_auc:.3f}"
-                lines.append(f"| {kind} | " + " | ".join(cells) + f" | {m:.3f} ± {h:.3f} | {tests} |")
-        walls = {k: np.mean([r["wall_s"] for r in learners if r["task"] == task and r["kind"] == k]) for k in KINDS}
-        lines.append("\nMean wall time per learner run: " + ", ".join(f"{k} {v:.0f} s" for k, v in walls.items() if np.isfinite(v)) + ".\n")
-        adaptive = [r for r in learners if r["task"] == task and r["kind"] == "adaptive" and r["weights"]]
+                lines.append(
+                    f"| {kind} | " + " | ".join(cells) + f" | {m:.3f} ± {h:.3f} | {tests} |"
+                )
+        walls = {
+            k: np.mean([r["wall_s"] for r in learners if r["task"] == task and r["kind"] == k])
+            for k in KINDS
+        }
+        lines.append(
+            "\nMean wall time per learner run: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in walls.items() if np.isfinite(v))
+            + ".\n"
+        )
+        adaptive = [
+            r for r in learners if r["task"] == task and r["kind"] == "adaptive" and r["weights"]
+        ]
         if adaptive:
-            final = {k: [float(r["weights"][-1][k]) for r in adaptive if r["weights"][-1].get(k)] for k in adaptive[0]["weights"][-1] if k.startswith("weight/")}
-            lines.append("Adaptive weights at the end (mean over seeds): " + ", ".join(f"{k[7:]} {np.mean(v):.2f}" for k, v in final.items()) + ".\n")
+            final = {
+                k: [float(r["weights"][-1][k]) for r in adaptive if r["weights"][-1].get(k)]
+                for k in adaptive[0]["weights"][-1]
+                if k.startswith("weight/")
+            }
+            lines.append(
+                "Adaptive weights at the end (mean over seeds): "
+                + ", ".join(f"{k[7:]} {np.mean(v):.2f}" for k, v in final.items())
+                + ".\n"
+            )
     fig.tight_layout()
     suffix = "" if args.algo == "ppo" else f"_{args.algo}"
     fig.savefig(out / f"curves{suffix}.png", dpi=110)
@@ -176,10 +227,21 @@ def main() -> None:
     parser.add_argument("--eval-freq", type=int, default=8192)
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--algo", choices=["ppo", "sac"], default="ppo", help="the learners' algorithm (teachers: PPO)")
-    parser.add_argument("--learning-starts", type=int, default=None, help="SAC: override conf/algo/sac.yaml")
-    parser.add_argument("--out", type=Path, default=Path("runs/experiments/shaping_continuous"),
-                        help="report folder (the committed one: --out experiments/shaping_continuous)")
+    parser.add_argument(
+        "--algo",
+        choices=["ppo", "sac"],
+        default="ppo",
+        help="the learners' algorithm (teachers: PPO)",
+    )
+    parser.add_argument(
+        "--learning-starts", type=int, default=None, help="SAC: override conf/algo/sac.yaml"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/experiments/shaping_continuous"),
+        help="report folder (the committed one: --out experiments/shaping_continuous)",
+    )
     parser.add_argument("--runs", type=Path, default=Path("runs/shaping_continuous"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,9 @@ def fit_teacher(task_name: str, runs: Path) -> Path:
     return folder / "value.pt"
 
 
-def run_one(task_name: str, arm: str, seed: int, steps: int, value: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_one(
+    task_name: str, arm: str, seed: int, steps: int, value: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     """Train one (task, arm, seed) unless done; return its success curve and wall time."""
     import torch
 
@@ -94,7 +96,13 @@ def first_reaching(curve: list[float], steps: list[int], level: float) -> int | 
     return next((s for s, v in zip(steps, curve, strict=True) if v >= level), None)
 
 
-def aggregate(results: list[dict[str, Any]], fits: dict[str, dict[str, Any]], out: Path, args: argparse.Namespace, wall: float) -> None:
+def aggregate(
+    results: list[dict[str, Any]],
+    fits: dict[str, dict[str, Any]],
+    out: Path,
+    args: argparse.Namespace,
+    wall: float,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,22 +141,43 @@ def aggregate(results: list[dict[str, Any]], fits: dict[str, dict[str, Any]], ou
             mean = np.array([m for m, _ in stats_])
             half = np.nan_to_num(np.array([h for _, h in stats_]))
             ax.plot(steps, mean, marker="o", ms=3, label=arm)
-            ax.fill_between(steps, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), alpha=0.15)
+            ax.fill_between(
+                steps, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), alpha=0.15
+            )
             table.setdefault(task, {})[arm] = {
                 "steps": steps, "mean": mean.tolist(), "ci": half.tolist(), "per_seed": values.tolist(),
                 "wall_s": [round(r["wall_s"], 1) for r in runs],
             }  # fmt: skip
-        ax.set(title=f"{task} (PPO, {len(runs)} seeds)", xlabel="env steps", ylabel="evaluation success rate", ylim=(-0.02, 1.02))
+        ax.set(
+            title=f"{task} (PPO, {len(runs)} seeds)",
+            xlabel="env steps",
+            ylabel="evaluation success rate",
+            ylim=(-0.02, 1.02),
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         entries = table[task]
         steps = entries[ARMS[0]]["steps"]
-        picks = sorted({steps[len(steps) // 4], steps[len(steps) // 2], steps[(3 * len(steps)) // 4], steps[-1]})
-        lines.append("| arm | " + " | ".join(f"{s:,} steps" for s in picks) + " | area under curve | first step with success >= 0.8 (per seed) | Welch p vs unshaped: final, area | wall s/run |")
+        picks = sorted(
+            {
+                steps[len(steps) // 4],
+                steps[len(steps) // 2],
+                steps[(3 * len(steps)) // 4],
+                steps[-1],
+            }
+        )
+        lines.append(
+            "| arm | "
+            + " | ".join(f"{s:,} steps" for s in picks)
+            + " | area under curve | first step with success >= 0.8 (per seed) | Welch p vs unshaped: final, area | wall s/run |"
+        )
         lines.append("|---|" + "---|" * (len(picks) + 4))
         base = entries.get("unshaped")
         for arm, e in entries.items():
-            cells = [f"{e['mean'][e['steps'].index(s)]:.2f} ± {e['ci'][e['steps'].index(s)]:.2f}" for s in picks]
+            cells = [
+                f"{e['mean'][e['steps'].index(s)]:.2f} ± {e['ci'][e['steps'].index(s)]:.2f}"
+                for s in picks
+            ]
             auc = [float(np.mean(seed)) for seed in e["per_seed"]]
             m, h = t_interval(np.array(auc))
             firsts = [first_reaching(seed, e["steps"], 0.8) for seed in e["per_seed"]]
@@ -158,7 +187,11 @@ def aggregate(results: list[dict[str, Any]], fits: dict[str, dict[str, Any]], ou
                 p_final = welch_p([s[-1] for s in e["per_seed"]], [s[-1] for s in base["per_seed"]])
                 p_auc = welch_p(auc, [float(np.mean(seed)) for seed in base["per_seed"]])
                 tests = f"{p_final:.3f}, {p_auc:.3f}"
-            lines.append(f"| {arm} | " + " | ".join(cells) + f" | {m:.2f} ± {np.nan_to_num(h):.2f} | {first_text} | {tests} | {np.mean(e['wall_s']):.0f} |")
+            lines.append(
+                f"| {arm} | "
+                + " | ".join(cells)
+                + f" | {m:.2f} ± {np.nan_to_num(h):.2f} | {first_text} | {tests} | {np.mean(e['wall_s']):.0f} |"
+            )
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)
@@ -177,8 +210,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the step budgets")
     parser.add_argument("--eval-freq", type=int, default=8192)
     parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("runs/experiments/shaping_metaworld"),
-                        help="report folder (the committed one: --out experiments/shaping_metaworld)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/experiments/shaping_metaworld"),
+        help="report folder (the committed one: --out experiments/shaping_metaworld)",
+    )
     parser.add_argument("--runs", type=Path, default=Path("runs/shaping_metaworld"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -190,7 +227,10 @@ def main() -> None:
         value = fit_teacher(task, args.runs)
         fits[task] = json.loads((value.parent / "fit.json").read_text())
         shutil.copyfile(value.parent / "fit.json", args.out / f"teacher_fit_{slug(task)}.json")
-        print(f"{task}: teacher fitted, held-out R^2 {fits[task]['heldout_r2']:.2f} ({time.time() - started:.0f} s total)", flush=True)
+        print(
+            f"{task}: teacher fitted, held-out R^2 {fits[task]['heldout_r2']:.2f} ({time.time() - started:.0f} s total)",
+            flush=True,
+        )
         steps = max(4096, int(round(BUDGETS.get(task, 98_304) * args.scale / 4096)) * 4096)
         for seed in range(args.seeds):
             for arm in ARMS:

@@ -77,7 +77,11 @@ def _success(run_dir: Path, version: int) -> float | None:
 
 def _progress(run_dir: Path, version: int) -> float | None:
     summary = RunDir(run_dir).version_summary(version)
-    return float(summary["final_eval"]["mean_progress"]) if summary and "final_eval" in summary else None
+    return (
+        float(summary["final_eval"]["mean_progress"])
+        if summary and "final_eval" in summary
+        else None
+    )
 
 
 # --------------------------------------------------------------------------- explore a version
@@ -321,7 +325,9 @@ def run_e2cl(
         log.info(f"error: {run_dir} has no trained reward version to explore")
         return 2
     if run.source(parent) is None:
-        log.info(f"error: v{parent} of {run_dir} has no reward program (trained on the env's reward)")
+        log.info(
+            f"error: v{parent} of {run_dir} has no reward program (trained on the env's reward)"
+        )
         return 2
     results: list[RoundResult] = []
     for r in range(config.rounds):

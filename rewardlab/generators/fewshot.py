@@ -22,7 +22,31 @@ from rewardlab.tasks.registry import TaskSpec, get_task
 _TOKEN = re.compile(r"[a-z]+")
 INSTRUCTION_WEIGHT = 3
 """Instruction words count this many times more than the card's vocabulary."""
-_STOP = frozenset(["a", "an", "the", "to", "of", "and", "or", "as", "is", "it", "its", "in", "on", "at", "by", "for", "with", "make", "do", "be", "possible"])
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "to",
+        "of",
+        "and",
+        "or",
+        "as",
+        "is",
+        "it",
+        "its",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "make",
+        "do",
+        "be",
+        "possible",
+    ]
+)
 
 
 @dataclass(frozen=True)

@@ -53,9 +53,14 @@ def make_generator(llm: LLMConfig) -> Generator:
 
         generator: Generator = OpenAIGenerator(
             OpenAIConfig(
-                model=llm.model, base_url=llm.base_url, api_key_env=llm.api_key_env,
-                temperature=llm.temperature, max_tokens=llm.max_tokens, timeout_s=llm.timeout_s,
-                max_retries=llm.max_retries, backoff_s=llm.backoff_s,
+                model=llm.model,
+                base_url=llm.base_url,
+                api_key_env=llm.api_key_env,
+                temperature=llm.temperature,
+                max_tokens=llm.max_tokens,
+                timeout_s=llm.timeout_s,
+                max_retries=llm.max_retries,
+                backoff_s=llm.backoff_s,
             )  # fmt: skip
         )
         if llm.cache_dir:
@@ -73,7 +78,10 @@ def call_cost(reply: Reply, price_per_mtok: tuple[float, float]) -> float | None
         return 0.0
     if not any(price_per_mtok) or not reply.usage:
         return None
-    prompt, completion = reply.usage.get("prompt_tokens", 0), reply.usage.get("completion_tokens", 0)
+    prompt, completion = (
+        reply.usage.get("prompt_tokens", 0),
+        reply.usage.get("completion_tokens", 0),
+    )
     return (prompt * price_per_mtok[0] + completion * price_per_mtok[1]) / 1e6
 
 
@@ -173,7 +181,9 @@ def generate_reward(
             _record(out_dir, attempt)
             return GenerationResult(None, report, attempts, screened)
         except GeneratorError as exc:
-            attempt.error = f"{generator.name} back-end failed after {time.time() - started:.1f}s: {exc}"
+            attempt.error = (
+                f"{generator.name} back-end failed after {time.time() - started:.1f}s: {exc}"
+            )
             _record(out_dir, attempt)
             return GenerationResult(None, report, attempts, screened)
         attempt.reply = asdict(reply)
@@ -181,10 +191,16 @@ def generate_reward(
         source = extract_code(reply.text)
         attempt.source = source
         if source is None:
-            findings = ["the reply contains no ```python code block defining compute_dense_reward(self, action)"]
+            findings = [
+                "the reply contains no ```python code block defining compute_dense_reward(self, action)"
+            ]
         else:
             report = check_program(
-                task, source, steps=check.steps, timeout_s=check.timeout_s, memory_mb=check.memory_mb
+                task,
+                source,
+                steps=check.steps,
+                timeout_s=check.timeout_s,
+                memory_mb=check.memory_mb,
             )
             attempt.check = report.to_dict()
             findings = [str(f) for f in report.findings]

@@ -26,7 +26,9 @@ def render(template: str, **context: Any) -> str:
     return _env().get_template(f"{template}.j2").render(**context).strip()
 
 
-def generation_messages(task: TaskSpec, instruction: str, *, few_shot: bool = False) -> list[dict[str, str]]:
+def generation_messages(
+    task: TaskSpec, instruction: str, *, few_shot: bool = False
+) -> list[dict[str, str]]:
     """The messages asking for a reward program for ``instruction`` on ``task``: zero-shot,
     or few-shot with the most similar other task's example program
     (:mod:`rewardlab.generators.fewshot`)."""

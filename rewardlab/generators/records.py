@@ -47,7 +47,9 @@ class CachedGenerator:
         self.identity = identity
 
     def _path(self, request: GenerationRequest) -> tuple[Path, str]:
-        key = content_hash({**self.identity, "messages": request.messages, "sample": request.sample})
+        key = content_hash(
+            {**self.identity, "messages": request.messages, "sample": request.sample}
+        )
         return self.cache_dir / key[:2] / f"{key}.json", key
 
     def propose(self, request: GenerationRequest) -> Reply:
@@ -91,9 +93,13 @@ class ReplayGenerator:
             for entry_file in sorted(source.rglob("*.json"), key=_version_order):
                 if len(entry_file.parent.name) == 2 and len(entry_file.stem) == 64:  # a cache entry
                     entry = json.loads(entry_file.read_text())
-                    self.replies[messages_key(entry["messages"], int(entry.get("sample", 0)))].append(entry["reply"])
+                    self.replies[
+                        messages_key(entry["messages"], int(entry.get("sample", 0)))
+                    ].append(entry["reply"])
         if not self.replies:
-            raise GeneratorError(f"llm.replay_from: no recorded LLM replies under {', '.join(map(str, sources))}")
+            raise GeneratorError(
+                f"llm.replay_from: no recorded LLM replies under {', '.join(map(str, sources))}"
+            )
 
     def propose(self, request: GenerationRequest) -> Reply:
         queue = self.replies.get(messages_key(request.messages, request.sample))

@@ -483,5 +483,8 @@ class MoEStatistics(BaseCallback):
             self.logger.record(key, value)
         self.latest = stats
         if self.csv_path is not None:
-            append_csv(self.csv_path, {"timesteps": self.num_timesteps, **{k: round(v, 6) for k, v in stats.items()}})
+            append_csv(
+                self.csv_path,
+                {"timesteps": self.num_timesteps, **{k: round(v, 6) for k, v in stats.items()}},
+            )
         return stats

@@ -219,7 +219,9 @@ def highlight_source(source: str, changed: Sequence[int]) -> Markup:
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import PythonLexer
 
-    formatter = HtmlFormatter(cssclass="src", linenos="table", hl_lines=list(changed), wrapcode=True)
+    formatter = HtmlFormatter(
+        cssclass="src", linenos="table", hl_lines=list(changed), wrapcode=True
+    )
     return Markup(highlight(source, PythonLexer(), formatter))  # Pygments escapes the source
 
 
@@ -241,7 +243,11 @@ def is_loopback(host: str) -> bool:
 
 def _host_name(host: str) -> str:
     """The name in a ``Host`` header (without port; IPv6 brackets removed), lower-case."""
-    name = host[1 : host.index("]")] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
+    name = (
+        host[1 : host.index("]")]
+        if host.startswith("[") and "]" in host
+        else host.rsplit(":", 1)[0]
+    )
     return name.lower()
 
 
@@ -270,7 +276,9 @@ def create_app(
     boards = TensorBoards(root)
     cache = SummaryCache(root)
     flash = Flash()
-    app.extensions.update(rewardlab_refiner=refiner, rewardlab_cache=cache, rewardlab_tensorboards=boards)
+    app.extensions.update(
+        rewardlab_refiner=refiner, rewardlab_cache=cache, rewardlab_tensorboards=boards
+    )
     app.jinja_env.filters.update(pct=_pct, fixed=_fixed, steps=_steps, duration=_duration, stars=_stars,
                                  status_class=_status_class, ci=_ci)  # fmt: skip
     pygments_css = _pygments_css()
@@ -278,15 +286,23 @@ def create_app(
     @app.before_request
     def _guard() -> WResponse | None:
         if allowed_hosts is not None and _host_name(request.host) not in allowed_hosts:
-            abort(421, "this server only answers requests addressed to the names it was configured with")
+            abort(
+                421,
+                "this server only answers requests addressed to the names it was configured with",
+            )
         if token is not None:
             given = request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
             auth = request.headers.get("Authorization", "")
             if auth.startswith("Bearer "):
                 given = auth[7:]
             if not hmac.compare_digest(given.encode(), token.encode()):
-                abort(401, "this review server asks for a token: open the address it printed when it started")
-            if "token" in request.args and request.method == "GET":  # move it from the URL into a cookie
+                abort(
+                    401,
+                    "this review server asks for a token: open the address it printed when it started",
+                )
+            if (
+                "token" in request.args and request.method == "GET"
+            ):  # move it from the URL into a cookie
                 args = {k: v for k, v in request.args.items(multi=True) if k != "token"}
                 target = request.path + ("?" + urlencode(args) if args else "")
                 response = redirect(target, code=303)
@@ -304,7 +320,9 @@ def create_app(
     def _headers(response: Response) -> Response:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"  # "no-referrer" would make form posts say Origin: null
+        response.headers["Referrer-Policy"] = (
+            "same-origin"  # "no-referrer" would make form posts say Origin: null
+        )
         response.headers["X-Frame-Options"] = "DENY"
         if request.endpoint in ("run_page", "index"):
             response.headers["Cache-Control"] = "no-store"
@@ -312,7 +330,9 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def _error(exc: HTTPException) -> tuple[str, int]:
-        return render_template("error.html", code=exc.code, name=exc.name, description=exc.description, root=root.path), exc.code or 500
+        return render_template(
+            "error.html", code=exc.code, name=exc.name, description=exc.description, root=root.path
+        ), exc.code or 500
 
     def run_id_of(run_id: str) -> str:
         if not is_run(root, run_id):
@@ -333,7 +353,9 @@ def create_app(
                 st = refiner.status(r.id, tail=False)
                 row = r
                 if st.running or (st.state == "cancelled" and r.status in ("training", "refining")):
-                    row = RunSummary(**{**r.__dict__, "status": "refining" if st.running else "cancelled"})
+                    row = RunSummary(
+                        **{**r.__dict__, "status": "refining" if st.running else "cancelled"}
+                    )
                 shown.append(row)
         broken = [r for r in runs if r.error is not None]
         refused += [x for r in runs for x in r.refused]
@@ -354,13 +376,19 @@ def create_app(
                                root_is_run=root.lstat("config.yaml") is not None)  # fmt: skip
 
     def compare_set(run: Run) -> list[int]:
-        asked = [n for n in (integer(x) for x in request.args.getlist("v")) if n is not None and run.version(n)]
+        asked = [
+            n
+            for n in (integer(x) for x in request.args.getlist("v"))
+            if n is not None and run.version(n)
+        ]
         if asked:
             return sorted(set(asked))
         best, latest = run.best(), run.latest()
         chosen = {v.number for v in (best, latest) if v is not None}
         if len(chosen) == 1 and latest is not None:  # best is current: show what it improved on
-            before = latest.parent if latest.parent is not None and run.version(latest.parent) else None
+            before = (
+                latest.parent if latest.parent is not None and run.version(latest.parent) else None
+            )
             earlier = [v.number for v in run.versions if v.number < latest.number]
             if before is not None or earlier:
                 chosen.add(before if before is not None else earlier[-1])
@@ -369,8 +397,14 @@ def create_app(
     def next_defaults(run: Run, version: Version | None) -> tuple[int | None, str]:
         budget = integer(override_value(refiner.overrides, "train.total_timesteps"))
         if budget is None:
-            budget = version.budget if version is not None and version.budget else run.summary.budget
-        algo = (version.algo if version is not None and version.algo else "") or run.summary.algo or "ppo"
+            budget = (
+                version.budget if version is not None and version.budget else run.summary.budget
+            )
+        algo = (
+            (version.algo if version is not None and version.algo else "")
+            or run.summary.algo
+            or "ppo"
+        )
         return budget, algo
 
     @app.get("/run/<path:run_id>")
@@ -381,7 +415,11 @@ def create_app(
         if refine.running:
             run.summary.status = "refining"
         form = flash.get(request.args.get("form", ""))
-        notices = [NOTICES[k] for k in (request.args.get("refine"), request.args.get("cancel")) if k in NOTICES]
+        notices = [
+            NOTICES[k]
+            for k in (request.args.get("refine"), request.args.get("cancel"))
+            if k in NOTICES
+        ]
         saved = request.args.get("saved", "")
         if saved.isdigit():
             notices.insert(0, f"Review of v{saved} saved to rewards/v{saved}/reviews.jsonl.")
@@ -390,7 +428,9 @@ def create_app(
             notices.append(f"Not cancelled: {cancel_error[:300]}.")
         chosen = compare_set(run)
         compared = [v for v in run.versions if v.number in chosen]
-        if form is not None and form.errors and form.version not in chosen:  # no form of that version on the page
+        if (
+            form is not None and form.errors and form.version not in chosen
+        ):  # no form of that version on the page
             notices.insert(0, "Review not saved: " + "; ".join(form.errors) + ".")
         best, latest = run.best(), run.latest()
         charts = comparison_charts(run.versions, chosen)
@@ -420,7 +460,12 @@ def create_app(
         chosen = [n for n in (integer(x) for x in request.form.getlist("compare")) if n is not None]
         form, version, next_version = _read_form(run)
         if form.errors or version is None:
-            return back(run_id, chosen, f"review-v{form.version}" if version else "top", form=flash.put(form))
+            return back(
+                run_id,
+                chosen,
+                f"review-v{form.version}" if version else "top",
+                form=flash.put(form),
+            )
         wants_refine = request.form.get("action") == "refine"
         tags = form.tags + [f"{name}_{way}" for name, way in form.terms.items()]
         record = {
@@ -465,7 +510,9 @@ def create_app(
     def start_tensorboard(run_id: str) -> WResponse:
         run_id = run_id_of(run_id)
         if not tensorboard:
-            abort(403, "TensorBoard is not offered by this server (it is reachable from the network)")
+            abort(
+                403, "TensorBoard is not offered by this server (it is reachable from the network)"
+            )
         chosen = [n for n in (integer(x) for x in request.form.getlist("compare")) if n is not None]
         run = load_run(root, run_id)
         problem = boards.start(run_id, [v.number for v in run.versions if v.has_tb])
@@ -484,12 +531,15 @@ def create_app(
             handle, st = root.open_binary(rel)
         except (Refused, OSError):
             abort(404, "no such file")
-        response = Response(wrap_file(request.environ, handle), mimetype=FILE_TYPES[suffix], direct_passthrough=True)  # type: ignore[arg-type]
+        body = wrap_file(request.environ, handle)  # type: ignore[arg-type]
+        response = Response(body, mimetype=FILE_TYPES[suffix], direct_passthrough=True)
         response.content_length = st.st_size
         response.last_modified = st.st_mtime  # type: ignore[assignment]
         response.set_etag(f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}")
         response.cache_control.no_cache = True
-        return response.make_conditional(request.environ, accept_ranges=True, complete_length=st.st_size)
+        return response.make_conditional(
+            request.environ, accept_ranges=True, complete_length=st.st_size
+        )
 
     return app
 
@@ -505,7 +555,9 @@ def _read_form(run: Run) -> tuple[FormState, Version | None, NextVersion]:
     """The submitted review, validated against the version it is about."""
     f = request.form
     raw_version = f.get("version", "")
-    form = FormState(version=int(raw_version) if raw_version.isdigit() and len(raw_version) < 9 else -1)
+    form = FormState(
+        version=int(raw_version) if raw_version.isdigit() and len(raw_version) < 9 else -1
+    )
     form.rating = f.get("rating", "").strip()
     form.text = f.get("text", "").replace("\r\n", "\n").strip()
     form.video = f.get("video", "").strip()
@@ -540,7 +592,9 @@ def _read_form(run: Run) -> tuple[FormState, Version | None, NextVersion]:
             form.errors.append("say what to change (text or tags) to refine")
         budget = parse_budget(form.budget) if form.budget else None
         if form.budget and budget is None:
-            form.errors.append("the budget must be a whole number of environment steps from 1 to 100,000,000 (e.g. 50000 or 50k)")
+            form.errors.append(
+                "the budget must be a whole number of environment steps from 1 to 100,000,000 (e.g. 50000 or 50k)"
+            )
         if form.algo and form.algo not in ALGOS:
             form.errors.append(f"the algorithm must be one of {', '.join(ALGOS)}")
         next_version = NextVersion(budget=budget, algo=form.algo or None)
@@ -599,7 +653,10 @@ def serve(
         app.extensions["rewardlab_tensorboards"].stop_all()
         refiner: Refiner = app.extensions["rewardlab_refiner"]
         if not refiner.wait(timeout=0):
-            print("a refinement is still running in the background; its output goes to <run>/refine.log", flush=True)
+            print(
+                "a refinement is still running in the background; its output goes to <run>/refine.log",
+                flush=True,
+            )
 
 
 def remote_settings(

@@ -19,7 +19,18 @@ from dataclasses import dataclass, field
 
 from rewardlab.review.runs import Version, num
 
-PALETTE = ("#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#7f7f7f", "#332288", "#882255", "#117733")
+PALETTE = (
+    "#0072b2",
+    "#e69f00",
+    "#009e73",
+    "#d55e00",
+    "#cc79a7",
+    "#56b4e9",
+    "#7f7f7f",
+    "#332288",
+    "#882255",
+    "#117733",
+)
 """Okabe-Ito colours (readable for colour-blind viewers), then a few more."""
 WIDTH, HEIGHT = 460, 230
 LEFT, RIGHT, TOP, BOTTOM = 52, 14, 12, 40
@@ -160,7 +171,10 @@ def line_chart(
 ) -> Chart:  # fmt: skip
     """Lay out ``series`` (empty ones are dropped) on shared axes."""
     chart = Chart(title=title, xlabel=xlabel, ylabel=ylabel, key=key)
-    kept = [(s, _thin(sorted(p for p in s.points if math.isfinite(p[0]) and math.isfinite(p[1])))) for s in series]
+    kept = [
+        (s, _thin(sorted(p for p in s.points if math.isfinite(p[0]) and math.isfinite(p[1]))))
+        for s in series
+    ]
     kept = [(s, pts) for s, pts in kept if pts]
     if not kept:
         return chart
@@ -179,12 +193,17 @@ def line_chart(
     yt = nice_ticks(*y_range, count=4) if y_range else nice_ticks(min(ys), max(ys), count=4)
     if y_range:
         yt = [t for t in yt if y_range[0] - 1e-9 <= t <= y_range[1] + 1e-9]
-        y0, y1 = y_range[0] - 0.04 * (y_range[1] - y_range[0]), y_range[1] + 0.04 * (y_range[1] - y_range[0])
+        y0, y1 = (
+            y_range[0] - 0.04 * (y_range[1] - y_range[0]),
+            y_range[1] + 0.04 * (y_range[1] - y_range[0]),
+        )
     else:
         y0, y1 = yt[0], yt[-1]
     chart.x0, chart.x1, chart.y0, chart.y1 = x0, x1, y0, y1
     ylabels = distinct_labels(yt)
-    chart.left = max(LEFT, 12 + round(6.6 * max(len(label) for label in ylabels)))  # room for the longest label
+    chart.left = max(
+        LEFT, 12 + round(6.6 * max(len(label) for label in ylabels))
+    )  # room for the longest label
     chart.plot_w = chart.width - chart.left - RIGHT
 
     def sx(x: float) -> float:
@@ -198,7 +217,10 @@ def line_chart(
     for i, (s, pts) in enumerate(kept):
         color = s.color or PALETTE[i % len(PALETTE)]
         coords = [(sx(x), sy(y)) for x, y in pts]
-        markers = [(cx, cy, f"{s.name}: {y:.4g} at {x_format(x)}") for (cx, cy), (x, y) in zip(coords, pts, strict=True)]
+        markers = [
+            (cx, cy, f"{s.name}: {y:.4g} at {x_format(x)}")
+            for (cx, cy), (x, y) in zip(coords, pts, strict=True)
+        ]
         chart.series.append(DrawnSeries(
             name=s.name, color=color, dashed=s.dashed, emphasis=s.emphasis,
             polyline=" ".join(f"{cx},{cy}" for cx, cy in coords) if len(coords) > 1 else "",
@@ -258,8 +280,15 @@ def comparison_charts(versions: Sequence[Version], emphasized: Sequence[int] = (
                           f"reward/{name}") for name in names]  # fmt: skip
     diagnostics = [overlay(title, key, progress_rows, STEPS, key) for key, title in DIAGNOSTICS]
     for c in [*main, *components, *diagnostics]:
-        c.legend = len(c.series) <= LEGEND_MAX  # more versions: the page's shared legend and hover values
-    return Comparison(colors, main, [c for c in components if not c.empty], [c for c in diagnostics if not c.empty])
+        c.legend = (
+            len(c.series) <= LEGEND_MAX
+        )  # more versions: the page's shared legend and hover values
+    return Comparison(
+        colors,
+        main,
+        [c for c in components if not c.empty],
+        [c for c in diagnostics if not c.empty],
+    )
 
 
 def lineage_chart(versions: Sequence[Version]) -> Chart:

@@ -59,8 +59,12 @@ def hydra_quote(value: str) -> str:
     ``${oc.env:...}`` would copy environment variables into the run record).
     """
     value = value.replace("${", "$ {")
-    value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)  # quotes, and backslashes before them
-    value = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value)  # backslashes before the closing quote
+    value = re.sub(
+        r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value
+    )  # quotes, and backslashes before them
+    value = re.sub(
+        r"(\\+)$", lambda m: m.group(1) * 2, value
+    )  # backslashes before the closing quote
     return f"'{value}'"
 
 
@@ -69,7 +73,11 @@ def secrets_in(value: str, extra_names: Sequence[str] = ()) -> list[str]:
     or named in ``extra_names``) whose value occurs in ``value``."""
     found = []
     for name, secret in os.environ.items():
-        if (SECRET_NAME.search(name) or name in extra_names) and len(secret) >= 8 and secret in value:
+        if (
+            (SECRET_NAME.search(name) or name in extra_names)
+            and len(secret) >= 8
+            and secret in value
+        ):
             found.append(name)
     return sorted(found)
 
@@ -92,7 +100,14 @@ def refine_command(run_dir: Path, version: int, feedback: str, tags: Sequence[st
     The page's choices come last and replace the server's overrides of the same keys; when the
     algorithm changes, the server's ``algo.*`` overrides (written for the other algorithm) are dropped.
     """
-    cmd = [python, "-m", "rewardlab.cli", "refine", f"run={hydra_quote(str(run_dir))}", f"version={version}"]
+    cmd = [
+        python,
+        "-m",
+        "rewardlab.cli",
+        "refine",
+        f"run={hydra_quote(str(run_dir))}",
+        f"version={version}",
+    ]
     if feedback.strip():
         cmd.append(f"feedback={hydra_quote(' '.join(feedback.split()))}")
     if tags:
@@ -178,7 +193,11 @@ def _is_refinement(pid: int, run_dir: Path) -> bool:
             args = f.read().split(b"\x00")
     except OSError:
         return False
-    return b"rewardlab.cli" in args and b"refine" in args and any(str(run_dir).encode() in a for a in args)
+    return (
+        b"rewardlab.cli" in args
+        and b"refine" in args
+        and any(str(run_dir).encode() in a for a in args)
+    )
 
 
 @dataclass
@@ -235,7 +254,9 @@ def _last_steps(root: RunsRoot, rel: str) -> int | None:
 class Refiner:
     """Starts refinements, watches them (one watcher thread per running process), cancels them."""
 
-    def __init__(self, root: RunsRoot, overrides: Sequence[str] = (), python: str = sys.executable) -> None:
+    def __init__(
+        self, root: RunsRoot, overrides: Sequence[str] = (), python: str = sys.executable
+    ) -> None:
         self.root = root
         self.overrides = list(overrides)
         self.python = python
@@ -295,7 +316,9 @@ class Refiner:
     def log_tail(self, run_id: str, lines: int = 30) -> str:
         try:
             with self.root.open(f"{run_id}/{LOG}") as (fd, st):
-                data = os.pread(fd, 8192, max(0, st.st_size - 8192)).decode("utf-8", errors="replace")
+                data = os.pread(fd, 8192, max(0, st.st_size - 8192)).decode(
+                    "utf-8", errors="replace"
+                )
         except (OSError, Refused):
             return ""
         return "\n".join(data.splitlines()[-lines:])
@@ -321,14 +344,21 @@ class Refiner:
 
     # ------------------------------------------------------------------ starting
 
-    def preflight(self, run_id: str, parent: int, feedback: str, extra_secret_names: Sequence[str] = ()) -> list[Refusal]:
+    def preflight(
+        self, run_id: str, parent: int, feedback: str, extra_secret_names: Sequence[str] = ()
+    ) -> list[Refusal]:
         """Why the refinement of ``run_id`` must not start (empty: it may)."""
         problems = self.root.links_below(run_id)
         files = RunFiles(self.root, run_id)
         source = files.text(f"rewards/v{parent}/reward.py") or ""
         problems += files.refused
         for name in secrets_in(source, extra_secret_names):
-            problems.append(Refusal(f"{run_id}/rewards/v{parent}/reward.py", f"contains the value of ${name}; it would reach the prompt"))
+            problems.append(
+                Refusal(
+                    f"{run_id}/rewards/v{parent}/reward.py",
+                    f"contains the value of ${name}; it would reach the prompt",
+                )
+            )
         for name in secrets_in(feedback, extra_secret_names):
             problems.append(Refusal("feedback", f"contains the value of ${name}"))
         return problems
@@ -351,7 +381,16 @@ class Refiner:
                 return "a refinement of this run is already running"
             files = RunFiles(self.root, run_id)
             target = max(files.version_numbers(), default=-1) + 1
-            cmd = refine_command(run_dir, version, feedback, tags, self.overrides, self.python, next_version, run_algo)
+            cmd = refine_command(
+                run_dir,
+                version,
+                feedback,
+                tags,
+                self.overrides,
+                self.python,
+                next_version,
+                run_algo,
+            )
             now = time.strftime("%Y-%m-%d %H:%M:%S")
             try:
                 log = self.root.open_for_append(f"{run_id}/{LOG}")
@@ -359,7 +398,10 @@ class Refiner:
                 self.root.unlink(f"{run_id}/{LOCK}")
                 return f"could not open refine.log: {exc}"
             try:
-                os.write(log, f"\n=== {now}: refining v{version} -> v{target} (started from the review page)\n".encode())
+                os.write(
+                    log,
+                    f"\n=== {now}: refining v{version} -> v{target} (started from the review page)\n".encode(),
+                )
                 os.write(log, ("$ " + " ".join(cmd) + "\n").encode())
                 proc = subprocess.Popen(
                     cmd, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -384,8 +426,12 @@ class Refiner:
         return None
 
     def _write_state(self, run_id: str, state: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError, Refused):  # the page then shows the lock's view; nothing goes through a link
-            self.root.write_atomic(f"{run_id}/{STATE}", (json.dumps(state, indent=2) + "\n").encode())
+        with contextlib.suppress(
+            OSError, Refused
+        ):  # the page then shows the lock's view; nothing goes through a link
+            self.root.write_atomic(
+                f"{run_id}/{STATE}", (json.dumps(state, indent=2) + "\n").encode()
+            )
 
     def _watch(self, run_id: str, proc: subprocess.Popen[bytes], state: dict[str, Any]) -> None:
         code = proc.wait()
@@ -437,7 +483,9 @@ class Refiner:
                 self.root.unlink(f"{run_id}/{LOCK}")
         if left:
             return f"processes {left} did not stop"
-        self._append_log(run_id, f"=== {time.strftime('%Y-%m-%d %H:%M:%S')}: cancelled from the review page\n")
+        self._append_log(
+            run_id, f"=== {time.strftime('%Y-%m-%d %H:%M:%S')}: cancelled from the review page\n"
+        )
         return None
 
     def _append_log(self, run_id: str, line: str) -> None:

@@ -108,14 +108,18 @@ def discover_runs(root: RunsRoot) -> tuple[list[str], list[Refusal]]:
             rel = "/".join([*parts, shown_name(name)])
             if not utf8_name(name):
                 if stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
-                    refused.append(Refusal(rel, "the name is not valid UTF-8 (rename the folder to show it)"))
+                    refused.append(
+                        Refusal(rel, "the name is not valid UTF-8 (rename the folder to show it)")
+                    )
             elif stat.S_ISLNK(mode):
                 try:
                     with root.folder(parts) as dfd:
                         target = shown_name(os.readlink(name, dir_fd=dfd))
                 except OSError:
                     target = "?"
-                refused.append(Refusal(rel, f"a symbolic link (to {target}); links are not followed"))
+                refused.append(
+                    Refusal(rel, f"a symbolic link (to {target}); links are not followed")
+                )
             elif stat.S_ISDIR(mode):
                 stack.append(([*parts, name], depth + 1))
     return sorted(found), sorted(refused, key=lambda r: r.path)
@@ -240,7 +244,11 @@ class RunFiles:
         got = self.bytes(sub, MAX_CSV_BYTES)
         if got is None:
             return []
-        return list(csv.DictReader(io.StringIO(got[0].decode("utf-8", errors="replace").replace("\x00", ""))))
+        return list(
+            csv.DictReader(
+                io.StringIO(got[0].decode("utf-8", errors="replace").replace("\x00", ""))
+            )
+        )
 
     def names(self, sub: str) -> list[tuple[str, int]]:
         """Entries of the folder ``sub`` (``[]`` if missing or refused)."""
@@ -336,7 +344,11 @@ def _read_summary(files: RunFiles, run: RunSummary) -> dict[str, Any]:
     run.success_rate = num(summary.get("success_rate"))
     run.timesteps = integer(summary.get("timesteps"))
     listed = summary.get("versions")
-    rates = [num(v.get("success_rate")) for v in listed if isinstance(v, dict)] if isinstance(listed, list) else []
+    rates = (
+        [num(v.get("success_rate")) for v in listed if isinstance(v, dict)]
+        if isinstance(listed, list)
+        else []
+    )
     run.best_success = max((r for r in rates if r is not None), default=run.success_rate)
     return config
 
@@ -349,7 +361,9 @@ def load_summary(root: RunsRoot, run_id: str) -> RunSummary:
         _read_summary(files, run)
     except RunError as exc:
         run.error = str(exc)
-    except Exception as exc:  # anything unexpected in a run folder is the run's problem, not the page's
+    except (
+        Exception
+    ) as exc:  # anything unexpected in a run folder is the run's problem, not the page's
         run.error = f"unreadable: {type(exc).__name__}: {exc}"
     run.refused = files.refused
     return run
@@ -509,8 +523,15 @@ class Version:
         """1-based lines of ``source`` added or changed relative to the parent's source."""
         if self.source is None or self.parent_source is None:
             return []
-        matcher = difflib.SequenceMatcher(None, self.parent_source.splitlines(), self.source.splitlines(), autojunk=False)
-        return [j + 1 for tag, _, _, j1, j2 in matcher.get_opcodes() if tag in ("replace", "insert") for j in range(j1, j2)]
+        matcher = difflib.SequenceMatcher(
+            None, self.parent_source.splitlines(), self.source.splitlines(), autojunk=False
+        )
+        return [
+            j + 1
+            for tag, _, _, j1, j2 in matcher.get_opcodes()
+            if tag in ("replace", "insert")
+            for j in range(j1, j2)
+        ]
 
     def rank_key(self) -> tuple[float, float, float, int]:
         """Sort key of :data:`BEST_RULE` (larger is better)."""
@@ -608,7 +629,9 @@ class RefineState:
         return self.state == "running"
 
 
-def _load_version(files: RunFiles, number: int, run_status: str, config: dict[str, Any], refine: RefineState) -> Version:
+def _load_version(
+    files: RunFiles, number: int, run_status: str, config: dict[str, Any], refine: RefineState
+) -> Version:
     sub = f"rewards/v{number}"
     v = Version(number=number)
     episodes: dict[str, dict[str, Any]] = {}
@@ -634,7 +657,9 @@ def _load_version(files: RunFiles, number: int, run_status: str, config: dict[st
         if fb is not None:
             v.parent = integer(fb.get("parent"))
             raw = fb.get("feedback")
-            v.feedback = [str(x) for x in raw] if isinstance(raw, list) else [str(raw)] if raw else []
+            v.feedback = (
+                [str(x) for x in raw] if isinstance(raw, list) else [str(raw)] if raw else []
+            )
             v.feedback_time = text(fb.get("time"))
         if v.parent is not None:
             v.parent_source = files.text(f"rewards/v{v.parent}/reward.py")
@@ -651,7 +676,11 @@ def _load_version(files: RunFiles, number: int, run_status: str, config: dict[st
             v.status = "trained, summary unreadable" if v.has_model else "summary unreadable"
     if summary is not None:
         episodes, listed = _read_version_summary(v, summary)
-        if refine.state == "cancelled" and refine.target == number and v.status in ("stopped", "interrupted", "training"):
+        if (
+            refine.state == "cancelled"
+            and refine.target == number
+            and v.status in ("stopped", "interrupted", "training")
+        ):
             v.status = "cancelled"  # stopped by the page's Cancel: say who stopped it
     elif v.status == "not trained":
         target = refine.target
@@ -663,7 +692,11 @@ def _load_version(files: RunFiles, number: int, run_status: str, config: dict[st
             v.status = "rejected"
         elif v.source is None and number == 0 and run_status == "done":
             v.status = "trained"  # the env's own reward: nothing to show but training outputs
-        elif run_status in ("training", "refining") and not refine.running and refine.state != "cancelled":
+        elif (
+            run_status in ("training", "refining")
+            and not refine.running
+            and refine.state != "cancelled"
+        ):
             v.status = "training"
         elif v.has_model:
             v.status = "trained, not evaluated"
@@ -701,7 +734,9 @@ def _load_version(files: RunFiles, number: int, run_status: str, config: dict[st
     return v
 
 
-def _read_version_summary(v: Version, summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def _read_version_summary(
+    v: Version, summary: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Fill ``v`` from its ``summary.json``; the evaluation episodes by video file name, and
     the video file names the evaluation recorded."""
     status = text(summary.get("status"), "done")
@@ -710,7 +745,9 @@ def _read_version_summary(v: Version, summary: dict[str, Any]) -> tuple[dict[str
     v.timesteps = integer(summary.get("timesteps"))
     v.wall_s = num(summary.get("train_wall_s"))
     errors = summary.get("reward_errors")
-    v.reward_errors = sum(integer(x) or 0 for x in errors.values()) if isinstance(errors, dict) else 0
+    v.reward_errors = (
+        sum(integer(x) or 0 for x in errors.values()) if isinstance(errors, dict) else 0
+    )
     final = summary.get("final_eval")
     if isinstance(final, dict):
         v.progress = num(final.get("mean_progress"))
@@ -737,7 +774,9 @@ def _read_version_summary(v: Version, summary: dict[str, Any]) -> tuple[dict[str
     scale = sum(abs(t) for t in totals.values()) or 1.0
     v.components = [Component(name, t / steps, abs(t) / scale) for name, t in totals.items()]
     names = [_base(text(e.get("video"))) for e in episodes if text(e.get("video"))]
-    return {n: e for n, e in zip(names, [e for e in episodes if text(e.get("video"))], strict=True)}, names
+    return {
+        n: e for n, e in zip(names, [e for e in episodes if text(e.get("video"))], strict=True)
+    }, names
 
 
 def _base(path: str) -> str:
@@ -780,7 +819,9 @@ def _findings(files: RunFiles, sub: str) -> list[FindingView]:
     return out
 
 
-def _videos(files: RunFiles, sub: str, episodes: dict[str, dict[str, Any]], listed: list[str]) -> list[Video]:
+def _videos(
+    files: RunFiles, sub: str, episodes: dict[str, dict[str, Any]], listed: list[str]
+) -> list[Video]:
     """The version's evaluation videos (``videos/``, then later ``eval/<time>/`` ones), found
     on disk (summary paths are absolute and break when a runs directory moves), with the
     statistics of their episode and an honest state; videos the evaluation recorded but that
@@ -805,7 +846,9 @@ def _videos(files: RunFiles, sub: str, episodes: dict[str, dict[str, Any]], list
             main = folder == "videos"
             if not utf8_name(name):
                 rel = files.rel(f"{sub}/{folder}/{shown_name(name)}")
-                files.refused.append(Refusal(rel, "the name is not valid UTF-8 (rename the video to show it)"))
+                files.refused.append(
+                    Refusal(rel, "the name is not valid UTF-8 (rename the video to show it)")
+                )
                 continue
             if suffix == ".webm" and name[: -len(suffix)] + ".mp4" in names:
                 continue  # a cached transcode of the mp4 next to it
@@ -821,7 +864,10 @@ def _videos(files: RunFiles, sub: str, episodes: dict[str, dict[str, Any]], list
                 seen.add(name)
                 video.success = e["success"] if isinstance(e.get("success"), bool) else None
                 video.progress, video.length = num(e.get("progress")), integer(e.get("length"))
-                video.reward_return, video.env_return = num(e.get("reward_return")), num(e.get("env_return"))
+                video.reward_return, video.env_return = (
+                    num(e.get("reward_return")),
+                    num(e.get("env_return")),
+                )
             found.append(video)
     for name in listed:
         if name not in seen and utf8_name(name):
@@ -849,7 +895,9 @@ class Run:
     def best(self) -> Version | None:
         """The best version by :data:`BEST_RULE` (``None`` until two versions were evaluated)."""
         rated = [v for v in self.versions if v.success_ci is not None]
-        return max(rated, key=Version.rank_key) if len(rated) > 1 else None  # one version: nothing to choose
+        return (
+            max(rated, key=Version.rank_key) if len(rated) > 1 else None
+        )  # one version: nothing to choose
 
     def latest(self) -> Version | None:
         """The current version: the summary's ``current_version`` (newest not refused by E2CL),
@@ -872,7 +920,9 @@ def load_run(root: RunsRoot, run_id: str, *, refine: RefineState = RefineState()
         summary.error = str(exc)
     except Exception as exc:
         summary.error = f"unreadable: {type(exc).__name__}: {exc}"
-    for name in RUN_FILES:  # lists links and special files where the page or a refinement reads or writes
+    for (
+        name
+    ) in RUN_FILES:  # lists links and special files where the page or a refinement reads or writes
         files.is_file(name)
     if summary.error is None:
         status = "refining" if refine.running else summary.status
@@ -880,6 +930,8 @@ def load_run(root: RunsRoot, run_id: str, *, refine: RefineState = RefineState()
             try:
                 run.versions.append(_load_version(files, n, status, run.config, refine))
             except Exception as exc:  # a version the page cannot read is that version's problem
-                run.versions.append(Version(number=n, errors=[f"unreadable: {type(exc).__name__}: {exc}"]))
+                run.versions.append(
+                    Version(number=n, errors=[f"unreadable: {type(exc).__name__}: {exc}"])
+                )
     summary.refused = run.refused = files.refused
     return run

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO must not block open()
+FILE_FLAGS = (
+    os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+)  # NONBLOCK: a FIFO must not block open()
 PSEUDO_FS = ("/proc", "/sys", "/dev")
 """Mount points whose device ids mark files that are never read (process memory, environment, devices)."""
 
@@ -67,7 +69,9 @@ def split_rel(rel: str | Sequence[str]) -> list[str]:
     """The components of a relative path; :class:`Refused` for anything but plain names."""
     parts = rel.split("/") if isinstance(rel, str) else list(rel)
     shown = "/".join(shown_name(p) for p in parts)
-    if not parts or any(p in ("", ".", "..") or "/" in p or "\x00" in p or "\\" in p for p in parts):
+    if not parts or any(
+        p in ("", ".", "..") or "/" in p or "\x00" in p or "\\" in p for p in parts
+    ):
         raise Refused(shown or "(empty)", "not a plain path inside the runs directory")
     if not all(utf8_name(p) for p in parts):
         raise Refused(shown, "the name is not valid UTF-8")
@@ -133,11 +137,15 @@ class RunsRoot:
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
                         raise self._describe(fd, part, "/".join(parts[: i + 1])) from None
-                    raise Refused("/".join(parts[: i + 1]), f"cannot be opened ({exc.strerror})") from None
+                    raise Refused(
+                        "/".join(parts[: i + 1]), f"cannot be opened ({exc.strerror})"
+                    ) from None
                 os.close(fd)
                 fd = nxt
             if os.fstat(fd).st_dev in self._pseudo:
-                raise Refused("/".join(parts) or ".", "on a pseudo file system (procfs, sysfs or devices)")
+                raise Refused(
+                    "/".join(parts) or ".", "on a pseudo file system (procfs, sysfs or devices)"
+                )
             yield fd
         finally:
             os.close(fd)
@@ -154,7 +162,11 @@ class RunsRoot:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_dev in self._pseudo:
             os.close(fd)
-            reason = "on a pseudo file system (procfs, sysfs or devices)" if st.st_dev in self._pseudo else _kind(st.st_mode)
+            reason = (
+                "on a pseudo file system (procfs, sysfs or devices)"
+                if st.st_dev in self._pseudo
+                else _kind(st.st_mode)
+            )
             raise Refused(rel, reason)
         return fd, st
 
@@ -234,7 +246,12 @@ class RunsRoot:
 
     def _replace(self, dfd: int, name: str, data: bytes, mode: int) -> None:
         tmp = f".{name}.{secrets.token_hex(6)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            mode,
+            dir_fd=dfd,
+        )
         try:
             view = memoryview(data)
             while view:
@@ -258,7 +275,9 @@ class RunsRoot:
                 fd, st = self._open_file(dfd, parts[-1], "/".join(parts))
                 try:
                     if st.st_size > limit:
-                        raise Refused("/".join(parts), f"larger than {limit >> 20} MiB; not rewritten")
+                        raise Refused(
+                            "/".join(parts), f"larger than {limit >> 20} MiB; not rewritten"
+                        )
                     old = b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
                 finally:
                     os.close(fd)
@@ -272,7 +291,12 @@ class RunsRoot:
         parts = split_rel(rel)
         with self.folder(parts[:-1]) as dfd:
             self._check_target(dfd, parts[-1], "/".join(parts))
-            fd = os.open(parts[-1], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+            fd = os.open(
+                parts[-1],
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o644,
+                dir_fd=dfd,
+            )
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # raced into something else between the check and the open
             os.close(fd)
@@ -285,7 +309,12 @@ class RunsRoot:
         parts = split_rel(rel)
         with self.folder(parts[:-1]) as dfd:
             try:
-                fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+                fd = os.open(
+                    parts[-1],
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o644,
+                    dir_fd=dfd,
+                )
             except FileExistsError:
                 return False
             try:
@@ -317,7 +346,9 @@ class RunsRoot:
 
     # ------------------------------------------------------------------ whole trees
 
-    def links_below(self, rel: str | Sequence[str], limit: int = 20, max_entries: int = 200_000) -> list[Refusal]:
+    def links_below(
+        self, rel: str | Sequence[str], limit: int = 20, max_entries: int = 200_000
+    ) -> list[Refusal]:
         """Links, special files and non-UTF-8 names anywhere below the folder ``rel`` (at most
         ``limit`` listed): a command that will write into that folder must not meet any."""
         found: list[Refusal] = []
@@ -348,6 +379,11 @@ class RunsRoot:
                     except (Refused, OSError):
                         found.append(Refusal(shown, _kind(mode)))
             if seen > max_entries:
-                found.append(Refusal("/".join(base) or ".", f"more than {max_entries} entries; not checked further"))
+                found.append(
+                    Refusal(
+                        "/".join(base) or ".",
+                        f"more than {max_entries} entries; not checked further",
+                    )
+                )
                 break
         return found[:limit]

@@ -38,7 +38,9 @@ def parse_reviews(data: bytes) -> tuple[list[dict[str, Any]], list[str]]:
         try:
             item = json.loads(raw)
         except (json.JSONDecodeError, RecursionError) as exc:
-            bad.append(f"{REVIEWS} line {n}: invalid JSON ({getattr(exc, 'msg', 'nested too deeply')})")
+            bad.append(
+                f"{REVIEWS} line {n}: invalid JSON ({getattr(exc, 'msg', 'nested too deeply')})"
+            )
             continue
         if isinstance(item, dict):
             reviews.append(item)

@@ -107,7 +107,9 @@ def _uses_obs(tree: ast.Module) -> bool:
     return False
 
 
-def static_check(task: TaskSpec, source: str) -> tuple[RewardProgram | None, list[Finding], dict[str, Any]]:
+def static_check(
+    task: TaskSpec, source: str
+) -> tuple[RewardProgram | None, list[Finding], dict[str, Any]]:
     """The in-process stage: vetting against ``task``'s card and bytecode compilation
     (:func:`~rewardlab.reward.program.compile_for_task`; the program's code is never executed).
 
@@ -118,7 +120,11 @@ def static_check(task: TaskSpec, source: str) -> tuple[RewardProgram | None, lis
     try:
         program = compile_for_task(source, task)
     except RewardProgramError as exc:
-        return None, exc.findings, {"warnings": [str(w).removeprefix("[warning] ") for w in exc.warnings]}
+        return (
+            None,
+            exc.findings,
+            {"warnings": [str(w).removeprefix("[warning] ") for w in exc.warnings]},
+        )
     notes = [str(w).removeprefix("[warning] ") for w in program.warnings]
     return program, [], {"uses_obs": _uses_obs(ast.parse(source)), "warnings": notes}
 
@@ -223,7 +229,10 @@ def run_child(
 def call_to_step(stats: dict[str, Any]) -> float | None:
     """Median reward-call time over median bare environment step time, from a smoke run's
     stats (``None`` without timings)."""
-    call, step = float(stats.get("median_call_us") or 0.0), float(stats.get("median_step_us") or 0.0)
+    call, step = (
+        float(stats.get("median_call_us") or 0.0),
+        float(stats.get("median_step_us") or 0.0),
+    )
     return call / step if call > 0 and step > 0 else None
 
 

@@ -35,7 +35,9 @@ class Expression(Metric):
 
     def update(self, inputs: SuccessInputs) -> None:
         if len(inputs.worlds) != self.n:
-            raise ValueError(f"an expression metric needs {self.n} per-world proxies, got {len(inputs.worlds)}")
+            raise ValueError(
+                f"an expression metric needs {self.n} per-world proxies, got {len(inputs.worlds)}"
+            )
         for i, world in enumerate(inputs.worlds):
             try:
                 value, _ = self.program(world, None, None)
@@ -46,10 +48,7 @@ class Expression(Metric):
 
 def expression_source(expr: str) -> str:
     """The program a success expression becomes (vetted and run like reward code)."""
-    return (
-        "def compute_dense_reward(self, action):\n"
-        f"    return 1.0 if ({expr}) else 0.0\n"
-    )
+    return f"def compute_dense_reward(self, action):\n    return 1.0 if ({expr}) else 0.0\n"
 
 
 def compile_expression(expr: str, card: str) -> Any:
@@ -62,6 +61,8 @@ def compile_expression(expr: str, card: str) -> Any:
     except SyntaxError as exc:
         raise ValueError(f"not a Python expression ({exc.msg})") from None
     try:
-        return compile_for_task(expression_source(expr), TaskSpec(name=f"{card.split('/')[0]}/expression", card=card))
+        return compile_for_task(
+            expression_source(expr), TaskSpec(name=f"{card.split('/')[0]}/expression", card=card)
+        )
     except RewardProgramError as exc:
         raise ValueError("; ".join(str(f) for f in exc.findings) or str(exc)) from None

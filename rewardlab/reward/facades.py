@@ -224,7 +224,10 @@ def _numpy_facade() -> Facade:
         ndarray=_NdarrayType,
         **{n: _safe_like(getattr(np, n)) for n in ("zeros_like", "ones_like", "empty_like")},
         full_like=_safe_like(np.full_like, position=5),
-        **{n: _safe_join(getattr(np, n)) for n in ("concatenate", "stack", "hstack", "vstack", "column_stack")},
+        **{
+            n: _safe_join(getattr(np, n))
+            for n in ("concatenate", "stack", "hstack", "vstack", "column_stack")
+        },
     )
     linalg = {n: getattr(np.linalg, n) for n in _LINALG_NAMES.split()}
     members["linalg"] = Facade("numpy.linalg", guard_members(linalg, "numpy.linalg"))
@@ -292,7 +295,9 @@ def _safe_squareform(x: Any, *args: Any, **kwargs: Any) -> Any:
     from scipy.spatial import distance
 
     n = float(np.size(x))
-    check_count(n if np.ndim(x) == 2 else 2 * n + math.sqrt(8 * n + 1), "scipy.spatial.distance.squareform")
+    check_count(
+        n if np.ndim(x) == 2 else 2 * n + math.sqrt(8 * n + 1), "scipy.spatial.distance.squareform"
+    )
     return distance.squareform(x, *args, **kwargs)
 
 
@@ -342,12 +347,17 @@ def _rotation_call(target: Any, name: str, args: tuple[Any, ...], kwargs: dict[s
         if not isinstance(value, Rotation):
             check_value(value, what)
             if isinstance(value, (np.ndarray, list, tuple)):
-                check_count(float(np.size(value)) if isinstance(value, np.ndarray) else float(len(value)), what)
+                check_count(
+                    float(np.size(value)) if isinstance(value, np.ndarray) else float(len(value)),
+                    what,
+                )
     if name in ("identity", "random"):
         num = kwargs.get("num", args[0] if args else None)
         if num is not None:
             check_count(9.0 * float(num), what)
-    return _wrap(getattr(target, name)(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}), what)
+    return _wrap(
+        getattr(target, name)(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}), what
+    )
 
 
 class Rotation:

@@ -126,7 +126,6 @@ def bounded(iterable: Any, what: str) -> Any:
     return iterable
 
 
-
 _SEQUENCES = (str, bytes, list, tuple)
 _FLOATS = frozenset({float, np.float64})
 _SCALARS = frozenset({float, int, bool, np.float64, np.float32, np.int64, np.bool_})
@@ -141,7 +140,9 @@ def _int_result(value: int, what: str) -> int:
 
 def _array_result(result: Any, what: str) -> Any:
     if type(result) is np.ndarray and result.dtype is _OBJECT:
-        raise SandboxViolation(f"{what}: the result would be an object array (not allowed in reward code)")
+        raise SandboxViolation(
+            f"{what}: the result would be an object array (not allowed in reward code)"
+        )
     return result
 
 
@@ -269,7 +270,9 @@ def _check_str_method(obj: Any, name: str, args: tuple[Any, ...]) -> None:
         check_count(float(args[0]), what)
     elif name == "replace" and len(args) >= 2:
         old, new = args[0], args[1]
-        check_count(float(len(obj)) + float(len(obj) + 1) * float(len(new)) / max(len(old), 1), what)
+        check_count(
+            float(len(obj)) + float(len(obj) + 1) * float(len(new)) / max(len(old), 1), what
+        )
     elif name == "extend" and args:
         check_count(float(len(obj)) + float(len(bounded(args[0], what))), what)
 
@@ -302,5 +305,9 @@ def guard_attr(obj: Any, name: str) -> Any:
 
 def _safe_join(sep: Any, items: Any) -> Any:
     parts = list(bounded(items, "str.join")) if not isinstance(items, (list, tuple)) else items
-    check_count(float(len(sep)) * len(parts) + sum(float(len(p)) if isinstance(p, (str, bytes)) else 0.0 for p in parts), "str.join")
+    check_count(
+        float(len(sep)) * len(parts)
+        + sum(float(len(p)) if isinstance(p, (str, bytes)) else 0.0 for p in parts),
+        "str.join",
+    )
     return sep.join(parts)

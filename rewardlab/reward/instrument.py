@@ -136,7 +136,9 @@ class _Instrument(ast.NodeTransformer):
         guard = _OPERATORS[type(node.op)][0]
         if isinstance(node.target, ast.Name):  # x += y  ->  x = guard(x, y)
             load = ast.Name(node.target.id, ast.Load())
-            return ast.copy_location(ast.Assign([node.target], _call(guard, [load, node.value], node)), node)
+            return ast.copy_location(
+                ast.Assign([node.target], _call(guard, [load, node.value], node)), node
+            )
         if isinstance(node.target, ast.Subscript):
             # c[k] += y  ->  t1 = c; t2 = k; t1[t2] = guard(t1[t2], y)  (c and k evaluated once)
             box, key = self._temporary(), self._temporary()
@@ -145,7 +147,9 @@ class _Instrument(ast.NodeTransformer):
                 ast.Assign([ast.Name(key, ast.Store())], node.target.slice),
             ]
             item = ast.Subscript(ast.Name(box, ast.Load()), ast.Name(key, ast.Load()), ast.Load())
-            target = ast.Subscript(ast.Name(box, ast.Load()), ast.Name(key, ast.Load()), ast.Store())
+            target = ast.Subscript(
+                ast.Name(box, ast.Load()), ast.Name(key, ast.Load()), ast.Store()
+            )
             store.append(ast.Assign([target], _call(guard, [item, node.value], node)))
             return [ast.copy_location(s, node) for s in store]
         return node  # attribute targets are refused by vetting

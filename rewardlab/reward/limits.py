@@ -24,7 +24,6 @@ MAX_ITEMSIZE = 32
 """Largest numpy dtype item size (bytes) reward code may use (complex256 is 32)."""
 
 
-
 class Budget:
     """A per-call tick counter and wall-clock limit shared by one compiled program.
 
@@ -70,7 +69,6 @@ class Budget:
         self.left = self.limit
         self.checkpoint = max(self.limit - self.CHECK_EVERY, 0)
         self.deadline = time.perf_counter() + self.seconds
-
 
 
 def limit_process_memory(max_bytes: int) -> None:

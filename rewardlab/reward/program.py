@@ -90,7 +90,9 @@ def component_name_problem(name: Any) -> str | None:
     if type(name) is not str:
         return f"component names must be strings, got {type(name).__name__}"
     if name in RESERVED_COMPONENTS:
-        return f"component name {name!r} is reserved (reward/{name} is set by the environment wrapper)"
+        return (
+            f"component name {name!r} is reserved (reward/{name} is set by the environment wrapper)"
+        )
     if not COMPONENT_NAME.fullmatch(name):
         return (f"component name {name[:40]!r} is not allowed: use letters, digits, '_', '.', '-' "
                 "or spaces, at most 64 characters")  # fmt: skip
@@ -114,7 +116,20 @@ class ModuleStateError(Exception):
     name = ""
 
 
-_IMMUTABLE = (int, float, complex, bool, str, bytes, range, slice, type(None), np.generic, Facade, Rotation)
+_IMMUTABLE = (
+    int,
+    float,
+    complex,
+    bool,
+    str,
+    bytes,
+    range,
+    slice,
+    type(None),
+    np.generic,
+    Facade,
+    Rotation,
+)
 
 
 def _frozen(value: Any, where: str, depth: int = 0) -> Any:
@@ -147,9 +162,13 @@ def _frozen(value: Any, where: str, depth: int = 0) -> Any:
 
 def _freeze_function(fn: types.FunctionType, where: str) -> None:
     if fn.__defaults__:
-        fn.__defaults__ = tuple(_frozen(v, f"a default argument of {fn.__name__}") for v in fn.__defaults__)
+        fn.__defaults__ = tuple(
+            _frozen(v, f"a default argument of {fn.__name__}") for v in fn.__defaults__
+        )
     if fn.__kwdefaults__:
-        fn.__kwdefaults__ = {k: _frozen(v, f"default {k!r} of {fn.__name__}") for k, v in fn.__kwdefaults__.items()}
+        fn.__kwdefaults__ = {
+            k: _frozen(v, f"default {k!r} of {fn.__name__}") for k, v in fn.__kwdefaults__.items()
+        }
     for cell in fn.__closure__ or ():
         cell.cell_contents = _frozen(cell.cell_contents, f"a variable {fn.__name__} closes over")
 
@@ -287,7 +306,9 @@ class RewardProgram:
             >>> q is not p and q.source == p.source and q(None, None) == (1.0, {})
             True
         """
-        program = replace(self, budget=Budget(self.budget.limit, self.budget.seconds), _fn=None, _names=set())
+        program = replace(
+            self, budget=Budget(self.budget.limit, self.budget.seconds), _fn=None, _names=set()
+        )
         program._load()
         return program
 
@@ -306,7 +327,9 @@ class RewardProgram:
         except BudgetExceeded as exc:
             raise RewardProgramError([Finding("timeout", str(exc), self.budget.line)]) from None
         except Exception as exc:  # module-level code failed (e.g. bad constant expression)
-            raise RewardProgramError([Finding("compile", _describe(exc), _traceback_line(exc))]) from None
+            raise RewardProgramError(
+                [Finding("compile", _describe(exc), _traceback_line(exc))]
+            ) from None
         try:
             freeze_module_state(namespace)
         except ModuleStateError as exc:
@@ -370,10 +393,16 @@ class RewardProgram:
             raise RewardRuntimeError(Finding("timeout", str(exc), self.budget.line)) from None
         except MemoryError as exc:
             raise RewardRuntimeError(
-                Finding("runtime", "MemoryError: the program allocated too much memory", _traceback_line(exc))
+                Finding(
+                    "runtime",
+                    "MemoryError: the program allocated too much memory",
+                    _traceback_line(exc),
+                )
             ) from None
         except Exception as exc:  # any type (OverflowError, RecursionError ...): a counted failure
-            raise RewardRuntimeError(Finding("runtime", _describe(exc), _traceback_line(exc))) from None
+            raise RewardRuntimeError(
+                Finding("runtime", _describe(exc), _traceback_line(exc))
+            ) from None
         return self._validate(out)
 
     def _validate(self, out: Any) -> tuple[float, dict[str, float]]:
@@ -385,9 +414,13 @@ class RewardProgram:
                 reward = out[0] if type(out[0]) is float else _scalar(out[0], "reward")
                 components = out[1]
                 if len(components) > MAX_COMPONENTS:
-                    raise ValueError(f"{len(components)} components; at most {MAX_COMPONENTS} are allowed")
+                    raise ValueError(
+                        f"{len(components)} components; at most {MAX_COMPONENTS} are allowed"
+                    )
                 if not all(type(v) is float and k in self._names for k, v in components.items()):
-                    components = {self._name(k): _scalar(v, f"component {k!r}") for k, v in components.items()}
+                    components = {
+                        self._name(k): _scalar(v, f"component {k!r}") for k, v in components.items()
+                    }
             else:
                 reward = out if type(out) is float else _scalar(out, "reward")
                 components = {}
@@ -397,11 +430,15 @@ class RewardProgram:
             raise RewardRuntimeError(Finding("output", f"reward is not finite ({reward})"))
         if abs(reward) > self.max_abs:
             raise RewardRuntimeError(
-                Finding("output", f"reward magnitude {reward:.3g} exceeds {self.max_abs:g} per step")
+                Finding(
+                    "output", f"reward magnitude {reward:.3g} exceeds {self.max_abs:g} per step"
+                )
             )
         for name, value in components.items():
             if not (value - value == 0.0):
-                raise RewardRuntimeError(Finding("output", f"component {name!r} is not finite ({value})"))
+                raise RewardRuntimeError(
+                    Finding("output", f"component {name!r} is not finite ({value})")
+                )
         return reward, components
 
     def _name(self, key: Any) -> str:

@@ -62,7 +62,11 @@ def _load(request: dict[str, Any], max_abs: float | None = None) -> RewardProgra
 def _wall(request: dict[str, Any]) -> None:
     """The OS wall (:func:`rewardlab.reward.confine.apply_wall`) with the request's limits."""
     cpu_s = float(request.get("cpu_s", 0))
-    apply_wall(memory_mb=int(request.get("memory_mb", 0)), cpu_s=cpu_s if cpu_s > 0 else None, threads=False)
+    apply_wall(
+        memory_mb=int(request.get("memory_mb", 0)),
+        cpu_s=cpu_s if cpu_s > 0 else None,
+        threads=False,
+    )
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -182,7 +186,9 @@ def evaluate_states(request: dict[str, Any]) -> dict[str, Any]:
                     key = str(exc.finding)
                     errors.setdefault(key, exc.finding)
                     counts[key] = counts.get(key, 0) + 1
-                    where.setdefault(key, f"{rollout.kind} rollout {i} (reset seed {rollout.seed}), step {t}")
+                    where.setdefault(
+                        key, f"{rollout.kind} rollout {i} (reset seed {rollout.seed}), step {t}"
+                    )
                     continue
                 call_s.append(time.thread_time() - start)
                 per[t] = reward
@@ -197,7 +203,10 @@ def evaluate_states(request: dict[str, Any]) -> dict[str, Any]:
     finally:
         env.close()
     findings = [
-        {**asdict(f), "message": f"{f.message} (on {counts[key]} of {total} recorded states; first: {where[key]})"}
+        {
+            **asdict(f),
+            "message": f"{f.message} (on {counts[key]} of {total} recorded states; first: {where[key]})",
+        }
         for key, f in errors.items()
     ]
     timed = call_s[1:] or call_s

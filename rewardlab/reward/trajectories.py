@@ -104,7 +104,9 @@ def _mujoco_base(env: gym.Env) -> Any:
     if not isinstance(getattr(base, "model", None), mujoco.MjModel) or not isinstance(
         getattr(base, "data", None), mujoco.MjData
     ):
-        raise TypeError(f"{type(base).__name__} is not a MuJoCo environment: its states cannot be recorded")
+        raise TypeError(
+            f"{type(base).__name__} is not a MuJoCo environment: its states cannot be recorded"
+        )
     return base
 
 
@@ -125,7 +127,13 @@ def restore_state(env: gym.Env, state: np.ndarray) -> None:
 
 
 def record_rollout(
-    env: gym.Env, policy: Policy, *, seed: int, steps: int, kind: str, stop_after_success: int | None = None
+    env: gym.Env,
+    policy: Policy,
+    *,
+    seed: int,
+    steps: int,
+    kind: str,
+    stop_after_success: int | None = None,
 ) -> Rollout:
     """Run ``policy`` on ``env`` from ``env.reset(seed=seed)`` and record every step.
 
@@ -196,11 +204,17 @@ def load_rollouts(path: Path | str) -> list[Rollout]:
     """Read rollouts written by :func:`save_rollouts`."""
     with np.load(path, allow_pickle=False) as data:
         if int(data["format"]) != FORMAT or int(data["spec"]) != STATE_SPEC:
-            raise ValueError(f"{path}: rollouts of another format ({int(data['format'])}) or state spec")
+            raise ValueError(
+                f"{path}: rollouts of another format ({int(data['format'])}) or state spec"
+            )
         off = data["offsets"]
         arrays = {k: data[k] for k in ("states", "observations", "actions", "successes", "rewards")}
         return [
-            Rollout(kind=str(kind), seed=int(seed), **{k: v[off[i] : off[i + 1]] for k, v in arrays.items()})
+            Rollout(
+                kind=str(kind),
+                seed=int(seed),
+                **{k: v[off[i] : off[i + 1]] for k, v in arrays.items()},
+            )
             for i, (kind, seed) in enumerate(zip(data["kinds"], data["seeds"], strict=True))
         ]
 
@@ -234,7 +248,9 @@ def _settings(cfg: Any, timeout_s: float | None, memory_mb: int | None) -> tuple
     check = getattr(cfg, "check", None) if cfg is not None else None
     gate = getattr(cfg, "gate", None) if cfg is not None else None
     if timeout_s is None:
-        timeout_s = float(getattr(gate, "timeout_s", None) or getattr(check, "timeout_s", None) or 60.0)
+        timeout_s = float(
+            getattr(gate, "timeout_s", None) or getattr(check, "timeout_s", None) or 60.0
+        )
     if memory_mb is None:
         memory_mb = int(getattr(check, "memory_mb", None) or 4096)
     return float(timeout_s), int(memory_mb)
@@ -292,10 +308,14 @@ def evaluate_on_rollouts(
             "mode": "states", "task": task.to_dict(), "program": program.to_message(), "rollouts": str(path),
             "memory_mb": memory_mb, "cpu_s": timeout_s, "max_abs": max_abs,
         }  # fmt: skip
-        report, failure = run_child(request, WALL_FACTOR * timeout_s, what="trajectory evaluation", stage="gate")
+        report, failure = run_child(
+            request, WALL_FACTOR * timeout_s, what="trajectory evaluation", stage="gate"
+        )
     elapsed = round(time.monotonic() - started, 3)
     if report is None:
-        return TrajectoryEvaluation(findings=[failure] if failure else [], stats={"elapsed_s": elapsed})
+        return TrajectoryEvaluation(
+            findings=[failure] if failure else [], stats={"elapsed_s": elapsed}
+        )
     out = TrajectoryEvaluation(
         rewards=[_array(r) for r in report.get("rewards", [])],
         components={name: [_array(r) for r in per] for name, per in report.get("components", {}).items()},

@@ -46,7 +46,9 @@ FORBIDDEN_ATTRIBUTES = frozenset(
     im_func im_self system popen""".split()  # noqa: SIM905
 )
 
-SELF_MATCHING_CLASSES = frozenset(["bool", "dict", "float", "frozenset", "int", "list", "set", "str", "tuple"])
+SELF_MATCHING_CLASSES = frozenset(
+    ["bool", "dict", "float", "frozenset", "int", "list", "set", "str", "tuple"]
+)
 """Builtin classes whose ``case C(x)`` pattern matches the subject itself (no attribute read)."""
 
 MAX_INT_LITERAL = 2**63
@@ -62,7 +64,6 @@ def attribute_problem(name: str) -> str | None:
     if name in FORBIDDEN_ATTRIBUTES:
         return f"attribute {name!r} is not allowed in reward code"
     return None
-
 
 
 @dataclass
@@ -135,7 +136,9 @@ def _import_problem(module: str, member: str | None, level: int = 0) -> str | No
         return "relative imports are not allowed"
     if root not in ALLOWED_MODULES:
         verb = "import from" if member is not None else "import of"
-        return UNAVAILABLE_HINTS.get(root) or f"{verb} {module!r} is not allowed (allowed: {allowed})"
+        return (
+            UNAVAILABLE_HINTS.get(root) or f"{verb} {module!r} is not allowed (allowed: {allowed})"
+        )
     if any(part.startswith("_") for part in module.split(".")):
         return f"importing {'from ' if member is not None else ''}private module {module!r} is not allowed"
     if member == "*":
@@ -172,7 +175,9 @@ class _Vetter(ast.NodeVisitor):
         self.findings: list[Finding] = []
         self.warnings: list[Finding] = []
         self.defined = _defined_names(tree)
-        self.loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        self.loaded = {
+            n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+        }
 
     def bad(self, node: ast.AST, message: str) -> None:
         self.findings.append(Finding("static", message, getattr(node, "lineno", None)))
@@ -194,7 +199,10 @@ class _Vetter(ast.NodeVisitor):
         if problem:
             self.bad(node, problem)
         elif isinstance(node.ctx, (ast.Store, ast.Del)):
-            self.bad(node, f"assigning attribute {node.attr!r} is not allowed: the environment is read-only")
+            self.bad(
+                node,
+                f"assigning attribute {node.attr!r} is not allowed: the environment is read-only",
+            )
         self.generic_visit(node)
 
     def visit_MatchClass(self, node: ast.MatchClass) -> None:
@@ -202,7 +210,9 @@ class _Vetter(ast.NodeVisitor):
             problem = attribute_problem(name)
             if problem:
                 self.bad(node, f"match class pattern: {problem}")
-        if node.patterns and not (isinstance(node.cls, ast.Name) and node.cls.id in SELF_MATCHING_CLASSES):
+        if node.patterns and not (
+            isinstance(node.cls, ast.Name) and node.cls.id in SELF_MATCHING_CLASSES
+        ):
             self.bad(node, "positional sub-patterns of a class pattern read the class's __match_args__; "
                            f"they are allowed only for {', '.join(sorted(SELF_MATCHING_CLASSES))}")  # fmt: skip
         self.generic_visit(node)
@@ -211,13 +221,17 @@ class _Vetter(ast.NodeVisitor):
         if node.id in FORBIDDEN_NAMES or node.id.startswith("__"):
             self.bad(node, f"use of {node.id!r} is not allowed in reward code")
         elif isinstance(node.ctx, ast.Load) and node.id not in self.defined:
-            self.bad(node, f"name {node.id!r} is not defined (not a variable, import or allowed builtin)")
+            self.bad(
+                node, f"name {node.id!r} is not defined (not a variable, import or allowed builtin)"
+            )
 
     def _refused(self, node: ast.AST) -> None:
         self.bad(node, f"{type(node).__name__} is not allowed in reward code")
         self.generic_visit(node)
 
-    visit_ClassDef = visit_AsyncFunctionDef = visit_AsyncFor = visit_AsyncWith = visit_Await = _refused
+    visit_ClassDef = visit_AsyncFunctionDef = visit_AsyncFor = visit_AsyncWith = visit_Await = (
+        _refused
+    )
 
     def _statement(self, node: ast.AST) -> None:
         self.bad(node, f"'{type(node).__name__.lower()}' statements are not allowed in reward code")
@@ -226,15 +240,22 @@ class _Vetter(ast.NodeVisitor):
     visit_With = visit_Global = visit_Nonlocal = _statement
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
-        if node.type is None or (isinstance(node.type, ast.Name) and node.type.id == "BaseException"):
-            self.bad(node, "bare 'except:' / 'except BaseException' is not allowed; catch specific errors")
+        if node.type is None or (
+            isinstance(node.type, ast.Name) and node.type.id == "BaseException"
+        ):
+            self.bad(
+                node,
+                "bare 'except:' / 'except BaseException' is not allowed; catch specific errors",
+            )
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
         value = node.value
         if isinstance(value, (str, bytes)) and len(value) > 10_000:
             self.bad(node, "string constant longer than 10,000 characters")
-        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_INT_LITERAL:
+        elif (
+            isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_INT_LITERAL
+        ):
             self.bad(node, "integer literal wider than 64 bits (write a float, e.g. 1e20)")
 
 
@@ -264,7 +285,9 @@ def vet(
     except SyntaxError as exc:
         return Vetting(None, [Finding("syntax", f"{exc.msg}", exc.lineno)], [])
     except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
-        return Vetting(None, [Finding("syntax", f"the program cannot be parsed: {type(exc).__name__}")], [])
+        return Vetting(
+            None, [Finding("syntax", f"the program cannot be parsed: {type(exc).__name__}")], []
+        )
     vetter = _Vetter(tree)
     vetter.visit(tree)
     findings = vetter.findings
@@ -276,14 +299,24 @@ def vet(
         n_pos = len(args.posonlyargs) + len(args.args)
         if args.vararg or args.kwarg or n_pos not in (2, 3):
             findings.append(
-                Finding("static", f"{entry} must take (self, action) or (self, action, obs)", fn.lineno)
+                Finding(
+                    "static", f"{entry} must take (self, action) or (self, action, obs)", fn.lineno
+                )
             )
         if self_paths is not None and n_pos:
             self_name = (args.posonlyargs + args.args)[0].arg
             findings += _check_self_paths(fn, self_name, self_paths, self_leaves or set())
     for stmt in tree.body:
-        if not isinstance(stmt, (ast.FunctionDef, ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.Expr)):
-            findings.append(Finding("static", f"top-level {type(stmt).__name__} is not allowed: only imports, constants and functions", stmt.lineno))
+        if not isinstance(
+            stmt, (ast.FunctionDef, ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.Expr)
+        ):
+            findings.append(
+                Finding(
+                    "static",
+                    f"top-level {type(stmt).__name__} is not allowed: only imports, constants and functions",
+                    stmt.lineno,
+                )
+            )
     return Vetting(tree, findings, vetter.warnings)
 
 

@@ -154,7 +154,9 @@ class RolloutCore:
         self.program: RewardProgram | None = None
         self.evaluator: BatchedReward | None = None
         if program is not None:
-            self.attach_program(compile_for_task(program, task) if isinstance(program, str) else program)
+            self.attach_program(
+                compile_for_task(program, task) if isinstance(program, str) else program
+            )
         self.rngs = [
             seeding.np_random(None if config.seed is None else config.seed + i)[0] for i in range(n)
         ]

@@ -163,9 +163,17 @@ class _Lift(ast.NodeTransformer):
         plain = not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)
         if isinstance(func, ast.Name) and plain:
             args = node.args
-            if func.id in ("min", "max") and len(args) == 1 and isinstance(args[0], (ast.List, ast.Tuple)):
+            if (
+                func.id in ("min", "max")
+                and len(args) == 1
+                and isinstance(args[0], (ast.List, ast.Tuple))
+            ):
                 args = args[0].elts
-            if func.id in ("min", "max") and len(args) >= 2 and not any(isinstance(a, ast.Starred) for a in args):
+            if (
+                func.id in ("min", "max")
+                and len(args) >= 2
+                and not any(isinstance(a, ast.Starred) for a in args)
+            ):
                 fn = "fmin" if func.id == "min" else "fmax"
                 self._note(f"{func.id} -> numpy.{fn}")
                 out = args[0]
@@ -178,9 +186,16 @@ class _Lift(ast.NodeTransformer):
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
             owner = func.value.id
             arity = 2 if func.attr in BINARY else 1
-            if owner in self.math_names and func.attr in MATH_TO_NUMPY and plain and len(node.args) == arity:
+            if (
+                owner in self.math_names
+                and func.attr in MATH_TO_NUMPY
+                and plain
+                and len(node.args) == arity
+            ):
                 self._note(f"math.{func.attr} -> numpy.{MATH_TO_NUMPY[func.attr]}")
-                return ast.copy_location(_call(MATH_TO_NUMPY[func.attr], *node.args, dtype=_np("float64")), node)
+                return ast.copy_location(
+                    _call(MATH_TO_NUMPY[func.attr], *node.args, dtype=_np("float64")), node
+                )
             if owner in self.numpy_names and func.attr in ("array", "asarray"):
                 return self._literal_array(node)
         return node

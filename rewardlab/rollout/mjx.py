@@ -134,4 +134,3 @@ class MjxBackend:
 
     def close(self) -> None:
         pass
-

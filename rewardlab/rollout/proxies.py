@@ -166,7 +166,11 @@ class BatchFreeJoint(Proxy):
         norm = w * w + x * x + y * y + z * z
         ux, uy, uz = self._up
         with np.errstate(divide="ignore", invalid="ignore"):
-            up = (2.0 * (x * z - w * y) * ux + 2.0 * (y * z + w * x) * uy + (w * w - x * x - y * y + z * z) * uz) / norm
+            up = (
+                2.0 * (x * z - w * y) * ux
+                + 2.0 * (y * z + w * x) * uy
+                + (w * w - x * x - y * y + z * z) * uz
+            ) / norm
         return np.where(norm > 0, up, np.nan)
 
 

@@ -19,7 +19,9 @@ def summary(record: dict[str, Any]) -> str:
         return ""
     backend = record.get("backend", "?")
     if backend == "multi":  # a multi-task set: one record per member (rewardlab.multitask)
-        return "; ".join(f"{name}: {summary(r or {})}" for name, r in (record.get("members") or {}).items())
+        return "; ".join(
+            f"{name}: {summary(r or {})}" for name, r in (record.get("members") or {}).items()
+        )
     reward = record.get("reward") or {}
     mode = reward.get("mode", "?")
     if backend == "dummy":

@@ -143,7 +143,9 @@ class BatchReport:
                 f"; {self.fallback_steps} of {self.batched_calls} batched steps fell back to per world, "
                 f"{self.rows_reevaluated} world-steps re-evaluated, {self.verifications} re-checks"
             )
-        return f"reward evaluation: {self.mode}{lift}" + (f" [rejected {why}]" if why else "") + counts
+        return (
+            f"reward evaluation: {self.mode}{lift}" + (f" [rejected {why}]" if why else "") + counts
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record (what ``rollout.json`` holds under ``reward``)."""
@@ -313,7 +315,9 @@ class BatchedReward:
             comps = {k: np.where(bad, 0.0, v) for k, v in comps.items()}
         return RewardBatch(reward, comps, bad)
 
-    def _repair(self, out: RewardBatch, worlds: Sequence[Any], action: np.ndarray, obs: np.ndarray | None) -> RewardBatch:
+    def _repair(
+        self, out: RewardBatch, worlds: Sequence[Any], action: np.ndarray, obs: np.ndarray | None
+    ) -> RewardBatch:
         """Re-evaluate the failed rows of a batched output per world with the original program."""
         rows = np.flatnonzero(out.error).tolist()
         if not rows:
@@ -401,7 +405,9 @@ class BatchedReward:
         if self.requested != "per_world" and has_try(self.program.source):
             self.report.reasons.update(batched=TRY_REASON, lifted=TRY_REASON)
             if self.requested != "auto":
-                raise ValueError(f"reward program cannot run in mode {self.requested!r}: {TRY_REASON}")
+                raise ValueError(
+                    f"reward program cannot run in mode {self.requested!r}: {TRY_REASON}"
+                )
             self.report.mode = "per_world"
             return want
         if want.error.all():  # nothing to compare against yet: decide on a later step

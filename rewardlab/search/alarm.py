@@ -59,7 +59,6 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
-
 def progress_rose(start: float, end: float, flat_tol: float, min_rise: float) -> bool:
     """Whether task progress (0..1) rose: by more than ``flat_tol`` absolutely, or by at least
     ``min_rise`` relative to its start (floored at 0.01) while gaining at least 0.01.
@@ -70,6 +69,7 @@ def progress_rose(start: float, end: float, flat_tol: float, min_rise: float) ->
     """
     gain = end - start
     return gain > flat_tol or (gain >= 0.01 and gain / max(start, 0.01) >= min_rise)
+
 
 def hacking_alarm(
     steps: Sequence[float],
@@ -117,7 +117,9 @@ def hacking_alarm(
     elif s1 >= 1.0 - flat_tol:
         alarm.reason = f"the task is already solved (success {s1:.2f})"
     elif p0 is not None and p1 is not None and progress_rose(p0, p1, flat_tol, min_rise):
-        alarm.reason = f"task progress rose with the return ({p0:.2f} -> {p1:.2f}): learning, not hacking"
+        alarm.reason = (
+            f"task progress rose with the return ({p0:.2f} -> {p1:.2f}): learning, not hacking"
+        )
     else:
         alarm.flagged = True
         alarm.reason = (

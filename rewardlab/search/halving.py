@@ -106,7 +106,9 @@ def clearly_worse(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return bounds(a, "progress")[1] < bounds(b, "progress")[0]
 
 
-def promote(ranked: list[str], results: dict[str, dict[str, Any]], eta: int, rule: str = "interval") -> list[str]:
+def promote(
+    ranked: list[str], results: dict[str, dict[str, Any]], eta: int, rule: str = "interval"
+) -> list[str]:
     """The candidates of ``ranked`` (best first) that go on to the next rung under ``rule``."""
     if rule not in PROMOTIONS:
         raise ValueError(f"unknown promotion rule {rule!r}; known: {', '.join(PROMOTIONS)}")
@@ -186,7 +188,9 @@ def successive_halving(
         result.calls.append((list(alive), budget))
         outcomes = train(list(alive), budget)
         for key in alive:
-            out = dict(outcomes.get(key) or {"status": "missing", "error": "no result for this candidate"})
+            out = dict(
+                outcomes.get(key) or {"status": "missing", "error": "no result for this candidate"}
+            )
             out["budget"] = budget
             result.history[key].append(out)
             result.stopped_at[key] = budget
@@ -195,7 +199,11 @@ def successive_halving(
                 result.pruned[key] = budget
         failed_now = [k for k in alive if k in result.failed and result.pruned.get(k) == budget]
         ranked = rank([k for k in alive if k not in result.failed])
-        reached = [k for k in ranked if target_success > 0 and score(result.history[k][-1])[0] >= target_success]
+        reached = [
+            k
+            for k in ranked
+            if target_success > 0 and score(result.history[k][-1])[0] >= target_success
+        ]
         last = r == len(budgets) - 1
         if reached or last:
             eliminated.append(failed_now)

@@ -121,7 +121,11 @@ def local_ray_address(search: Any) -> str:
         import ray
 
         cpus = max(1, math.ceil(int(search.n_jobs) * float(search.cpus_per_job)))
-        gpus = math.ceil(int(search.n_jobs) * float(search.gpus_per_job)) if float(search.gpus_per_job) > 0 else None
+        gpus = (
+            math.ceil(int(search.n_jobs) * float(search.gpus_per_job))
+            if float(search.gpus_per_job) > 0
+            else None
+        )
         ctx: Any = ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False,
                             configure_logging=False)  # fmt: skip
         _LOCAL_RAY["address"] = ctx.address_info["gcs_address"]
@@ -151,7 +155,9 @@ def ensure_checkpoint(directory: Path, timesteps: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(directory / "model.zip", folder / f"model_{timesteps}_steps.zip")
     if (directory / "vecnormalize.pkl").exists():
-        shutil.copyfile(directory / "vecnormalize.pkl", folder / f"model_vecnormalize_{timesteps}_steps.pkl")
+        shutil.copyfile(
+            directory / "vecnormalize.pkl", folder / f"model_vecnormalize_{timesteps}_steps.pkl"
+        )
 
 
 def cpu_seconds() -> float:
@@ -203,14 +209,29 @@ def run_job(cfg: Any, task: TaskSpec, job: Job) -> dict[str, Any]:
     directory = Path(job.directory)
     directory.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    base: dict[str, Any] = {"job": job.name, "budget": job.budget, "pid": os.getpid(), "started": round(started, 3)}
+    base: dict[str, Any] = {
+        "job": job.name,
+        "budget": job.budget,
+        "pid": os.getpid(),
+        "started": round(started, 3),
+    }
     cpu_before = cpu_seconds()
     forget_after_checkpoint(directory)
     try:
         algo = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AlgoConfig), cfg.algo))
-        train_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg.train))
-        rollout = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RolloutConfig), getattr(cfg, "rollout", None) or {}))
-        assert isinstance(algo, AlgoConfig) and isinstance(train_cfg, TrainConfig) and isinstance(rollout, RolloutConfig)
+        train_cfg = OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg.train)
+        )
+        rollout = OmegaConf.to_object(
+            OmegaConf.merge(
+                OmegaConf.structured(RolloutConfig), getattr(cfg, "rollout", None) or {}
+            )
+        )
+        assert (
+            isinstance(algo, AlgoConfig)
+            and isinstance(train_cfg, TrainConfig)
+            and isinstance(rollout, RolloutConfig)
+        )
         train_cfg.total_timesteps = int(job.budget)
         train_cfg.seed = int(job.seed)
         train_cfg.stop_at_success = float(job.stop_at_success)
@@ -229,10 +250,17 @@ def run_job(cfg: Any, task: TaskSpec, job: Job) -> dict[str, Any]:
             decision = decision_eval(task, directory, algo.name, episodes=int(job.decision_episodes),
                                      seed=int(job.seed), confidence=float(job.confidence))  # fmt: skip
             decision.update(timesteps=result.timesteps, seconds=round(time.time() - t0, 1))
-            keep_rows(directory / "decisions.csv", below=result.timesteps)  # a re-run attempt replaces its row
+            keep_rows(
+                directory / "decisions.csv", below=result.timesteps
+            )  # a re-run attempt replaces its row
             append_csv(directory / "decisions.csv", {k: decision[k] for k in DECISION_COLUMNS})
     except RewardFailure as exc:
-        return {**base, "status": "reward_failed", "error": str(exc), "wall_s": round(time.time() - started, 1)}
+        return {
+            **base,
+            "status": "reward_failed",
+            "error": str(exc),
+            "wall_s": round(time.time() - started, 1),
+        }
     except Exception as exc:  # a crashed training must not take the search down
         detail = traceback.format_exc(limit=4)
         return {**base, "status": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": detail,
@@ -262,7 +290,11 @@ DECISION_COLUMNS = ("timesteps", "episodes", "successes", "success", "success_lo
 def resource_overrides(launcher: str, search: Any, ray_address: str | None = None) -> list[str]:
     """The launcher's Hydra overrides for ``search``'s per-job resources, parallelism, retries
     and timeout (``search.launcher_overrides`` come after them and win)."""
-    cpus, gpus, mem = float(search.cpus_per_job), float(search.gpus_per_job), float(search.memory_gb_per_job)
+    cpus, gpus, mem = (
+        float(search.cpus_per_job),
+        float(search.gpus_per_job),
+        float(search.memory_gb_per_job),
+    )
     timeout = float(search.job_timeout_s)
     if launcher == "joblib":
         return [f"hydra.launcher.n_jobs={int(search.n_jobs)}"]
@@ -272,7 +304,9 @@ def resource_overrides(launcher: str, search: Any, ray_address: str | None = Non
         return [*out, f"hydra.launcher.address={ray_address}"] if ray_address else out
     if launcher in STARTS_FRESH:
         out = [f"hydra.launcher.cpus_per_task={max(1, math.ceil(cpus))}"]
-        if gpus > 0 and launcher == "submitit_slurm":  # submitit_local would give every job GPU 0: search.gpus pins there
+        if (
+            gpus > 0 and launcher == "submitit_slurm"
+        ):  # submitit_local would give every job GPU 0: search.gpus pins there
             out.append(f"hydra.launcher.gpus_per_node={math.ceil(gpus)}")
         if mem > 0:
             out.append(f"hydra.launcher.mem_gb={math.ceil(mem)}")
@@ -282,7 +316,9 @@ def resource_overrides(launcher: str, search: Any, ray_address: str | None = Non
     return []
 
 
-def hydra_command(spec: Path, count: int, launcher: str, search: Any, ray_address: str | None = None) -> list[str]:
+def hydra_command(
+    spec: Path, count: int, launcher: str, search: Any, ray_address: str | None = None
+) -> list[str]:
     """The Hydra multirun that runs the batch described by ``spec``."""
     args = [
         sys.executable, "-m", "rewardlab.search.worker", "-m", f"spec={spec}",
@@ -290,7 +326,11 @@ def hydra_command(spec: Path, count: int, launcher: str, search: Any, ray_addres
         f"hydra.sweep.dir={spec.parent / 'hydra'}", "hydra.sweep.subdir=${hydra.job.num}",
         "hydra/job_logging=disabled", "hydra/hydra_logging=disabled",
     ]  # fmt: skip
-    return [*args, *resource_overrides(launcher, search, ray_address), *(str(o) for o in search.launcher_overrides)]
+    return [
+        *args,
+        *resource_overrides(launcher, search, ray_address),
+        *(str(o) for o in search.launcher_overrides),
+    ]
 
 
 def write_batch(cfg: Any, task: TaskSpec, jobs: list[Job], batch_dir: Path, *, fresh: bool) -> Path:
@@ -328,18 +368,24 @@ def launch(
     spec = write_batch(cfg, task, jobs, batch_dir, fresh=launcher not in STARTS_FRESH)
     address = None
     if launcher == "ray":
-        address = str(cfg.search.ray_address) if cfg.search.ray_address else local_ray_address(cfg.search)
+        address = (
+            str(cfg.search.ray_address) if cfg.search.ray_address else local_ray_address(cfg.search)
+        )
     command = hydra_command(spec, len(jobs), launcher, cfg.search, address)
     per_job = float(cfg.search.job_timeout_s)
     # a backstop for the whole batch: every job, every attempt, one after the other
-    timeout = per_job * (int(cfg.search.retries) + 1) ** 2 * len(jobs) + 600 if per_job > 0 else None
+    timeout = (
+        per_job * (int(cfg.search.retries) + 1) ** 2 * len(jobs) + 600 if per_job > 0 else None
+    )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     log(f"  launching {len(jobs)} training(s) with launcher {launcher}" + (f" (Ray at {address})" if address else "")
         + f" -> {batch_dir}")  # fmt: skip
     with (batch_dir / "launcher.log").open("w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

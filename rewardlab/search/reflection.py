@@ -156,7 +156,9 @@ def _snapshots(points: list[tuple[int, float]], n: int) -> list[tuple[int, float
     return [points[i] for i in idx]
 
 
-def component_stats(directory: Path, *, snapshots: int = 10) -> tuple[list[ComponentStats], list[dict[str, float]]]:
+def component_stats(
+    directory: Path, *, snapshots: int = 10
+) -> tuple[list[ComponentStats], list[dict[str, float]]]:
     """Per-component statistics and the evaluation curve of a training directory."""
     metrics = read_csv(directory / "metrics.csv")
     curve = [
@@ -190,7 +192,9 @@ def component_stats(directory: Path, *, snapshots: int = 10) -> tuple[list[Compo
     return stats, curve
 
 
-def heuristics(components: list[ComponentStats], success_best: float) -> tuple[list[str], list[str]]:
+def heuristics(
+    components: list[ComponentStats], success_best: float
+) -> tuple[list[str], list[str]]:
     """Eureka's tips for these statistics, as ``(tips for a reward writer, offline edits)``."""
     tips: list[str] = []
     edits: list[str] = []
@@ -259,7 +263,11 @@ def reflect(
     from rewardlab.rundir import read_json
 
     components, curve = component_stats(directory, snapshots=snapshots)
-    gate_lines = GateReport.from_dict(read_json(directory / "gate.json")).feedback_lines() if (directory / "gate.json").exists() else []
+    gate_lines = (
+        GateReport.from_dict(read_json(directory / "gate.json")).feedback_lines()
+        if (directory / "gate.json").exists()
+        else []
+    )
     success_best = max((c["success"] for c in curve), default=0.0)
     tips, edits = heuristics(components, success_best)
     last = curve[-1] if curve else {"steps": 0, "success": 0.0, "progress": 0.0}
@@ -303,7 +311,12 @@ def render_reflection(reflection: Reflection) -> str:
 
 
 def reflection_messages(
-    task: TaskSpec, instruction: str, previous_source: str, reflection: Reflection, *, few_shot: bool = False
+    task: TaskSpec,
+    instruction: str,
+    previous_source: str,
+    reflection: Reflection,
+    *,
+    few_shot: bool = False,
 ) -> list[dict[str, str]]:
     """The next iteration's prompt: system + generation prompt + the previous best program
     (as the assistant's answer) + the reflection."""

@@ -49,7 +49,9 @@ def format_candidates(record: dict[str, Any]) -> str:
     """A plain-text table of every candidate (``*`` marks the best)."""
     rows = [HEADER, *candidate_rows(record)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
 def decision_text(settings: dict[str, Any]) -> str:
@@ -60,7 +62,9 @@ def decision_text(settings: dict[str, Any]) -> str:
         basis = (f"{episodes} fresh evaluation episodes per candidate and rung, {pct}% intervals "
                  "(Wilson for success, Student t for progress)")  # fmt: skip
     else:
-        basis = f"the last training evaluation ({settings.get('eval_episodes')} episodes, no intervals)"
+        basis = (
+            f"the last training evaluation ({settings.get('eval_episodes')} episodes, no intervals)"
+        )
     rule = settings.get("promotion", "rank")
     how = ("top 1/eta plus every candidate not clearly worse than the best" if rule == "interval"
            else "top 1/eta by point estimate")  # fmt: skip
@@ -107,11 +111,24 @@ def write_search_report(run_dir: Path, record: dict[str, Any]) -> None:
         lines += ["", "## Reward-hacking alarms", ""] + [f"- `{d}`: {r}" for d, r in alarms]
     history = [(it["index"], it.get("best_so_far")) for it in record.get("iterations", [])]
     if history:
-        lines += ["", "## Best so far", "", "| after iteration | best | success | progress |", "|---|---|---|---|"]
-        lines += [f"| {i} | {b['dir'] if b else '-'} | {_f(b and b.get('success'))} | {_f(b and b.get('progress'))} |" for i, b in history]
+        lines += [
+            "",
+            "## Best so far",
+            "",
+            "| after iteration | best | success | progress |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {i} | {b['dir'] if b else '-'} | {_f(b and b.get('success'))} | {_f(b and b.get('progress'))} |"
+            for i, b in history
+        ]
     refl = [it["reflection"] for it in record.get("iterations", []) if it.get("reflection")]
     if refl:
-        lines += ["", "Reflections (the prompts that led to each iteration): " + ", ".join(f"[{r}]({r})" for r in refl)]
+        lines += [
+            "",
+            "Reflections (the prompts that led to each iteration): "
+            + ", ".join(f"[{r}]({r})" for r in refl),
+        ]
     final = record.get("final")
     if final:
         pct = round(100 * float(final["scores"].get("confidence", 0.95)))
@@ -122,7 +139,14 @@ def write_search_report(run_dir: Path, record: dict[str, Any]) -> None:
         lines += [f"- {name}: {desc}" for name, desc in final["methods"].items()]
         lines += ["", format_table(final["scores"])]
     if best and (run_dir / best["dir"] / "reward.py").exists():
-        lines += ["", "## Best reward program", "", "```python", (run_dir / best["dir"] / "reward.py").read_text().rstrip(), "```"]
+        lines += [
+            "",
+            "## Best reward program",
+            "",
+            "```python",
+            (run_dir / best["dir"] / "reward.py").read_text().rstrip(),
+            "```",
+        ]
         if (run_dir / best["dir"] / "curves.png").exists():
             lines += ["", f"![curves]({best['dir']}/curves.png)"]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")

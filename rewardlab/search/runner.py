@@ -107,7 +107,12 @@ class Search:
     def __init__(self, cfg: Any, task: TaskSpec, run_dir: Path, log: Log) -> None:
         self.cfg, self.task, self.run_dir, self.log = cfg, task, run_dir, log
         self.s = cfg.search
-        self.budgets = rung_budgets(int(self.s.min_steps), int(self.s.eta), int(self.s.max_steps), quantum=rollout_quantum(cfg))
+        self.budgets = rung_budgets(
+            int(self.s.min_steps),
+            int(self.s.eta),
+            int(self.s.max_steps),
+            quantum=rollout_quantum(cfg),
+        )
         self.seen: dict[str, str] = {}
         self.best: dict[str, Any] | None = None
         self.started = time.time()
@@ -174,7 +179,12 @@ class Search:
         for k in range(K):
             cdir = self.run_dir / "iterations" / str(i) / "candidates" / str(k)
             cdir.mkdir(parents=True, exist_ok=True)
-            entry: dict[str, Any] = {"iteration": i, "index": k, "sample": i * K + k, "dir": self.rel(cdir)}
+            entry: dict[str, Any] = {
+                "iteration": i,
+                "index": k,
+                "sample": i * K + k,
+                "dir": self.rel(cdir),
+            }
             candidates.append(entry)
             result = generate_reward(
                 self.task, self.task.instruction, generator, fix_attempts=int(self.cfg.llm.fix_attempts),
@@ -188,17 +198,27 @@ class Search:
             entry["attempts"] = len(result.attempts)
             self.count_programs(entry, result.attempts)
             last = result.attempts[-1] if result.attempts else None
-            if result.gate is not None and not result.gate.ok and last is not None and last.source is not None:
+            if (
+                result.gate is not None
+                and not result.gate.ok
+                and last is not None
+                and last.source is not None
+            ):
                 (cdir / "reward.py").write_text(last.source)  # the rejected program, for the record
                 if last.check is not None:
                     write_json(cdir / "check.json", last.check)
                 self._record_gate(cdir, entry, result.gate)
-                entry.update(verdict="rejected", reason="\n".join(result.gate.findings) or result.gate.summary())
+                entry.update(
+                    verdict="rejected",
+                    reason="\n".join(result.gate.findings) or result.gate.summary(),
+                )
                 self.log(f"  it{i}/c{k}: {result.gate.summary()}")
                 continue
             if not result.ok or result.source is None:
                 entry.update(verdict="generation_failed", reason=result.failure_summary().strip())
-                self.log(f"  it{i}/c{k}: no acceptable program ({entry['reason'].splitlines()[0] if entry['reason'] else '?'})")
+                self.log(
+                    f"  it{i}/c{k}: no acceptable program ({entry['reason'].splitlines()[0] if entry['reason'] else '?'})"
+                )
                 continue
             source = result.source
             (cdir / "reward.py").write_text(source)
@@ -217,7 +237,9 @@ class Search:
                 report = gate(self.task, source, self.cfg)
             self._record_gate(cdir, entry, report)
             if not report.ok:
-                entry.update(verdict="rejected", reason="\n".join(report.findings) or report.summary())
+                entry.update(
+                    verdict="rejected", reason="\n".join(report.findings) or report.summary()
+                )
                 self.log(f"  it{i}/c{k}: {report.summary()}")
                 continue
             entry["verdict"] = "trained"
@@ -250,7 +272,9 @@ class Search:
             results = launch(self.cfg, self.task, jobs, idir / "batches" / f"rung_{r}", self.log)
             for k, res in zip(keys, results, strict=True):
                 if res.get("status") == "ok":
-                    self.log(f"    c{k}: {describe_result(res)} after {res['timesteps']:,} steps ({res['wall_s']:.0f} s)")
+                    self.log(
+                        f"    c{k}: {describe_result(res)} after {res['timesteps']:,} steps ({res['wall_s']:.0f} s)"
+                    )
                 else:
                     self.log(f"    c{k}: training failed: {str(res.get('error'))[:200]}")
             return dict(zip(keys, results, strict=True))
@@ -287,12 +311,22 @@ class Search:
             elif key in state.pruned:
                 c["status"] = "pruned"
             else:
-                c["status"] = "finished" if last["budget"] == self.budgets[-1] or state.target_reached else "training"
+                c["status"] = (
+                    "finished"
+                    if last["budget"] == self.budgets[-1] or state.target_reached
+                    else "training"
+                )
             ok = [r for r in rungs if r.get("status") == "ok"]
             if ok:
                 c.update(budget_reached=int(ok[-1]["timesteps"]), success=float(ok[-1]["success"]),
                          progress=float(ok[-1]["progress"]), best_success=float(ok[-1].get("best_success", 0.0)))  # fmt: skip
-                c.update({k: ok[-1][k] for k in ("success_low", "success_high", "progress_low", "progress_high") if k in ok[-1]})
+                c.update(
+                    {
+                        k: ok[-1][k]
+                        for k in ("success_low", "success_high", "progress_low", "progress_high")
+                        if k in ok[-1]
+                    }
+                )
 
     def finish_candidates(self, candidates: list[dict[str, Any]]) -> None:
         """Per trained candidate: hacking alarm, ``summary.json`` and ``curves.png``."""
@@ -332,7 +366,9 @@ class Search:
         for c in candidates:
             if c.get("verdict") in ("generation_failed", "rejected"):
                 reason = str(c.get("reason", "")).replace("rejected: ", "")
-                notes.append(f"candidate {c['index']} of iteration {i}: {reason.splitlines()[0] if reason else 'rejected'}")
+                notes.append(
+                    f"candidate {c['index']} of iteration {i}: {reason.splitlines()[0] if reason else 'rejected'}"
+                )
             for w in (c.get("gate") or {}).get("warnings", []):
                 notes.append(f"candidate {c['index']} of iteration {i} (trained anyway): {w}")
         others = [
@@ -340,7 +376,7 @@ class Search:
             f"steps, success {c.get('success', 0.0):.2f}, progress {c.get('progress', 0.0):.2f}"
             for c in candidates if c.get("verdict") == "trained" and "rungs" in c and c["dir"] != self.best["dir"]
         ]  # fmt: skip
-        hacking = (self.best.get("hacking") or {})
+        hacking = self.best.get("hacking") or {}
         return reflect(
             self.run_dir / self.best["dir"], label=self.best["dir"], gate_notes=notes,
             hacking=hacking.get("reason") if hacking.get("flagged") else None, others=others,
@@ -377,16 +413,25 @@ class Search:
             self.save()
             self.log(f"error: {exc}")
             return 1
-        base = generation_messages(self.task, self.task.instruction, few_shot=bool(self.cfg.llm.few_shot))
+        base = generation_messages(
+            self.task, self.task.instruction, few_shot=bool(self.cfg.llm.few_shot)
+        )
         messages, previous = base, None
         feedback: list[str] = []
         target_hit = False
         for i in range(N):
             idir = self.run_dir / "iterations" / str(i)
             idir.mkdir(parents=True, exist_ok=True)
-            write_json(idir / "prompt.json", {"messages": messages, "previous_source": previous, "feedback": feedback})
+            write_json(
+                idir / "prompt.json",
+                {"messages": messages, "previous_source": previous, "feedback": feedback},
+            )
             it_started = time.time()
-            it: dict[str, Any] = {"index": i, "prompt": self.rel(idir / "prompt.json"), "candidates": []}
+            it: dict[str, Any] = {
+                "index": i,
+                "prompt": self.rel(idir / "prompt.json"),
+                "candidates": [],
+            }
             if (idir / "reflection.md").exists():
                 it["reflection"] = self.rel(idir / "reflection.md")
             self.record["iterations"].append(it)
@@ -399,15 +444,33 @@ class Search:
             if best_key is not None:
                 cand = next(c for c in it["candidates"] if str(c["index"]) == best_key)
                 it["best"] = cand["dir"]
-                if self.best is None or (cand["success"], cand["progress"]) > (self.best["success"], self.best["progress"]):
-                    self.best = {k: cand.get(k) for k in ("dir", "iteration", "index", "success", "progress", "budget_reached", "hacking")}
-                    self.log(f"  new best: {cand['dir']} (success {cand['success']:.2f}, progress {cand['progress']:.2f})")
+                if self.best is None or (cand["success"], cand["progress"]) > (
+                    self.best["success"],
+                    self.best["progress"],
+                ):
+                    self.best = {
+                        k: cand.get(k)
+                        for k in (
+                            "dir",
+                            "iteration",
+                            "index",
+                            "success",
+                            "progress",
+                            "budget_reached",
+                            "hacking",
+                        )
+                    }
+                    self.log(
+                        f"  new best: {cand['dir']} (success {cand['success']:.2f}, progress {cand['progress']:.2f})"
+                    )
             it["best_so_far"] = dict(self.best) if self.best else None
             it["wall_s"] = round(time.time() - it_started, 1)
             self.record["best"] = self.best
             self.save()
             if halving.target_reached is not None:
-                self.log(f"  target success {float(self.s.target_success):.2f} reached: search stops early")
+                self.log(
+                    f"  target success {float(self.s.target_success):.2f} reached: search stops early"
+                )
                 target_hit = True
                 break
             if i + 1 < N:
@@ -417,15 +480,23 @@ class Search:
                     nxt.mkdir(parents=True, exist_ok=True)
                     (nxt / "reflection.md").write_text(render_reflection(refl) + "\n")
                     write_json(nxt / "reflection.json", refl.to_dict())
-                    previous = (self.run_dir / self.best["dir"] / "reward.py").read_text() if self.best else None
+                    previous = (
+                        (self.run_dir / self.best["dir"] / "reward.py").read_text()
+                        if self.best
+                        else None
+                    )
                     assert previous is not None
                     messages = reflection_messages(self.task, self.task.instruction, previous, refl,
                                                    few_shot=bool(self.cfg.llm.few_shot))  # fmt: skip
                     feedback = refl.edits or ["keep the current weights"]
         if self.best is None:
-            self.record.update(status="failed", message="no candidate could be trained in any iteration")
+            self.record.update(
+                status="failed", message="no candidate could be trained in any iteration"
+            )
             self.save()
-            self.log("no candidate could be trained; see search.json and the candidates' check.json/gate.json")
+            self.log(
+                "no candidate could be trained; see search.json and the candidates' check.json/gate.json"
+            )
             return 1
         self.finalize_best()
         if list(self.s.seeds):
@@ -483,14 +554,19 @@ class Search:
         budget = int(self.s.final_steps) or self.budgets[-1]
         final = self.run_dir / "final"
         methods: dict[str, tuple[str | None, str]] = {
-            "search": ((self.run_dir / self.best["dir"] / "reward.py").read_text(), f"the best reward ({self.best['dir']})"),
+            "search": (
+                (self.run_dir / self.best["dir"] / "reward.py").read_text(),
+                f"the best reward ({self.best['dir']})",
+            ),
         }
         if bool(self.s.baselines):
             sparse = sparse_program(self.task)
             if sparse is not None:
                 methods["sparse"] = (sparse, f"success indicator ({self.task.success.metric})")
             else:
-                self.log(f"  no sparse baseline: the {self.task.success.metric!r} metric is not readable by reward programs")
+                self.log(
+                    f"  no sparse baseline: the {self.task.success.metric!r} metric is not readable by reward programs"
+                )
             methods["expert"] = expert_program(self.task)
         jobs: list[Job] = []
         for name, (source, _) in methods.items():
@@ -503,7 +579,9 @@ class Search:
             for seed in self.s.seeds:
                 jobs.append(Job(name=f"{name}/seed_{seed}", directory=str(mdir / f"seed_{seed}"), source_file=source_file,
                                 budget=budget, seed=int(seed), stop_at_success=float(self.cfg.train.stop_at_success)))  # fmt: skip
-        self.log(f"seed sweep: {', '.join(methods)} x seeds {list(self.s.seeds)} for {budget:,} steps")
+        self.log(
+            f"seed sweep: {', '.join(methods)} x seeds {list(self.s.seeds)} for {budget:,} steps"
+        )
         results = launch(self.cfg, self.task, jobs, final / "batch", self.log)
         scores: dict[str, list[float]] = {name: [] for name in methods}
         metric = "progress" if str(self.s.score) == "progress" else "success"

@@ -35,7 +35,9 @@ from rewardlab.generators.offline import parse_terms
 REGULARISERS = ("action",)
 """Terms perturbed last (they are small regularisers)."""
 
-_TERM_LINE = re.compile(r'^(?P<indent>\s*)"(?P<name>\w+)": (?P<weight>[-+0-9.eE]+) \* (?P<rest>\(.*\),)$')
+_TERM_LINE = re.compile(
+    r'^(?P<indent>\s*)"(?P<name>\w+)": (?P<weight>[-+0-9.eE]+) \* (?P<rest>\(.*\),)$'
+)
 
 
 def variant_factors(names: list[str], sample: int) -> dict[str, float]:

@@ -126,7 +126,9 @@ def gpu_slot(gpus: list[int], poll_s: float = 0.5) -> Iterator[str | None]:
         time.sleep(poll_s)
 
 
-def wait_child(proc: subprocess.Popen[bytes], timeout: float | None, poll_s: float = 0.1) -> tuple[int | None, float]:
+def wait_child(
+    proc: subprocess.Popen[bytes], timeout: float | None, poll_s: float = 0.1
+) -> tuple[int | None, float]:
     """Wait for ``proc`` (killing it after ``timeout`` seconds); its exit code (``None`` when it
     was killed for the timeout, ``-N`` for a signal) and the CPU seconds of its process tree."""
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -55,7 +55,11 @@ def reward_components(info: dict[str, Any], from_program: bool) -> dict[str, flo
     """The reward's named components in ``info``: the program's ``reward/<name>`` (minus
     :data:`RESERVED`), or, for the env's own reward, gymnasium's ``reward_<name>`` terms."""
     if from_program:
-        return {k[7:]: float(v) for k, v in info.items() if k.startswith("reward/") and k[7:] not in RESERVED}
+        return {
+            k[7:]: float(v)
+            for k, v in info.items()
+            if k.startswith("reward/") and k[7:] not in RESERVED
+        }
     return {k[7:]: float(v) for k, v in info.items() if k.startswith("reward_")}
 
 
@@ -159,7 +163,13 @@ class AdaptiveCallback(BaseCallback):
             if rows:
                 self.last_update = int(rows[-1]["timesteps"])
                 prefix = "weight/"
-                state.weights.update({k[len(prefix):]: float(v) for k, v in rows[-1].items() if k.startswith(prefix) and v})
+                state.weights.update(
+                    {
+                        k[len(prefix) :]: float(v)
+                        for k, v in rows[-1].items()
+                        if k.startswith(prefix) and v
+                    }
+                )
 
     def _on_step(self) -> bool:
         buffer = getattr(self.model, "replay_buffer", None)
@@ -202,7 +212,10 @@ class AdaptiveCallback(BaseCallback):
         )  # fmt: skip
         self.state.weights.update(weights)
         self.relabel()
-        row: dict[str, Any] = {"timesteps": self.num_timesteps, "episodes": len(self.state.episodes)}
+        row: dict[str, Any] = {
+            "timesteps": self.num_timesteps,
+            "episodes": len(self.state.episodes),
+        }
         for name in sorted(weights):
             self.logger.record(f"shaping/weight/{name}", weights[name])
             row[f"weight/{name}"] = round(weights[name], 5)

@@ -84,10 +84,14 @@ class TeacherShaper(Shaper):
     training (and loaded from there when the training resumes), or a fitted ``value.pt``.
     """
 
-    def __init__(self, cfg: ShapingConfig, gamma: float, run_dir: Path, task: TaskSpec | None = None) -> None:
+    def __init__(
+        self, cfg: ShapingConfig, gamma: float, run_dir: Path, task: TaskSpec | None = None
+    ) -> None:
         super().__init__(cfg, gamma, run_dir)
         if not cfg.teacher:
-            raise ValueError("shaping.kind=teacher needs shaping.teacher=<run dir, version dir, model zip, scripted or value.pt>")
+            raise ValueError(
+                "shaping.kind=teacher needs shaping.teacher=<run dir, version dir, model zip, scripted or value.pt>"
+            )
         self.potential: Potential
         if cfg.teacher == "scripted":
             self.potential, self.obs_dim = self._scripted(task)
@@ -108,7 +112,9 @@ class TeacherShaper(Shaper):
             return value, value.net.obs_dim
         if task is None or task.benchmark != "metaworld":
             name = task.name if task is not None else "this task"
-            raise ValueError(f"shaping.teacher=scripted needs a MetaWorld task with a scripted policy, not {name}")
+            raise ValueError(
+                f"shaping.teacher=scripted needs a MetaWorld task with a scripted policy, not {name}"
+            )
         value, _ = fit_scripted_value(
             task, folder, gamma=self.gamma, episodes=self.cfg.scripted_episodes,
             noise=tuple(self.cfg.scripted_noise), epochs=self.cfg.value_epochs,
@@ -120,7 +126,9 @@ class TeacherShaper(Shaper):
         shape = env.observation_space.shape
         ours = int(np.prod(shape)) if shape else 0
         if self.obs_dim != ours:
-            raise ValueError(f"teacher {self.cfg.teacher} observes {self.obs_dim} values, this task's env {ours}")
+            raise ValueError(
+                f"teacher {self.cfg.teacher} observes {self.obs_dim} values, this task's env {ours}"
+            )
         return PotentialShaping(env, self.potential, self.gamma)
 
 
@@ -144,7 +152,9 @@ class MetaShaper(Shaper):
     def __init__(self, cfg: ShapingConfig, gamma: float, run_dir: Path, seed: int = 0) -> None:
         super().__init__(cfg, gamma, run_dir)
         if cfg.extrinsic not in ("progress", "env"):
-            raise ValueError(f"shaping.extrinsic must be 'progress' or 'env', not {cfg.extrinsic!r}")
+            raise ValueError(
+                f"shaping.extrinsic must be 'progress' or 'env', not {cfg.extrinsic!r}"
+            )
         self.seed = seed
         self.state: MetaState | None = None
 
@@ -167,7 +177,11 @@ def learner_gamma(algo: AlgoConfig) -> float:
 
 
 def make_shaper(
-    cfg: ShapingConfig | Any, algo: AlgoConfig, train: TrainConfig, run_dir: Path, task: TaskSpec | None = None
+    cfg: ShapingConfig | Any,
+    algo: AlgoConfig,
+    train: TrainConfig,
+    run_dir: Path,
+    task: TaskSpec | None = None,
 ) -> Shaper | None:
     """The shaper for ``cfg.kind`` (``None`` for ``none``); ``task`` is needed by the scripted
     teacher."""

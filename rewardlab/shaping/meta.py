@@ -72,7 +72,13 @@ from rewardlab.shaping.explors import exploration_bonus
 
 
 def mlp(inputs: int, hidden: int, outputs: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, outputs))
+    return nn.Sequential(
+        nn.Linear(inputs, hidden),
+        nn.Tanh(),
+        nn.Linear(hidden, hidden),
+        nn.Tanh(),
+        nn.Linear(hidden, outputs),
+    )
 
 
 class IntrinsicReward(nn.Module):
@@ -120,10 +126,15 @@ def policy_kernel(
     ``log_prob`` must be a differentiable function of ``params``; per-sample dot products come
     from one double backward: ``k = d/dv [grad_theta (sum_t v_t log pi_t) . g]`` at ``v = 1``.
     """
-    g = torch.autograd.grad((log_prob * advantages).mean(), params, retain_graph=True, allow_unused=True)
+    g = torch.autograd.grad(
+        (log_prob * advantages).mean(), params, retain_graph=True, allow_unused=True
+    )
     v = torch.ones_like(log_prob, requires_grad=True)
     grads = torch.autograd.grad((log_prob * v).sum(), params, create_graph=True, allow_unused=True)
-    dot = sum(((a * b).sum() for a, b in zip(grads, g, strict=True) if a is not None and b is not None), torch.zeros(()))
+    dot = sum(
+        ((a * b).sum() for a, b in zip(grads, g, strict=True) if a is not None and b is not None),
+        torch.zeros(()),
+    )
     if not dot.requires_grad:  # the policy does not depend on these parameters
         return torch.zeros_like(log_prob)
     (k,) = torch.autograd.grad(dot, v)
@@ -131,7 +142,10 @@ def policy_kernel(
 
 
 def discounted_targets(
-    extrinsic: np.ndarray, next_values: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray,
+    extrinsic: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    episode_end: np.ndarray,
     gamma: float,
 ) -> np.ndarray:
     """Return-to-go targets for one env's consecutive steps: ``G_t = e_t + gamma * G_{t+1}``
@@ -149,7 +163,7 @@ def discounted_targets(
     running = 0.0
     for t in reversed(range(n)):
         if episode_end[t] or t == n - 1:
-            running = (0.0 if terminated[t] else gamma * float(next_values[t]))
+            running = 0.0 if terminated[t] else gamma * float(next_values[t])
         else:
             running = gamma * running
         running += float(extrinsic[t])
@@ -174,7 +188,9 @@ class MetaState:
         self._powers = 1 << np.arange(cfg.hash_bits, dtype=np.int64)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
-        return np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8), -10, 10).astype(np.float32)
+        return np.clip(
+            (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8), -10, 10
+        ).astype(np.float32)
 
     def novelty(self, z: np.ndarray) -> float:
         """Count the SimHash code of ``z`` and return ``w / sqrt(1 + N)`` (after counting)."""
@@ -196,7 +212,11 @@ class MetaState:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.intrinsic.load_state_dict(state["intrinsic"])
         self.critic.load_state_dict(state["critic"])
-        self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count = state["obs_mean"], state["obs_var"], state["obs_count"]
+        self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count = (
+            state["obs_mean"],
+            state["obs_var"],
+            state["obs_count"],
+        )
         self.counts.update(state["counts"])
 
 
@@ -234,7 +254,10 @@ class IntrinsicShaping(gym.Wrapper):
         z_next = self._observe(obs)
         novelty = self.state.novelty(z_next)
         if self.extrinsic == "progress":
-            progress, success = float(info.get("task/progress", 0.0)), bool(info.get("success", False))
+            progress, success = (
+                float(info.get("task/progress", 0.0)),
+                bool(info.get("success", False)),
+            )
             extrinsic = (progress - self._progress) + float(success and not self._success)
             self._progress, self._success = progress, success
         else:
@@ -284,7 +307,10 @@ class MetaCallback(BaseCallback):
         stats = self.update()
         for key, value in stats.items():
             self.logger.record(f"shaping/{key}", value)
-        append_row(self.path.with_name("shaping.csv"), {"timesteps": self.num_timesteps, **{k: round(v, 5) for k, v in stats.items()}})
+        append_row(
+            self.path.with_name("shaping.csv"),
+            {"timesteps": self.num_timesteps, **{k: round(v, 5) for k, v in stats.items()}},
+        )
         torch.save({"state": self.state.state_dict(), "timesteps": self.num_timesteps}, self.path)
 
     def update(self) -> dict[str, float]:
@@ -293,7 +319,9 @@ class MetaCallback(BaseCallback):
         steps, self.steps = self.steps[:-1], self.steps[-1:]
         obs_dim, cfg, n_envs = self.state.obs_dim, self.cfg, steps[0]["x"].shape[0]
         x = np.stack([s["x"] for s in steps], axis=1)  # (n_envs, T, obs+act)
-        z_next = np.concatenate([x[:, 1:, :obs_dim], np.stack([self.steps[0]["x"][:, :obs_dim]], axis=1)], axis=1)
+        z_next = np.concatenate(
+            [x[:, 1:, :obs_dim], np.stack([self.steps[0]["x"][:, :obs_dim]], axis=1)], axis=1
+        )
         for t, s in enumerate(steps):
             for i, z in enumerate(s["next_state"]):
                 if z is not None:
@@ -310,12 +338,22 @@ class MetaCallback(BaseCallback):
             for i in range(n_envs)
         ])  # fmt: skip
         adv = targets - values
-        adv_t = torch.as_tensor(((adv - adv.mean()) / (adv.std() + 1e-8)).reshape(-1), dtype=torch.float32)
-        policy_obs = torch.as_tensor(np.stack([s["policy_obs"] for s in steps], axis=1).reshape(n_envs * len(steps), -1))
-        actions = torch.as_tensor(np.stack([s["actions"] for s in steps], axis=1).reshape(n_envs * len(steps), -1))
+        adv_t = torch.as_tensor(
+            ((adv - adv.mean()) / (adv.std() + 1e-8)).reshape(-1), dtype=torch.float32
+        )
+        policy_obs = torch.as_tensor(
+            np.stack([s["policy_obs"] for s in steps], axis=1).reshape(n_envs * len(steps), -1)
+        )
+        actions = torch.as_tensor(
+            np.stack([s["actions"] for s in steps], axis=1).reshape(n_envs * len(steps), -1)
+        )
         with torch.enable_grad():
-            log_prob = policy_log_prob(self.model, policy_obs.to(self.model.device), actions.to(self.model.device))
-            k = policy_kernel(log_prob, adv_t.to(log_prob.device), policy_parameters(self.model)).cpu()
+            log_prob = policy_log_prob(
+                self.model, policy_obs.to(self.model.device), actions.to(self.model.device)
+            )
+            k = policy_kernel(
+                log_prob, adv_t.to(log_prob.device), policy_parameters(self.model)
+            ).cpu()
             x_t = torch.as_tensor(x.reshape(n_envs * len(steps), -1))
             for _ in range(cfg.meta_epochs):
                 self.state.opt_phi.zero_grad()

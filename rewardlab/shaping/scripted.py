@@ -103,7 +103,12 @@ class ScriptedValue:
     def save(self, path: Path, **meta: Any) -> None:
         """Write the weights, statistics and ``meta`` (task, gamma, ...) to ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"obs_dim": self.net.obs_dim, "hidden": self.net.hidden, "state_dict": self.net.state_dict(), "meta": meta}
+        payload = {
+            "obs_dim": self.net.obs_dim,
+            "hidden": self.net.hidden,
+            "state_dict": self.net.state_dict(),
+            "meta": meta,
+        }
         torch.save(payload, path)
 
     @classmethod
@@ -139,7 +144,13 @@ class Rollouts:
 
 
 def scripted_rollouts(
-    task: Any, *, gamma: float, episodes: int, noise: Sequence[float], seed: int = 0, tail_tol: float = 0.05
+    task: Any,
+    *,
+    gamma: float,
+    episodes: int,
+    noise: Sequence[float],
+    seed: int = 0,
+    tail_tol: float = 0.05,
 ) -> Rollouts:
     """Roll out the scripted policy ``episodes`` times per noise level for the full horizon
     and compute the discounted Monte-Carlo returns of the expert reward."""
@@ -177,7 +188,14 @@ def scripted_rollouts(
 
 
 def regress(
-    net: ValueNet, obs: np.ndarray, target: np.ndarray, *, epochs: int, lr: float = 1e-3, batch: int = 256, seed: int = 0
+    net: ValueNet,
+    obs: np.ndarray,
+    target: np.ndarray,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    batch: int = 256,
+    seed: int = 0,
 ) -> float:
     """Fit ``net`` to ``target`` by mean-squared error (Adam, minibatches); returns the final
     training loss in standardised units."""
@@ -239,17 +257,25 @@ def fit_scripted_value(
             close to 1 for the horizon).
     """
     if episodes < holdout:
-        raise ValueError(f"scripted teacher: {episodes} episodes per noise level leave none held out (need >= {holdout})")
+        raise ValueError(
+            f"scripted teacher: {episodes} episodes per noise level leave none held out (need >= {holdout})"
+        )
     torch.manual_seed(seed)
     started = time.time()
-    data = scripted_rollouts(task, gamma=gamma, episodes=episodes, noise=noise, seed=seed, tail_tol=tail_tol)
+    data = scripted_rollouts(
+        task, gamma=gamma, episodes=episodes, noise=noise, seed=seed, tail_tol=tail_tol
+    )
     if not data.pure.any():
-        raise ValueError(f"scripted teacher: gamma={gamma} leaves no step with gamma^(T-t) <= {tail_tol} in a {task.horizon}-step episode")
+        raise ValueError(
+            f"scripted teacher: gamma={gamma} leaves no step with gamma^(T-t) <= {tail_tol} in a {task.horizon}-step episode"
+        )
     held = (data.episode % episodes) % holdout == holdout - 1
     fit = ~held
     # 1) pure Monte-Carlo targets; 2) every step, the truncated tail bootstrapped from fit 1
     net = ValueNet(data.obs.shape[1], hidden)
-    regress(net, data.obs[fit & data.pure], data.mc_return[fit & data.pure], epochs=epochs, seed=seed)
+    regress(
+        net, data.obs[fit & data.pure], data.mc_return[fit & data.pure], epochs=epochs, seed=seed
+    )
     first = ScriptedValue(net)
     target = data.mc_return + data.tail_discount * first(data.final_obs)[data.episode]
     net = ValueNet(data.obs.shape[1], hidden)

@@ -153,8 +153,13 @@ def resolve_teacher(path: Path) -> tuple[Path, Path | None]:
         return ckpt[0], stats if stats.exists() else None
     run = RunDir(path)
     current = run.current_version()
-    order = [*([current] if current is not None else []), *(n for n in reversed(run.versions()) if n != current)]
+    order = [
+        *([current] if current is not None else []),
+        *(n for n in reversed(run.versions()) if n != current),
+    ]
     for vdir in map(run.version_dir, order):
         if (vdir / "model.zip").exists() or latest_checkpoint(vdir) is not None:
             return resolve_teacher(vdir)
-    raise FileNotFoundError(f"no trained teacher model under {path} (model.zip, checkpoints/ or rewards/v*/)")
+    raise FileNotFoundError(
+        f"no trained teacher model under {path} (model.zip, checkpoints/ or rewards/v*/)"
+    )

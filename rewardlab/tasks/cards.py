@@ -163,7 +163,9 @@ def card_file(ref: str) -> Path:
         candidates = [folder / f"{ref}.yaml" for folder in task_path()]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
-        raise KeyError(f"no environment card {ref!r} (looked for {', '.join(map(str, candidates))})")
+        raise KeyError(
+            f"no environment card {ref!r} (looked for {', '.join(map(str, candidates))})"
+        )
     return found
 
 
@@ -219,14 +221,21 @@ def render_card(card: Card, dt: float, initial: dict[str, float] | None = None) 
         "class BaseEnv(gym.Env):",
         f"    self.{card.robot} : {card.robot_class}",
     ]
-    lines += [f"    self.{name} : {spec['type']} # {spec['doc']}" for name, spec in card.attributes.items()]
-    lines.append(f"    self.dt : float # the time between two actions, in seconds, default is {dt:g} s")
+    lines += [
+        f"    self.{name} : {spec['type']} # {spec['doc']}"
+        for name, spec in card.attributes.items()
+    ]
+    lines.append(
+        f"    self.dt : float # the time between two actions, in seconds, default is {dt:g} s"
+    )
     if initial:
         lines.append(f"    def __init__(self): # initial state of the {card.robot_class}")
         lines += [f"        {path} = {value:g}" for path, value in initial.items()]
     lines += ["", f"class {card.robot_class}:"]
     lines += [_member(f, doc) for f, doc in card.robot_fields().items()]
-    lines += [f"    self.{name} : {spec['type']} # {spec['doc']}" for name, spec in card.parts.items()]
+    lines += [
+        f"    self.{name} : {spec['type']} # {spec['doc']}" for name, spec in card.parts.items()
+    ]
     # documented types in order of first use, then the types their fields use
     pending = [t for t in (card.field_type(doc) for doc in card.robot_fields().values()) if t]
     pending += [spec["type"] for spec in [*card.parts.values(), *card.attributes.values()]]

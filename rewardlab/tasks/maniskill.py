@@ -116,7 +116,11 @@ def _vulkan_check() -> Exception | None:
             sapien = _import_sapien()
             sapien.render.RenderSystem()
         except ImportError as exc:
-            _VULKAN.append(BenchmarkUnavailable(f"mani-skill is not installed ({exc}): pip install 'rewardlab[maniskill]'"))
+            _VULKAN.append(
+                BenchmarkUnavailable(
+                    f"mani-skill is not installed ({exc}): pip install 'rewardlab[maniskill]'"
+                )
+            )
         except RuntimeError as exc:
             icd = os.environ.get("VK_ICD_FILENAMES") or os.environ.get("VK_DRIVER_FILES")
             driver = f"the driver {icd}" if icd else "the system's Vulkan drivers"
@@ -198,7 +202,11 @@ def _first(value: Any) -> Any:
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray) and value.ndim >= 1:
         value = value[0]
-    return value.item() if isinstance(value, np.ndarray | np.generic) and np.ndim(value) == 0 else value
+    return (
+        value.item()
+        if isinstance(value, np.ndarray | np.generic) and np.ndim(value) == 0
+        else value
+    )
 
 
 class ManiSkillTask(gym.Wrapper):
@@ -221,7 +229,9 @@ class ManiSkillTask(gym.Wrapper):
         """Seconds between two actions (ManiSkill's control time step)."""
         return float(self.env.unwrapped.control_timestep)  # type: ignore[attr-defined]
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         self.success = False
         return self._obs(obs), self._info(info)
@@ -229,7 +239,9 @@ class ManiSkillTask(gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         with warnings.catch_warnings():  # ManiSkill runs np.isnan on a tensor (numpy 2 deprecation)
             warnings.simplefilter("ignore", DeprecationWarning)
-            obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float32)[None])
+            obs, reward, terminated, truncated, info = self.env.step(
+                np.asarray(action, dtype=np.float32)[None]
+            )
         info = self._info(info)
         self.success = bool(info.get("success", False))
         terminated = False if self.ignore_terminations else bool(_first(terminated))
@@ -307,7 +319,9 @@ def _ms_kwargs(
     from mani_skill.utils.registration import REGISTERED_ENVS
 
     if env_id not in REGISTERED_ENVS:
-        raise KeyError(f"{env_id!r} is not a ManiSkill env id (mani-skill {metadata.version('mani-skill')})")
+        raise KeyError(
+            f"{env_id!r} is not a ManiSkill env id (mani-skill {metadata.version('mani-skill')})"
+        )
     _check_assets(env_id, extra.get("robot_uids"))
     kwargs = {
         "obs_mode": obs_mode, "control_mode": control_mode, "reward_mode": reward_mode,
@@ -379,13 +393,19 @@ def _lift_cube_env() -> type:
             }  # fmt: skip
 
         def compute_dense_reward(self, obs: Any, action: Any, info: dict[str, Any]) -> Any:
-            reaching = 1 - torch.tanh(5 * torch.linalg.norm(self.cube.pose.p - self.agent.tcp_pose.p, axis=1))
+            reaching = 1 - torch.tanh(
+                5 * torch.linalg.norm(self.cube.pose.p - self.agent.tcp_pose.p, axis=1)
+            )
             grasped = self.agent.is_grasping(self.cube, max_angle=30).float()
-            lift = torch.clamp((self.cube.pose.p[:, 2] - self.cube_half_size) / self.goal_height, max=1.0)
+            lift = torch.clamp(
+                (self.cube.pose.p[:, 2] - self.cube_half_size) / self.goal_height, max=1.0
+            )
             reward = reaching + grasped * (0.25 + lift)
             return torch.where(info["success"], torch.full_like(reward, 2.25), reward)
 
-        def compute_normalized_dense_reward(self, obs: Any, action: Any, info: dict[str, Any]) -> Any:
+        def compute_normalized_dense_reward(
+            self, obs: Any, action: Any, info: dict[str, Any]
+        ) -> Any:
             return self.compute_dense_reward(obs, action, info) / 2.25
 
     return register_env(LIFT_CUBE_ID, max_episode_steps=50)(LiftCubeEnv)
@@ -439,7 +459,11 @@ class ObjectPose:
         return np.asarray(self._sapien().to_transformation_matrix(), dtype=np.float64)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ObjectPose) and np.array_equal(self.p, other.p) and np.array_equal(self.q, other.q)
+        return (
+            isinstance(other, ObjectPose)
+            and np.array_equal(self.p, other.p)
+            and np.array_equal(self.q, other.q)
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -565,7 +589,9 @@ class PandaRobot(Proxy):
 
 def _entity_of(obj: Any) -> Any:
     if not isinstance(obj, _Body):
-        raise TypeError(f"check_grasp needs an object of the card (such as self.cubeA), not {type(obj).__name__}")
+        raise TypeError(
+            f"check_grasp needs an object of the card (such as self.cubeA), not {type(obj).__name__}"
+        )
     return obj._entity
 
 
@@ -606,7 +632,9 @@ def maniskill_env_proxy(env: gym.Env, card: Any) -> BenchmarkEnvProxy:
         if "source" in spec:
             values[name] = (lambda read: lambda: read(base))(VALUE_SOURCES[spec["source"]])
         else:
-            members[name] = _typed(card, spec["type"], f"self.{name}", getattr(base, spec["actor"]), base)
+            members[name] = _typed(
+                card, spec["type"], f"self.{name}", getattr(base, spec["actor"]), base
+            )
     members["dt"] = recorder.dt
     return BenchmarkEnvProxy(members, values, recorder)
 
@@ -621,7 +649,9 @@ def _typed(card: Any, type_name: str, path: str, entity: Any, base: Any) -> Prox
 def _check_fields(card: Any, type_name: str, proxy: Proxy, exclude: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     documented = set(card.type_docs(type_name) or {})
     if set(proxy.fields()) - exclude != documented:  # the card text and the proxies agree
-        raise AssertionError(f"{type_name} proxy fields {proxy.fields()} differ from the card's {sorted(documented)}")
+        raise AssertionError(
+            f"{type_name} proxy fields {proxy.fields()} differ from the card's {sorted(documented)}"
+        )
 
 
 register_envs()

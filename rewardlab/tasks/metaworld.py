@@ -105,7 +105,9 @@ def _seedable(cls: Any) -> Any:
             gym.Env.reset(self, seed=seed)
         return cls.reset(self, seed=seed, options=options)
 
-    return type(cls.__name__, (cls,), {"reset": reset, "__module__": cls.__module__, "__doc__": cls.__doc__})
+    return type(
+        cls.__name__, (cls,), {"reset": reset, "__module__": cls.__module__, "__doc__": cls.__doc__}
+    )
 
 
 def _check_version(pinned: str | None) -> None:
@@ -162,7 +164,9 @@ class MetaWorldTask(gym.Wrapper):
         base: Any = self.unwrapped
         base.observation_space = base.sawyer_observation_space
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         # MetaWorld draws the episode's variant from the bare env's generator *before* resetting
         # it: seed it here and pass no seed down (re-seeding again would repeat the draw).
         if seed is not None:
@@ -218,7 +222,9 @@ def make_metaworld_env(
         "reward_function_version": reward_function_version, "render_mode": render_mode,
         "camera_name": camera_name, "width": width, "height": height,
     }  # fmt: skip
-    env = metaworld._init_each_env(env_cls=cls, tasks=list(_variants(env_name, seed)), seed=seed, **options)
+    env = metaworld._init_each_env(
+        env_cls=cls, tasks=list(_variants(env_name, seed)), seed=seed, **options
+    )
     return MetaWorldTask(env, seed=seed, reward_function_version=reward_function_version)
 
 
@@ -289,7 +295,10 @@ class RigidObject(Proxy):
         return self._slice(self._base._get_quat_objects(), 4)
 
 
-PROXY_TYPES: dict[str, Callable[..., Proxy]] = {"SawyerRobot": SawyerRobot, "RigidObject": RigidObject}
+PROXY_TYPES: dict[str, Callable[..., Proxy]] = {
+    "SawyerRobot": SawyerRobot,
+    "RigidObject": RigidObject,
+}
 """Proxy class of each documented card type (:data:`rewardlab.tasks.cards.TYPE_DOCS`)."""
 
 VALUE_SOURCES: dict[str, Callable[[Any], Callable[[], Any]]] = {
@@ -343,6 +352,7 @@ def scripted_policy(task: Any) -> Any | None:
 
     cls: Any = ENV_POLICY_MAP.get(env_name_of(task))
     return cls() if cls is not None else None
+
 
 register_envs()
 PROXY_BUILDERS["metaworld"] = metaworld_env_proxy

@@ -165,7 +165,9 @@ class FreeJoint(Proxy):
         # Rotate by the orientation in qpos (current), not data.xmat (computed before the
         # last integration step, so one physics sub-step old after env.step).
         result = np.empty(3)
-        mujoco.mju_rotVecQuat(result, self._qvel[self._v + 3 : self._v + 6], self._qpos[self._q + 3 : self._q + 7])
+        mujoco.mju_rotVecQuat(
+            result, self._qvel[self._v + 3 : self._v + 6], self._qpos[self._q + 3 : self._q + 7]
+        )
         return result
 
     angular_velocity_x = property(lambda self: float(self._world_angular_velocity()[0]))
@@ -183,7 +185,14 @@ class FreeJoint(Proxy):
         if not norm > 0:
             return math.nan
         ux, uy, uz = self._up  # z row of the rotation matrix, applied to the body's up axis
-        return float((2.0 * (x * z - w * y) * ux + 2.0 * (y * z + w * x) * uy + (w * w - x * x - y * y + z * z) * uz) / norm)
+        return float(
+            (
+                2.0 * (x * z - w * y) * ux
+                + 2.0 * (y * z + w * x) * uy
+                + (w * w - x * x - y * y + z * z) * uz
+            )
+            / norm
+        )
 
 
 def up_axis(up: Any) -> tuple[float, float, float]:
@@ -246,7 +255,6 @@ EnvProxy = Group
 """The ``self`` that reward programs see: the robot under its card name, plus ``dt``."""
 
 
-
 class SuccessRecorder(Protocol):
     """What :class:`BenchmarkEnvProxy` reads the benchmark's own success flag from."""
 
@@ -265,7 +273,12 @@ class BenchmarkEnvProxy(Group):
 
     __slots__ = ("_values", "_recorder")
 
-    def __init__(self, members: dict[str, Any], values: dict[str, Callable[[], Any]], recorder: SuccessRecorder) -> None:
+    def __init__(
+        self,
+        members: dict[str, Any],
+        values: dict[str, Callable[[], Any]],
+        recorder: SuccessRecorder,
+    ) -> None:
         super().__init__("self", members)
         object.__setattr__(self, "_names", (*members, *values))
         object.__setattr__(self, "_values", values)
@@ -295,6 +308,7 @@ def find_wrapper(env: Any, kind: type[W], how: str) -> W:
             raise TypeError(f"{env} has no {kind.__name__} layer: {how}")
         layer = layer.env
     return layer
+
 
 def build_env_proxy(card: Any, model: mujoco.MjModel, data: mujoco.MjData, dt: float) -> Group:
     """Build the ``self`` proxy for ``card`` over a live ``(model, data)`` pair.

@@ -48,7 +48,6 @@ class BenchmarkUnavailable(RuntimeError):
     the message says what and how to install it. The CLI prints it without a traceback."""
 
 
-
 def check_pinned_version(package: str, pinned: str | None) -> None:
     """Raise :class:`BenchmarkUnavailable` unless the installed ``package`` is the release the
     task is pinned to (``env_kwargs.benchmark_version``; ``None`` = any)."""
@@ -61,6 +60,7 @@ def check_pinned_version(package: str, pinned: str | None) -> None:
             f"rates differ between releases): pip install {package}=={pinned}, or override "
             f"task.env_kwargs.benchmark_version={installed} to accept the difference knowingly"
         )
+
 
 @dataclass
 class SuccessSpec:
@@ -171,7 +171,9 @@ def _probe(
             value = getattr(robot, part)
             if not isinstance(value, Proxy):
                 continue
-            names = ("angle",) if part == "top_joint" else ("position_x", "position_y", "position_z")
+            names = (
+                ("angle",) if part == "top_joint" else ("position_x", "position_y", "position_z")
+            )
             for name in (n for n in names if n in value.fields()):
                 shown[f"self.{card.robot}.{part}.{name}"] = round(getattr(value, name), 3)
         return float(me.dt), shown

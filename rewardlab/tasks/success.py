@@ -108,7 +108,9 @@ class GroundGeometry:
         index = {gid: col for col, gid in enumerate(self.robot)}
         missing = [n for n in names if n not in self.names]
         if missing:
-            raise KeyError(f"no geom {missing} in the model; its geoms: {', '.join(sorted(filter(None, self.names)))}")
+            raise KeyError(
+                f"no geom {missing} in the model; its geoms: {', '.join(sorted(filter(None, self.names)))}"
+            )
         return np.array([index[self.names[n]] for n in names], dtype=np.int64)
 
     def clearance(self, qpos: np.ndarray) -> np.ndarray:
@@ -137,7 +139,9 @@ class GroundGeometry:
         box = kind == int(mj.mjGEOM_BOX)
         extent[:, box] = np.sum(size[None, box, :] * az[:, box, :], axis=2)
         ellipsoid = kind == int(mj.mjGEOM_ELLIPSOID)
-        extent[:, ellipsoid] = np.sqrt(np.sum((size[None, ellipsoid, :] * axes[:, ellipsoid, :]) ** 2, axis=2))
+        extent[:, ellipsoid] = np.sqrt(
+            np.sum((size[None, ellipsoid, :] * axes[:, ellipsoid, :]) ** 2, axis=2)
+        )
         return centre - extent - self.floor
 
 
@@ -170,7 +174,12 @@ class SuccessInputs:
         data = getattr(base, "data", None)
         model = getattr(base, "model", None)
         qpos = None
-        if data is not None and hasattr(data, "qpos") and model is not None and hasattr(model, "ngeom"):
+        if (
+            data is not None
+            and hasattr(data, "qpos")
+            and model is not None
+            and hasattr(model, "ngeom")
+        ):
             qpos = np.asarray(data.qpos).reshape(1, -1)  # a view: follows the simulator
         else:
             model = None
@@ -187,7 +196,9 @@ class SuccessInputs:
     def ground(self) -> GroundGeometry:
         if self._ground is None:
             if self.model is None or self.qpos is None:
-                raise ValueError("this metric needs ground contact, which only MuJoCo tasks provide")
+                raise ValueError(
+                    "this metric needs ground contact, which only MuJoCo tasks provide"
+                )
             self._ground = GroundGeometry(self.model)
         return self._ground
 
@@ -258,7 +269,12 @@ class Displacement(Metric):
         allowed_contacts: Sequence[str] | None = None,
     ) -> None:  # fmt: skip
         self.n, self.position, self.distance = n, position, float(distance)
-        self.upright, self.max_tilt, self.up, self.min_up = upright, float(max_tilt), up, float(min_up)
+        self.upright, self.max_tilt, self.up, self.min_up = (
+            upright,
+            float(max_tilt),
+            up,
+            float(min_up),
+        )
         self.height, self.min_height = height, float(min_height)
         self.contacts = Contacts(allowed_contacts) if allowed_contacts is not None else None
         self.start, self.best = np.zeros(n), np.zeros(n)
@@ -282,7 +298,9 @@ class Displacement(Metric):
             fell |= self.contacts.split(inputs, inputs.clearance())[1]
         self.fallen |= fell
         travelled = (position - self.start) * math.copysign(1.0, self.distance)
-        self.best = np.where(self.fallen, self.best, np.maximum(self.best, np.nan_to_num(travelled, nan=0.0)))
+        self.best = np.where(
+            self.fallen, self.best, np.maximum(self.best, np.nan_to_num(travelled, nan=0.0))
+        )
         self.success = ~self.fallen & (self.best >= abs(self.distance))
 
     @property
@@ -309,7 +327,11 @@ class Flip(Metric):
         self.n, self.angle, self.direction = n, angle, int(direction)
         self.height, self.min_height = height, float(min_height)
         self.contacts = Contacts(feet)
-        self.turns, self.tolerance, self.hold_steps = float(turns), float(tolerance), int(hold_steps)
+        self.turns, self.tolerance, self.hold_steps = (
+            float(turns),
+            float(tolerance),
+            int(hold_steps),
+        )
         self.start, self.rotated = np.zeros(n), np.zeros(n)
         self.turned, self.success = _all(n), _all(n)
         self.held = np.zeros(n, dtype=np.int64)
@@ -359,7 +381,11 @@ class Jump(Metric):
     ) -> None:  # fmt: skip
         self.n, self.height, self.min_height = n, height, float(min_height)
         self.position, self.max_drift, self.upright = position, float(max_drift), upright
-        self.max_tilt, self.jumps, self.min_clearance = float(max_tilt), int(jumps), float(clearance)
+        self.max_tilt, self.jumps, self.min_clearance = (
+            float(max_tilt),
+            int(jumps),
+            float(clearance),
+        )
         self.start, self.count = np.zeros(n), np.zeros(n, dtype=np.int64)
         self.airborne, self.failed, self.success = _all(n), _all(n), _all(n)
 
@@ -373,7 +399,9 @@ class Jump(Metric):
         tilt = np.abs(wrap_angle(inputs.read(self.upright)))
         self.failed |= ~(drift <= self.max_drift) | ~(tilt <= self.max_tilt)
         live = ~self.failed
-        high = (inputs.read(self.height) >= self.min_height) & (inputs.clearance().min(axis=1) >= self.min_clearance)
+        high = (inputs.read(self.height) >= self.min_height) & (
+            inputs.clearance().min(axis=1) >= self.min_clearance
+        )
         self.count += live & high & ~self.airborne
         self.airborne = np.where(live, high, self.airborne)
         self.success |= live & (self.count >= self.jumps)
@@ -395,7 +423,12 @@ class HoldHeight(Metric):
         allowed_contacts: Sequence[str] | None = None,
     ) -> None:  # fmt: skip
         self.n, self.height, self.hold_steps = n, height, int(hold_steps)
-        self.max_height, self.min_height, self.up, self.min_up = float(max_height), float(min_height), up, float(min_up)
+        self.max_height, self.min_height, self.up, self.min_up = (
+            float(max_height),
+            float(min_height),
+            up,
+            float(min_up),
+        )
         self.contacts = Contacts(allowed_contacts) if allowed_contacts is not None else None
         self.held, self.best = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
         self.success = _all(n)
@@ -532,7 +565,9 @@ def make_metric(name: str, params: dict[str, Any], n: int = 1) -> Metric:
     elif target is not None:
         cls = target
     else:
-        raise KeyError(f"unknown success metric {name!r}; known: {sorted(METRICS)} or 'module:Class'")
+        raise KeyError(
+            f"unknown success metric {name!r}; known: {sorted(METRICS)} or 'module:Class'"
+        )
     try:
         metric: Metric = cls(n, **params)
     except TypeError as exc:

@@ -7,4 +7,8 @@ import numpy as np
 def compute_dense_reward(self, action):
     upward = self.humanoid.torso.position_z / self.dt
     control = 0.1 * float(np.sum(np.square(action)))
-    return 0.001 * upward + 1.0 - control, {"upward": 0.001 * upward, "alive": 1.0, "control": -control}
+    return 0.001 * upward + 1.0 - control, {
+        "upward": 0.001 * upward,
+        "alive": 1.0,
+        "control": -control,
+    }

@@ -9,4 +9,8 @@ def compute_dense_reward(self, action):
     z, pitch = self.walker.top.position_z, self.walker.top_joint.angle
     healthy = 1.0 if 0.8 < z < 2.0 and abs(pitch) < 1.0 else 0.0
     control = 0.001 * float(np.sum(np.square(action)))
-    return forward + healthy - control, {"forward": forward, "healthy": healthy, "control": -control}
+    return forward + healthy - control, {
+        "forward": forward,
+        "healthy": healthy,
+        "control": -control,
+    }

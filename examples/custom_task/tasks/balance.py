@@ -16,10 +16,21 @@ from rewardlab.tasks.success import Metric, SuccessInputs
 
 
 class Balance(Metric):
-    def __init__(self, n: int, angle: str, position: str, steps: int = 200, max_angle: float = 0.2,
-                 max_offset: float = 0.5) -> None:
+    def __init__(
+        self,
+        n: int,
+        angle: str,
+        position: str,
+        steps: int = 200,
+        max_angle: float = 0.2,
+        max_offset: float = 0.5,
+    ) -> None:
         self.n, self.angle, self.position = n, angle, position
-        self.steps, self.max_angle, self.max_offset = int(steps), float(max_angle), float(max_offset)
+        self.steps, self.max_angle, self.max_offset = (
+            int(steps),
+            float(max_angle),
+            float(max_offset),
+        )
         self.held = np.zeros(n, dtype=np.int64)
         self.best = np.zeros(n, dtype=np.int64)
         self.success = np.zeros(n, dtype=bool)

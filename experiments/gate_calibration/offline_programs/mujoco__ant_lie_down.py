@@ -1,4 +1,3 @@
-
 def compute_dense_reward(self, action):
     """Make the ant lie down on the ground.
 

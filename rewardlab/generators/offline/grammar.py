@@ -506,7 +506,11 @@ def _locomotion(instruction: str, robot: Robot, card_name: str) -> Understanding
             elif p.value == "fast":
                 p.note = "as fast as it can (term progress)"
             elif p.value == "slow":
-                p.note = "a set pace of 0.5 m/s (term pace)" if behaviour == "locomotion" else "slow body motion (term pace)"
+                p.note = (
+                    "a set pace of 0.5 m/s (term pace)"
+                    if behaviour == "locomotion"
+                    else "slow body motion (term pace)"
+                )
     for b in behaviours:
         if behaviour is not None and not b.note:
             b.note = f"behaviour {behaviour}"
@@ -858,7 +862,10 @@ def measures(spec: SuccessSpec, u: Understanding) -> bool:
         return True
     if spec.metric == "displacement":
         axis = "x" if str(p.get("position", "")).endswith("_x") else "y"
-        return u.behaviour == "locomotion" and u.direction == f"{'+' if float(p['distance']) > 0 else '-'}{axis}"
+        return (
+            u.behaviour == "locomotion"
+            and u.direction == f"{'+' if float(p['distance']) > 0 else '-'}{axis}"
+        )
     if spec.metric == "flip":
         return u.behaviour == "flip" and u.direction == ("+x" if int(p["direction"]) > 0 else "-x")
     if spec.metric == "jump":
@@ -890,10 +897,17 @@ def success_notice(task: TaskSpec, instruction: str, registered: TaskSpec | None
     if u.refusal is None and u.behaviour is not None and measures(task.success, u):
         return [judged]
     choices = success_choices(task)
-    matching = [n for n, s in sorted(choices.items()) if u.behaviour is not None and u.refusal is None and measures(s, u)]
+    matching = [
+        n
+        for n, s in sorted(choices.items())
+        if u.behaviour is not None and u.refusal is None and measures(s, u)
+    ]
     head = f"the instruction differs from {task.name}'s: {judged}, not by the instruction"
     if matching:
-        return [head, f"to judge it by what the instruction asks: task.success={matching[0]} ({describe_success(choices[matching[0]])})"]
+        return [
+            head,
+            f"to judge it by what the instruction asks: task.success={matching[0]} ({describe_success(choices[matching[0]])})",
+        ]
     if u.robot is not None:
         example = f"self.{u.robot.name}.{u.robot.root}.position_x < -2.0"
     else:
@@ -903,4 +917,3 @@ def success_notice(task: TaskSpec, instruction: str, registered: TaskSpec | None
         f"no registered metric of {task.card} measures it (registered: {', '.join(sorted(choices))}); "
         f"give one as an expression over the card, e.g. task.success='{example}'",
     ]
-
