@@ -49,6 +49,7 @@ from rewardlab.reward import wire
 from rewardlab.reward.findings import Finding
 from rewardlab.reward.program import RewardProgram, RewardProgramError
 from rewardlab.tasks.registry import TASK_PATH_ENV, TaskSpec
+from rewardlab.workers.infos import InfoTable, MalformedInfos
 from rewardlab.workers.zygote import Zygote
 from rewardlab.wrappers import RewardFailure, RewardWrapper, make_env
 
@@ -106,7 +107,10 @@ class Worker:
         finally:
             for fd in (to_r, from_w, err_w, trace_w):
                 os.close(fd)
+        self._reader = wire.Reader(self._from)
         self.stderr = bytearray()
+        self.infos = InfoTable()
+        """The info schemas this worker defined (:mod:`rewardlab.workers.infos`)."""
         self._err_thread = threading.Thread(target=self._drain, args=(err_r,), daemon=True)
         self._err_thread.start()
         self.alive = True
@@ -149,7 +153,15 @@ class Worker:
         self, timeout_s: float, what: str = "step"
     ) -> tuple[dict[str, Any], list[np.ndarray]]:
         try:
-            return wire.read(self._from, time.monotonic() + timeout_s)
+            header, arrays = self._reader.read(time.monotonic() + timeout_s)
+            if "schemas" in header:
+                self.infos.define(header.pop("schemas"))
+            return header, arrays
+        except MalformedInfos as exc:
+            self.kill()
+            raise WorkerFailure(
+                Finding("runtime", f"the reward worker sent malformed infos ({exc}); it was killed")
+            ) from None
         except wire.WireTimeout:
             line = self._stuck_line()
             self.kill()
@@ -253,35 +265,56 @@ def _space(raw: Any) -> gym.spaces.Box:
         ) from None
 
 
-def _infos(raw: Any, n: int, *, optional: bool = False) -> list[Any]:
-    """Validate ``n`` info dicts of plain values (``None`` entries allowed if ``optional``)."""
-    if not isinstance(raw, list) or len(raw) != n:
+def _infos(
+    worker: Worker,
+    header: dict[str, Any],
+    arrays: Sequence[np.ndarray],
+    n: int,
+    *,
+    optional: bool = False,
+) -> list[Any]:
+    """The ``n`` info dicts packed in a reply (:mod:`rewardlab.workers.infos`: ``arrays`` are
+    its schema ids and values), validated (``None`` entries allowed if ``optional``)."""
+    if len(arrays) != 2 or arrays[0].shape != (n,):
         raise WorkerFailure(Finding("runtime", "the reward worker sent malformed infos"))
-    for info in raw:
-        if info is None and optional:
-            continue
-        if not isinstance(info, dict) or len(info) > 256:
-            raise WorkerFailure(Finding("runtime", "the reward worker sent malformed infos"))
-        for key, value in info.items():
-            ok = isinstance(value, (bool, int, float, str)) or (
-                isinstance(value, list)
-                and len(value) <= 16
-                and all(isinstance(v, (int, float)) for v in value)
-            )
-            if not (
-                isinstance(key, str)
-                and len(key) <= 200
-                and ok
-                and not (isinstance(value, str) and len(value) > 200)
-            ):
-                raise WorkerFailure(Finding("runtime", "the reward worker sent malformed infos"))
-    return raw
+    try:
+        return worker.infos.unpack(header, arrays[0], arrays[1], optional=optional)
+    except MalformedInfos as exc:
+        raise WorkerFailure(
+            Finding("runtime", f"the reward worker sent malformed infos ({exc})")
+        ) from None
 
 
-def _check_arrays(arrays: list[np.ndarray], shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
-    if len(arrays) != len(shapes) or any(a.shape != s for a, s in zip(arrays, shapes, strict=True)):
+def _step_infos(
+    worker: Worker, header: dict[str, Any], arrays: list[np.ndarray], n: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
+    """The infos of an ``envs`` worker's ``step`` reply (``arrays`` of the layout checked by
+    :func:`_check_arrays`), then those of its auto-resets (``None``: that copy did not reset)."""
+    packed = _infos(worker, header, arrays[5:], 2 * n, optional=True)
+    infos = packed[:n]
+    if any(info is None for info in infos):
+        raise WorkerFailure(Finding("runtime", "the reward worker sent malformed infos"))
+    return infos, packed[n:]
+
+
+def _check_arrays(
+    arrays: list[np.ndarray], shapes: Sequence[tuple[int, ...]], *, infos: bool = False
+) -> list[np.ndarray]:
+    """``arrays`` if they have ``shapes`` (followed by the two arrays of packed infos, checked
+    by :func:`_infos`, if ``infos``)."""
+    if len(arrays) != len(shapes) + 2 * infos or any(
+        a.shape != s for a, s in zip(arrays, shapes, strict=False)
+    ):
         raise WorkerFailure(Finding("runtime", "the reward worker sent arrays of the wrong shape"))
     return arrays
+
+
+def _check_rewards(rewards: np.ndarray) -> np.ndarray:
+    """``rewards`` as float64 if every one is finite (the worker validated them already: one
+    that is not was tampered with)."""
+    if rewards.dtype.kind not in "iuf" or not np.isfinite(rewards).all():
+        raise WorkerFailure(Finding("runtime", "the reward worker sent non-finite rewards"))
+    return rewards.astype(np.float64, copy=False)
 
 
 class _Replacements:
@@ -376,8 +409,8 @@ class ConfinedVecEnv(DummyVecEnv):
             {"op": "reset", "seeds": list(seeds)}, [], self.call_timeout_s
         )
         _reply(header)
-        (obs,) = _check_arrays(arrays, [(self.num_envs, *self._obs_shape)])
-        infos = _infos(header.get("infos"), self.num_envs)
+        obs = _check_arrays(arrays, [(self.num_envs, *self._obs_shape)], infos=True)[0]
+        infos = _infos(self.worker, header, arrays[1:], self.num_envs)
         return [(obs[i], infos[i]) for i in range(self.num_envs)]
 
     def reset(self) -> VecEnvObs:
@@ -407,23 +440,20 @@ class ConfinedVecEnv(DummyVecEnv):
             arrays = reply[1]
             n, shape = self.num_envs, self._obs_shape
             obs, rewards, terminated, truncated, after = _check_arrays(
-                arrays, [(n, *shape), (n,), (n,), (n,), (n, *shape)]
-            )
-            infos = _infos(header.get("infos"), n)
-            reset_infos = _infos(header.get("reset_infos"), n, optional=True)
+                arrays, [(n, *shape), (n,), (n,), (n,), (n, *shape)], infos=True
+            )[:5]
+            rewards = _check_rewards(rewards)
+            infos, reset_infos = _step_infos(self.worker, header, arrays, n)
         except WorkerFailure as exc:
             self._replace(exc.finding)
         else:
+            rewards_, terminated_, truncated_ = (
+                rewards.tolist(), terminated.astype(bool).tolist(), truncated.astype(bool).tolist()
+            )  # fmt: skip
             for i, slot in enumerate(self.slots):
-                slot.pending_step = (
-                    obs[i],
-                    float(rewards[i]),
-                    bool(terminated[i]),
-                    bool(truncated[i]),
-                    infos[i],
-                )
-                if reset_infos[i] is not None:
-                    slot.pending_reset = (after[i], reset_infos[i])
+                slot.pending_step = (obs[i], rewards_[i], terminated_[i], truncated_[i], infos[i])
+                if (reset_info := reset_infos[i]) is not None:
+                    slot.pending_reset = (after[i], reset_info)
                 slot.last_obs = after[i]
         return super().step_wait()
 
@@ -541,9 +571,10 @@ class ConfinedCoreVecEnv(VecEnv):
             )
             _reply(header)
             obs, rewards, dones, terminal = _check_arrays(
-                arrays, [(n, *shape), (n,), (n,), (n, *shape)]
-            )
-            infos = _infos(header.get("infos"), n)
+                arrays, [(n, *shape), (n,), (n,), (n, *shape)], infos=True
+            )[:4]
+            rewards = _check_rewards(rewards)
+            infos = _infos(self.worker, header, arrays[4:], n)
         except WorkerFailure as exc:
             return self._replace(exc.finding)
         for i in np.flatnonzero(dones).tolist():
@@ -686,7 +717,7 @@ class ConfinedReward(RewardWrapper):
                 {"op": "reset", "seeds": [seed]}, [], self.call_timeout_s
             )
             _reply(header)
-            if len(arrays) != 1 or not np.array_equal(arrays[0][0], np.asarray(obs)):
+            if len(arrays) != 3 or not np.array_equal(arrays[0][0], np.asarray(obs)):
                 self._fail(
                     Finding(
                         "runtime",
@@ -713,8 +744,8 @@ class ConfinedReward(RewardWrapper):
             try:
                 header, arrays = worker.receive(self.call_timeout_s)
                 _reply(header)
-                w_obs, w_reward = arrays[0][0], float(arrays[1][0])
-                (w_info,) = _infos(header.get("infos"), 1)
+                w_obs, w_reward = arrays[0][0], float(_check_rewards(arrays[1])[0])
+                (w_info,), _ = _step_infos(worker, header, arrays, 1)
             except WorkerFailure as exc:
                 self._fail(exc.finding)
             except (IndexError, ValueError):

@@ -45,38 +45,8 @@ from rewardlab.reward import wire
 from rewardlab.reward.confine import apply_wall
 from rewardlab.reward.program import RewardProgram, RewardProgramError
 from rewardlab.tasks.registry import TASK_PATH_ENV, TaskSpec
+from rewardlab.workers.infos import InfoPacker
 from rewardlab.wrappers import ProgramReward, RewardFailure, make_env
-
-MAX_INFO_KEYS = 256
-"""Info entries kept per environment and step."""
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as JSON-safe plain data, or ``None`` if it is not small numeric data."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value) if abs(int(value)) < 2**53 else float(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    if isinstance(value, np.ndarray) and value.size <= 16 and value.dtype.kind in "biuf":
-        return [float(v) for v in value.ravel()]
-    if isinstance(value, str) and len(value) <= 200:
-        return value
-    return None
-
-
-def plain_info(info: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-safe part of an ``info`` dict (scalars, small arrays, short strings)."""
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        if len(out) >= MAX_INFO_KEYS:
-            break
-        if isinstance(key, str) and len(key) <= 200 and key != "terminal_observation":
-            plain = _plain(value)
-            if plain is not None:
-                out[key] = plain
-    return out
 
 
 class EnvsSession:
@@ -87,6 +57,7 @@ class EnvsSession:
         self.n = int(init.get("n", 1))
         self.max_error_rate = float(init.get("max_error_rate", 0.05))
         self.envs: list[gym.Env] = [make_env(self.task) for _ in range(self.n)]
+        self.packer = InfoPacker()
 
     def info(self) -> dict[str, Any]:
         obs, act = self.envs[0].observation_space, self.envs[0].action_space
@@ -106,50 +77,41 @@ class EnvsSession:
         for env, seed in zip(self.envs, seeds, strict=True):
             o, info = env.reset(seed=seed)
             obs.append(np.asarray(o))
-            infos.append(plain_info(info))
-        return {"infos": infos}, [np.stack(obs)]
+            infos.append(info)
+        header, packed = self.packer.pack(infos)
+        return header, [np.stack(obs), *packed]
 
     def step(
         self, msg: dict[str, Any], arrays: list[np.ndarray]
     ) -> tuple[dict[str, Any], list[np.ndarray]]:
+        """Step every copy; the reply's arrays are the observations, rewards, terminated and
+        truncated flags, the observations after auto-resets, and the packed infos of the step
+        followed by those of the resets (:mod:`rewardlab.workers.infos`)."""
         (actions,) = arrays
         auto_reset = bool(msg.get("auto_reset", True))
-        obs, rewards, terminated, truncated = (
-            [],
-            np.zeros(self.n),
-            np.zeros(self.n, bool),
-            np.zeros(self.n, bool),
-        )
-        infos: list[dict[str, Any]] = []
-        errors: list[str | None] = []
-        reset_obs: list[np.ndarray | None] = []
-        reset_infos: list[dict[str, Any] | None] = []
+        n = self.n
+        obs: list[Any] = [None] * n
+        after: list[Any] = [None] * n
+        rewards, terminated, truncated = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)
+        infos: list[dict[str, Any] | None] = [None] * (2 * n)
+        errors: list[str | None] = [None] * n
         for i, env in enumerate(self.envs):
             o, r, te, tr, info = env.step(actions[i])
-            obs.append(np.asarray(o))
-            rewards[i], terminated[i], truncated[i] = float(r), bool(te), bool(tr)
-            infos.append(plain_info(info))
-            errors.append(env.last_error if isinstance(env, ProgramReward) else None)
+            obs[i] = after[i] = o
+            rewards[i], terminated[i], truncated[i] = r, te, tr
+            infos[i] = info
+            errors[i] = env.last_error if isinstance(env, ProgramReward) else None
             if auto_reset and (te or tr):
-                o2, info2 = env.reset()
-                reset_obs.append(np.asarray(o2))
-                reset_infos.append(plain_info(info2))
-            else:
-                reset_obs.append(None)
-                reset_infos.append(None)
-        first = np.stack(obs)
-        after = np.stack([first[i] if o is None else o for i, o in enumerate(reset_obs)])
-        findings = {}
-        for env, key in zip(self.envs, errors, strict=True):
-            if key is not None and isinstance(env, ProgramReward):
-                findings[key] = asdict(env.errors[key])
-        header = {
-            "infos": infos,
-            "reset_infos": reset_infos,
-            "errors": errors,
-            "findings": findings,
-        }
-        return header, [first, rewards, terminated, truncated, after]
+                after[i], infos[n + i] = env.reset()
+        header, packed = self.packer.pack(infos)
+        if any(errors):
+            header["errors"] = errors
+            header["findings"] = {
+                key: asdict(env.errors[key])
+                for env, key in zip(self.envs, errors, strict=True)
+                if key is not None and isinstance(env, ProgramReward)
+            }
+        return header, [np.stack(obs), rewards, terminated, truncated, np.stack(after), *packed]
 
     def errors(
         self, msg: dict[str, Any], arrays: list[np.ndarray]
@@ -175,6 +137,7 @@ class CoreSession:
         self.core = RolloutCore(self.task, CoreConfig(**init["config"]))
         self.venv = CoreVecEnv(self.core, infos=self.core.config.infos)
         self.n = self.venv.num_envs
+        self.packer = InfoPacker()
         if self.core.config.backend == "mjx":  # JIT compilation happens now, before the wall
             from rewardlab.rollout.core import Timings
 
@@ -211,7 +174,8 @@ class CoreSession:
         for i, info in enumerate(infos):
             if "terminal_observation" in info:
                 terminal[i] = info["terminal_observation"]
-        return {"infos": [plain_info(info) for info in infos]}, [obs, rewards, dones, terminal]
+        header, packed = self.packer.pack(infos)
+        return header, [obs, rewards, dones, terminal, *packed]
 
     def errors(
         self, msg: dict[str, Any], arrays: list[np.ndarray]
@@ -260,7 +224,8 @@ def serve(inp: int, out: int, err: int, trace: int) -> None:
     os.dup2(err, 2)
     os.close(err)
     faulthandler.register(signal.SIGUSR1, file=trace, all_threads=False)
-    init, _ = wire.read(inp)
+    reader = wire.Reader(inp)
+    init, _ = reader.read()
     _adopt_paths(init)
     session: EnvsSession | CoreSession
     try:
@@ -288,7 +253,7 @@ def serve(inp: int, out: int, err: int, trace: int) -> None:
     if isinstance(session, CoreSession):
         handlers["report"] = session.report
     while True:
-        msg, arrays = wire.read(inp)
+        msg, arrays = reader.read()
         op = str(msg.get("op"))
         if op == "close":
             return
