@@ -288,9 +288,9 @@ def _infos(
 def _step_infos(
     worker: Worker, header: dict[str, Any], arrays: list[np.ndarray], n: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
-    """The infos of an ``envs`` worker's ``step`` reply (``arrays`` of the layout checked by
-    :func:`_check_arrays`), then those of its auto-resets (``None``: that copy did not reset)."""
-    packed = _infos(worker, header, arrays[5:], 2 * n, optional=True)
+    """The infos of an ``envs`` worker's ``step`` reply (``arrays``: observations, flags, then
+    the packed infos), then those of its auto-resets (``None``: that copy did not reset)."""
+    packed = _infos(worker, header, arrays[2:], 2 * n, optional=True)
     infos = packed[:n]
     if any(info is None for info in infos):
         raise WorkerFailure(Finding("runtime", "the reward worker sent malformed infos"))
@@ -309,12 +309,12 @@ def _check_arrays(
     return arrays
 
 
-def _check_rewards(rewards: np.ndarray) -> np.ndarray:
-    """``rewards`` as float64 if every one is finite (the worker validated them already: one
-    that is not was tampered with)."""
-    if rewards.dtype.kind not in "iuf" or not np.isfinite(rewards).all():
+def _check_flags(flags: np.ndarray) -> np.ndarray:
+    """A reply's rows of rewards and done flags (``float64``), if every one is finite (the
+    worker validated its rewards already: one that is not was tampered with)."""
+    if flags.dtype != np.float64 or not np.isfinite(flags).all():
         raise WorkerFailure(Finding("runtime", "the reward worker sent non-finite rewards"))
-    return rewards.astype(np.float64, copy=False)
+    return flags
 
 
 class _Replacements:
@@ -439,16 +439,14 @@ class ConfinedVecEnv(DummyVecEnv):
             header = _reply((reply := self.worker.receive(self.call_timeout_s))[0])
             arrays = reply[1]
             n, shape = self.num_envs, self._obs_shape
-            obs, rewards, terminated, truncated, after = _check_arrays(
-                arrays, [(n, *shape), (n,), (n,), (n,), (n, *shape)], infos=True
-            )[:5]
-            rewards = _check_rewards(rewards)
+            (obs, after), flags = _check_arrays(arrays, [(2, n, *shape), (3, n)], infos=True)[:2]
+            rewards, terminated, truncated = _check_flags(flags)
             infos, reset_infos = _step_infos(self.worker, header, arrays, n)
         except WorkerFailure as exc:
             self._replace(exc.finding)
         else:
             rewards_, terminated_, truncated_ = (
-                rewards.tolist(), terminated.astype(bool).tolist(), truncated.astype(bool).tolist()
+                rewards.tolist(), (terminated != 0).tolist(), (truncated != 0).tolist()
             )  # fmt: skip
             for i, slot in enumerate(self.slots):
                 slot.pending_step = (obs[i], rewards_[i], terminated_[i], truncated_[i], infos[i])
@@ -570,17 +568,16 @@ class ConfinedCoreVecEnv(VecEnv):
                 {"op": "step"}, [self._actions], self.call_timeout_s
             )
             _reply(header)
-            obs, rewards, dones, terminal = _check_arrays(
-                arrays, [(n, *shape), (n,), (n,), (n, *shape)], infos=True
-            )[:4]
-            rewards = _check_rewards(rewards)
-            infos = _infos(self.worker, header, arrays[4:], n)
+            (obs, terminal), flags = _check_arrays(arrays, [(2, n, *shape), (2, n)], infos=True)[:2]
+            rewards, dones = _check_flags(flags)
+            done = dones != 0
+            infos = _infos(self.worker, header, arrays[2:], n)
         except WorkerFailure as exc:
             return self._replace(exc.finding)
-        for i in np.flatnonzero(dones).tolist():
+        for i in np.flatnonzero(done).tolist():
             infos[i]["terminal_observation"] = terminal[i]
         self._last_obs = obs
-        return obs, rewards.astype(np.float32), dones.astype(bool), infos
+        return obs, rewards.astype(np.float32), done, infos
 
     def _replace(self, finding: Finding) -> VecEnvStepReturn:
         self.worker.kill()
@@ -744,7 +741,7 @@ class ConfinedReward(RewardWrapper):
             try:
                 header, arrays = worker.receive(self.call_timeout_s)
                 _reply(header)
-                w_obs, w_reward = arrays[0][0], float(_check_rewards(arrays[1])[0])
+                w_obs, w_reward = arrays[0][0][0], float(_check_flags(arrays[1])[0][0])
                 (w_info,), _ = _step_infos(worker, header, arrays, 1)
             except WorkerFailure as exc:
                 self._fail(exc.finding)

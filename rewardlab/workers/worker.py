@@ -84,21 +84,22 @@ class EnvsSession:
     def step(
         self, msg: dict[str, Any], arrays: list[np.ndarray]
     ) -> tuple[dict[str, Any], list[np.ndarray]]:
-        """Step every copy; the reply's arrays are the observations, rewards, terminated and
-        truncated flags, the observations after auto-resets, and the packed infos of the step
-        followed by those of the resets (:mod:`rewardlab.workers.infos`)."""
+        """Step every copy; the reply's arrays are the observations of the step and those
+        after auto-resets (``(2, n, ...)``), the rewards and the terminated and truncated flags
+        (``(3, n)`` floats), and the packed infos of the step followed by those of the resets
+        (:mod:`rewardlab.workers.infos`)."""
         (actions,) = arrays
         auto_reset = bool(msg.get("auto_reset", True))
         n = self.n
         obs: list[Any] = [None] * n
         after: list[Any] = [None] * n
-        rewards, terminated, truncated = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)
+        flags = np.zeros((3, n))  # rewards, terminated, truncated
         infos: list[dict[str, Any] | None] = [None] * (2 * n)
         errors: list[str | None] = [None] * n
         for i, env in enumerate(self.envs):
             o, r, te, tr, info = env.step(actions[i])
             obs[i] = after[i] = o
-            rewards[i], terminated[i], truncated[i] = r, te, tr
+            flags[:, i] = r, te, tr
             infos[i] = info
             errors[i] = env.last_error if isinstance(env, ProgramReward) else None
             if auto_reset and (te or tr):
@@ -111,7 +112,7 @@ class EnvsSession:
                 for env, key in zip(self.envs, errors, strict=True)
                 if key is not None and isinstance(env, ProgramReward)
             }
-        return header, [np.stack(obs), rewards, terminated, truncated, np.stack(after), *packed]
+        return header, [np.stack([np.stack(obs), np.stack(after)]), flags, *packed]
 
     def errors(
         self, msg: dict[str, Any], arrays: list[np.ndarray]
@@ -167,15 +168,19 @@ class CoreSession:
     def step(
         self, msg: dict[str, Any], arrays: list[np.ndarray]
     ) -> tuple[dict[str, Any], list[np.ndarray]]:
+        """Step all worlds; the reply's arrays are the observations and terminal observations
+        (``(2, n, ...)``), the rewards and done flags (``(2, n)`` floats) and the packed infos
+        (:mod:`rewardlab.workers.infos`)."""
         (actions,) = arrays
         out, rewards, dones, infos = self.venv.step(actions)
         obs = np.asarray(out)
-        terminal = np.zeros_like(obs)
+        pair = np.zeros((2, *obs.shape), dtype=obs.dtype)
+        pair[0] = obs
         for i, info in enumerate(infos):
             if "terminal_observation" in info:
-                terminal[i] = info["terminal_observation"]
+                pair[1, i] = info["terminal_observation"]
         header, packed = self.packer.pack(infos)
-        return header, [obs, rewards, dones, terminal, *packed]
+        return header, [pair, np.stack([rewards, dones]).astype(np.float64), *packed]
 
     def errors(
         self, msg: dict[str, Any], arrays: list[np.ndarray]
