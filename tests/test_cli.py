@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import imageio.v3 as iio
+import pytest
 from fake_llm_server import FakeLLMServer, reply
 from guards import HANG_S
 
@@ -185,6 +186,7 @@ def test_train_rejects_hostile_reward_file_cleanly(tmp_path: Path) -> None:
     assert summary["status"] == "failed" and "'open' is not allowed" in summary["message"]
 
 
+@pytest.mark.slow  # kill -9 and resume from the command line: tests/test_interruptions.py
 def test_resume_after_killed_run(tmp_path: Path) -> None:
     args = ["train", "task=mujoco/hopper_forward", "train.total_timesteps=12288", "train.n_envs=2",
             "train.eval_freq=4096", "train.eval_episodes=1", "train.video_episodes=0",

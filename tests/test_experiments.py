@@ -80,7 +80,20 @@ def test_default_output_is_not_the_committed_results(script: Path) -> None:
             )
 
 
-@pytest.mark.parametrize("name", sorted(SMOKE))
+SMOKE_IN_DEFAULT_SUITE = {"shaping_tabular/run.py"}
+"""Smoke runs in the default suite; the others train (each a minute or more on 2 cores), so they
+are marked slow (all of them: ``pytest -m slow tests/test_experiments.py``). What they train
+and report is covered by the feature tests in the default suite (test_e2cl, test_refine,
+test_shaping*, test_multitask_train, test_search_e2e, test_metaworld)."""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        n if n in SMOKE_IN_DEFAULT_SUITE else pytest.param(n, marks=pytest.mark.slow)
+        for n in sorted(SMOKE)
+    ],
+)
 def test_experiment_script_runs_on_a_tiny_budget(name: str, tmp_path: Path) -> None:
     args, outputs = SMOKE[name]
     out = tmp_path / "out"

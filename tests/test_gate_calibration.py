@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "gate_calibration" / "run.py"
 
 
+@pytest.mark.slow  # two trainings and a rerun (minutes on 2 cores); the gate itself: test_gate.py
 def test_calibration_smoke_run(tmp_path: Path) -> None:
     out, runs = tmp_path / "out", tmp_path / "runs"
     cmd = [

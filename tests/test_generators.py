@@ -47,8 +47,26 @@ def test_understand(task: str, instruction: str, behaviour: str, direction: str 
     assert (u.behaviour, u.direction, u.refusal) == (behaviour, direction, None)
 
 
+METAWORLD_IN_DEFAULT_SUITE = {
+    f"metaworld/{short}" for short in ("window_open", "window_close", "door_close", "drawer_open",
+    "drawer_close", "door_unlock", "sweep_into", "button_press", "handle_press", "handle_press_side")
+}  # fmt: skip
+"""Text2Reward's ten MetaWorld tasks run in the default suite with every MuJoCo task; the other 40
+MetaWorld tasks are marked slow (every task: ``pytest -m 'slow or not slow' -k
+offline_program_for_every_task tests/test_generators.py``)."""
+
+
 # ManiSkill tasks (they need a Vulkan device): tests/test_maniskill.py
-@pytest.mark.parametrize("name", [t.name for t in list_tasks() if t.benchmark != "maniskill"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(t.name, marks=pytest.mark.slow)
+        if t.benchmark == "metaworld" and t.name not in METAWORLD_IN_DEFAULT_SUITE
+        else t.name
+        for t in list_tasks()
+        if t.benchmark != "maniskill"
+    ],
+)
 def test_offline_program_for_every_task_compiles_and_runs(name: str) -> None:
     task = get_task(name)
     reply = OfflineGenerator().propose(
