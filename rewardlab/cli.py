@@ -708,6 +708,13 @@ def problems(command: str, cfg: RewardLabConfig) -> str:
         reason = multitask_problem(command, cfg)
         if reason:
             return reason
+    if (
+        command == "train"
+        and cfg.algo.policy == "moe"
+        and cfg.moe.route_on == "task"
+        and not cfg.task.members
+    ):
+        return "moe.route_on=task routes by the one-hot task id of a multi-task set: use task=multi/<set> or moe.route_on=obs"
     if command == "train" and run is None and cfg.train.warm_start == "parent":
         return "train.warm_start=parent starts a refined version from its parent's policy: use it with rewardlab refine"
     if command == "check":

@@ -128,6 +128,17 @@ class MoEWhere(Choice):
     both = "both"
 
 
+class RouteOn(Choice):
+    """What a mixture-of-experts router reads (``moe.route_on``)."""
+
+    obs = "obs"
+    """The layer's whole input (the observation; for SAC's critics observation and action)."""
+    task = "task"
+    """Only the one-hot task id that ``task=multi/<set>`` appends to the observation, so every
+    token of a task gets the same experts (task-level routing, as MOORE's task-chosen mixing
+    weights): multi-task sets only."""
+
+
 ROUTERS: tuple[str, ...] = tuple(r.value for r in RouterName)
 
 
@@ -200,9 +211,15 @@ class MoEConfig:
     where: MoEWhere = MoEWhere.both
     """Policies (:mod:`rewardlab.moe.policies`): the MoE block replaces the MLP of the
     ``actor``, the ``critic`` or ``both``."""
+    route_on: RouteOn = RouteOn.obs
+    """Policies: the router reads the whole input (``obs``) or only the one-hot task id of a
+    multi-task set (``task``: experts chosen per task, not per observation). LoRA adapters of
+    ``train.adapt=lora_moe`` always route on their own input."""
 
     def __post_init__(self) -> None:  # also when built from Python with strings
-        for name, kind in (("router", RouterName), ("expert", ExpertKind), ("where", MoEWhere)):
+        choices = (("router", RouterName), ("expert", ExpertKind), ("where", MoEWhere),
+                   ("route_on", RouteOn))  # fmt: skip
+        for name, kind in choices:
             value = getattr(self, name)
             try:
                 setattr(self, name, kind(value.value if isinstance(value, Enum) else value))

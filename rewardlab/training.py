@@ -464,7 +464,8 @@ def build_model(
                     setattr(venv, name, copy.deepcopy(getattr(parent_norm, name)))
     elif algo.policy == PolicyName.moe:
         policy = policy_class(algo.name)
-        kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), "moe": moe.to_dict()}
+        kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), "moe": moe.to_dict(),
+                                   "task_count": getattr(venv, "task_count", 0)}  # fmt: skip
     model = cls(policy, venv, seed=train.seed, device=train.device, verbose=0, **kwargs)
     if parent is not None:
         inherit(model, before)

@@ -71,6 +71,11 @@ CASES = [
         "needs moe.experts divisible by moe.k",
     ),
     (["train", "algo.policy=moe", "moe.k=5"], "moe.k must be in [1, moe.experts=4]"),
+    (["train", "algo.policy=moe", "moe.route_on=tsk"], "expected one of [obs, task]"),
+    (
+        ["train", "algo.policy=moe", "moe.route_on=task"],
+        "moe.route_on=task routes by the one-hot task id",
+    ),
     (["train", "task=multi/mt10", "shaping=adaptive"], "not available for multi-task sets"),
     (["train", "task=multi/mt10", "train.backend=native"], "MuJoCo locomotion tasks only"),
     (["generate", "task=multi/mt10"], "is a multi-task set"),

@@ -184,3 +184,38 @@ def test_fresh_lora_mixture_is_the_base_layer_and_diversify_makes_distinct_exper
 def test_config_refuses_unknown_router() -> None:
     with pytest.raises(ValueError, match="moe.router must be one of"):
         MoEConfig(router="nope")  # type: ignore[arg-type]
+
+
+def test_task_routing_reads_only_the_task_id_features() -> None:
+    """``route=(3, 5)``: the router sees only features 3-4 (a one-hot task id), so tokens that
+    differ only elsewhere are routed alike and the same features under another task id go to
+    the other expert."""
+    torch.manual_seed(0)
+    layer = MoELayer(5, 2, MoEConfig(router="topk", experts=2, k=1), route=(3, 5))
+    assert layer.router.gate.in_features == 2
+    _set_gate(layer.router, [[4, -4], [-4, 4]])  # task 0 -> expert 0, task 1 -> expert 1
+    x = torch.randn(6, 3)
+    task0 = torch.cat([x, _one_hot_tokens([0] * 6, 2)], 1)
+    task1 = torch.cat([x, _one_hot_tokens([1] * 6, 2)], 1)
+    layer(torch.cat([task0, task1]))
+    assert layer.last is not None
+    chosen = layer.last.weights.argmax(-1).tolist()
+    assert chosen == [0] * 6 + [1] * 6
+    assert torch.allclose(layer.last.weights[:6], layer.last.weights[0].expand(6, 2))
+    both = torch.cat([task0, task1])
+    expected = torch.stack(
+        [layer.last.weights[i, e] * layer.experts(both)[i, e] for i, e in enumerate(chosen)]
+    )
+    assert torch.allclose(layer(both), expected, atol=1e-6)  # the experts see every feature
+    # routing on the whole input instead: features 0-2 move the gate too
+    whole = MoELayer(5, 2, MoEConfig(router="topk", experts=2, k=1))
+    _set_gate(whole.router, [[4, -4], [-4, 4], [0, 0], [0, 0], [0, 0]])
+    whole(torch.cat([torch.tensor([[1.0, 0, 0], [0, 1, 0]]), _one_hot_tokens([0, 0], 2)], 1))
+    assert whole.last is not None and whole.last.weights.argmax(-1).tolist() == [0, 1]
+
+
+def test_route_must_lie_inside_the_input() -> None:
+    with pytest.raises(ValueError, match="not a range of the layer's 5 input features"):
+        MoELayer(5, 2, MoEConfig(), route=(4, 7))
+    with pytest.raises(ValueError, match="moe.route_on must be one of obs, task"):
+        MoEConfig(route_on="tasks")  # type: ignore[arg-type]

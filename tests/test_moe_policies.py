@@ -88,3 +88,58 @@ def test_parameter_counts_split_actor_and_critic() -> None:
     assert d["critic"] == m["critic"]  # the critic stayed a plain MLP
     assert m["actor"] > d["actor"]
     assert d["total"] == sum(p.numel() for p in dense.policy.parameters())
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_route_on_task_routes_every_layer_by_the_task_id_alone(algo: str, tmp_path) -> None:
+    """``moe.route_on=task``: every router (PPO's actor and critic, SAC's actor and both
+    critics, whose input also holds the action) reads only the one-hot task id at the end of
+    the observation, so observations of one task share their experts; it survives save/load."""
+    import torch
+
+    from rewardlab.moe.toy import OppositeTasks, observation
+
+    env = OppositeTasks()
+    moe = {"router": "topk", "experts": 2, "k": 1, "route_on": "task"}
+    kwargs = {"moe": moe, "net_arch": [8], "task_count": 2}
+    if algo == "ppo":
+        model = PPO(MoEActorCriticPolicy, env, n_steps=64, batch_size=32, n_epochs=1,
+                    policy_kwargs=kwargs, seed=0)  # fmt: skip
+    else:
+        model = SAC(MoESACPolicy, env, learning_starts=32, batch_size=16, policy_kwargs=kwargs,
+                    seed=0)  # fmt: skip
+    model.learn(64)
+    layers = moe_layers(model.policy)
+    assert set(layers) == ({"pi", "vf"} if algo == "ppo" else {"actor", "qf0", "qf1"})
+    xs = np.linspace(-1, 1, 9)
+    for name, layer in layers.items():
+        assert layer.router.gate.in_features == 2 and layer.route == (1, 3), name
+        with torch.no_grad():
+            for task in (0, 1):
+                obs = torch.as_tensor(np.stack([observation(x, task) for x in xs]))
+                inputs = obs if name in ("pi", "vf", "actor") else torch.cat([obs, obs[:, :1]], 1)
+                layer(inputs)
+                assert layer.last is not None
+                w = layer.last.weights
+                assert torch.equal(w, w[:1].expand_as(w)), (name, task)  # x does not move it
+    model.save(tmp_path / "m")
+    loaded = (PPO if algo == "ppo" else SAC).load(tmp_path / "m")
+    assert all(lay.route == (1, 3) for lay in moe_layers(loaded.policy).values())
+    assert _same_actions(model, loaded, env)
+
+
+def test_route_on_task_needs_a_task_id_and_ppo_experts_start_like_sb3_layers() -> None:
+    env = gym.make("Pendulum-v1")
+    with pytest.raises(ValueError, match="moe.route_on=task routes by the one-hot task id"):
+        PPO(MoEActorCriticPolicy, env, policy_kwargs={"moe": {"route_on": "task"}})
+    model = PPO(MoEActorCriticPolicy, env, policy_kwargs={"moe": {"experts": 2, "hidden": 8},
+                                                          "net_arch": [4]})  # fmt: skip
+    experts = moe_layers(model.policy)["pi"].experts
+    import torch
+
+    for e in range(2):  # orthogonal with SB3's gain sqrt(2), zero biases, like its MLP layers
+        w1 = experts.w1[e].detach()  # (3 inputs, 8 hidden): orthogonal rows
+        assert torch.allclose(w1 @ w1.T, 2 * torch.eye(3), atol=1e-5)
+        w2 = experts.w2[e].detach()  # (8 hidden, 4 out): orthogonal columns
+        assert torch.allclose(w2.T @ w2, 2 * torch.eye(4), atol=1e-5)
+    assert float(experts.b1.detach().abs().sum()) == 0.0

@@ -7,6 +7,10 @@
 tokens per expert); sparsity is in the weights, and "active experts per token" is reported
 so compute can be compared at equal *active* size.
 
+The router reads the whole input, or with ``route`` only the features ``route[0]:route[1]``
+of it (``moe.route_on=task``: the one-hot task id inside a multi-task observation, so the
+experts are chosen per task).
+
 The router's auxiliary loss is attached to the layer's output (the way Megatron-LM's
 ``MoEAuxLossAutoScaler`` does it): any loss back-propagated through the output also
 back-propagates the auxiliary loss with weight 1 (its coefficient is the router's), so the
@@ -124,7 +128,8 @@ class _AttachAuxLoss(torch.autograd.Function):
 
 
 class MoELayer(nn.Module):
-    """A mixture-of-experts layer ``d_in -> d_out`` (see the module docstring).
+    """A mixture-of-experts layer ``d_in -> d_out`` (see the module docstring); ``route``:
+    the ``(start, stop)`` input features the router reads (``None``: all of them).
 
     :meth:`statistics` gives the router's numbers averaged over the forward passes since the
     last call: ``load/<e>`` (share of assignments per expert), ``entropy`` (mean routing
@@ -132,10 +137,15 @@ class MoELayer(nn.Module):
     took), ``balance`` (Switch balance measure, 1 = balanced) and ``aux_loss``.
     """
 
-    def __init__(self, d_in: int, d_out: int, cfg: MoEConfig) -> None:
+    def __init__(
+        self, d_in: int, d_out: int, cfg: MoEConfig, route: tuple[int, int] | None = None
+    ) -> None:
         super().__init__()
+        if route is not None and not 0 <= route[0] < route[1] <= d_in:
+            raise ValueError(f"route {route} is not a range of the layer's {d_in} input features")
         self.cfg = cfg
-        self.router = make_router(cfg, d_in)
+        self.route = route
+        self.router = make_router(cfg, d_in if route is None else route[1] - route[0])
         self.base: nn.Linear | None = None
         self.experts: nn.Module
         if cfg.expert == "lora":
@@ -151,7 +161,9 @@ class MoELayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         lead = x.shape[:-1]
         flat = x.reshape(-1, x.shape[-1])
-        routing = self.router(flat)
+        routing = self.router(
+            flat if self.route is None else flat[:, self.route[0] : self.route[1]]
+        )
         y = (routing.weights.unsqueeze(-1) * self.experts(flat)).sum(1)
         if self.base is not None:
             y = y + self.base(flat)

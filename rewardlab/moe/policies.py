@@ -5,8 +5,10 @@ warm-starting a policy on a refined reward.
 replaced by one :class:`~rewardlab.moe.layer.MoELayer` whose experts are MLPs
 ``in -> moe.hidden -> h_last`` (or LoRA adapters over one ``in -> h_last`` layer), followed by
 the same activation, in the actor, the critic or both (``moe.where``); heads (action mean,
-log-std, value, Q) stay as in SB3. The router reads the whole input, so in multi-task training
-it sees the task id in the observation. Auxiliary router losses ride on the layer's output
+log-std, value, Q) stay as in SB3. The router reads the whole input (``moe.route_on=obs``; in
+multi-task training that includes the task id), or only the one-hot task id at the end of the
+observation (``moe.route_on=task``, given the policy's ``task_count``): then every observation of
+a task gets the same experts, as in MOORE's task-chosen mixture. Auxiliary router losses ride on the layer's output
 (see :mod:`rewardlab.moe.layer`), so PPO's and SAC's own losses train the routers without
 changes to the algorithms; save, load and resume are SB3's. Without ``moe`` the policies are
 SB3's dense MLP policies.
@@ -33,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,8 +48,8 @@ from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
-from rewardlab.config import AdaptMode, ExpertKind, MoEConfig, RouterName
-from rewardlab.moe.layer import MoELayer
+from rewardlab.config import AdaptMode, ExpertKind, MoEConfig, RouteOn, RouterName
+from rewardlab.moe.layer import ExpertMLPs, MoELayer
 from rewardlab.rundir import append_csv
 
 
@@ -59,8 +62,32 @@ def moe_config(value: MoEConfig | dict[str, Any] | None) -> MoEConfig | None:
     return MoEConfig(**value)
 
 
-def _block(d_in: int, d_out: int, cfg: MoEConfig, activation: type[nn.Module]) -> nn.Sequential:
-    return nn.Sequential(MoELayer(d_in, d_out, cfg), activation())
+def _block(
+    d_in: int,
+    d_out: int,
+    cfg: MoEConfig,
+    activation: type[nn.Module],
+    route: tuple[int, int] | None = None,
+) -> nn.Sequential:
+    return nn.Sequential(MoELayer(d_in, d_out, cfg, route), activation())
+
+
+def task_route(cfg: MoEConfig, obs_features: int, task_count: int) -> tuple[int, int] | None:
+    """The input features a policy's router reads: ``None`` (all) for ``moe.route_on=obs``;
+    for ``task``, the last ``task_count`` of the ``obs_features`` observation features (where
+    ``task=multi/<set>`` puts the one-hot task id; a SAC critic's action comes after them).
+
+    Raises:
+        ValueError: ``route_on=task`` without a task id (``task_count`` 0: not a multi-task set).
+    """
+    if cfg.route_on != RouteOn.task:
+        return None
+    if not 0 < task_count <= obs_features:
+        raise ValueError(
+            "moe.route_on=task routes by the one-hot task id of a multi-task set "
+            "(task=multi/<set>); this observation has none: use moe.route_on=obs"
+        )
+    return (obs_features - task_count, obs_features)
 
 
 def _mlp(d_in: int, arch: list[int], activation: type[nn.Module]) -> nn.Sequential:
@@ -71,13 +98,23 @@ def _mlp(d_in: int, arch: list[int], activation: type[nn.Module]) -> nn.Sequenti
     return nn.Sequential(*layers)
 
 
-def _reset_gates(module: nn.Module) -> None:
+def _reset_gates(module: nn.Module, expert_gain: float | None = None) -> None:
     """Give every router its own small initial gate again (SB3's orthogonal initialisation of
     the MLP extractor also reaches the routers' linear gates and would make routing peaked
-    from the first step)."""
+    from the first step). With ``expert_gain``, also initialise every MLP expert's weight
+    matrices orthogonally with that gain and zero biases, as SB3's ``ortho_init`` does for the
+    ``nn.Linear`` layers of the dense MLP the experts replace (it does not reach them: they are
+    stacked parameters), so MoE and dense policies start alike."""
     for layer in module.modules():
         if isinstance(layer, MoELayer):
             nn.init.normal_(layer.router.gate.weight, std=0.02)
+        if isinstance(layer, ExpertMLPs) and expert_gain is not None:
+            with torch.no_grad():
+                for e in range(layer.w1.shape[0]):
+                    nn.init.orthogonal_(layer.w1[e], gain=expert_gain)
+                    nn.init.orthogonal_(layer.w2[e], gain=expert_gain)
+                layer.b1.zero_()
+                layer.b2.zero_()
 
 
 # --------------------------------------------------------------------------- adapters
@@ -91,7 +128,7 @@ def adapter(linear: nn.Linear, mode: AdaptMode | str, moe: MoEConfig) -> MoELaye
         cfg = MoEConfig(router=RouterName.topk, experts=1, k=1, expert=ExpertKind.lora,
                         lora_rank=moe.lora_rank, balance_coef=0.0)  # fmt: skip
     else:
-        cfg = replace(moe, expert=ExpertKind.lora, shared=0)
+        cfg = replace(moe, expert=ExpertKind.lora, shared=0, route_on=RouteOn.obs)
     layer = MoELayer(linear.in_features, linear.out_features, cfg)
     assert layer.base is not None
     layer.base.load_state_dict(linear.state_dict())
@@ -146,10 +183,16 @@ def load_parent(policy: BasePolicy, parent: dict[str, torch.Tensor]) -> int:
 
 class MoEMlpExtractor(nn.Module):
     """SB3's ``MlpExtractor`` interface (``forward_actor``/``forward_critic``) with an MoE
-    block in the actor, the critic or both (``cfg.where``) and plain MLPs elsewhere."""
+    block in the actor, the critic or both (``cfg.where``) and plain MLPs elsewhere; the
+    blocks' routers read the input features ``route`` (:func:`task_route`)."""
 
     def __init__(
-        self, feature_dim: int, net_arch: list[int], activation_fn: type[nn.Module], cfg: MoEConfig
+        self,
+        feature_dim: int,
+        net_arch: list[int],
+        activation_fn: type[nn.Module],
+        cfg: MoEConfig,
+        route: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if not net_arch:
@@ -159,12 +202,12 @@ class MoEMlpExtractor(nn.Module):
         last = net_arch[-1]
         self.latent_dim_pi = self.latent_dim_vf = last
         self.policy_net = (
-            _block(feature_dim, last, cfg, activation_fn)
+            _block(feature_dim, last, cfg, activation_fn, route)
             if cfg.where in ("actor", "both")
             else _mlp(feature_dim, net_arch, activation_fn)
         )
         self.value_net = (
-            _block(feature_dim, last, cfg, activation_fn)
+            _block(feature_dim, last, cfg, activation_fn, route)
             if cfg.where in ("critic", "both")
             else _mlp(feature_dim, net_arch, activation_fn)
         )
@@ -181,19 +224,22 @@ class MoEMlpExtractor(nn.Module):
 
 class MoEActorCriticPolicy(ActorCriticPolicy):
     """PPO/A2C policy with an MoE actor and/or critic. Extra keyword arguments: ``moe`` (the
-    :class:`MoEConfig` fields; ``None``: SB3's dense MLPs) and ``adapt`` (``None``, or
-    ``{"mode": "lora" | "lora_moe", "moe": {...}}``: adapters over every linear layer, see the
-    module docstring)."""
+    :class:`MoEConfig` fields; ``None``: SB3's dense MLPs), ``task_count`` (the length of the
+    one-hot task id at the end of the observation, 0 for none; ``moe.route_on=task`` routes
+    on it) and ``adapt`` (``None``, or ``{"mode": "lora" | "lora_moe", "moe": {...}}``:
+    adapters over every linear layer, see the module docstring)."""
 
     def __init__(
         self,
         *args: Any,
         moe: MoEConfig | dict[str, Any] | None = None,
         adapt: dict[str, Any] | None = None,
+        task_count: int = 0,
         **kwargs: Any,
     ) -> None:
         self.moe = moe_config(moe)
         self.adapt = _adapt_settings(adapt)
+        self.task_count = task_count
         super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
@@ -202,13 +248,14 @@ class MoEActorCriticPolicy(ActorCriticPolicy):
             return
         arch = self.net_arch if isinstance(self.net_arch, list) else self.net_arch["pi"]
         # SB3 types the attribute as its MlpExtractor; ours has the same interface.
+        route = task_route(self.moe, self.features_dim, self.task_count)
         self.mlp_extractor = MoEMlpExtractor(  # type: ignore[assignment]
-            self.features_dim, list(arch), self.activation_fn, self.moe
+            self.features_dim, list(arch), self.activation_fn, self.moe, route
         )
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
-        _reset_gates(self)
+        _reset_gates(self, expert_gain=math.sqrt(2) if self.ortho_init else None)
         if self.adapt is not None:
             mode, moe = self.adapt
             for part in (self.mlp_extractor, self.action_net, self.value_net):
@@ -225,7 +272,8 @@ class MoEActorCriticPolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(moe=self.moe.to_dict() if self.moe else None, adapt=_adapt_dict(self.adapt))
+        data.update(moe=self.moe.to_dict() if self.moe else None, adapt=_adapt_dict(self.adapt),
+                    task_count=self.task_count)  # fmt: skip
         return data
 
 
@@ -233,19 +281,27 @@ class MoEActorCriticPolicy(ActorCriticPolicy):
 
 
 class MoEActor(Actor):
-    """SAC's squashed-Gaussian actor with its latent MLP replaced by an MoE block."""
+    """SAC's squashed-Gaussian actor with its latent MLP replaced by an MoE block (its router
+    reading the features ``route``, :func:`task_route`)."""
 
-    def __init__(self, *, moe: MoEConfig, **kwargs: Any) -> None:
+    def __init__(
+        self, *, moe: MoEConfig, route: tuple[int, int] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if not self.net_arch:
             raise ValueError("MoE actors need a non-empty net_arch (its last width is the latent)")
-        self.latent_pi = _block(self.features_dim, self.net_arch[-1], moe, self.activation_fn)
+        self.latent_pi = _block(
+            self.features_dim, self.net_arch[-1], moe, self.activation_fn, route
+        )
 
 
 class MoECritic(ContinuousCritic):
-    """SAC's twin Q-networks, each an MoE block followed by a linear Q head."""
+    """SAC's twin Q-networks, each an MoE block followed by a linear Q head (routers reading
+    the observation features ``route`` of ``[observation, action]``, :func:`task_route`)."""
 
-    def __init__(self, *, moe: MoEConfig, **kwargs: Any) -> None:
+    def __init__(
+        self, *, moe: MoEConfig, route: tuple[int, int] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if not kwargs["net_arch"]:
             raise ValueError("MoE critics need a non-empty net_arch (its last width is the latent)")
@@ -254,7 +310,7 @@ class MoECritic(ContinuousCritic):
         activation = kwargs.get("activation_fn", nn.ReLU)
         self.q_networks = []
         for idx in range(self.n_critics):
-            q_net = nn.Sequential(_block(d_in, last, moe, activation), nn.Linear(last, 1))
+            q_net = nn.Sequential(_block(d_in, last, moe, activation, route), nn.Linear(last, 1))
             self.add_module(f"qf{idx}", q_net)
             self.q_networks.append(q_net)
 
@@ -268,10 +324,12 @@ class MoESACPolicy(SACPolicy):
         *args: Any,
         moe: MoEConfig | dict[str, Any] | None = None,
         adapt: dict[str, Any] | None = None,
+        task_count: int = 0,
         **kwargs: Any,
     ) -> None:
         self.moe = moe_config(moe)
         self.adapt = _adapt_settings(adapt)
+        self.task_count = task_count
         super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor: Any = None) -> Actor:
@@ -279,7 +337,8 @@ class MoESACPolicy(SACPolicy):
             actor = super().make_actor(features_extractor)
         else:
             kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
-            actor = MoEActor(**kwargs, moe=self.moe).to(self.device)
+            route = task_route(self.moe, kwargs["features_dim"], self.task_count)
+            actor = MoEActor(**kwargs, moe=self.moe, route=route).to(self.device)
         return self._adapted(actor)
 
     def make_critic(self, features_extractor: Any = None) -> ContinuousCritic:
@@ -287,7 +346,8 @@ class MoESACPolicy(SACPolicy):
             critic = super().make_critic(features_extractor)
         else:
             kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
-            critic = MoECritic(**kwargs, moe=self.moe).to(self.device)
+            route = task_route(self.moe, kwargs["features_dim"], self.task_count)
+            critic = MoECritic(**kwargs, moe=self.moe, route=route).to(self.device)
         return self._adapted(critic)
 
     def _adapted(self, net: Any) -> Any:
@@ -312,7 +372,8 @@ class MoESACPolicy(SACPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(moe=self.moe.to_dict() if self.moe else None, adapt=_adapt_dict(self.adapt))
+        data.update(moe=self.moe.to_dict() if self.moe else None, adapt=_adapt_dict(self.adapt),
+                    task_count=self.task_count)  # fmt: skip
         return data
 
 

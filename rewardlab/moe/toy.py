@@ -1,12 +1,21 @@
 """Two conflicting toy tasks for multi-task policies (one-step episodes, so a run takes
-seconds): the observation is ``[x, one-hot task id]`` with ``x ~ U(-1, 1)``; task 0 wants the
-action ``a = 0.8 sin(3x)``, task 1 the opposite ``-0.8 sin(3x)``, and the reward is
-``-scale_t * |a - target|``. With unequal ``scales`` (the reward of one task orders of
-magnitude larger, as generated rewards are) the tasks also compete for the optimiser: a shared
-network's updates follow the large task.
+seconds), and the parameter-matched comparison of an MoE policy with a dense MLP on them.
 
-:func:`task_success` scores a policy per task on a fixed grid of ``x`` (deterministic actions):
-the share of points whose action is within ``tol`` of the target.
+The observation is ``[x, one-hot task id]`` with ``x ~ U(-1, 1)``; task 0 wants the action
+``a = 0.8 sin(freq x)``, task 1 the opposite ``-0.8 sin(freq x)``: the same ``x`` demands
+opposite actions, through a nonlinear function, so a shared network must spend hidden units
+on telling the tasks apart. The reward is ``-scale_t * |a - target|``; with unequal
+``scales`` (one task's reward orders of magnitude larger, as generated rewards are, and no
+per-task normalisation) the tasks also compete for the optimiser: a shared network's updates
+follow the large task.
+
+:func:`task_success` scores a policy per task on a fixed grid of ``x`` (deterministic
+actions): the share of points whose action is within ``tol`` of the target.
+:func:`train_toy` trains one arm with PPO: ``dense`` (SB3's ``[w, w]`` MLP, ``w`` the
+smallest width with at least the MoE arm's trainable parameters), ``moe`` (one top-1 MoE
+layer per actor and critic routed by the task id, ``moe.route_on=task``) or ``moe_obs`` (the
+same layer routed by the whole observation). Every arm gets the same observation, optimiser,
+steps and seeds.
 
 Example:
     >>> env = OppositeTasks()
@@ -20,19 +29,25 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+ARMS = ("dense", "moe", "moe_obs")
+"""The arms :func:`train_toy` trains."""
+
 
 class OppositeTasks(gym.Env[np.ndarray, np.ndarray]):
     """The two tasks; each reset draws the task (uniformly) and ``x``."""
 
-    def __init__(self, scales: Sequence[float] = (1.0, 1.0)) -> None:
+    def __init__(self, scales: Sequence[float] = (1.0, 1.0), freq: float = 3.0) -> None:
         self.scales = tuple(float(s) for s in scales)
+        self.freq = float(freq)
         self.observation_space = spaces.Box(-1, 1, (3,), np.float32)
         self.action_space = spaces.Box(-1, 1, (1,), np.float32)
         self.task, self.x = 0, 0.0
@@ -46,7 +61,7 @@ class OppositeTasks(gym.Env[np.ndarray, np.ndarray]):
         return observation(self.x, self.task), {}
 
     def target(self) -> float:
-        return target(self.x, self.task)
+        return float(target(self.x, self.task, self.freq))
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         error = abs(float(np.clip(action[0], -1, 1)) - self.target())
@@ -63,11 +78,11 @@ def observation(x: float, task: int) -> np.ndarray:
     return np.array([x, task == 0, task == 1], np.float32)
 
 
-def target(x: float | np.ndarray, task: int) -> Any:
-    return (1 - 2 * task) * 0.8 * np.sin(3 * np.asarray(x))
+def target(x: float | np.ndarray, task: int, freq: float = 3.0) -> Any:
+    return (1 - 2 * task) * 0.8 * np.sin(freq * np.asarray(x))
 
 
-def task_success(model: Any, tol: float = 0.2, points: int = 41) -> list[float]:
+def task_success(model: Any, tol: float = 0.2, points: int = 41, freq: float = 3.0) -> list[float]:
     """Per task, the share of ``points`` grid values of ``x`` in [-1, 1] where ``model``'s
     deterministic action is within ``tol`` of the target."""
     xs = np.linspace(-1, 1, points)
@@ -75,5 +90,133 @@ def task_success(model: Any, tol: float = 0.2, points: int = 41) -> list[float]:
     for task in (0, 1):
         obs = np.stack([observation(x, task) for x in xs])
         actions = np.clip(model.predict(obs, deterministic=True)[0][:, 0], -1, 1)
-        out.append(float(np.mean(np.abs(actions - target(xs, task)) <= tol)))
+        out.append(float(np.mean(np.abs(actions - target(xs, task, freq)) <= tol)))
     return out
+
+
+@dataclass
+class ToySettings:
+    """One toy comparison's budget and sizes (the same for every arm)."""
+
+    steps: int = 12_000
+    """Env steps (= episodes) of PPO."""
+    scales: tuple[float, float] = (1.0, 1.0)
+    """Reward scale of task 0 and task 1 (no per-task normalisation)."""
+    freq: float = 3.0
+    """Targets ``+-0.8 sin(freq x)``."""
+    experts: int = 2
+    """MoE arms: experts per layer (top-1)."""
+    hidden: int = 8
+    """MoE arms: hidden width of each expert."""
+    latent: int = 8
+    """MoE arms: the layer's output width (SB3's ``net_arch=[latent]``)."""
+    balance_coef: float = 0.01
+    """MoE arms: weight of the router's Switch balance loss."""
+    n_envs: int = 8
+    n_steps: int = 32
+    batch_size: int = 64
+    n_epochs: int = 4
+    learning_rate: float = 3e-3
+    evaluations: int = 4
+    """Success is measured this many times, evenly spaced over ``steps``."""
+
+
+@dataclass
+class ToyResult:
+    """What :func:`train_toy` measured."""
+
+    arm: str
+    seed: int
+    parameters: int
+    """Trainable parameters of the policy (actor and critic)."""
+    width: list[int]
+    """``net_arch`` of the arm."""
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    """``{"steps", "success": [task 0, task 1]}`` per evaluation."""
+    final: list[float] = field(default_factory=list)
+    """Success per task at the end."""
+    routing: list[list[float]] = field(default_factory=list)
+    """MoE arms: the actor's mean gate weight per (task, expert) on the evaluation grid."""
+    wall_s: float = 0.0
+    model: Any = field(default=None, repr=False, compare=False)
+    """The trained SB3 model (not serialised)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The measurements as plain values (without :attr:`model`)."""
+        return {k: v for k, v in self.__dict__.items() if k != "model"}
+
+
+def _model(policy: Any, kwargs: dict[str, Any], seed: int, s: ToySettings) -> Any:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env(OppositeTasks, n_envs=s.n_envs, seed=seed,
+                       env_kwargs={"scales": s.scales, "freq": s.freq})  # fmt: skip
+    return PPO(policy, env, n_steps=s.n_steps, batch_size=s.batch_size, n_epochs=s.n_epochs,
+               learning_rate=s.learning_rate, seed=seed, policy_kwargs=kwargs)  # fmt: skip
+
+
+def arm_kwargs(arm: str, s: ToySettings) -> tuple[Any, dict[str, Any]]:
+    """The policy and ``policy_kwargs`` of ``arm`` (the dense width matched to the MoE's
+    trainable parameters: the smallest ``[w, w]`` with at least as many)."""
+    from rewardlab.moe.policies import MoEActorCriticPolicy, parameter_counts
+
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {', '.join(ARMS)}, not {arm!r}")
+    moe = {"router": "topk", "experts": s.experts, "k": 1, "hidden": s.hidden,
+           "balance_coef": s.balance_coef, "route_on": "obs" if arm == "moe_obs" else "task"}  # fmt: skip
+    moe_kwargs = {"net_arch": [s.latent], "moe": moe, "task_count": 2}
+    if arm != "dense":
+        return MoEActorCriticPolicy, moe_kwargs
+    target = parameter_counts(_model(MoEActorCriticPolicy, moe_kwargs, 0, s).policy)["total"]
+    width = next(
+        w for w in range(1, 1024)
+        if parameter_counts(_model("MlpPolicy", {"net_arch": [w, w]}, 0, s).policy)["total"] >= target
+    )  # fmt: skip
+    return "MlpPolicy", {"net_arch": [width, width]}
+
+
+def routing_by_task(model: Any, freq: float = 3.0, points: int = 41) -> list[list[float]]:
+    """The actor's mean gate weight per (task, expert) over the grid of ``x`` (empty for a
+    dense policy)."""
+    import torch
+
+    from rewardlab.moe.policies import moe_layers
+
+    layer = moe_layers(model.policy).get("pi")
+    if layer is None:
+        return []
+    xs = np.linspace(-1, 1, points)
+    out = []
+    with torch.no_grad():
+        for task in (0, 1):
+            obs = torch.as_tensor(np.stack([observation(x, task) for x in xs]))
+            layer(obs)
+            assert layer.last is not None
+            out.append([float(v) for v in layer.last.weights.mean(0)])
+    layer.statistics()  # this probe is not training: drop its record
+    return out
+
+
+def train_toy(arm: str, seed: int, settings: ToySettings | None = None) -> ToyResult:
+    """Train ``arm`` (:data:`ARMS`) on the two tasks with PPO for ``settings.steps`` env steps
+    from ``seed``; success per task along the way and at the end."""
+    import torch
+
+    from rewardlab.moe.policies import parameter_counts
+
+    s = settings or ToySettings()
+    torch.set_num_threads(1)
+    policy, kwargs = arm_kwargs(arm, s)
+    model = _model(policy, kwargs, seed, s)
+    result = ToyResult(arm, seed, parameter_counts(model.policy)["total"], list(kwargs["net_arch"]))
+    start = time.perf_counter()
+    for step in np.linspace(0, s.steps, s.evaluations + 1)[1:].astype(int):
+        model.learn(int(step) - model.num_timesteps, reset_num_timesteps=False)
+        success = task_success(model, freq=s.freq)
+        result.curve.append({"steps": int(model.num_timesteps), "success": success})
+    result.final = result.curve[-1]["success"]
+    result.routing = routing_by_task(model, s.freq)
+    result.wall_s = round(time.perf_counter() - start, 1)
+    result.model = model
+    return result
