@@ -1,12 +1,12 @@
 """An MoE policy routed by the task id on two conflicting toy tasks (:mod:`rewardlab.moe.toy`):
-it learns one expert per task (default suite), and with reward scales two orders of magnitude
-apart and no per-task normalisation it solves the pair better than a dense MLP with at least
-as many parameters (slow; thresholds from the seeds measured in
-``experiments/moe_multitask/README.md``)."""
+it learns one expert per task (default suite) and solves both tasks (slow). It does *not* beat
+a parameter-matched dense MLP there (``experiments/moe_multitask/README.md``, 5-8 seeds per
+arm), so no test claims that it does."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from rewardlab.moe.policies import moe_layers
@@ -32,7 +32,6 @@ def test_task_routed_moe_learns_one_expert_per_task() -> None:
     own expert the action follows the target, through the other task's expert it goes the
     opposite way."""
     settings = ToySettings(steps=4_000, evaluations=1)
-    torch.manual_seed(0)
     model_result = train_toy("moe", 0, settings)
     routing = np.array(model_result.routing)  # (task, expert) mean gate weight
     own = routing.argmax(1)
@@ -45,3 +44,17 @@ def test_task_routed_moe_learns_one_expert_per_task() -> None:
         mine = np.corrcoef(_expert_actions(model, task, own[task]), goal)[0, 1]
         theirs = np.corrcoef(_expert_actions(model, task, own[1 - task]), goal)[0, 1]
         assert mine > 0.8 and theirs < -0.5, (task, mine, theirs)
+
+
+@pytest.mark.slow
+def test_task_routed_moe_solves_both_opposite_tasks() -> None:
+    """24,000 PPO steps at equal reward scales, seeds 0-2: the task-routed MoE (443 trainable
+    parameters) puts each task on its own expert and meets both targets on at least 90% of the
+    grid (measured: 1.00 on both tasks in 5/5 seeds; the parameter-matched dense MLP does too,
+    so this shows the MoE solving the pair, not beating the MLP: see
+    ``experiments/moe_multitask/README.md``)."""
+    for seed in range(3):
+        result = train_toy("moe", seed, ToySettings(steps=24_000, evaluations=1))
+        routing = np.array(result.routing)
+        assert routing[0].argmax() != routing[1].argmax(), (seed, routing)
+        assert min(result.final) >= 0.9, (seed, result.final)

@@ -4,9 +4,14 @@ Two parts, each arm at the same parameter count (the dense arm's width is chosen
 trainable parameters match the MoE arm's, both printed) and the same env steps:
 
 * ``toy``: the two conflicting one-step tasks of :mod:`rewardlab.moe.toy` (opposite targets
-  for the same ``x``; task 0's reward ``--toy-scale`` times task 1's), PPO, MoE = one top-1
-  layer of 2 experts (``moe.router=topk moe.k=1``) in actor and critic. Score: per task, the
-  share of 41 grid points whose deterministic action is within 0.2 of the target.
+  ``+-0.8 sin(3x)`` for the same ``x``; task 0's reward ``--toy-scale`` times task 1's, no
+  per-task normalisation), PPO (:func:`rewardlab.moe.toy.train_toy`), arms ``--toy-arms``:
+  ``moe`` = one top-1 layer of 2 experts (``moe.router=topk moe.k=1 moe.hidden=8``,
+  ``net_arch=[8]``) in actor and critic routed by the task id (``moe.route_on=task``),
+  ``moe_obs`` the same layer routed by the whole observation, ``dense`` the smallest ``[w, w]``
+  MLP with at least the MoE's parameters. Score: per task, the share of 41 grid points whose
+  deterministic action is within 0.2 of the target; for MoE arms also the actor's mean gate
+  weight per (task, expert), and in how many seeds the two tasks' top experts differ.
 * ``mt``: MetaWorld tasks from MT10 (``--members``; metaworld 3.1.1, the benchmark's reward v2
   ``reward_file=env``, success = the benchmark's flag at any step, horizon ``--horizon``, the
   one-hot task id in the observation, rewards normalised per task), SAC with a dense MLP
@@ -17,12 +22,14 @@ trainable parameters match the MoE arm's, both printed) and the same env steps:
   ``moe.csv``.
 
 Writes ``results.json``, ``results.md`` and ``curves.png`` to ``--out`` (default
-``runs/experiments/moe_multitask``; the committed report next to this file is rebuilt with
-``--out experiments/moe_multitask``); finished runs under ``--runs`` are reused.
+``runs/experiments/moe_multitask``; the committed reports next to this file are rebuilt by the
+commands in its README: ``--parts mt`` into ``experiments/moe_multitask``, ``--parts toy`` per
+``--toy-scale`` into ``toy_scale100/`` and ``toy_scale1/``); finished runs under ``--runs`` are
+reused.
 
 Usage::
 
-    nice -n 10 python experiments/moe_multitask/run.py --out experiments/moe_multitask   # the README's numbers
+    nice -n 10 python experiments/moe_multitask/run.py --parts toy --seeds 8 --out experiments/moe_multitask/toy_scale100
     python experiments/moe_multitask/run.py --parts toy mt --seeds 1 --toy-steps 256 --steps 300 \\
         --members reach --eval-freq 300 --eval-episodes 1 --horizon 20 --out /tmp/q --runs /tmp/q/runs  # smoke run
 """
@@ -36,14 +43,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-TOY_MOE = {"router": "topk", "experts": 2, "k": 1, "hidden": 8}
-TOY_ARCH = 8
 MT_ARCH = [64, 64]
 MT_MOE = {"experts": 4, "k": 2, "shared": 1, "hidden": 32}
 
@@ -57,47 +61,16 @@ def matched_width(target: int, count: Any, start: int = 2) -> int:
 # ----------------------------------------------------------------------------- toy
 
 
+def toy_settings(args: argparse.Namespace) -> Any:
+    from rewardlab.moe.toy import ToySettings
+
+    return ToySettings(steps=args.toy_steps, scales=(args.toy_scale, 1.0))
+
+
 def toy_run(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
+    from rewardlab.moe.toy import train_toy
 
-    from rewardlab.moe.policies import MoEActorCriticPolicy, parameter_counts
-    from rewardlab.moe.toy import OppositeTasks, task_success
-
-    torch.set_num_threads(1)
-    env_kwargs = {"scales": (args.toy_scale, 1.0)}
-
-    def model(policy: Any, kwargs: dict[str, Any]) -> PPO:
-        env = make_vec_env(OppositeTasks, n_envs=8, seed=seed, env_kwargs=env_kwargs)
-        return PPO(
-            policy,
-            env,
-            n_steps=32,
-            batch_size=64,
-            n_epochs=4,
-            learning_rate=3e-3,
-            seed=seed,
-            policy_kwargs=kwargs,
-        )
-
-    moe_kwargs = {"net_arch": [TOY_ARCH], "moe": TOY_MOE}
-    target = parameter_counts(model(MoEActorCriticPolicy, moe_kwargs).policy)["total"]
-    if arm == "moe":
-        m = model(MoEActorCriticPolicy, moe_kwargs)
-    else:
-        width = matched_width(
-            target,
-            lambda w: parameter_counts(model("MlpPolicy", {"net_arch": [w, w]}).policy)["total"],
-        )
-        m = model("MlpPolicy", {"net_arch": [width, width]})
-    start = time.perf_counter()
-    curve = []
-    for step in np.linspace(0, args.toy_steps, 5)[1:].astype(int):
-        m.learn(int(step) - m.num_timesteps, reset_num_timesteps=False)
-        curve.append({"steps": int(m.num_timesteps), "success": task_success(m)})
-    return {"arm": arm, "seed": seed, "parameters": parameter_counts(m.policy)["total"], "curve": curve,
-            "final": curve[-1]["success"], "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+    return train_toy(arm, seed, toy_settings(args)).to_dict()
 
 
 # ----------------------------------------------------------------------------- MetaWorld
@@ -172,7 +145,8 @@ def run_unit(unit: tuple[str, str, int], args: argparse.Namespace) -> dict[str, 
     part, arm, seed = unit
     budget = (f"{args.toy_steps}_x{args.toy_scale:g}" if part == "toy"
               else f"{args.steps}_{'-'.join(args.members)}_h{args.horizon}_e{args.eval_episodes}")  # fmt: skip
-    cache = args.runs / f"{part}_{arm}_s{seed}_{budget}.json"
+    # toy2: the task-routed toy of rewardlab.moe.toy (not the earlier obs-routed runs' caches)
+    cache = args.runs / f"{'toy2' if part == 'toy' else part}_{arm}_s{seed}_{budget}.json"
     if cache.is_file():  # finished earlier: re-aggregate without training
         return dict(json.loads(cache.read_text()))
     if args.finished_only and not (
@@ -211,6 +185,9 @@ def summarize(runs: list[dict[str, Any]], arms: list[str]) -> dict[str, dict[str
             "t95": [low, high], "iqm": interval(matrix, "iqm").to_dict(), "per_task_mean": matrix.mean(0).tolist(),
             "wall_s": float(np.mean([r["wall_s"] for r in mine])),
         }  # fmt: skip
+        routed = [np.array(r["routing"]) for r in mine if r.get("routing")]
+        if routed:  # toy MoE arms: do the two tasks' top experts differ?
+            out[arm]["tasks_split"] = sum(int(g[0].argmax() != g[1].argmax()) for g in routed)
     return out
 
 
@@ -281,6 +258,8 @@ def write_md(results: dict[str, Any], path: Path) -> None:
                 f"{t.split('/')[-1]} {v:.2f}"
                 for t, v in zip(tasks, s["per_task_mean"], strict=True)
             )
+            if "tasks_split" in s:
+                per += f"; tasks on different experts in {s['tasks_split']}/{s['seeds']} seeds"
             lines.append(f"| {arm} | {s['parameters']:,} | {s['seeds']} | {s['mean']:.2f} {ci} | "
                          f"{iqm['estimate']:.2f} [{iqm['low']:.2f}, {iqm['high']:.2f}] | {per} | {s['wall_s']:.0f} |")  # fmt: skip
         lines.append("")
@@ -293,10 +272,12 @@ def main() -> None:
     )
     ap.add_argument("--parts", nargs="+", default=["toy", "mt"], choices=["toy", "mt"])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--toy-steps", type=int, default=12_000)
+    ap.add_argument("--toy-steps", type=int, default=24_000)
     ap.add_argument(
-        "--toy-scale", type=float, default=1000.0, help="task 0's reward scale (task 1's is 1)"
+        "--toy-scale", type=float, default=100.0, help="task 0's reward scale (task 1's is 1)"
     )
+    ap.add_argument("--toy-arms", nargs="+", default=["dense", "moe", "moe_obs"],
+                    choices=["dense", "moe", "moe_obs"])  # fmt: skip
     ap.add_argument(
         "--members", nargs="+", default=["reach", "drawer_close", "button_press_topdown"]
     )
@@ -322,7 +303,7 @@ def main() -> None:
     results: dict[str, Any] = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                                             if k not in ("out", "runs")}}  # fmt: skip
     units = [(part, arm, seed) for part in args.parts for seed in range(args.seeds)
-             for arm in (["dense", "moe"] if part == "toy" else ["dense", *args.routers])]  # fmt: skip
+             for arm in (args.toy_arms if part == "toy" else ["dense", *args.routers])]  # fmt: skip
     if args.jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
