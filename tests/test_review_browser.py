@@ -32,7 +32,7 @@ import pytest
 import yaml
 from guards import HANG_S, UI_HANG_S
 from review_lineage import BEST_LINEAGE, Spec, copy_run, craft_lineage
-from test_review_server import TINY, XSS, copy_tiny_run, tiny_run  # noqa: F401 (tiny_run: a fixture)
+from test_review_server import TINY, XSS, copy_tiny_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -91,7 +91,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811 (the fixture)
+def run_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_tiny_run(tiny_run, tmp_path_factory.mktemp("review_browser"))
 
 

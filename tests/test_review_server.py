@@ -60,12 +60,6 @@ def train_tiny_run(root: Path) -> Path:
     return config.parent
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real tiny training for the whole session (the review tests copy it)."""
-    return train_tiny_run(tmp_path_factory.mktemp("review_tiny"))
-
-
 def copy_tiny_run(run_dir: Path, root: Path) -> Path:
     """A copy of the run at the same place below ``root/runs`` (links kept as links)."""
     dst = root / "runs" / run_dir.relative_to(run_dir.parents[2])
