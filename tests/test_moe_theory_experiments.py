@@ -22,6 +22,7 @@ def load_script() -> ModuleType:
     return module
 
 
+@pytest.mark.slow  # an experiment smoke run (like tests/test_experiments.py); resume and arguments: below
 def test_every_experiment_runs_on_a_tiny_budget(tmp_path: Path) -> None:
     run = load_script()
     assert run.main(["all", "--quick", "--workers", "1", "--out", str(tmp_path)]) == 0
