@@ -665,6 +665,9 @@ def test_lift_cube_success_is_its_own_metric(envs: dict[str, Any]) -> None:
     assert reward < 2.25, "the expert reward pays 2.25 only while the cube is up"
 
 
+# Slow: the CLI check runs in the default run on MetaWorld (test_metaworld.py), the gate on
+# ManiSkill in test_gate_checks_a_maniskill_program_and_says_what_it_skipped.
+@pytest.mark.slow
 def test_cli_check_accepts_a_text2reward_program(vulkan: None, tmp_path: Path) -> None:
     program = tmp_path / "pick.py"
     program.write_text(T2R_PICK_CUBE)

@@ -12,6 +12,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.test_interruptions import RL, resume, rows, wait_for
 
 MT10 = [
@@ -25,6 +27,9 @@ MT10 = [
 ]  # fmt: skip
 
 
+# Slow: an MT10 training killed and resumed. In the default run: test_multitask.py,
+# test_moe_policies.py, test_interruptions.py (kill -9 and resume).
+@pytest.mark.slow
 def test_mt10_moe_sac_records_per_task_success_and_routers_and_resumes_after_kill_9(
     tmp_path: Path,
 ) -> None:

@@ -131,6 +131,7 @@ def test_refine_command_builds_a_trained_lineage(trained_run: Path) -> None:
     assert "| v1 | v0 | falls; more speed" in report and "```diff" in report
 
 
+@pytest.mark.slow  # a third refinement (the lineage: test_refine_command_builds_a_trained_lineage)
 def test_refine_interactive_reads_feedback_until_empty_line(trained_run: Path) -> None:
     before = len(list((trained_run / "rewards").glob("v*")))
     res = run(
@@ -161,6 +162,7 @@ def test_refine_prompt_to_an_llm_carries_code_evidence_and_feedback(trained_run:
     )
 
 
+@pytest.mark.slow  # a fourth refinement (the lineage: test_refine_command_builds_a_trained_lineage)
 def test_feedback_text_is_literal_and_old_run_configs_still_load(trained_run: Path) -> None:
     """Regressions: feedback "${oc.env:HOME}" was resolved to the home folder; a run recorded
     before a config field existed could not be refined ("Missing key ...")."""

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fake_llm_server import FakeLLMServer, reply, slow, status
 from guards import HANG_S
 
@@ -90,6 +91,10 @@ def outcome(root: Path) -> list[dict[str, Any]]:
     return out
 
 
+# Slow: two searches on MetaWorld. In the default run: test_search_e2e (a search against a
+# server), test_openai_backend (429, 500, timeouts), test_records (replay), test_gate (a
+# hacking reward rejected), test_cli (a hostile reward file rejected).
+@pytest.mark.slow
 def test_search_with_a_scripted_server_then_replay(tmp_path: Path) -> None:
     script = [
         status(429, retry_after=0),

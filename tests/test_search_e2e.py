@@ -218,6 +218,7 @@ GOOD = "def compute_dense_reward(self, action):\n    return self.hopper.top.velo
 BROKEN = "def compute_dense_reward(self, action):\n    return 1.0 / (self.dt - self.dt)\n"
 
 
+@pytest.mark.slow  # joblib jobs training in fresh processes: tests/test_search_launchers.py
 def test_joblib_launcher_runs_a_batch_like_the_inline_path(tmp_path: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     (tmp_path / "good.py").write_text(GOOD)
