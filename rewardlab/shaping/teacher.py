@@ -25,7 +25,7 @@ Example:
     >>> env = PotentialShaping(gym.make("Pendulum-v1"), lambda obs: obs[:, 0], gamma=0.9)
     >>> obs, _ = env.reset(seed=0)
     >>> obs2, r, *_, info = env.step(env.action_space.sample())
-    >>> round(info["reward/shaping"] - float(0.9 * obs2[0] - obs[0]), 6)
+    >>> round(abs(info["reward/shaping"] - float(0.9 * obs2[0] - obs[0])), 6)
     0.0
 """
 
