@@ -16,12 +16,15 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from rewardlab.trust import read_trusted, sign
 
 FOLDER = "checkpoints"
 
@@ -124,12 +127,10 @@ def save_checkpoint(
     steps, folder = int(model.num_timesteps), run_dir / FOLDER
     paths = _paths(folder, steps)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save(paths["model"])
-    vec_norm = model.get_vec_normalize_env()
-    if vec_norm is not None:
-        vec_norm.save(str(paths["stats"]))
+    save_model(model, paths["model"], paths["stats"])
     if hasattr(model, "save_replay_buffer"):
         model.save_replay_buffer(paths["buffer"])
+        sign(paths["buffer"])
     info = CheckpointInfo(
         steps=steps, wall_s=round(wall_s, 1), iterations=iterations, reason=reason
     )
@@ -139,10 +140,33 @@ def save_checkpoint(
     return steps
 
 
+def save_model(model: Any, path: Path, stats: Path | None = None) -> None:
+    """Save an SB3 model (and, to ``stats``, its normalisation if it has one), signed
+    (:mod:`rewardlab.trust`: these files are pickles, loaded only with a valid signature)."""
+    model.save(path)
+    sign(path)
+    vec_norm = model.get_vec_normalize_env()
+    if stats is not None and vec_norm is not None:
+        vec_norm.save(str(stats))
+        sign(stats)
+
+
+def load_model(cls: Any, path: Path, **kwargs: Any) -> Any:
+    """``cls.load`` of a model zip whose signature checks (:class:`~rewardlab.trust.UntrustedFile`
+    otherwise), from the bytes that were checked."""
+    return cls.load(io.BytesIO(read_trusted(path)), **kwargs)
+
+
+def load_normalizer(path: Path) -> Any:
+    """The ``VecNormalize`` pickled at ``path`` (signature checked; without its environment)."""
+    return pickle.loads(read_trusted(path))  # noqa: S301 - signed by this user's rewardlab
+
+
 def remove_checkpoint(run_dir: Path, steps: int) -> None:
     """Delete the files of the checkpoint at ``steps`` (the sidecar first: it stops counting)."""
     for path in reversed(_paths(run_dir / FOLDER, steps).values()):
         path.unlink(missing_ok=True)
+        path.with_name(path.name + ".sig").unlink(missing_ok=True)
 
 
 def algo_class(name: str) -> Any:
@@ -164,14 +188,13 @@ def load_policy(run_dir: Path, algo_name: str, *, best: bool = False) -> tuple[A
         if ckpt is None:
             raise FileNotFoundError(f"no trained model in {run_dir} (model.zip or checkpoints/)")
         path = ckpt[0]
-    model = algo_class(algo_name).load(path, device="cpu")
+    model = load_model(algo_class(algo_name), path, device="cpu")
     normalizer = None
     stats = run_dir / "vecnormalize.pkl"
     if not stats.exists() and ckpt is not None:
         stats = _paths(run_dir / FOLDER, ckpt[1])["stats"]
     if stats.exists():
-        with stats.open("rb") as f:
-            normalizer = pickle.load(f)  # noqa: S301 - our own file in the run directory
+        normalizer = load_normalizer(stats)
     return model, normalizer
 
 

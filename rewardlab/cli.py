@@ -15,6 +15,7 @@ Commands::
     rewardlab evaluate run=<run dir> episodes=10     success rate + videos of a trained policy
     rewardlab review [runs_dir=runs] [review.port=8765]   browse runs, watch videos, give feedback
     rewardlab search task=... search.candidates=K search.iterations=N   Eureka-style reward search
+    rewardlab trust <run dir>                        accept a run folder from elsewhere (its pickles, config)
 
 ``-v`` also shows the libraries' INFO messages (HTTP requests, Hydra ...).
 
@@ -123,6 +124,28 @@ def cmd_tasks(argv: list[str]) -> int:
     return 0
 
 
+def cmd_trust(argv: list[str]) -> int:
+    """Sign the code-bearing files of run folders from elsewhere (model zips, pickles,
+    ``config.yaml``) so that rewardlab loads them: only after reading what they hold."""
+    from rewardlab.trust import key_file, trust_folder
+
+    if not argv or any(a.startswith("-") or "=" in a for a in argv):
+        log.info("error: give the folders to trust: rewardlab trust <run dir> [<run dir> ...]")
+        return 2
+    missing = [a for a in argv if not Path(a).is_dir()]
+    if missing:
+        log.info(f"error: {missing[0]} is not a folder")
+        return 2
+    for folder in argv:
+        signed, links = trust_folder(Path(folder))
+        names = ", ".join(str(p.relative_to(folder)) for p in signed[:4])
+        more = f" and {len(signed) - 4} more" if len(signed) > 4 else ""
+        log.info(f"{folder}: signed {len(signed)} files ({names}{more}) with {key_file()}")
+        for link in links:
+            log.info(f"  not signed: {link} is a symbolic link (replace it by the file it names)")
+    return 0
+
+
 def cmd_check(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     from rewardlab.gate import gate
 
@@ -200,7 +223,6 @@ def _train_and_record(cfg: RewardLabConfig, run_dir: Path, version: int, source:
 
 
 def cmd_train(cfg: RewardLabConfig, run_dir: Path | None) -> int:
-    from omegaconf import OmegaConf
 
     from rewardlab.pipeline import initial_reward, record_run
     from rewardlab.rundir import RunDir
@@ -222,7 +244,7 @@ def cmd_train(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         version = 0
-    OmegaConf.save(cfg, run.config_file, resolve=True)
+    run.save_config(cfg)
     _log_to_file(run_dir)
     _limit_memory(cfg)
     with run.running(_recorder(cfg, run_dir)):
@@ -411,7 +433,6 @@ def review_problem(cfg: RewardLabConfig) -> str:
 
 def cmd_search(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     """K candidates per iteration, gated, trained with successive halving, reflected on."""
-    from omegaconf import OmegaConf
 
     from rewardlab.pipeline import describe_generator
     from rewardlab.rundir import RunDir, read_json
@@ -420,7 +441,7 @@ def cmd_search(cfg: RewardLabConfig, run_dir: Path | None) -> int:
     assert run_dir is not None
     run = RunDir(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run.config_file, resolve=True)
+    run.save_config(cfg)
     _log_to_file(run_dir)
     _limit_memory(cfg)
     task = cfg.task
@@ -639,6 +660,7 @@ def _load_run(command: str, composed: DictConfig, overrides: list[str]) -> dict[
 
     from rewardlab.config import RewardLabConfig
     from rewardlab.rundir import RunDir
+    from rewardlab.trust import read_trusted, untrusted_files
 
     run = RunDir(Path(str(composed.run)).resolve())
     if not run.path.is_dir():
@@ -647,11 +669,21 @@ def _load_run(command: str, composed: DictConfig, overrides: list[str]) -> dict[
         )
     if not run.exists():
         raise UsageError(f"{run.path} is not a rewardlab run directory (no config.yaml)")
+    # A folder from elsewhere could name code to import or where the API key goes, and its
+    # pickles run code when loaded: everything of that kind must carry this user's signature.
+    untrusted = untrusted_files(run.path)
+    if untrusted:
+        more = f" and {len(untrusted) - 1} more" if len(untrusted) > 1 else ""
+        raise UsageError(
+            f"{untrusted[0]}{more}: not signed by rewardlab on this machine (written elsewhere, "
+            "changed since, or a symbolic link), so it is not loaded (it could run code or send "
+            f"your API key elsewhere); if you trust the folder's author, read it, then "
+            f"`rewardlab trust {run.path}`"
+        )
+    saved = read_trusted(run.config_file).decode()
     # The saved config on today's schema, so runs recorded before a field existed still load.
     try:
-        merged = OmegaConf.merge(
-            OmegaConf.structured(RewardLabConfig), OmegaConf.load(run.config_file)
-        )
+        merged = OmegaConf.merge(OmegaConf.structured(RewardLabConfig), OmegaConf.create(saved))
     except Exception as exc:
         raise UsageError(f"{run.config_file}: cannot be read ({_one_line(exc)})") from None
     saved_path = OmegaConf.select(merged, "task_path") or []
@@ -843,6 +875,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(verbose)
     if command == "tasks":
         return cmd_tasks(rest)
+    if command == "trust":
+        return cmd_trust(rest)
     if command not in COMMANDS:
         log.info(f"unknown command {command!r}\n\n{USAGE}")
         return 2
@@ -858,12 +892,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from rewardlab.interrupts import Stopped
     from rewardlab.tasks.registry import BenchmarkUnavailable
+    from rewardlab.trust import UntrustedFile
 
     try:
         if command in HYDRA_RUNS and not (command == "train" and checked[0].run) or flags:
             return _run_with_hydra(command, flags, overrides, verbose)
         return COMMANDS[command](checked[0], _run_dir(command, checked[0]))
-    except BenchmarkUnavailable as exc:  # a missing package/driver/asset: say how to get it
+    except (BenchmarkUnavailable, UntrustedFile) as exc:  # say how to get it / how to trust it
         log.info(f"error: {exc}")
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM; the run (if any) is recorded `stopped`

@@ -192,6 +192,18 @@ class RunDir:
     def rewards(self) -> Path:
         return self.path / "rewards"
 
+    def save_config(self, cfg: Any) -> None:
+        """Write ``config.yaml`` (resolved) and sign it: ``train run=``, ``refine`` and
+        ``evaluate`` take settings from a run folder only while its signature holds (they name
+        code to import and where keys go: :mod:`rewardlab.trust`)."""
+        from omegaconf import OmegaConf
+
+        from rewardlab.trust import sign
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, self.config_file, resolve=True)
+        sign(self.config_file)
+
     def exists(self) -> bool:
         """Whether this is a rewardlab run (it holds ``config.yaml``)."""
         return self.config_file.is_file()

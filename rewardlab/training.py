@@ -38,9 +38,12 @@ from rewardlab.checkpoints import (
     checkpoint_info,
     describe_start,
     latest_checkpoint,
+    load_model,
+    load_normalizer,
     load_policy,
     remove_checkpoint,
     save_checkpoint,
+    save_model,
 )
 from rewardlab.config import (
     AlgoConfig,
@@ -75,6 +78,7 @@ from rewardlab.multitask import (
 from rewardlab.reward.program import RewardProgram
 from rewardlab.rundir import append_csv, read_csv, trim_csv, write_json
 from rewardlab.tasks.registry import TaskSpec
+from rewardlab.trust import read_trusted
 from rewardlab.wrappers import RewardFailure, compile_for_task, make_env
 
 if TYPE_CHECKING:
@@ -350,7 +354,7 @@ class SuccessEval(BaseCallback):
         self.last_success = summary["success_rate"]
         if summary["success_rate"] > self.best:
             self.best = summary["success_rate"]
-            self.model.save(self.run_dir / "best_model.zip")
+            save_model(self.model, self.run_dir / "best_model.zip")
         stop = self.cfg.stop_at_success
         return not (stop > 0 and summary["success_rate"] >= stop)
 
@@ -446,11 +450,13 @@ def build_model(
         path, steps = ckpt
         stats = run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl"
         if stats.exists():
-            venv = VecNormalize.load(str(stats), venv)
-        model = cls.load(path, env=venv, device=train.device)
+            norm = load_normalizer(stats)
+            norm.set_venv(venv)
+            venv = norm
+        model = load_model(cls, path, env=venv, device=train.device)
         buffer = run_dir / "checkpoints" / f"model_replay_buffer_{steps}_steps.pkl"
         if buffer.exists() and hasattr(model, "load_replay_buffer"):
-            model.load_replay_buffer(buffer)
+            model.load_replay_buffer(io.BytesIO(read_trusted(buffer)))
         return model, checkpoint_info(run_dir, steps)
     venv = normalized(venv, algo)
     kwargs = algo_kwargs(algo, venv.num_envs)
@@ -570,10 +576,7 @@ def train(
         evaluator._record(evaluator.evaluate())
     if remaining > 0:  # a continuation starts exactly here (a checkpoint saved on the last
         checkpoints.save("end")  # step of a rollout precedes that rollout's update)
-    model.save(run_dir / "model.zip")
-    vec_norm = model.get_vec_normalize_env()
-    if vec_norm is not None:
-        vec_norm.save(str(run_dir / "vecnormalize.pkl"))
+    save_model(model, run_dir / "model.zip", run_dir / "vecnormalize.pkl")
     errors: Counter[str] = Counter()
     vec_env = model.get_env()
     assert vec_env is not None

@@ -9,10 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from rewardlab.cli import main
 from rewardlab.config import to_schema
+from rewardlab.rundir import RunDir
 from rewardlab.tasks import get_task
 
 TINY = [
@@ -26,7 +26,7 @@ def untrained_run(root: Path) -> Path:
     run = root / "untrained"
     (run / "rewards" / "v0").mkdir(parents=True)
     cfg = to_schema({"task": asdict(get_task("mujoco/hopper_forward"))})
-    OmegaConf.save(cfg, run / "config.yaml")
+    RunDir(run).save_config(cfg)
     (run / "rewards" / "v0" / "summary.json").write_text('{"version": 0, "status": "training"}')
     return run
 

@@ -393,7 +393,7 @@ def corrected_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir.mkdir(parents=True)
     (root / "planted.py").write_text(IGNORES_OBJ)
     cfg = make_cfg(DRAWER, root / "runs", reward_file=str(root / "planted.py"))
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    RunDir(run_dir).save_config(cfg)
     task = get_task(DRAWER)
     source, failure = initial_reward(cfg, task, run_dir)
     assert source is not None, failure

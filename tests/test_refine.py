@@ -22,6 +22,7 @@ from rewardlab.generators.offline import (
     refine_terms,
 )
 from rewardlab.tasks import get_task
+from rewardlab.trust import sign
 
 RL = [sys.executable, "-m", "rewardlab.cli"]
 TINY = [
@@ -172,6 +173,7 @@ def test_feedback_text_is_literal_and_old_run_configs_still_load(trained_run: Pa
     saved = yaml.safe_load(config.read_text())
     del saved["llm"]["price_input_per_mtok"]
     config.write_text(yaml.safe_dump(saved))
+    sign(config)  # the user's own run, as recorded by an older rewardlab (then trusted)
     res = run(
         "refine",
         f"run={trained_run}",

@@ -44,6 +44,7 @@ from omegaconf import OmegaConf
 
 from rewardlab.rundir import append_csv, read_csv, read_json, write_json
 from rewardlab.tasks.registry import TaskSpec
+from rewardlab.trust import sign
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -342,6 +343,8 @@ def write_batch(cfg: Any, task: TaskSpec, jobs: list[Job], batch_dir: Path, *, f
     spec = batch_dir / "jobs.json"
     write_json(spec, {"config": str(config_file), "task": task.to_dict(), "jobs": [asdict(j) for j in jobs],
                       "fresh": fresh})  # fmt: skip
+    for written in (config_file, spec):  # jobs take code-bearing settings only from signed files
+        sign(written)
     for old in [*batch_dir.glob("result_*.json"), *batch_dir.glob("attempts_*.jsonl")]:
         old.unlink()
     return spec

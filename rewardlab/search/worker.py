@@ -52,6 +52,7 @@ from omegaconf import MISSING, OmegaConf
 from rewardlab.rundir import read_json, write_json
 from rewardlab.search.launch import Job, limit_memory, run_job
 from rewardlab.tasks.registry import TaskSpec
+from rewardlab.trust import read_trusted
 
 
 @dataclass
@@ -67,6 +68,18 @@ class WorkerConfig:
 ConfigStore.instance().store(name="rewardlab_search_worker", node=WorkerConfig)
 
 
+def read_spec(spec_path: Path) -> dict[str, Any]:
+    """A batch's ``jobs.json``, signature checked (it names the task's code: :mod:`rewardlab.trust`)."""
+    spec = json.loads(read_trusted(spec_path))
+    assert isinstance(spec, dict)
+    return spec
+
+
+def read_config(spec: dict[str, Any]) -> Any:
+    """The batch's ``config.yaml`` that ``spec`` names, signature checked."""
+    return OmegaConf.create(read_trusted(Path(spec["config"])).decode())
+
+
 def result_path(spec_path: Path, index: int) -> Path:
     return spec_path.parent / f"result_{index}.json"
 
@@ -74,8 +87,8 @@ def result_path(spec_path: Path, index: int) -> Path:
 def train_here(spec_path: Path, index: int, *, pin: bool = False) -> dict[str, Any]:
     """Train job ``index`` of the spec in this process and write its result; ``pin``: first take
     a free GPU of ``search.gpus`` for the training (a supervisor pins its child itself)."""
-    spec = read_json(spec_path)
-    run_cfg = OmegaConf.load(spec["config"])
+    spec = read_spec(spec_path)
+    run_cfg = read_config(spec)
     task = TaskSpec.from_dict(spec["task"])
     job = Job(**spec["jobs"][index])
     limit_memory(run_cfg.train)
@@ -147,8 +160,8 @@ def wait_child(
 def supervise(spec_path: Path, index: int) -> dict[str, Any]:
     """Run job ``index`` in fresh child processes (see the module docstring); write and return
     its result, a failure result when no attempt produced one."""
-    spec = read_json(spec_path)
-    search = OmegaConf.load(spec["config"]).search
+    spec = read_spec(spec_path)
+    search = read_config(spec).search
     retries = max(0, int(search.retries))
     timeout = float(search.job_timeout_s) or None
     job = spec["jobs"][index]
@@ -205,7 +218,7 @@ def work(cfg: Any) -> None:
     """Train job ``cfg.index`` of ``cfg.spec`` (supervised in a fresh process when the spec
     says ``fresh``) and write its result."""
     spec_path = Path(cfg.spec)
-    if read_json(spec_path).get("fresh"):
+    if read_spec(spec_path).get("fresh"):
         supervise(spec_path, int(cfg.index))
     else:
         train_here(spec_path, int(cfg.index), pin=True)

@@ -280,7 +280,9 @@ class MetaCallback(BaseCallback):
         self.last_update = 0
         self.steps: list[dict[str, Any]] = []
         if self.path.exists():
-            saved = torch.load(self.path, weights_only=False)
+            saved = torch.load(
+                self.path, weights_only=True
+            )  # tensors and numbers only: no pickle code
             state.load_state_dict(saved["state"])
             self.last_update = int(saved["timesteps"])
 

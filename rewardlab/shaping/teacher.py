@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import json
-import pickle
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+
+from rewardlab.checkpoints import load_model, load_normalizer
 
 Potential = Callable[[np.ndarray], np.ndarray]
 """Maps a batch of raw observations ``(n, obs_dim)`` to potentials ``(n,)``."""
@@ -113,11 +114,8 @@ class TeacherPotential:
         model_zip, stats = resolve_teacher(Path(path))
         name = sniff_algo(model_zip) if algo == "auto" else algo
         algos: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
-        model = algos[name].load(model_zip, device="cpu")
-        normalizer = None
-        if stats is not None:
-            with stats.open("rb") as f:
-                normalizer = pickle.load(f)  # noqa: S301 - a run directory's own statistics
+        model = load_model(algos[name], model_zip, device="cpu")
+        normalizer = load_normalizer(stats) if stats is not None else None
         unit = 1.0
         if reward_units and normalizer is not None and getattr(normalizer, "norm_reward", False):
             unit = float(np.sqrt(normalizer.ret_rms.var + normalizer.epsilon))
