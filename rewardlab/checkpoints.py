@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rewardlab.atomic import write_atomic
 from rewardlab.trust import read_trusted, sign
 
 FOLDER = "checkpoints"
@@ -134,9 +135,7 @@ def save_checkpoint(
     info = CheckpointInfo(
         steps=steps, wall_s=round(wall_s, 1), iterations=iterations, reason=reason
     )
-    tmp = paths["info"].with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(info)))
-    tmp.replace(paths["info"])
+    write_atomic(paths["info"], json.dumps(asdict(info)))
     return steps
 
 

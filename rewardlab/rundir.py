@@ -45,13 +45,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from rewardlab.atomic import atomic_open, write_atomic
 from rewardlab.interrupts import stop_on_sigterm
 
 SUMMARY = "summary.json"
@@ -69,10 +69,7 @@ RUNNING: tuple[Status, ...] = ("training", "refining")
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (a crash never leaves a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -92,12 +89,10 @@ def append_csv(path: Path, row: dict[str, Any]) -> None:
                 k for k in row if k not in (reader.fieldnames or [])
             ]
     rows.append(row)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -114,12 +109,10 @@ def trim_csv(path: Path, key: str, keep_until: int) -> None:
     kept = [r for r in rows if _number(r.get(key)) <= keep_until]
     if len(kept) == len(rows):
         return
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(kept)
-    os.replace(tmp, path)
 
 
 def _number(value: Any) -> float:

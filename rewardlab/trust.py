@@ -44,6 +44,8 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
+from rewardlab.atomic import write_atomic
+
 KEY_ENV = "REWARDLAB_TRUST_KEY"
 """Environment variable naming the key file (default ``~/.config/rewardlab/trust.key``)."""
 SUFFIX = ".sig"
@@ -103,11 +105,7 @@ def signature_file(path: Path) -> Path:
 def sign(path: Path) -> None:
     """Sign ``path`` as written by rewardlab (atomically replaces ``<path>.sig``)."""
     path = Path(path)
-    digest = _digest(path.read_bytes())
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.sig-")
-    with os.fdopen(fd, "w") as f:
-        f.write(digest + "\n")
-    os.replace(tmp, signature_file(path))
+    write_atomic(signature_file(path), _digest(path.read_bytes()) + "\n")
 
 
 def _refusal(path: Path, why: str) -> UntrustedFile:

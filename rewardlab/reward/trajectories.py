@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +43,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from rewardlab.atomic import atomic_open
 from rewardlab.reward.check import WALL_FACTOR, run_child, static_check
 from rewardlab.reward.sandbox import Finding
 from rewardlab.tasks.registry import TaskSpec
@@ -185,8 +185,7 @@ def save_rollouts(path: Path, rollouts: Sequence[Rollout]) -> Path:
         raise ValueError("no rollouts to save")
     path.parent.mkdir(parents=True, exist_ok=True)
     offsets = np.cumsum([0] + [r.length for r in rollouts])
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         np.savez(
             fh, format=np.array(FORMAT), spec=np.array(STATE_SPEC), offsets=offsets,
             kinds=np.array([r.kind for r in rollouts]), seeds=np.array([r.seed for r in rollouts]),
@@ -196,7 +195,6 @@ def save_rollouts(path: Path, rollouts: Sequence[Rollout]) -> Path:
             successes=np.concatenate([r.successes for r in rollouts]),
             rewards=np.concatenate([r.rewards for r in rollouts]),
         )  # fmt: skip
-    os.replace(tmp, path)
     return path
 
 
