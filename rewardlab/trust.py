@@ -142,35 +142,51 @@ def is_trusted(path: Path) -> bool:
     return True
 
 
+def _escapes(path: Path, folder: Path) -> bool:
+    """Whether the symbolic link ``path`` leads outside ``folder`` (or nowhere)."""
+    try:
+        return not path.resolve(strict=True).is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return True
+
+
 def signable(folder: Path) -> Iterator[Path]:
     """The files under ``folder`` that rewardlab signs when it writes them: ``config.yaml`` at
-    its top, SB3 model zips and pickles anywhere beneath (symbolic links included: they are
-    never signed, so never trusted)."""
+    its top and SB3 model zips and pickles anywhere beneath; also every symbolic link that
+    leads outside ``folder`` (never signed, so never trusted). A link inside the folder (a
+    search links its best candidate as ``rewards/v0``) is checked where it leads."""
     folder = Path(folder)
-    if (folder / "config.yaml").exists() or (folder / "config.yaml").is_symlink():
-        yield folder / "config.yaml"
+    config = folder / "config.yaml"
+    if config.exists() or config.is_symlink():
+        yield config
     for root, dirs, files in os.walk(folder):  # os.walk does not enter linked folders
         for name in sorted(files):
             path = Path(root) / name
-            if any(path.match(p) for p in PICKLE_PATTERNS):
+            if any(path.match(p) for p in PICKLE_PATTERNS) or (
+                path.is_symlink() and _escapes(path, folder)
+            ):
                 yield path
         for name in dirs:
-            if (Path(root) / name).is_symlink():
-                yield Path(root) / name
+            path = Path(root) / name
+            if path.is_symlink() and _escapes(path, folder):
+                yield path
 
 
 def untrusted_files(folder: Path) -> list[Path]:
     """The files of :func:`signable` under ``folder`` without a valid signature (a run folder
     from elsewhere, changed since, or recorded by a rewardlab before signatures)."""
-    return [p for p in signable(folder) if p.is_symlink() or not is_trusted(p)]
+    folder = Path(folder)
+    return [
+        p for p in signable(folder) if (p.is_symlink() and _escapes(p, folder)) or not is_trusted(p)
+    ]
 
 
 def trust_folder(folder: Path) -> tuple[list[Path], list[Path]]:
     """Sign every code-bearing file under ``folder`` (the user decided to trust its author);
-    ``(signed, symbolic links left untrusted)``."""
+    ``(signed, symbolic links leading outside it, left untrusted)``."""
     signed, links = [], []
     for path in signable(Path(folder)):
-        if path.is_symlink():
+        if path.is_symlink() and _escapes(path, Path(folder)):
             links.append(path)
         else:
             sign(path)

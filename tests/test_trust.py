@@ -173,8 +173,14 @@ def test_changed_config_is_refused(trained: Path, tmp_path: Path) -> None:
     assert res.returncode == 2 and "config.yaml" in res.stdout, res.stdout + res.stderr
 
 
-def test_symbolic_links_are_never_trusted(trained: Path, tmp_path: Path) -> None:
+def test_symbolic_links_leading_outside_are_never_trusted(trained: Path, tmp_path: Path) -> None:
     folder = copy_run(trained, tmp_path)
+    # a link inside the folder (as a search links its best candidate) is checked where it leads
+    (folder / "rewards" / "best").symlink_to("v0", target_is_directory=True)
+    assert trust.untrusted_files(folder) == []
+    (folder / "rewards" / "outside").symlink_to(tmp_path, target_is_directory=True)
+    assert trust.untrusted_files(folder) == [folder / "rewards" / "outside"]
+    (folder / "rewards" / "outside").unlink()
     model = folder / "rewards" / "v0" / "model.zip"
     outside = tmp_path / "elsewhere.zip"
     shutil.move(model, outside)
