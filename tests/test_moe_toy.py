@@ -1,7 +1,8 @@
 """An MoE policy routed by the task id on two conflicting toy tasks (:mod:`rewardlab.moe.toy`):
 it learns one expert per task (default suite) and solves both tasks (slow). It does *not* beat
-a parameter-matched dense MLP there (``experiments/moe_multitask/README.md``, 5-8 seeds per
-arm), so no test claims that it does."""
+a dense MLP there, neither at equal total parameters nor at equal active parameters (a dense
+MLP of one expert's widths, the MoE's compute per input), on 2 or on 4 tasks
+(``experiments/moe_multitask/README.md``, 5-8 seeds per arm), so no test claims that it does."""
 
 from __future__ import annotations
 
@@ -58,3 +59,28 @@ def test_task_routed_moe_solves_both_opposite_tasks() -> None:
         routing = np.array(result.routing)
         assert routing[0].argmax() != routing[1].argmax(), (seed, routing)
         assert min(result.final) >= 0.9, (seed, result.final)
+
+
+def test_active_size_matched_dense_arm_has_one_experts_widths() -> None:
+    """Four tasks, 4 experts of width 3 (no training): ``dense_active`` is ``[3, 3]``, and its
+    parameters equal the MoE policy's active ones (one of four experts per layer, heads and
+    routers) less the routers' weights; the 4-task observation carries a 4-long one-hot id."""
+    from rewardlab.moe.policies import parameter_counts
+    from rewardlab.moe.toy import OppositeTasks, active_parameters, arm_kwargs, toy_model
+
+    settings = ToySettings(scales=(1.0,) * 4, experts=4, hidden=3, latent=3)
+    moe = toy_model(*arm_kwargs("moe", settings), 0, settings).policy
+    policy, kwargs = arm_kwargs("dense_active", settings)
+    assert kwargs["net_arch"] == [3, 3]
+    dense = toy_model(policy, kwargs, 0, settings).policy
+    layers = moe_layers(moe).values()
+    experts = sum(p.numel() for layer in layers for p in layer.experts.parameters())
+    routers = sum(p.numel() for layer in layers for p in layer.router.parameters())
+    assert active_parameters(moe) == parameter_counts(moe)["total"] - experts * 3 // 4
+    assert active_parameters(dense) == parameter_counts(dense)["total"]
+    assert active_parameters(dense) == active_parameters(moe) - routers
+    env = OppositeTasks(scales=(1.0,) * 4)
+    obs, _ = env.reset(seed=1)
+    assert obs.shape == (5,) and obs[1:].sum() == 1 and obs[1 + env.task] == 1
+    assert np.isclose(env.target(), target(env.x, env.task))
+    assert np.isclose(target(0.0, 2), 0.8) and np.isclose(target(0.0, 3), -0.8)

@@ -1,7 +1,8 @@
 """Mixture-of-experts policies against parameter-matched dense MLPs in multi-task training.
 
 Two parts, each arm at the same parameter count (the dense arm's width is chosen so its
-trainable parameters match the MoE arm's, both printed) and the same env steps:
+trainable parameters match the MoE arm's, both printed; on the toy also a dense arm matched
+on active parameters) and the same env steps:
 
 * ``toy``: the two conflicting one-step tasks of :mod:`rewardlab.moe.toy` (opposite targets
   ``+-0.8 sin(3x)`` for the same ``x``; task 0's reward ``--toy-scale`` times task 1's, no
@@ -9,7 +10,10 @@ trainable parameters match the MoE arm's, both printed) and the same env steps:
   ``moe`` = one top-1 layer of 2 experts (``moe.router=topk moe.k=1 moe.hidden=8``,
   ``net_arch=[8]``) in actor and critic routed by the task id (``moe.route_on=task``),
   ``moe_obs`` the same layer routed by the whole observation, ``dense`` the smallest ``[w, w]``
-  MLP with at least the MoE's parameters. Score: per task, the share of 41 grid points whose
+  MLP with at least the MoE's parameters, ``dense_active`` the MLP of one expert's widths
+  (``[h, h]``: the MoE's compute per input, fewer total parameters). ``--toy-tasks 4`` adds
+  the targets ``+-0.8 cos(3x)`` and gives the MoE arms 4 experts; ``--toy-hidden h`` sets
+  the experts' widths. Score: per task, the share of 41 grid points whose
   deterministic action is within 0.2 of the target; for MoE arms also the actor's mean gate
   weight per (task, expert), and in how many seeds the two tasks' top experts differ.
 * ``mt``: MetaWorld tasks from MT10 (``--members``; metaworld 3.1.1, the benchmark's reward v2
@@ -64,13 +68,33 @@ def matched_width(target: int, count: Any, start: int = 2) -> int:
 def toy_settings(args: argparse.Namespace) -> Any:
     from rewardlab.moe.toy import ToySettings
 
-    return ToySettings(steps=args.toy_steps, scales=(args.toy_scale, 1.0))
+    scales = (args.toy_scale, *[1.0] * (args.toy_tasks - 1))
+    return ToySettings(steps=args.toy_steps, scales=scales, experts=args.toy_tasks,
+                       hidden=args.toy_hidden, latent=args.toy_hidden)  # fmt: skip
 
 
 def toy_run(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     from rewardlab.moe.toy import train_toy
 
     return train_toy(arm, seed, toy_settings(args)).to_dict()
+
+
+def toy_active(arm: str, args: argparse.Namespace) -> int:
+    """The active parameters of ``arm``'s policy (a function of the architecture alone)."""
+    from rewardlab.moe.toy import active_parameters, arm_kwargs, toy_model
+
+    settings = toy_settings(args)
+    return active_parameters(toy_model(*arm_kwargs(arm, settings), 0, settings).policy)
+
+
+def toy_shape(args: argparse.Namespace) -> str:
+    """The toy's task count and expert width in cache names (empty for the first runs' 2 tasks
+    of width 8, whose caches keep their names)."""
+    return (
+        ""
+        if (args.toy_tasks, args.toy_hidden) == (2, 8)
+        else f"_t{args.toy_tasks}_h{args.toy_hidden}"
+    )
 
 
 # ----------------------------------------------------------------------------- MetaWorld
@@ -143,12 +167,15 @@ def mt_run(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def run_unit(unit: tuple[str, str, int], args: argparse.Namespace) -> dict[str, Any] | None:
     part, arm, seed = unit
-    budget = (f"{args.toy_steps}_x{args.toy_scale:g}" if part == "toy"
+    budget = (f"{args.toy_steps}_x{args.toy_scale:g}{toy_shape(args)}" if part == "toy"
               else f"{args.steps}_{'-'.join(args.members)}_h{args.horizon}_e{args.eval_episodes}")  # fmt: skip
     # toy2: the task-routed toy of rewardlab.moe.toy (not the earlier obs-routed runs' caches)
     cache = args.runs / f"{'toy2' if part == 'toy' else part}_{arm}_s{seed}_{budget}.json"
     if cache.is_file():  # finished earlier: re-aggregate without training
-        return dict(json.loads(cache.read_text()))
+        result = dict(json.loads(cache.read_text()))
+        if part == "toy" and "active" not in result:  # cached before active counts were kept
+            result["active"] = toy_active(arm, args)
+        return result
     if args.finished_only and not (
         part == "mt" and (mt_dir(arm, seed, args) / "done.json").is_file()
     ):
@@ -181,13 +208,13 @@ def summarize(runs: list[dict[str, Any]], arms: list[str]) -> dict[str, dict[str
             (center - half, center + half) if len(per_seed) > 1 else (float("nan"), float("nan"))
         )
         out[arm] = {
-            "parameters": mine[0]["parameters"], "seeds": len(mine), "mean": float(np.mean(per_seed)),
+            "parameters": mine[0]["parameters"], "active": mine[0].get("active", mine[0]["parameters"]), "seeds": len(mine), "mean": float(np.mean(per_seed)),
             "t95": [low, high], "iqm": interval(matrix, "iqm").to_dict(), "per_task_mean": matrix.mean(0).tolist(),
             "wall_s": float(np.mean([r["wall_s"] for r in mine])),
         }  # fmt: skip
         routed = [np.array(r["routing"]) for r in mine if r.get("routing")]
-        if routed:  # toy MoE arms: do the two tasks' top experts differ?
-            out[arm]["tasks_split"] = sum(int(g[0].argmax() != g[1].argmax()) for g in routed)
+        if routed:  # toy MoE arms: does every task have its own top expert?
+            out[arm]["tasks_split"] = sum(int(len(set(g.argmax(1))) == len(g)) for g in routed)
     return out
 
 
@@ -213,12 +240,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
             values = np.array([[np.mean(list(c["success"].values()) if isinstance(c["success"], dict) else c["success"])
                                 for c in r["curve"]] for r in runs if len(r["curve"]) == len(steps)])  # fmt: skip
             mean = values.mean(0)
-            ax.plot(steps, mean, marker="o", label=f"{arm} ({runs[0]['parameters']:,} params)")
+            ax.plot(
+                steps,
+                mean,
+                marker="o",
+                label=f"{arm} ({runs[0]['parameters']:,} params, {runs[0].get('active', runs[0]['parameters']):,} active)",
+            )
             if len(values) > 1:
                 ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
-        ax.set_title(
-            {"toy": "two conflicting toy tasks (PPO)", "mt": "MetaWorld members (SAC)"}[part]
-        )
+        ax.set_title({"toy": "conflicting toy tasks (PPO)", "mt": "MetaWorld members (SAC)"}[part])
         ax.set_xlabel("env steps")
         ax.set_ylabel("success (mean over tasks; band: min-max over seeds)")
         ax.set_ylim(-0.02, 1.02)
@@ -249,7 +279,7 @@ def write_md(results: dict[str, Any], path: Path) -> None:
         if not results.get(part):
             continue
         tasks = results[part]["tasks"]
-        lines += [f"## {part}", "", "| arm | params | seeds | mean success [95% t-CI over seeds] | IQM [95% bootstrap] | per task (mean over seeds) | wall s/run |",
+        lines += [f"## {part}", "", "| arm | params (active) | seeds | mean success [95% t-CI over seeds] | IQM [95% bootstrap] | per task (mean over seeds) | wall s/run |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for arm, s in results[part]["summary"].items():
             iqm = s["iqm"]
@@ -260,7 +290,7 @@ def write_md(results: dict[str, Any], path: Path) -> None:
             )
             if "tasks_split" in s:
                 per += f"; tasks on different experts in {s['tasks_split']}/{s['seeds']} seeds"
-            lines.append(f"| {arm} | {s['parameters']:,} | {s['seeds']} | {s['mean']:.2f} {ci} | "
+            lines.append(f"| {arm} | {s['parameters']:,} ({s['active']:,}) | {s['seeds']} | {s['mean']:.2f} {ci} | "
                          f"{iqm['estimate']:.2f} [{iqm['low']:.2f}, {iqm['high']:.2f}] | {per} | {s['wall_s']:.0f} |")  # fmt: skip
         lines.append("")
     path.write_text("\n".join(lines) + "\n")
@@ -277,7 +307,11 @@ def main() -> None:
         "--toy-scale", type=float, default=100.0, help="task 0's reward scale (task 1's is 1)"
     )
     ap.add_argument("--toy-arms", nargs="+", default=["dense", "moe", "moe_obs"],
-                    choices=["dense", "moe", "moe_obs"])  # fmt: skip
+                    choices=["dense", "dense_active", "moe", "moe_obs"])  # fmt: skip
+    ap.add_argument("--toy-tasks", type=int, default=2, choices=[2, 4],
+                    help="toy tasks (4: +-0.8 sin(3x), +-0.8 cos(3x)); the MoE arms get one expert per task")  # fmt: skip
+    ap.add_argument("--toy-hidden", type=int, default=8,
+                    help="toy MoE arms: each expert's widths [h, h]; dense_active is [h, h]")  # fmt: skip
     ap.add_argument(
         "--members", nargs="+", default=["reach", "drawer_close", "button_press_topdown"]
     )
@@ -316,7 +350,8 @@ def main() -> None:
         if not runs:
             continue
         arms = list(dict.fromkeys(r["arm"] for r in runs))
-        tasks = ["task0 (reward x scale)", "task1"] if part == "toy" else mt_task(args).members
+        tasks = (["task0 (reward x scale)", *[f"task{t}" for t in range(1, args.toy_tasks)]]
+                 if part == "toy" else mt_task(args).members)  # fmt: skip
         results[part] = {
             "arms": arms,
             "tasks": tasks,
