@@ -48,6 +48,7 @@ from werkzeug.wrappers import Response as WResponse
 from werkzeug.wsgi import wrap_file
 
 from rewardlab.generators.feedback_tags import tags_for
+from rewardlab.interrupts import stop_on_sigterm
 from rewardlab.review.charts import comparison_charts, lineage_chart
 from rewardlab.review.refine import (
     ALGOS,
@@ -644,8 +645,9 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     suffix = f"?token={token}" if token else ""
     print(f"review page: http://{shown}:{server.server_port}/{suffix}", flush=True)
-    try:
-        server.serve_forever()
+    try:  # Ctrl-C, or SIGTERM (kill, timeout, systemd; a script's background job ignores SIGINT)
+        with stop_on_sigterm():
+            server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
