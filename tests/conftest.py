@@ -1,9 +1,26 @@
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+_SB3_DIR = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SB3 makes a ``/tmp/SB3-<time>`` folder for every ``learn`` without a logger (tests and
+    their subprocesses): one folder for the session instead, removed at its end."""
+    if "SB3_LOGDIR" not in os.environ:
+        os.environ["SB3_LOGDIR"] = tempfile.mkdtemp(prefix="rewardlab-tests-sb3-")
+        config.stash[_SB3_DIR] = os.environ["SB3_LOGDIR"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_SB3_DIR, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
