@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.atomic import write_atomic
+from rewardlab.interrupts import deferred
 from rewardlab.trust import read_trusted, sign
 
 FOLDER = "checkpoints"
@@ -142,12 +143,13 @@ def save_checkpoint(
 def save_model(model: Any, path: Path, stats: Path | None = None) -> None:
     """Save an SB3 model (and, to ``stats``, its normalisation if it has one), signed
     (:mod:`rewardlab.trust`: these files are pickles, loaded only with a valid signature)."""
-    model.save(path)
-    sign(path)
-    vec_norm = model.get_vec_normalize_env()
-    if stats is not None and vec_norm is not None:
-        vec_norm.save(str(stats))
-        sign(stats)
+    with deferred():  # Ctrl-C / SIGTERM wait: a file saved but not yet signed would not load
+        model.save(path)
+        sign(path)
+        vec_norm = model.get_vec_normalize_env()
+        if stats is not None and vec_norm is not None:
+            vec_norm.save(str(stats))
+            sign(stats)
 
 
 def load_model(cls: Any, path: Path, **kwargs: Any) -> Any:
