@@ -14,7 +14,9 @@ what the folder holds.
 The key is ``$REWARDLAB_TRUST_KEY`` (a file path) or ``~/.config/rewardlab/trust.key``,
 created on first use (32 random bytes, mode 0600). Machines of one cluster that write and read
 each other's run folders share it (a shared home, or the same file named by the variable).
-Confined workers never see it (their file system view excludes the home folder).
+Where Landlock confines reads, confined workers cannot read it (their file system view
+excludes the home folder); on kernels without Landlock a program that slipped past the vetter
+could read it, and only leak it through its rewards and component names (README threat model).
 
 Example:
     >>> import tempfile
