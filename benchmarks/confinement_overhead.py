@@ -33,6 +33,7 @@ import argparse
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +82,12 @@ def in_process_vec_env(task: Any, program: RewardProgram, train: TrainConfig) ->
 
 
 def cpu_seconds(model: Any) -> float:
-    """CPU time (user + system) of this process, plus that of the confined worker that steps
-    ``model``'s envs, if it has one: what one training costs the machine, whatever the load."""
+    """CPU time (user + system) of this process, plus that of the confined workers that step
+    ``model``'s envs, if it has them: what one training costs the machine, whatever the load."""
     total = time.process_time()
-    venv = model.get_env()
-    while venv is not None and not isinstance(venv, ConfinedVecEnv):
-        venv = getattr(venv, "venv", None)
-    if venv is not None:
-        fields = Path(f"/proc/{venv.worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    venv = unwrap(model)
+    for worker in venv.workers if isinstance(venv, ConfinedVecEnv) else []:
+        fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return total
 
@@ -105,6 +104,7 @@ def run(task_name: str, slices: int, slice_steps: int) -> dict[str, Any]:
     torch.set_num_threads(train.torch_threads)
     task = get_task(task_name)
     program = compile_for_task(offline_reward(task), task)
+    one_worker = replace(train, env_workers=1)
     models = {}
     with tempfile.TemporaryDirectory() as tmp:
         models["in-process"], _ = build_model(
@@ -113,6 +113,10 @@ def run(task_name: str, slices: int, slice_steps: int) -> dict[str, Any]:
         models["confined"], _ = build_model(
             algo, train, make_vec_env(task, program, train), Path(tmp) / "b"
         )
+        models["confined, 1 worker"], _ = build_model(
+            algo, one_worker, make_vec_env(task, program, one_worker), Path(tmp) / "c"
+        )
+        workers = len(unwrap(models["confined"]).workers)
         times: dict[str, list[float]] = {name: [] for name in models}
         cpu: dict[str, list[float]] = {name: [] for name in models}
         order = list(models)
@@ -128,30 +132,47 @@ def run(task_name: str, slices: int, slice_steps: int) -> dict[str, Any]:
             assert env is not None
             env.close()
     fps = {name: slice_steps / np.asarray(t) for name, t in times.items()}
-    ratios = fps["confined"] / fps["in-process"]
-    low, high = bootstrap_median(ratios, np.random.default_rng(0))
-    cpu_ratios = np.asarray(cpu["confined"]) / np.asarray(cpu["in-process"])
-    cpu_low, cpu_high = bootstrap_median(cpu_ratios, np.random.default_rng(1))
-    return {
-        "task": task_name, "n_envs": train.n_envs, "slices": slices, "slice_steps": slice_steps,
-        "fps": {name: float(np.median(v)) for name, v in fps.items()},
-        "ratio": float(np.median(ratios)), "ratio_low": low, "ratio_high": high,
-        "ratios": [round(float(r), 3) for r in ratios],
+    result: dict[str, Any] = {
+        "task": task_name, "n_envs": train.n_envs, "workers": workers, "slices": slices,
+        "slice_steps": slice_steps, "fps": {name: float(np.median(v)) for name, v in fps.items()},
         "cpu_ms_per_step": {name: 1000 * float(np.median(v)) / slice_steps for name, v in cpu.items()},
-        "cpu_ratio": float(np.median(cpu_ratios)), "cpu_ratio_low": cpu_low, "cpu_ratio_high": cpu_high,
+        "arms": {},
     }  # fmt: skip
+    for name in order[1:]:
+        ratios = fps[name] / fps["in-process"]
+        cpu_ratios = np.asarray(cpu[name]) / np.asarray(cpu["in-process"])
+        result["arms"][name] = {
+            "ratio": float(np.median(ratios)),
+            "ratio_ci": bootstrap_median(ratios, np.random.default_rng(0)),
+            "ratios": [round(float(r), 3) for r in ratios],
+            "cpu_ratio": float(np.median(cpu_ratios)),
+            "cpu_ratio_ci": bootstrap_median(cpu_ratios, np.random.default_rng(1)),
+        }
+    return result
+
+
+def unwrap(model: Any) -> Any:
+    """The innermost vectorised env of ``model``."""
+    venv = model.get_env()
+    while hasattr(venv, "venv"):
+        venv = venv.venv
+    return venv
 
 
 def markdown(result: dict[str, Any]) -> str:
     load = os.getloadavg()
-    return (
-        f"| {result['task']} | PPO, {result['n_envs']} envs | {result['fps']['in-process']:,.0f} | "
-        f"{result['fps']['confined']:,.0f} | {result['ratio']:.3f} "
-        f"[{result['ratio_low']:.3f}, {result['ratio_high']:.3f}] | "
-        f"{result['cpu_ms_per_step']['in-process']:.2f} | {result['cpu_ms_per_step']['confined']:.2f} | "
-        f"{result['cpu_ratio']:.3f} [{result['cpu_ratio_low']:.3f}, {result['cpu_ratio_high']:.3f}] | "
-        f"{result['slices']} x {result['slice_steps']:,} | {load[0]:.1f} |"
-    )
+    lines = []
+    for name, arm in result["arms"].items():
+        label = f"{name} ({result['workers']} workers)" if name == "confined" else name
+        lines.append(
+            f"| {result['task']} | PPO, {result['n_envs']} envs | {label} | "
+            f"{result['fps']['in-process']:,.0f} | {result['fps'][name]:,.0f} | "
+            f"{arm['ratio']:.3f} [{arm['ratio_ci'][0]:.3f}, {arm['ratio_ci'][1]:.3f}] | "
+            f"{result['cpu_ms_per_step']['in-process']:.2f} | {result['cpu_ms_per_step'][name]:.2f} | "
+            f"{arm['cpu_ratio']:.3f} [{arm['cpu_ratio_ci'][0]:.3f}, {arm['cpu_ratio_ci'][1]:.3f}] | "
+            f"{result['slices']} x {result['slice_steps']:,} | {load[0]:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -163,14 +184,15 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.task, args.slices, args.slice_steps)
     header = (
-        "| task | training | in-process env-steps/s | confined env-steps/s | confined / in-process "
-        "(median, 95% bootstrap) | in-process CPU ms/step | confined CPU ms/step (trainer + worker) | "
-        "CPU confined / in-process (median, 95% bootstrap) | slices | load at end |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"
+        "| task | training | arm | in-process env-steps/s | arm env-steps/s | arm / in-process "
+        "(median, 95% bootstrap) | in-process CPU ms/step | arm CPU ms/step (trainer + workers) | "
+        "CPU arm / in-process (median, 95% bootstrap) | slices | load at end |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|"
     )
     line = markdown(result)
     print(header + "\n" + line)
-    print("per-slice ratios:", result["ratios"])
+    for name, arm in result["arms"].items():
+        print(f"per-slice ratios, {name}:", arm["ratios"])
     if args.markdown is not None:
         args.markdown.write_text(header + "\n" + line + "\n")
 

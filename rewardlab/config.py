@@ -335,6 +335,10 @@ class TrainConfig:
     total_timesteps: int = 400_000
     n_envs: int = 4
     """Parallel environments."""
+    env_workers: int = 0
+    """Confined worker processes that hold the ``n_envs`` environments with their generated
+    reward and step them in parallel (``backend=dummy``; 0 = one per CPU core this process may
+    use, at most ``n_envs``). Each copy keeps its own seed, so results do not depend on it."""
     backend: TrainBackend = TrainBackend.dummy
     """How the ``n_envs`` environments are stepped: ``dummy`` (gymnasium envs in SB3's
     ``DummyVecEnv``), or the batched rollout core: ``native`` (MuJoCo's C engine) or ``mjx``
@@ -375,7 +379,10 @@ class TrainConfig:
                   eval_episodes=self.eval_episodes, checkpoint_freq=self.checkpoint_freq, video_size=self.video_size,
                   torch_threads=self.torch_threads)  # fmt: skip
         _non_negative(
-            "train", video_episodes=self.video_episodes, checkpoint_minutes=self.checkpoint_minutes
+            "train",
+            video_episodes=self.video_episodes,
+            checkpoint_minutes=self.checkpoint_minutes,
+            env_workers=self.env_workers,
         )
 
 

@@ -190,9 +190,10 @@ def make_vec_env(
     its source, compiled here; ``None``: the benchmark's reward), each under a ``Monitor``;
     ``shaper`` (:mod:`rewardlab.shaping.continuous`) wraps each copy under the Monitor.
 
-    The program never runs in this process: it is shipped compiled to one confined worker that
-    holds all copies, each with its own :meth:`~RewardProgram.fresh` copy of it
-    (:class:`rewardlab.workers.confined.ConfinedVecEnv`, one round trip per vectorised step);
+    The program never runs in this process: it is shipped compiled to confined workers
+    (``train.env_workers``, by default one per CPU core) that hold the copies, each with its own
+    :meth:`~RewardProgram.fresh` copy of it and step them in parallel
+    (:class:`rewardlab.workers.confined.ConfinedVecEnv`, one round trip per worker and vectorised step);
     the trainer only sends actions and reads observations, rewards and infos back. A worker
     stuck past the per-call limit is replaced, the step counted as failed.
 
@@ -264,6 +265,7 @@ def make_vec_env(
             task,
             program,
             n_envs=train.n_envs,
+            workers=train.env_workers,
             max_error_rate=train.max_reward_error_rate,
             wrap=wrap,
         )

@@ -129,6 +129,30 @@ def test_training_vec_env_matches_in_process_and_keeps_the_trainer_clean() -> No
     assert "reward/progress" in infos[0] and "success" in infos[0]
 
 
+def test_steps_do_not_depend_on_how_many_workers_hold_the_copies() -> None:
+    """3 copies in one worker, in two (2 + 1) and in three: the same observations, rewards,
+    dones and components step for step, auto-resets included (each copy keeps its seed)."""
+    program = compile_for_task(offline_reward(HOPPER), HOPPER)
+    actions = np.random.default_rng(2).uniform(-1, 1, size=(60, 3, 3)).astype(np.float32)
+    runs = []
+    for workers in (1, 2, 3):
+        venv = ConfinedVecEnv(HOPPER, program, n_envs=3, workers=workers)
+        assert [len(span) for span in venv.spans] == {1: [3], 2: [2, 1], 3: [1, 1, 1]}[workers]
+        venv.seed(7)
+        steps = [venv.reset()]
+        for a in actions:
+            obs, rewards, dones, infos = venv.step(a)
+            steps.append((obs, rewards, dones, [i.get("reward/progress") for i in infos]))
+        venv.close()
+        runs.append(steps)
+    assert any(step[2].any() for step in runs[0][1:])  # an episode ended on the way
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other[0], runs[0][0])
+        for got, want in zip(other[1:], runs[0][1:], strict=True):
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
 def test_a_program_rejected_in_the_worker_is_rejected_here() -> None:
     """Module-level code first runs in the worker: what it leaves there that cannot be frozen
     rejects the program here, with its line."""
@@ -195,6 +219,31 @@ def test_watchdog_replaces_a_stuck_worker_and_training_goes_on(
     model = PPO("MlpPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=64)
     assert model.num_timesteps >= 64
+    venv.close()
+
+
+def test_a_stuck_copy_ends_only_the_episodes_its_worker_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two workers of one copy each: the copy whose action makes the program hang is cut off
+    (its worker replaced, a failed call counted); the other copy steps on unharmed."""
+    monkeypatch.setattr(confined, "CALL_TIMEOUT_S", 3.0)
+    program = compile_for_task(HANGS_ON_EQUAL_ACTIONS, HOPPER)
+    venv = ConfinedVecEnv(HOPPER, program, n_envs=2, workers=2, max_error_rate=1.0)
+    venv.seed(0)
+    venv.reset()
+    first = venv.workers[0].pid
+    for t in range(6):
+        a = np.zeros((2, 3), dtype=np.float32)
+        if t == 2:
+            a[1] = 0.95
+        _, rewards, dones, infos = venv.step(a)
+        if t == 2:
+            assert dones.tolist() == [False, True] and infos[1]["reward/error"] == 1.0
+            assert "reward/error" not in infos[0] and rewards[0] != 0
+    assert venv.workers[0].pid == first  # never replaced
+    counts = venv.get_attr("error_counts")[0]
+    assert list(counts.values()) == [1] and next(iter(counts)).startswith("[timeout] line 4: ")
     venv.close()
 
 

@@ -323,10 +323,8 @@ class _Replacements:
     def __init__(self) -> None:
         self.steps = 0
         self.at: deque[int] = deque()
-        self.findings: Counter[str] = Counter()
 
-    def record(self, finding: Finding, failed_calls: int) -> None:
-        self.findings[str(finding)] += failed_calls
+    def record(self, finding: Finding) -> None:
         self.at.append(self.steps)
         while self.at and self.steps - self.at[0] >= REPLACEMENT_WINDOW:
             self.at.popleft()
@@ -370,10 +368,18 @@ def _maker(
     return lambda: wrap(slot, i) if wrap is not None else slot
 
 
+def default_workers(n_envs: int) -> int:
+    """Workers for ``n_envs`` copies when none is configured: one per CPU core this process may
+    use, at most one per copy (the copies step in parallel; the trainer waits meanwhile)."""
+    return max(1, min(n_envs, len(os.sched_getaffinity(0))))
+
+
 class ConfinedVecEnv(DummyVecEnv):
-    """``n_envs`` copies of ``task``'s environment with ``program``'s reward, all in one
-    confined worker (see the module docstring); ``wrap(env, i)`` wraps each copy here
-    (``Monitor``, shaping)."""
+    """``n_envs`` copies of ``task``'s environment with ``program``'s reward, shared out in
+    contiguous blocks over ``workers`` confined workers (0: :func:`default_workers`) that step
+    their copies in parallel (see the module docstring); ``wrap(env, i)`` wraps each copy here
+    (``Monitor``, shaping). Every copy has its own environment, program copy and seed, so the
+    steps do not depend on how many workers hold them."""
 
     def __init__(
         self,
@@ -381,95 +387,129 @@ class ConfinedVecEnv(DummyVecEnv):
         program: RewardProgram,
         *,
         n_envs: int,
+        workers: int = 0,
         max_error_rate: float = 0.05,
         wrap: Callable[[gym.Env, int], gym.Env] | None = None,
         call_timeout_s: float | None = None,
         memory_mb: int = WORKER_MEMORY_MB,
     ) -> None:
         self.init = {"kind": "envs", "task": task.to_dict(), "program": program.to_message(),
-                     "n": n_envs, "max_error_rate": max_error_rate, "memory_mb": memory_mb}  # fmt: skip
+                     "max_error_rate": max_error_rate, "memory_mb": memory_mb}  # fmt: skip
         self.call_timeout_s = CALL_TIMEOUT_S if call_timeout_s is None else call_timeout_s
-        self.worker = Worker(self.init)
+        count = default_workers(n_envs) if workers <= 0 else min(workers, n_envs)
+        bounds = np.linspace(0, n_envs, count + 1).round().astype(int).tolist()
+        self.spans: list[range] = [
+            range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        """The copies each worker holds, in order."""
+        self.workers: list[Worker] = []
+        try:
+            for span in self.spans:
+                self.workers.append(self._start(span))
+        except BaseException:
+            for worker in self.workers:
+                worker.kill()
+            raise
         self.warnings = program.warnings
-        self.wall = self.worker.ready.get("wall", {})
+        self.wall = self.workers[0].ready.get("wall", {})
         obs_space, act_space = (
-            _space(self.worker.ready["observation_space"]),
-            _space(self.worker.ready["action_space"]),
+            _space(self.workers[0].ready["observation_space"]),
+            _space(self.workers[0].ready["action_space"]),
         )
         self.slots = [_Slot(obs_space, act_space) for _ in range(n_envs)]
         self.replacements = _Replacements()
         self._lost_counts: Counter[str] = Counter()
         self._obs_shape = obs_space.shape
+        self._failed: list[WorkerFailure | None] = [None] * len(self.spans)
         super().__init__([_maker(slot, i, wrap) for i, slot in enumerate(self.slots)])
+
+    def _start(self, span: range) -> Worker:
+        return Worker({**self.init, "n": len(span)})
 
     # ------------------------------------------------------------------ requests
 
-    def _reset_worker(self, seeds: Sequence[int | None]) -> list[tuple[Any, dict[str, Any]]]:
-        header, arrays = self.worker.request(
-            {"op": "reset", "seeds": list(seeds)}, [], self.call_timeout_s
-        )
-        _reply(header)
-        obs = _check_arrays(arrays, [(self.num_envs, *self._obs_shape)], infos=True)[0]
-        infos = _infos(self.worker, header, arrays[1:], self.num_envs)
-        return [(obs[i], infos[i]) for i in range(self.num_envs)]
+    def _reset_workers(self, seeds: Sequence[int | None], which: Sequence[int]) -> None:
+        """Reset the copies of workers ``which`` with ``seeds`` (one per copy of the env) and
+        put the results in their slots; every request is sent before any reply is read."""
+        for k in which:
+            span = self.spans[k]
+            self.workers[k].send({"op": "reset", "seeds": [seeds[i] for i in span]})
+        for k in which:
+            span, worker = self.spans[k], self.workers[k]
+            header, arrays = worker.receive(self.call_timeout_s)
+            _reply(header)
+            obs = _check_arrays(arrays, [(len(span), *self._obs_shape)], infos=True)[0]
+            infos = _infos(worker, header, arrays[1:], len(span))
+            for j, i in enumerate(span):
+                self.slots[i].pending_reset = (obs[j], infos[j])
 
     def reset(self) -> VecEnvObs:
         seeds = [None if s is None else int(s) for s in self._seeds]
-        for slot, result in zip(self.slots, self._reset_worker(seeds), strict=True):
-            slot.pending_reset = result
-            slot.last_obs = result[0]
+        self._reset_workers(seeds, range(len(self.workers)))
+        for slot in self.slots:
+            assert slot.pending_reset is not None
+            slot.last_obs = slot.pending_reset[0]
         return super().reset()
-
-    _failed: WorkerFailure | None = None
 
     def step_async(self, actions: np.ndarray) -> None:
         super().step_async(actions)
-        try:
-            self.worker.send({"op": "step", "auto_reset": True}, [np.asarray(actions)])
-        except WorkerFailure as exc:
-            self._failed = exc
-        else:
-            self._failed = None
+        actions = np.asarray(actions)
+        for k, (span, worker) in enumerate(zip(self.spans, self.workers, strict=True)):
+            try:
+                worker.send({"op": "step", "auto_reset": True}, [actions[span.start : span.stop]])
+            except WorkerFailure as exc:
+                self._failed[k] = exc
+            else:
+                self._failed[k] = None
 
     def step_wait(self) -> VecEnvStepReturn:
         self.replacements.steps += 1
-        try:
-            if self._failed is not None:
-                raise self._failed
-            header = _reply((reply := self.worker.receive(self.call_timeout_s))[0])
-            arrays = reply[1]
-            n, shape = self.num_envs, self._obs_shape
-            (obs, after), flags = _check_arrays(arrays, [(2, n, *shape), (3, n)], infos=True)[:2]
-            rewards, terminated, truncated = _check_flags(flags)
-            infos, reset_infos = _step_infos(self.worker, header, arrays, n)
-        except WorkerFailure as exc:
-            self._replace(exc.finding)
-        else:
-            rewards_, terminated_, truncated_ = (
-                rewards.tolist(), (terminated != 0).tolist(), (truncated != 0).tolist()
-            )  # fmt: skip
-            for i, slot in enumerate(self.slots):
-                slot.pending_step = (obs[i], rewards_[i], terminated_[i], truncated_[i], infos[i])
-                if (reset_info := reset_infos[i]) is not None:
-                    slot.pending_reset = (after[i], reset_info)
-                slot.last_obs = after[i]
+        failed: list[tuple[int, Finding]] = []
+        for k, span in enumerate(self.spans):
+            try:
+                self._receive_step(k, span)
+            except WorkerFailure as exc:
+                failed.append((k, exc.finding))
+        if failed:  # one replacement event per step, however many workers it took
+            self.replacements.record(failed[0][1])
+            for k, finding in failed:
+                self._replace(k, finding)
         return super().step_wait()
 
-    def _replace(self, finding: Finding) -> None:
-        """Replace a failed worker; this step ends every episode with a failed reward call."""
-        self.worker.kill()
-        try:
-            old = self._error_counts_of(self.worker)
-        except WorkerFailure:
-            old = {}
-        self._lost_counts.update(old)
-        self._lost_counts[str(finding)] += self.num_envs
-        self.replacements.record(finding, self.num_envs)
-        self.worker = Worker(self.init)
+    def _receive_step(self, k: int, span: range) -> None:
+        if (failed := self._failed[k]) is not None:
+            raise failed
+        worker = self.workers[k]
+        header = _reply((reply := worker.receive(self.call_timeout_s))[0])
+        arrays = reply[1]
+        n, shape = len(span), self._obs_shape
+        (obs, after), flags = _check_arrays(arrays, [(2, n, *shape), (3, n)], infos=True)[:2]
+        rewards, terminated, truncated = _check_flags(flags)
+        infos, reset_infos = _step_infos(worker, header, arrays, n)
+        rewards_, terminated_, truncated_ = (
+            rewards.tolist(), (terminated != 0).tolist(), (truncated != 0).tolist()
+        )  # fmt: skip
+        for j, i in enumerate(span):
+            slot = self.slots[i]
+            slot.pending_step = (obs[j], rewards_[j], terminated_[j], truncated_[j], infos[j])
+            if (reset_info := reset_infos[j]) is not None:
+                slot.pending_reset = (after[j], reset_info)
+            slot.last_obs = after[j]
+
+    def _replace(self, k: int, finding: Finding) -> None:
+        """Replace failed worker ``k``; this step ends every episode of its copies with a
+        failed reward call (the other workers' copies step on)."""
+        span = self.spans[k]
+        self.workers[k].kill()
+        self._lost_counts[str(finding)] += len(span)
+        self.workers[k] = self._start(span)
         seed = 7919 * len(self.replacements.at) + self.replacements.steps
-        resets = self._reset_worker([seed + i for i in range(self.num_envs)])
-        for slot, result in zip(self.slots, resets, strict=True):
-            terminal = slot.last_obs if slot.last_obs is not None else result[0]
+        self._reset_workers([seed + i for i in range(self.num_envs)], [k])
+        for i in span:
+            slot = self.slots[i]
+            assert slot.pending_reset is not None
+            reset_obs = slot.pending_reset[0]
+            terminal = slot.last_obs if slot.last_obs is not None else reset_obs
             slot.pending_step = (
                 terminal,
                 0.0,
@@ -477,8 +517,7 @@ class ConfinedVecEnv(DummyVecEnv):
                 True,
                 {"reward/error": 1.0, "is_success": False},
             )
-            slot.pending_reset = result
-            slot.last_obs = result[0]
+            slot.last_obs = reset_obs
 
     def _error_counts_of(self, worker: Worker) -> dict[str, int]:
         if not worker.alive:
@@ -495,8 +534,9 @@ class ConfinedVecEnv(DummyVecEnv):
     def error_counts(self) -> dict[str, int]:
         """Failed reward calls by finding, over every worker this env had."""
         counts = Counter(self._lost_counts)
-        with contextlib.suppress(WorkerFailure):
-            counts.update(self._error_counts_of(self.worker))
+        for worker in self.workers:
+            with contextlib.suppress(WorkerFailure):
+                counts.update(self._error_counts_of(worker))
         return dict(counts)
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
@@ -506,7 +546,8 @@ class ConfinedVecEnv(DummyVecEnv):
         return super().get_attr(attr_name, indices)
 
     def close(self) -> None:
-        self.worker.close()
+        for worker in self.workers:
+            worker.close()
         super().close()
 
 
@@ -582,7 +623,7 @@ class ConfinedCoreVecEnv(VecEnv):
     def _replace(self, finding: Finding) -> VecEnvStepReturn:
         self.worker.kill()
         self._lost_counts[str(finding)] += self.num_envs
-        self.replacements.record(finding, self.num_envs)
+        self.replacements.record(finding)
         self.worker = Worker(self.init)
         seed = 7919 * len(self.replacements.at) + self.replacements.steps
         self.seed(seed)
