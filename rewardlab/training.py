@@ -655,10 +655,14 @@ def record_rollout(venv: VecEnv, train: TrainConfig, source: Any, run_dir: Path)
     evaluated (the rollout core's :meth:`~rewardlab.rollout.core.RolloutCore.rollout_report`;
     for ``dummy``, gymnasium envs calling the program once per env and step)."""
     if str(train.backend) == "dummy":
+        inner = venv
+        while hasattr(inner, "venv"):
+            inner = inner.venv
+        workers = len(getattr(inner, "spans", ()))
         record: dict[str, Any] = {
-            "backend": "dummy", "num_worlds": venv.num_envs,
+            "backend": "dummy", "num_worlds": venv.num_envs, "workers": workers,
             "reward": {"mode": "per_world" if has_program(source) else "env",
-                       "summary": "gymnasium envs in SB3's DummyVecEnv" + (", all in one confined worker with the program, called once per env and step" if has_program(source) else ", the benchmark's own reward")},
+                       "summary": "gymnasium envs in SB3's DummyVecEnv" + (f", held with the program by {workers} confined worker(s) stepping in parallel, the program called once per env and step" if has_program(source) else ", the benchmark's own reward")},
         }  # fmt: skip
     else:
         record = venv.get_attr("rollout_report", indices=[0])[0]

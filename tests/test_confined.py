@@ -183,6 +183,7 @@ def test_the_trainer_process_never_executes_generated_code(
                          progress_bar=False, video_episodes=0, stop_at_success=0.0)  # fmt: skip
     result = train(HOPPER, program, algo, config, tmp_path)
     assert result.timesteps >= 256 and result.reward_errors == {}
+    assert result.rollout["workers"] == min(2, len(os.sched_getaffinity(0)))
     (episode,) = run_episodes(HOPPER, None, episodes=1, seed=0, program=program)
     assert (
         episode.length > 0

@@ -4,7 +4,8 @@ Every execution of a reward program outside tests goes through here: the trusted
 sends actions and reads plain numbers back; the program runs in a worker that built its
 simulator first and then put up the OS wall (:mod:`rewardlab.reward.confine`).
 
-* :class:`ConfinedVecEnv` -- training on gymnasium environments (one worker, all copies);
+* :class:`ConfinedVecEnv` -- training on gymnasium environments (the copies shared out over
+  workers that step them in parallel);
 * :class:`ConfinedCoreVecEnv` -- training on the batched rollout core (built in one worker);
 * :func:`program_env` / :class:`ConfinedReward` -- evaluation, exploration, demonstrations: a
   trusted environment here, the program's reward from a worker's replaying copy.

@@ -2,9 +2,10 @@
 worker (:mod:`rewardlab.workers.worker`, behind the OS wall of :mod:`rewardlab.reward.confine`);
 this process only sends actions and reads back plain numbers.
 
-* :class:`ConfinedVecEnv` -- training on gymnasium envs (``train.backend=dummy``): one worker
-  holds all ``n_envs`` copies of the environment with their programs and steps them together,
-  one message each way per vectorised step (auto-resets included). It is a ``DummyVecEnv``
+* :class:`ConfinedVecEnv` -- training on gymnasium envs (``train.backend=dummy``): the
+  ``n_envs`` copies of the environment with their programs are shared out over
+  ``train.env_workers`` workers (by default one per CPU core) that step them in parallel, one
+  message each way per worker and vectorised step (auto-resets included). It is a ``DummyVecEnv``
   over stand-in envs here, so ``Monitor`` and the shaping wrappers
   (:mod:`rewardlab.shaping.continuous`) wrap each copy as before and keep their state in this
   process.
