@@ -26,7 +26,7 @@ from typing import Any
 
 from rewardlab.atomic import write_atomic
 from rewardlab.interrupts import deferred
-from rewardlab.trust import read_trusted, sign
+from rewardlab.trust import read_trusted, signed_output
 
 FOLDER = "checkpoints"
 
@@ -131,8 +131,8 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model, paths["model"], paths["stats"])
     if hasattr(model, "save_replay_buffer"):
-        model.save_replay_buffer(paths["buffer"])
-        sign(paths["buffer"])
+        with signed_output(paths["buffer"]) as tmp:
+            model.save_replay_buffer(tmp)
     info = CheckpointInfo(
         steps=steps, wall_s=round(wall_s, 1), iterations=iterations, reason=reason
     )
@@ -143,13 +143,13 @@ def save_checkpoint(
 def save_model(model: Any, path: Path, stats: Path | None = None) -> None:
     """Save an SB3 model (and, to ``stats``, its normalisation if it has one), signed
     (:mod:`rewardlab.trust`: these files are pickles, loaded only with a valid signature)."""
-    with deferred():  # Ctrl-C / SIGTERM wait: a file saved but not yet signed would not load
-        model.save(path)
-        sign(path)
+    with deferred():  # Ctrl-C / SIGTERM wait: the model and its normalisation stay a pair
+        with signed_output(path) as tmp:
+            model.save(tmp)
         vec_norm = model.get_vec_normalize_env()
         if stats is not None and vec_norm is not None:
-            vec_norm.save(str(stats))
-            sign(stats)
+            with signed_output(stats) as tmp:
+                vec_norm.save(str(tmp))
 
 
 def load_model(cls: Any, path: Path, **kwargs: Any) -> Any:

@@ -191,11 +191,10 @@ class RunDir:
         code to import and where keys go: :mod:`rewardlab.trust`)."""
         from omegaconf import OmegaConf
 
-        from rewardlab.trust import sign
+        from rewardlab.trust import signed_output
 
-        self.path.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, self.config_file, resolve=True)
-        sign(self.config_file)
+        with signed_output(self.config_file) as tmp:
+            OmegaConf.save(cfg, tmp, resolve=True)
 
     def exists(self) -> bool:
         """Whether this is a rewardlab run (it holds ``config.yaml``)."""

@@ -110,6 +110,35 @@ def sign(path: Path) -> None:
     write_atomic(signature_file(path), _digest(path.read_bytes()) + "\n")
 
 
+@contextlib.contextmanager
+def signed_output(path: Path) -> Iterator[Path]:
+    """A temporary path (beside ``path``) to write ``path``'s new content to; when the block
+    ends, that content replaces ``path``, signed.
+
+    A kill at any instant (``kill -9``, the machine's power) leaves ``path`` with a signature
+    that accepts its bytes: the signature file lists the new digest and the old one while the
+    new file is renamed into place, then the new digest alone. (Writing then signing leaves an
+    unsigned file between the two, which a resume would then refuse.)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        new = _digest(tmp.read_bytes())
+        try:
+            old = [_digest(read_trusted(path))]
+        except (OSError, UntrustedFile):
+            old = []
+        write_atomic(signature_file(path), "\n".join([new, *old]) + "\n")
+        os.replace(tmp, path)
+        write_atomic(signature_file(path), new + "\n")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _refusal(path: Path, why: str) -> UntrustedFile:
     return UntrustedFile(
         f"{path}: {why}, so rewardlab will not load it (it may run code): if you trust the "
@@ -127,10 +156,11 @@ def read_trusted(path: Path) -> bytes:
     path = Path(path)
     data = path.read_bytes()
     try:
-        expected = signature_file(path).read_text().strip()
+        expected = signature_file(path).read_text().split()[:2]  # two while being replaced
     except (OSError, UnicodeDecodeError):
         raise _refusal(path, "it has no signature from rewardlab on this machine") from None
-    if not hmac.compare_digest(expected, _digest(data)):
+    digest = _digest(data)
+    if not any(hmac.compare_digest(e, digest) for e in expected):
         raise _refusal(path, "its signature does not match (written elsewhere or changed since)")
     return data
 

@@ -9,6 +9,7 @@ unpickles. The second wall is shown by switching the first off."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import pickle
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 from guards import HANG_S
 
-from rewardlab import trust
+from rewardlab import atomic, trust
 from rewardlab.checkpoints import load_policy
 
 RL = [sys.executable, "-m", "rewardlab.cli"]
@@ -204,3 +205,46 @@ def test_key_is_private_and_shared_by_name(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(trust.UntrustedFile):
         trust.read_trusted(data)
     assert os.environ[trust.KEY_ENV].endswith("other.key")
+
+
+class Killed(BaseException):
+    """Stands for a kill at one instant of :func:`trust.signed_output`."""
+
+
+@pytest.mark.parametrize("at", ["writing", "listing both", "renaming", "keeping new", None])
+def test_a_kill_at_any_instant_of_a_signed_write_leaves_a_file_that_loads(
+    at: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replacing a signed file (write the new bytes, list both digests, rename, keep the new
+    digest), killed at each step: the file on disk is the old or the new content, its signature
+    accepts it, and no temporary file is left (regression: writing, then signing, left an
+    unsigned ``best_model.zip`` when a stop came between the two, and resuming refused it)."""
+    path = tmp_path / "best_model.zip"
+    path.write_bytes(b"old")
+    trust.sign(path)
+    writes, replace = [], os.replace
+
+    def write_atomic(target: Path, data: str) -> None:
+        writes.append(target)
+        if (at, len(writes)) in (("listing both", 1), ("keeping new", 2)):
+            raise Killed
+        atomic.write_atomic(target, data)
+
+    def rename(src: str, dst: str) -> None:
+        if at == "renaming" and Path(dst) == path:
+            raise Killed
+        replace(src, dst)
+
+    monkeypatch.setattr(trust, "write_atomic", write_atomic)
+    monkeypatch.setattr(trust.os, "replace", rename)
+    stopped = pytest.raises(Killed) if at else contextlib.nullcontext()
+    with stopped, trust.signed_output(path) as tmp:
+        tmp.write_bytes(b"ne")
+        if at == "writing":
+            raise Killed
+        with tmp.open("ab") as f:
+            f.write(b"w")
+    monkeypatch.undo()
+    new = at in ("keeping new", None)
+    assert trust.read_trusted(path) == (b"new" if new else b"old")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_model.zip", "best_model.zip.sig"]

@@ -44,7 +44,7 @@ from omegaconf import OmegaConf
 
 from rewardlab.rundir import append_csv, read_csv, read_json, write_json
 from rewardlab.tasks.registry import TaskSpec
-from rewardlab.trust import sign
+from rewardlab.trust import signed_output
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -339,12 +339,13 @@ def write_batch(cfg: Any, task: TaskSpec, jobs: list[Job], batch_dir: Path, *, f
     the spec's path. ``fresh``: jobs train in a supervised child (:mod:`rewardlab.search.worker`)."""
     batch_dir.mkdir(parents=True, exist_ok=True)
     config_file = batch_dir / "config.yaml"
-    OmegaConf.save(cfg, config_file, resolve=True)
     spec = batch_dir / "jobs.json"
-    write_json(spec, {"config": str(config_file), "task": task.to_dict(), "jobs": [asdict(j) for j in jobs],
-                      "fresh": fresh})  # fmt: skip
-    for written in (config_file, spec):  # jobs take code-bearing settings only from signed files
-        sign(written)
+    # jobs take code-bearing settings only from signed files
+    with signed_output(config_file) as tmp:
+        OmegaConf.save(cfg, tmp, resolve=True)
+    with signed_output(spec) as tmp:
+        write_json(tmp, {"config": str(config_file), "task": task.to_dict(),
+                         "jobs": [asdict(j) for j in jobs], "fresh": fresh})  # fmt: skip
     for old in [*batch_dir.glob("result_*.json"), *batch_dir.glob("attempts_*.jsonl")]:
         old.unlink()
     return spec
