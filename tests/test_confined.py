@@ -139,10 +139,15 @@ def test_steps_do_not_depend_on_how_many_workers_hold_the_copies() -> None:
         venv = ConfinedVecEnv(HOPPER, program, n_envs=3, workers=workers)
         assert [len(span) for span in venv.spans] == {1: [3], 2: [2, 1], 3: [1, 1, 1]}[workers]
         venv.seed(7)
-        steps = [venv.reset()]
+        steps, before = [venv.reset()], None
         for a in actions:
             obs, rewards, dones, infos = venv.step(a)
             steps.append((obs, rewards, dones, [i.get("reward/progress") for i in infos]))
+            # infos are not deep-copied: each step's dicts must be its own, shared with nothing
+            assert before is None or not any(x is y for x in infos for y in before)
+            before = infos
+            for info in infos:
+                info["reward/progress"] = "changed by the caller"
         venv.close()
         runs.append(steps)
     assert any(step[2].any() for step in runs[0][1:])  # an episode ended on the way

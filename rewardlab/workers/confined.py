@@ -475,7 +475,27 @@ class ConfinedVecEnv(DummyVecEnv):
             self.replacements.record(failed[0][1])
             for k, finding in failed:
                 self._replace(k, finding)
-        return super().step_wait()
+        return self._collect()
+
+    def _collect(self) -> VecEnvStepReturn:
+        """``DummyVecEnv.step_wait`` over the slots (through their wrappers), less its deep copy
+        of the infos: every info here is a dict built from this step's message, shared with
+        nothing, and the copy was a quarter of this process's cost per step (``cProfile``)."""
+        for i, env in enumerate(self.envs):
+            obs, self.buf_rews[i], terminated, truncated, info = env.step(self.actions[i])
+            self.buf_dones[i] = terminated or truncated
+            info["TimeLimit.truncated"] = truncated and not terminated
+            if self.buf_dones[i]:
+                info["terminal_observation"] = obs
+                obs, self.reset_infos[i] = env.reset()
+            self.buf_infos[i] = info
+            self._save_obs(i, obs)
+        return (
+            self._obs_from_buf(),
+            self.buf_rews.copy(),
+            self.buf_dones.copy(),
+            list(self.buf_infos),
+        )
 
     def _receive_step(self, k: int, span: range) -> None:
         if (failed := self._failed[k]) is not None:
