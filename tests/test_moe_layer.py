@@ -62,6 +62,27 @@ def test_topk_picks_the_k_largest_and_renormalises() -> None:
     assert float(r.weights[0, 0].detach()) == pytest.approx(float(p0[0] / (p0[0] + p0[1])))
 
 
+def test_topk_straight_through_weighs_the_chosen_expert_one_and_keeps_the_gate_gradient() -> None:
+    """``k = 1`` with ``straight_through``: the chosen expert's weight is exactly 1 (raw Switch
+    weight: its probability), and the gate's gradient is that of ``log p`` of the chosen expert
+    (Switch's divided by ``p``)."""
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    plain, st = TopKRouter(2, 3, k=1), TopKRouter(2, 3, k=1, straight_through=True)
+    for router in (plain, st):
+        _set_gate(router, [[2.0, 0.0, 1.0], [0.0, 0.5, 3.0]])
+    p = torch.softmax(torch.tensor([[2.0, 0.0, 1.0], [0.0, 0.5, 3.0]]), -1)
+    r = st(x)
+    assert r.weights.detach().tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    assert plain(x).weights.detach()[0, 0] == pytest.approx(float(p[0, 0]))
+    upstream = torch.tensor([[0.3, 5.0, 7.0], [2.0, 9.0, -0.7]])  # d loss / d weight
+    (r.weights * upstream).sum().backward()
+    expected_router = TopKRouter(2, 3, k=1)
+    _set_gate(expected_router, [[2.0, 0.0, 1.0], [0.0, 0.5, 3.0]])
+    logp = torch.log_softmax(expected_router.gate(x), -1)
+    (0.3 * logp[0, 0] - 0.7 * logp[1, 2]).backward()
+    assert torch.allclose(st.gate.weight.grad, expected_router.gate.weight.grad, atol=1e-6)
+
+
 def test_topk_capacity_drops_the_lowest_gates_first() -> None:
     router = TopKRouter(4, 4, k=1, capacity_factor=1.0)  # capacity = n * 1 / 4 = 1 token each
     _set_gate(router, [[5, 0, 0, 0]] * 4)  # every token prefers expert 0

@@ -9,11 +9,13 @@ on active parameters) and the same env steps:
   per-task normalisation), PPO (:func:`rewardlab.moe.toy.train_toy`), arms ``--toy-arms``:
   ``moe`` = one top-1 layer of 2 experts (``moe.router=topk moe.k=1 moe.hidden=8``,
   ``net_arch=[8]``) in actor and critic routed by the task id (``moe.route_on=task``),
+  ``moe_st`` the same with its routers started balanced and hard (task ``t`` on expert ``t``,
+  weight 1, straight-through gradient: :func:`rewardlab.moe.policies.spread_task_routing`),
   ``moe_obs`` the same layer routed by the whole observation, ``dense`` the smallest ``[w, w]``
   MLP with at least the MoE's parameters, ``dense_active`` the MLP of one expert's widths
   (``[h, h]``: the MoE's compute per input, fewer total parameters). ``--toy-tasks 4`` adds
   the targets ``+-0.8 cos(3x)`` and gives the MoE arms 4 experts; ``--toy-hidden h`` sets
-  the experts' widths. Score: per task, the share of 41 grid points whose
+  the experts' widths, ``--toy-freq f`` the targets' frequency (``sin(f x)``). Score: per task, the share of 41 grid points whose
   deterministic action is within 0.2 of the target; for MoE arms also the actor's mean gate
   weight per (task, expert), and in how many seeds the two tasks' top experts differ.
 * ``mt``: MetaWorld tasks from MT10 (``--members``; metaworld 3.1.1, the benchmark's reward v2
@@ -70,7 +72,7 @@ def toy_settings(args: argparse.Namespace) -> Any:
 
     scales = (args.toy_scale, *[1.0] * (args.toy_tasks - 1))
     return ToySettings(steps=args.toy_steps, scales=scales, experts=args.toy_tasks,
-                       hidden=args.toy_hidden, latent=args.toy_hidden)  # fmt: skip
+                       hidden=args.toy_hidden, latent=args.toy_hidden, freq=args.toy_freq)  # fmt: skip
 
 
 def toy_run(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -88,13 +90,14 @@ def toy_active(arm: str, args: argparse.Namespace) -> int:
 
 
 def toy_shape(args: argparse.Namespace) -> str:
-    """The toy's task count and expert width in cache names (empty for the first runs' 2 tasks
-    of width 8, whose caches keep their names)."""
-    return (
+    """The toy's task count, expert width and frequency in cache names (empty for the first
+    runs' 2 tasks of width 8 at frequency 3, whose caches keep their names)."""
+    shape = (
         ""
         if (args.toy_tasks, args.toy_hidden) == (2, 8)
         else f"_t{args.toy_tasks}_h{args.toy_hidden}"
     )
+    return shape + ("" if args.toy_freq == 3.0 else f"_f{args.toy_freq:g}")
 
 
 # ----------------------------------------------------------------------------- MetaWorld
@@ -307,9 +310,11 @@ def main() -> None:
         "--toy-scale", type=float, default=100.0, help="task 0's reward scale (task 1's is 1)"
     )
     ap.add_argument("--toy-arms", nargs="+", default=["dense", "moe", "moe_obs"],
-                    choices=["dense", "dense_active", "moe", "moe_obs"])  # fmt: skip
+                    choices=["dense", "dense_active", "moe", "moe_st", "moe_obs"])  # fmt: skip
     ap.add_argument("--toy-tasks", type=int, default=2, choices=[2, 4],
                     help="toy tasks (4: +-0.8 sin(3x), +-0.8 cos(3x)); the MoE arms get one expert per task")  # fmt: skip
+    ap.add_argument("--toy-freq", type=float, default=3.0,
+                    help="toy targets +-0.8 sin(freq x) (and +-0.8 cos(freq x))")  # fmt: skip
     ap.add_argument("--toy-hidden", type=int, default=8,
                     help="toy MoE arms: each expert's widths [h, h]; dense_active is [h, h]")  # fmt: skip
     ap.add_argument(

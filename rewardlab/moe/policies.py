@@ -50,6 +50,7 @@ from torch import nn
 
 from rewardlab.config import AdaptMode, ExpertKind, MoEConfig, RouteOn, RouterName
 from rewardlab.moe.layer import ExpertMLPs, MoELayer
+from rewardlab.moe.routers import TopKRouter
 from rewardlab.rundir import append_csv
 
 
@@ -115,6 +116,23 @@ def _reset_gates(module: nn.Module, expert_gain: float | None = None) -> None:
                     nn.init.orthogonal_(layer.w2[e], gain=expert_gain)
                 layer.b1.zero_()
                 layer.b2.zero_()
+
+
+def spread_task_routing(policy: nn.Module, margin: float = 1.0) -> None:
+    """Make every task-routed top-k router of ``policy`` start balanced and hard: task ``t``
+    prefers expert ``t mod E`` by a logit ``margin`` (instead of a random near-uniform gate,
+    under which two tasks often start on one expert and stay there), and a top-1 router weighs
+    its chosen expert 1 with a straight-through gradient (``TopKRouter.straight_through``).
+    Routers that read the whole observation are left as they are."""
+    for layer in policy.modules():
+        if isinstance(layer, MoELayer) and layer.route is not None:
+            with torch.no_grad():
+                weight = layer.router.gate.weight  # (experts, tasks)
+                weight.zero_()
+                for task in range(weight.shape[1]):
+                    weight[task % weight.shape[0], task] = margin
+            if isinstance(layer.router, TopKRouter):
+                layer.router.straight_through = True
 
 
 # --------------------------------------------------------------------------- adapters

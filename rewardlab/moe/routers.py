@@ -106,9 +106,13 @@ class Router(nn.Module):
 class TopKRouter(Router):
     """Token choice (GShard, Switch): ``p = softmax(x W_g)``; each token uses its top-``k``
     experts, weighted by ``p`` renormalised over the chosen ones (raw ``p`` when ``k = 1``, as
-    in Switch, so the gate still gets a gradient). With ``capacity_factor`` each expert takes at
-    most ``ceil(c * n * k / E)`` tokens, highest gate first; the rest are dropped for that
-    expert. Loss: ``balance_coef`` times Switch's balance loss."""
+    in Switch, so the gate still gets a gradient). With ``straight_through`` and ``k = 1`` the
+    chosen expert's weight is 1, as the renormalised weights of ``k > 1`` sum to 1, and the gate
+    still gets a gradient: ``p / stop_gradient(p)``, whose gradient is Switch's divided by ``p``
+    (with raw ``p`` a fresh router scales the layer's output by about ``1 / E``). With
+    ``capacity_factor`` each expert takes at most ``ceil(c * n * k / E)`` tokens, highest gate
+    first; the rest are dropped for that expert. Loss: ``balance_coef`` times Switch's balance
+    loss."""
 
     def __init__(
         self,
@@ -118,11 +122,13 @@ class TopKRouter(Router):
         *,
         capacity_factor: float | None = None,
         balance_coef: float = 0.01,
+        straight_through: bool = False,
     ) -> None:
         super().__init__(d, experts)
         if not 1 <= k <= experts:
             raise ValueError(f"k must be in [1, {experts}], got {k}")
         self.k, self.capacity_factor, self.balance_coef = k, capacity_factor, balance_coef
+        self.straight_through = straight_through
 
     def forward(self, x: Tensor) -> Routing:
         probs = F.softmax(self.gate(x), dim=-1)
@@ -134,6 +140,8 @@ class TopKRouter(Router):
         chosen = probs * mask
         if self.k > 1:
             chosen = chosen / chosen.sum(-1, keepdim=True).clamp_min(1e-9)
+        elif self.straight_through:
+            chosen = torch.where(mask, probs / probs.detach(), torch.zeros_like(probs))
         balance = switch_balance(probs, mask)
         return self._routing(chosen, probs, self.balance_coef * balance, balance)
 

@@ -14,11 +14,20 @@ the optimiser: a shared network's updates follow the large task.
 actions): the share of points whose action is within ``tol`` of the target.
 :func:`train_toy` trains one arm with PPO: ``moe`` (one top-1 MoE layer of ``experts`` MLP
 experts ``in -> hidden -> latent`` per actor and critic, routed by the task id,
-``moe.route_on=task``), ``moe_obs`` (the same layer routed by the whole observation),
+``moe.route_on=task``), ``moe_st`` (``moe`` with the task routers started balanced and hard:
+task ``t`` on expert ``t mod E``, the chosen expert weighted 1 with a straight-through
+gradient, :func:`rewardlab.moe.policies.spread_task_routing`), ``moe_obs`` (the same layer routed by the whole observation),
 ``dense`` (SB3's ``[w, w]`` MLP, ``w`` the smallest width with at least the MoE arm's
 trainable parameters) or ``dense_active`` (``[hidden, latent]``: one expert's widths, the
 MoE's compute per input; :func:`active_parameters` counts both). Every arm gets the same
 observation, optimiser, steps and seeds.
+
+What was measured (``experiments/moe_multitask/README.md``): the plain ``moe`` arm (Switch
+top-1: the chosen expert weighted by its probability, about ``1 / E`` for a fresh router, and
+a random near-uniform initial gate) never beat a dense MLP. ``moe_st`` did, in learning speed:
+on two opposite tasks at ``freq=6`` after 12,000 steps (6 seeds) mean success 0.81 against the
+parameter-matched dense MLP's 0.58 (and ``moe``'s 0.30), ahead in every seed; the dense MLP
+catches up by 24,000 steps.
 
 Example:
     >>> env = OppositeTasks()
@@ -41,7 +50,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-ARMS = ("dense", "dense_active", "moe", "moe_obs")
+ARMS = ("dense", "dense_active", "moe", "moe_st", "moe_obs")
 """The arms :func:`train_toy` trains."""
 
 
@@ -116,7 +125,7 @@ class ToySettings:
     """Reward scale of each task (no per-task normalisation); its length is the number of
     tasks, 2 or 4."""
     freq: float = 3.0
-    """Targets ``+-0.8 sin(freq x)``."""
+    """Targets ``+-0.8 sin(freq x)`` (and ``+-0.8 cos(freq x)``)."""
     experts: int = 2
     """MoE arms: experts per layer (top-1)."""
     hidden: int = 8
@@ -240,12 +249,14 @@ def train_toy(arm: str, seed: int, settings: ToySettings | None = None) -> ToyRe
     from ``seed``; success per task along the way and at the end."""
     import torch
 
-    from rewardlab.moe.policies import parameter_counts
+    from rewardlab.moe.policies import parameter_counts, spread_task_routing
 
     s = settings or ToySettings()
     torch.set_num_threads(1)
     policy, kwargs = arm_kwargs(arm, s)
     model = toy_model(policy, kwargs, seed, s)
+    if arm == "moe_st":
+        spread_task_routing(model.policy)
     total = parameter_counts(model.policy)["total"]
     result = ToyResult(arm, seed, total, active_parameters(model.policy), list(kwargs["net_arch"]))
     start = time.perf_counter()
