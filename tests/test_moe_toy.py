@@ -112,21 +112,25 @@ def test_spread_task_routing_starts_each_task_on_its_own_expert() -> None:
 
 
 def test_balanced_task_routed_moe_beats_the_parameter_matched_mlp_at_equal_steps() -> None:
-    """Two opposite tasks ``+-0.8 sin(6x)`` (equal reward scales), 12,000 PPO steps, seed 0:
-    the task-routed MoE whose routers start balanced and hard (``moe_st``: one expert per task,
-    weight 1, straight-through gradient; 443 trainable parameters) is well ahead of the dense
-    ``[13, 13]`` MLP with at least as many parameters (497). Measured over seeds 0-11
-    (``experiments/moe_multitask/README.md``): ``moe_st`` 0.81 [0.75, 0.87] (0.62-0.90 per
-    seed) vs dense 0.57 [0.49, 0.65], ahead in 12/12 seeds by 0.04-0.48 (mean 0.24 [0.16, 0.32];
-    below this test's 0.10 margin in seeds 5 and 6); the plain Switch-weighted ``moe`` arm,
-    0.29, is behind both. This is learning speed at equal env steps: by 24,000 steps the dense MLP
-    catches up (README)."""
+    """Two opposite tasks ``+-0.8 sin(6x)`` (equal reward scales), 12,000 PPO steps, seeds 0
+    and 1: the task-routed MoE whose routers start balanced and hard (``moe_st``: one expert per
+    task, weight 1, straight-through gradient; 443 trainable parameters) is ahead of the dense
+    ``[13, 13]`` MLP with at least as many parameters (497) in each seed, by at least 0.10 on
+    average. Measured over seeds 0-11 (``experiments/moe_multitask/README.md``): ``moe_st``
+    0.81 [0.75, 0.87] (0.62-0.90 per seed) vs dense 0.57 [0.49, 0.65], ahead in 12/12 seeds by
+    0.04-0.48 (seeds 0 and 1: 0.18, 0.20); of the 66 pairs of those seeds one (5 and 6) averages
+    below 0.10, so a machine whose arithmetic sends the two seeds elsewhere still passes with
+    high probability. The plain Switch-weighted ``moe`` arm, 0.29, is behind both. This is
+    learning speed at equal env steps: by 24,000 steps the dense MLP catches up (README)."""
     settings = ToySettings(steps=12_000, freq=6.0, evaluations=1)
-    moe = train_toy("moe_st", 0, settings)
-    dense = train_toy("dense", 0, settings)
-    assert moe.parameters <= dense.parameters, (moe.parameters, dense.parameters)
-    routing = np.array(moe.routing)
-    assert routing[0].argmax() != routing[1].argmax(), routing
-    moe_success, dense_success = float(np.mean(moe.final)), float(np.mean(dense.final))
-    assert moe_success >= 0.55, (moe.final, dense.final)
-    assert moe_success - dense_success >= 0.1, (moe.final, dense.final)
+    gaps = []
+    for seed in (0, 1):
+        moe = train_toy("moe_st", seed, settings)
+        dense = train_toy("dense", seed, settings)
+        assert moe.parameters <= dense.parameters, (moe.parameters, dense.parameters)
+        routing = np.array(moe.routing)
+        assert routing[0].argmax() != routing[1].argmax(), (seed, routing)
+        moe_success, dense_success = float(np.mean(moe.final)), float(np.mean(dense.final))
+        assert moe_success >= 0.55 and moe_success > dense_success, (seed, moe.final, dense.final)
+        gaps.append(moe_success - dense_success)
+    assert np.mean(gaps) >= 0.1, gaps
