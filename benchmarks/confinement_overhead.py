@@ -153,10 +153,7 @@ def run(task_name: str, slices: int, slice_steps: int) -> dict[str, Any]:
 
 def unwrap(model: Any) -> Any:
     """The innermost vectorised env of ``model``."""
-    venv = model.get_env()
-    while hasattr(venv, "venv"):
-        venv = venv.venv
-    return venv
+    return model.get_env().unwrapped
 
 
 def markdown(result: dict[str, Any]) -> str:

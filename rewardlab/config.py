@@ -338,7 +338,8 @@ class TrainConfig:
     env_workers: int = 0
     """Confined worker processes that hold the ``n_envs`` environments with their generated
     reward and step them in parallel (``backend=dummy``; 0 = one per CPU core this process may
-    use, at most ``n_envs``). Each copy keeps its own seed, so results do not depend on it."""
+    use, at most ``n_envs``; a multi-task set shares them out over its members, at least one
+    each). Each copy keeps its own seed, so results do not depend on it."""
     backend: TrainBackend = TrainBackend.dummy
     """How the ``n_envs`` environments are stepped: ``dummy`` (gymnasium envs in SB3's
     ``DummyVecEnv``), or the batched rollout core: ``native`` (MuJoCo's C engine) or ``mjx``

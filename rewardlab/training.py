@@ -205,12 +205,21 @@ def make_vec_env(
     A multi-task set (``task.members``, :mod:`rewardlab.multitask`) gets one such vectorised
     env per member, built here with the member's reward (``reward``: a mapping by member name,
     or ``None`` for the benchmark's everywhere) and ``n_envs`` shared out, joined with the task
-    id in the observation.
+    id in the observation; the members step together, so ``train.env_workers`` are shared out
+    over them (at least one each).
     """
     if task.members:
         if shaper is not None:
             raise ValueError("shaping is not available for multi-task sets")
-        per_member = replace(train, n_envs=envs_per_member(task, train.n_envs))
+        from rewardlab.workers.confined import default_workers
+
+        # the members step together, so the workers are shared out over them (one at least)
+        workers = train.env_workers or default_workers(train.n_envs)
+        per_member = replace(
+            train,
+            n_envs=envs_per_member(task, train.n_envs),
+            env_workers=max(1, workers // len(task.members)),
+        )
         return multitask_vec_env(
             task, reward, lambda m, program: make_vec_env(m, program, per_member, None, rollout)
         )
@@ -655,10 +664,8 @@ def record_rollout(venv: VecEnv, train: TrainConfig, source: Any, run_dir: Path)
     evaluated (the rollout core's :meth:`~rewardlab.rollout.core.RolloutCore.rollout_report`;
     for ``dummy``, gymnasium envs calling the program once per env and step)."""
     if str(train.backend) == "dummy":
-        inner = venv
-        while hasattr(inner, "venv"):
-            inner = inner.venv
-        workers = len(getattr(inner, "spans", ()))
+        members = getattr(venv.unwrapped, "venvs", [venv])  # a multi-task set: one per member
+        workers = sum(len(getattr(m.unwrapped, "spans", ())) for m in members)
         record: dict[str, Any] = {
             "backend": "dummy", "num_worlds": venv.num_envs, "workers": workers,
             "reward": {"mode": "per_world" if has_program(source) else "env",

@@ -15,15 +15,17 @@ from typing import Any
 import numpy as np
 import pytest
 from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecNormalize
 
 from rewardlab.config import AlgoConfig, TrainConfig
 from rewardlab.evaluation import run_episodes
 from rewardlab.generators.offline import offline_reward
+from rewardlab.multitask import load_set
 from rewardlab.reward import confine
 from rewardlab.reward.confine import WallReport, worker_environment
 from rewardlab.reward.program import RewardProgram, RewardProgramError, unvetted_program
 from rewardlab.tasks import get_task
-from rewardlab.training import make_vec_env, train
+from rewardlab.training import make_vec_env, record_rollout, train
 from rewardlab.workers import confined
 from rewardlab.workers.confined import (
     ConfinedCoreVecEnv,
@@ -156,6 +158,27 @@ def test_steps_do_not_depend_on_how_many_workers_hold_the_copies() -> None:
         for got, want in zip(other[1:], runs[0][1:], strict=True):
             for g, w in zip(got, want, strict=True):
                 np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
+@pytest.mark.parametrize(
+    ("n_envs", "env_workers", "want"), [(3, 2, 2), (6, 3, 3), (6, 6, 6), (6, 1, 3)]
+)
+def test_rollout_json_counts_the_workers_a_multi_task_set_shares_out(
+    n_envs: int, env_workers: int, want: int, tmp_path: Path
+) -> None:
+    """``train.env_workers`` for one task, and shared out over a set's members (which step
+    together), one at least each: ``rollout.json`` says how many held the envs."""
+    task = HOPPER if n_envs == 3 else load_set("hopper")
+    members = [task] if not task.members else [get_task(m) for m in task.members]
+    reward: Any = (
+        offline_reward(task) if not task.members else {m.name: offline_reward(m) for m in members}
+    )
+    config = TrainConfig(n_envs=n_envs, env_workers=env_workers)
+    venv = VecNormalize(make_vec_env(task, reward, config))
+    try:
+        assert record_rollout(venv, config, reward, tmp_path)["workers"] == want
+    finally:
+        venv.close()
 
 
 def test_a_program_rejected_in_the_worker_is_rejected_here() -> None:
