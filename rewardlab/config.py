@@ -339,7 +339,9 @@ class TrainConfig:
     """Confined worker processes that hold the ``n_envs`` environments with their generated
     reward and step them in parallel (``backend=dummy``; 0 = one per CPU core this process may
     use, at most ``n_envs``; a multi-task set shares them out over its members, at least one
-    each). Each copy keeps its own seed, so results do not depend on it."""
+    each; in a search's parallel trainings, 0 = the job's share of the cores:
+    :func:`rewardlab.search.launch.env_workers_per_job`). Each copy keeps its own seed, so
+    results do not depend on it."""
     backend: TrainBackend = TrainBackend.dummy
     """How the ``n_envs`` environments are stepped: ``dummy`` (gymnasium envs in SB3's
     ``DummyVecEnv``), or the batched rollout core: ``native`` (MuJoCo's C engine) or ``mjx``

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from rewardlab.config import RewardLabConfig
 from rewardlab.rundir import read_csv
-from rewardlab.search.launch import Job, launch, write_batch
+from rewardlab.search.launch import Job, env_workers_per_job, launch, write_batch
 from rewardlab.search.worker import supervise
 from rewardlab.tasks import get_task
 
@@ -72,6 +72,10 @@ def test_joblib_jobs_train_in_fresh_processes_on_pinned_gpus(tmp_path: Path) -> 
     # every job trained in its own interpreter, although loky ran 3 jobs on at most 2 workers
     assert len(set(trainers)) == 3 and not set(trainers) & set(supervisors)
     assert len(set(supervisors)) <= 2
+    # the two parallel trainings share the cores instead of each taking one worker per core
+    share = max(1, min(2, len(os.sched_getaffinity(0)) // 2))
+    for i in range(3):
+        assert json.loads((tmp_path / f"run{i}" / "rollout.json").read_text())["workers"] == share
     # one GPU per running training, never shared while both run
     attempts = [r["attempts"][0] for r in results]
     assert {a["cuda_visible_devices"] for a in attempts} <= {"0", "1"}
@@ -82,6 +86,28 @@ def test_joblib_jobs_train_in_fresh_processes_on_pinned_gpus(tmp_path: Path) -> 
         for b in attempts[i + 1 :]:
             if overlap(a, b):
                 assert a["cuda_visible_devices"] != b["cuda_visible_devices"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "want"),
+    [
+        ({"search.launcher": "inline"}, 0),
+        ({"search.launcher": "joblib", "search.n_jobs": 1}, 0),
+        (
+            {"search.launcher": "joblib", "search.n_jobs": 2},
+            max(1, len(os.sched_getaffinity(0)) // 2),
+        ),
+        ({"search.launcher": "joblib", "search.n_jobs": 10_000}, 1),
+        ({"search.launcher": "ray", "search.cpus_per_job": 3.0}, 3),
+        ({"search.launcher": "ray", "search.cpus_per_job": 0.5}, 1),
+        ({"search.launcher": "submitit_slurm", "search.cpus_per_job": 2.0}, 2),
+    ],
+)
+def test_parallel_trainings_share_the_cores(settings: dict[str, Any], want: int) -> None:
+    """A search's trainings leave ``train.env_workers=0`` to the launcher: one per core when
+    they run one at a time, their share of the cores when they run side by side (regression:
+    every parallel training took one worker per core and the machine was oversubscribed)."""
+    assert env_workers_per_job(tiny_cfg(**settings).search) == want
 
 
 def wait_for(predicate: Any, timeout: float = HANG_S) -> Any:

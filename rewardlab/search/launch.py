@@ -71,6 +71,20 @@ class Job:
     """Coverage of the decision's intervals."""
 
 
+def env_workers_per_job(search: Any) -> int:
+    """``train.env_workers`` for a training the search launches (when the run left it at 0): the
+    job's share of this machine's cores, so that parallel trainings do not each take one worker
+    per core. ``inline``: jobs run one at a time, 0 (one per core); ``joblib``: the cores this
+    process may use over ``search.n_jobs``; any other launcher: the CPUs it reserves per job
+    (``search.cpus_per_job``, at least 1)."""
+    launcher = resolve_launcher(search)
+    if launcher == "inline":
+        return 0
+    if launcher == "joblib":
+        return max(1, len(os.sched_getaffinity(0)) // max(1, int(search.n_jobs)))
+    return max(1, int(float(search.cpus_per_job)))
+
+
 def resolve_launcher(search: Any) -> str:
     """The launcher a batch will use: ``inline`` or a launcher name (see :data:`PLUGINS`)."""
     name = str(search.launcher)
@@ -238,6 +252,8 @@ def run_job(cfg: Any, task: TaskSpec, job: Job) -> dict[str, Any]:
         train_cfg.stop_at_success = float(job.stop_at_success)
         train_cfg.video_episodes = 0
         train_cfg.progress_bar = False
+        if train_cfg.env_workers == 0 and getattr(cfg, "search", None) is not None:
+            train_cfg.env_workers = env_workers_per_job(cfg.search)
         if job.checkpoint_freq > 0:
             train_cfg.checkpoint_freq = int(job.checkpoint_freq)
         source = Path(job.source_file).read_text() if job.source_file else None
