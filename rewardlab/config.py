@@ -215,6 +215,17 @@ class MoEConfig:
     """Policies: the router reads the whole input (``obs``) or only the one-hot task id of a
     multi-task set (``task``: experts chosen per task, not per observation). LoRA adapters of
     ``train.adapt=lora_moe`` always route on their own input."""
+    straight_through: bool = False
+    """``topk`` with ``k=1``: the chosen expert's weight is 1 in the forward pass (not Switch's
+    raw gate probability, about ``1 / E`` for a fresh router, which shrinks the layer's output)
+    and the gate still learns through a straight-through gradient (``p / stop_gradient(p)``,
+    :class:`rewardlab.moe.routers.TopKRouter`). Saved with the model."""
+    spread_tasks: bool = False
+    """``route_on=task`` policies: every router starts with task ``t`` routed to expert
+    ``t mod E`` (gate logit margin 1) instead of a random near-uniform gate, under which tasks
+    often start on one expert and stay there (:func:`rewardlab.moe.policies.spread_task_routing`);
+    only the start, training moves the gate as usual. With ``straight_through`` this is the
+    ``moe_st`` arm of ``experiments/moe_multitask``."""
 
     def __post_init__(self) -> None:  # also when built from Python with strings
         choices = (("router", RouterName), ("expert", ExpertKind), ("where", MoEWhere),
@@ -237,6 +248,16 @@ class MoEConfig:
             )
         if self.router in (RouterName.topk, RouterName.sigmoid) and not 1 <= self.k <= self.experts:
             raise ValueError(f"moe.k must be in [1, moe.experts={self.experts}], got {self.k}")
+        if self.straight_through and (self.router != RouterName.topk or self.k != 1):
+            raise ValueError(
+                "moe.straight_through weighs the one chosen expert 1: it needs moe.router=topk "
+                f"and moe.k=1, got moe.router={self.router.value} and moe.k={self.k}"
+            )
+        if self.spread_tasks and self.route_on != RouteOn.task:
+            raise ValueError(
+                "moe.spread_tasks starts task t on expert t mod E: it needs moe.route_on=task "
+                "(and a multi-task set, task=multi/<set>)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain values (enums as their strings): how policies store the

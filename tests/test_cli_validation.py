@@ -76,6 +76,14 @@ CASES = [
         ["train", "algo.policy=moe", "moe.route_on=task"],
         "moe.route_on=task routes by the one-hot task id",
     ),
+    (
+        ["train", "algo.policy=moe", "moe.straight_through=true"],
+        "moe.straight_through weighs the one chosen expert 1: it needs moe.router=topk and moe.k=1",
+    ),
+    (
+        ["train", "task=multi/mt10", "algo.policy=moe", "moe.k=1", "moe.spread_tasks=true"],
+        "moe.spread_tasks starts task t on expert t mod E: it needs moe.route_on=task",
+    ),
     (["train", "task=multi/mt10", "shaping=adaptive"], "not available for multi-task sets"),
     (["train", "task=multi/mt10", "train.backend=native"], "MuJoCo locomotion tasks only"),
     (["generate", "task=multi/mt10"], "is a multi-task set"),

@@ -143,3 +143,102 @@ def test_route_on_task_needs_a_task_id_and_ppo_experts_start_like_sb3_layers() -
         w2 = experts.w2[e].detach()  # (8 hidden, 4 out): orthogonal columns
         assert torch.allclose(w2.T @ w2, 2 * torch.eye(4), atol=1e-5)
     assert float(experts.b1.detach().abs().sum()) == 0.0
+
+
+def _first_routing(policy, tasks: int) -> dict[str, list[list[float]]]:
+    """Every MoE layer's combine weights for one observation of each task (``x = 0.3``; SAC's
+    critics get a zero action after it), after checking the layer's router is a top-1
+    straight-through ``topk`` router."""
+    import torch
+
+    from rewardlab.moe.routers import TopKRouter
+    from rewardlab.moe.toy import observation
+
+    obs = torch.as_tensor(np.stack([observation(0.3, t, tasks) for t in range(tasks)]))
+    out = {}
+    for name, layer in moe_layers(policy).items():
+        assert isinstance(layer.router, TopKRouter) and layer.router.straight_through, name
+        d_in = layer.experts.w1.shape[1]
+        inputs = torch.cat([obs, torch.zeros(tasks, d_in - obs.shape[1])], 1)
+        with torch.no_grad():
+            layer(inputs)
+        assert layer.last is not None
+        out[name] = layer.last.weights.tolist()
+    return out
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_straight_through_and_spread_tasks_from_the_config_survive_save_and_resume(
+    algo: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``moe.straight_through`` and ``moe.spread_tasks`` as ``rewardlab train`` builds the
+    policy (:func:`rewardlab.training.build_model`, 4 tasks, 3 experts): every router is a
+    straight-through top-1 ``topk`` router and task ``t``'s first routing picks expert
+    ``t mod 3`` with weight exactly 1. After some training, the checkpoint that resume loads
+    routes the same (regression: the flag was set on the built policy and a reload lost it,
+    weighing the chosen expert by its gate probability again)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rewardlab import trust
+    from rewardlab.checkpoints import save_model
+    from rewardlab.config import AlgoConfig, MoEConfig, TrainConfig
+    from rewardlab.moe.toy import OppositeTasks
+    from rewardlab.training import build_model
+
+    monkeypatch.setenv(trust.KEY_ENV, str(tmp_path / "trust.key"))
+    venv = DummyVecEnv([lambda: OppositeTasks(scales=(1.0,) * 4)] * 2)
+    venv.task_count = 4  # type: ignore[attr-defined]  # as MultiTaskVecEnv says it
+    moe = MoEConfig(router="topk", experts=3, k=1, hidden=4, route_on="task",
+                    straight_through=True, spread_tasks=True)  # fmt: skip
+    kwargs = ({"n_steps": 32, "batch_size": 32, "n_epochs": 1} if algo == "ppo"
+              else {"learning_starts": 16, "batch_size": 16, "buffer_size": 1000})  # fmt: skip
+    algo_cfg = AlgoConfig(name=algo, policy="moe", normalize_obs=False, normalize_reward=False,
+                          kwargs={**kwargs, "policy_kwargs": {"net_arch": [4]}})  # fmt: skip
+    train = TrainConfig(device="cpu")
+    model, start = build_model(algo_cfg, train, venv, tmp_path, moe=moe)
+    assert start.steps == 0
+    spread = [[1.0 if e == t % 3 else 0.0 for e in range(3)] for t in range(4)]
+    first = _first_routing(model.policy, 4)
+    assert set(first) == ({"pi", "vf"} if algo == "ppo" else {"actor", "qf0", "qf1"})
+    assert all(weights == spread for weights in first.values()), first
+    model.learn(64)
+    trained = _first_routing(model.policy, 4)
+    save_model(model, tmp_path / "checkpoints" / f"model_{model.num_timesteps}_steps.zip")
+    resumed, info = build_model(algo_cfg, train, venv, tmp_path, moe=moe)
+    assert info.steps == model.num_timesteps > 0
+    assert resumed.policy.moe == moe
+    after = _first_routing(resumed.policy, 4)
+    assert after == trained
+    assert all(w in (0.0, 1.0) for rows in after.values() for row in rows for w in row), after
+
+
+def test_moe_options_are_validated_and_listed_in_the_hydra_defaults() -> None:
+    """``moe.straight_through`` needs ``topk`` with ``k=1`` and ``moe.spread_tasks`` needs
+    ``route_on=task`` (a ``ConfigError``, one line: the CLI's exit 2, also in
+    ``tests/test_cli_validation.py``); the command line of the README composes; every
+    ``MoEConfig`` field is listed in ``conf/moe/default.yaml`` with the schema's default."""
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from rewardlab.cli import compose
+    from rewardlab.config import ConfigError, MoEConfig, to_schema
+    from rewardlab.paths import data_dir
+
+    bad = [
+        ({"straight_through": True}, "needs moe.router=topk and moe.k=1, got moe.router=topk and moe.k=2"),
+        ({"straight_through": True, "router": "sigmoid", "k": 1}, "got moe.router=sigmoid"),
+        ({"spread_tasks": True, "k": 1}, "moe.spread_tasks starts task t on expert t mod E: it needs moe.route_on=task"),
+    ]  # fmt: skip
+    for moe, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            to_schema({"task": {}, "moe": moe})
+    cfg = to_schema(compose(["task=multi/hopper", "algo.policy=moe", "moe.router=topk", "moe.k=1",
+                             "moe.route_on=task", "moe.straight_through=true",
+                             "moe.spread_tasks=true"]))  # fmt: skip
+    assert cfg.moe.straight_through and cfg.moe.spread_tasks and cfg.moe.k == 1
+    defaults = OmegaConf.to_container(OmegaConf.load(data_dir("conf") / "moe" / "default.yaml"))
+    assert isinstance(defaults, dict)
+    schema = MoEConfig().to_dict()
+    assert list(defaults) == [f.name for f in fields(MoEConfig)]
+    assert defaults == schema

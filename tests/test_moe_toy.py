@@ -89,16 +89,15 @@ def test_active_size_matched_dense_arm_has_one_experts_widths() -> None:
 
 
 def test_spread_task_routing_starts_each_task_on_its_own_expert() -> None:
-    """``moe_st`` (no training): every task-routed router of actor and critic sends task ``t``
-    to expert ``t mod E`` with weight exactly 1 (straight-through top-1), while the ``moe``
-    arm's fresh routers give weights near ``1 / E``."""
-    from rewardlab.moe.policies import spread_task_routing
+    """``moe_st`` as built (no training; its ``moe`` settings carry ``straight_through`` and
+    ``spread_tasks``): every task-routed router of actor and critic sends task ``t`` to expert
+    ``t mod E`` with weight exactly 1 (straight-through top-1), while the ``moe`` arm's fresh
+    routers give weights near ``1 / E``."""
     from rewardlab.moe.toy import arm_kwargs, toy_model
 
     settings = ToySettings(scales=(1.0,) * 4, experts=4, hidden=3, latent=3)
     plain = toy_model(*arm_kwargs("moe", settings), 0, settings).policy
     spread = toy_model(*arm_kwargs("moe_st", settings), 0, settings).policy
-    spread_task_routing(spread)
     obs = torch.as_tensor(np.stack([observation(0.3, t, 4) for t in range(4)]))
     for name, layer in moe_layers(spread).items():
         with torch.no_grad():

@@ -10,7 +10,7 @@ on active parameters) and the same env steps:
   ``moe`` = one top-1 layer of 2 experts (``moe.router=topk moe.k=1 moe.hidden=8``,
   ``net_arch=[8]``) in actor and critic routed by the task id (``moe.route_on=task``),
   ``moe_st`` the same with its routers started balanced and hard (task ``t`` on expert ``t``,
-  weight 1, straight-through gradient: :func:`rewardlab.moe.policies.spread_task_routing`),
+  weight 1, straight-through gradient: ``moe.spread_tasks moe.straight_through``),
   ``moe_obs`` the same layer routed by the whole observation, ``dense`` the smallest ``[w, w]``
   MLP with at least the MoE's parameters, ``dense_active`` the MLP of one expert's widths
   (``[h, h]``: the MoE's compute per input, fewer total parameters). ``--toy-tasks 4`` adds

@@ -54,6 +54,7 @@ def make_router(cfg: MoEConfig, d: int) -> Router:
             cfg.k,
             capacity_factor=cfg.capacity_factor,
             balance_coef=cfg.balance_coef,
+            straight_through=cfg.straight_through,
         )
     if cfg.router == "prototype":
         return PrototypeRouter(d, cfg.experts, cfg.k, balance_coef=cfg.balance_coef)

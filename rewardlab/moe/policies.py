@@ -11,7 +11,10 @@ observation (``moe.route_on=task``, given the policy's ``task_count``): then eve
 a task gets the same experts, as in MOORE's task-chosen mixture. Auxiliary router losses ride on the layer's output
 (see :mod:`rewardlab.moe.layer`), so PPO's and SAC's own losses train the routers without
 changes to the algorithms; save, load and resume are SB3's. Without ``moe`` the policies are
-SB3's dense MLP policies.
+SB3's dense MLP policies. ``moe.straight_through`` weighs a top-1 router's chosen expert 1
+(straight-through gradient) and ``moe.spread_tasks`` starts task-routed routers with task ``t``
+on expert ``t mod E`` (:func:`spread_task_routing`); like every ``moe.*`` field they are kept in
+``policy_kwargs``, so a loaded or resumed model routes as the saved one did.
 
 **Adapters** (``adapt``, DynMoLE's setting: a policy trained on reward version N adapts to
 version N+1): every ``nn.Linear`` of actor and critic becomes a frozen copy of itself plus
@@ -50,7 +53,6 @@ from torch import nn
 
 from rewardlab.config import AdaptMode, ExpertKind, MoEConfig, RouteOn, RouterName
 from rewardlab.moe.layer import ExpertMLPs, MoELayer
-from rewardlab.moe.routers import TopKRouter
 from rewardlab.rundir import append_csv
 
 
@@ -119,11 +121,12 @@ def _reset_gates(module: nn.Module, expert_gain: float | None = None) -> None:
 
 
 def spread_task_routing(policy: nn.Module, margin: float = 1.0) -> None:
-    """Make every task-routed top-k router of ``policy`` start balanced and hard: task ``t``
-    prefers expert ``t mod E`` by a logit ``margin`` (instead of a random near-uniform gate,
-    under which two tasks often start on one expert and stay there), and a top-1 router weighs
-    its chosen expert 1 with a straight-through gradient (``TopKRouter.straight_through``).
-    Routers that read the whole observation are left as they are."""
+    """Make every task-routed router of ``policy`` start balanced: task ``t`` prefers expert
+    ``t mod E`` by a gate logit ``margin`` (instead of a random near-uniform gate, under which
+    two tasks often start on one expert and stay there). Routers that read the whole
+    observation are left as they are. Policies built with ``moe.spread_tasks`` call it on
+    themselves when built (:class:`MoEActorCriticPolicy`, :class:`MoESACPolicy`); a loaded
+    model's gates then come from its saved weights."""
     for layer in policy.modules():
         if isinstance(layer, MoELayer) and layer.route is not None:
             with torch.no_grad():
@@ -131,8 +134,6 @@ def spread_task_routing(policy: nn.Module, margin: float = 1.0) -> None:
                 weight.zero_()
                 for task in range(weight.shape[1]):
                     weight[task % weight.shape[0], task] = margin
-            if isinstance(layer.router, TopKRouter):
-                layer.router.straight_through = True
 
 
 # --------------------------------------------------------------------------- adapters
@@ -146,7 +147,9 @@ def adapter(linear: nn.Linear, mode: AdaptMode | str, moe: MoEConfig) -> MoELaye
         cfg = MoEConfig(router=RouterName.topk, experts=1, k=1, expert=ExpertKind.lora,
                         lora_rank=moe.lora_rank, balance_coef=0.0)  # fmt: skip
     else:
-        cfg = replace(moe, expert=ExpertKind.lora, shared=0, route_on=RouteOn.obs)
+        cfg = replace(
+            moe, expert=ExpertKind.lora, shared=0, route_on=RouteOn.obs, spread_tasks=False
+        )
     layer = MoELayer(linear.in_features, linear.out_features, cfg)
     assert layer.base is not None
     layer.base.load_state_dict(linear.state_dict())
@@ -274,6 +277,8 @@ class MoEActorCriticPolicy(ActorCriticPolicy):
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
         _reset_gates(self, expert_gain=math.sqrt(2) if self.ortho_init else None)
+        if self.moe is not None and self.moe.spread_tasks:
+            spread_task_routing(self)
         if self.adapt is not None:
             mode, moe = self.adapt
             for part in (self.mlp_extractor, self.action_net, self.value_net):
@@ -370,6 +375,8 @@ class MoESACPolicy(SACPolicy):
 
     def _adapted(self, net: Any) -> Any:
         _reset_gates(net)
+        if self.moe is not None and self.moe.spread_tasks:
+            spread_task_routing(net)
         if self.adapt is not None:
             add_adapters(net, *self.adapt)
         return net.to(self.device)
@@ -524,6 +531,7 @@ def describe_parameters(policy: nn.Module) -> str:
         kinds = sorted(
             {
                 f"{lay.cfg.router.value} x{lay.cfg.experts} {lay.cfg.expert.value}"
+                + (" straight-through" if lay.cfg.straight_through else "")
                 for lay in layers.values()
             }
         )

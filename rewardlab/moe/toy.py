@@ -16,7 +16,8 @@ actions): the share of points whose action is within ``tol`` of the target.
 experts ``in -> hidden -> latent`` per actor and critic, routed by the task id,
 ``moe.route_on=task``), ``moe_st`` (``moe`` with the task routers started balanced and hard:
 task ``t`` on expert ``t mod E``, the chosen expert weighted 1 with a straight-through
-gradient, :func:`rewardlab.moe.policies.spread_task_routing`), ``moe_obs`` (the same layer routed by the whole observation),
+gradient: ``moe.spread_tasks`` and ``moe.straight_through``, as ``rewardlab train`` builds
+them), ``moe_obs`` (the same layer routed by the whole observation),
 ``dense`` (SB3's ``[w, w]`` MLP, ``w`` the smallest width with at least the MoE arm's
 trainable parameters) or ``dense_active`` (``[hidden, latent]``: one expert's widths, the
 MoE's compute per input; :func:`active_parameters` counts both). Every arm gets the same
@@ -193,7 +194,8 @@ def arm_kwargs(arm: str, s: ToySettings) -> tuple[Any, dict[str, Any]]:
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {', '.join(ARMS)}, not {arm!r}")
     moe = {"router": "topk", "experts": s.experts, "k": 1, "hidden": s.hidden,
-           "balance_coef": s.balance_coef, "route_on": "obs" if arm == "moe_obs" else "task"}  # fmt: skip
+           "balance_coef": s.balance_coef, "route_on": "obs" if arm == "moe_obs" else "task",
+           "straight_through": arm == "moe_st", "spread_tasks": arm == "moe_st"}  # fmt: skip
     moe_kwargs = {"net_arch": [s.latent], "moe": moe, "task_count": len(s.scales)}
     if arm == "dense_active":  # one expert's widths: the MoE's compute per input
         return "MlpPolicy", {"net_arch": [s.hidden, s.latent]}
@@ -249,14 +251,12 @@ def train_toy(arm: str, seed: int, settings: ToySettings | None = None) -> ToyRe
     from ``seed``; success per task along the way and at the end."""
     import torch
 
-    from rewardlab.moe.policies import parameter_counts, spread_task_routing
+    from rewardlab.moe.policies import parameter_counts
 
     s = settings or ToySettings()
     torch.set_num_threads(1)
     policy, kwargs = arm_kwargs(arm, s)
     model = toy_model(policy, kwargs, seed, s)
-    if arm == "moe_st":
-        spread_task_routing(model.policy)
     total = parameter_counts(model.policy)["total"]
     result = ToyResult(arm, seed, total, active_parameters(model.policy), list(kwargs["net_arch"]))
     start = time.perf_counter()
