@@ -21,8 +21,10 @@ tasks):
 * ``scaled``: ``t2r_dist`` multiplied by 10,000.
 
 The MuJoCo tasks get ``expert`` (gymnasium's reward), ``offline``, a Text2Reward-style program
-(``t2r``) and a ``constant`` one (a wrong sign there is invisible to the gate, which has no
-demonstrations to rank on those tasks; that limitation is stated, not measured).
+(``t2r``) and a ``constant`` one; the three added tasks (:data:`MUJOCO_LEARNABLE_TASKS`) also get
+a ``wrong_sign`` one (the ``t2r`` program rewarding the opposite motion). The gate has no
+demonstrations to rank on those tasks, so a wrong sign is invisible to it there: measured as a
+false acceptance, not hidden.
 
 None of these programs was written by an LLM: no LLM can be reached from this machine. They
 were written by hand in the styles of Text2Reward's published MetaWorld programs (``np`` and
@@ -53,7 +55,19 @@ MUJOCO_TASKS: tuple[str, ...] = (
     "mujoco/ant_lie_down",
     "mujoco/halfcheetah_forward",
 )
-"""Three MuJoCo tasks (no scripted expert: the gate's ranking check does not apply)."""
+"""Three MuJoCo tasks (no scripted expert: the gate's ranking check does not apply). Nothing
+learned on them at 65,536 steps, the benchmark's reward included (README)."""
+
+MUJOCO_LEARNABLE_TASKS: tuple[str, ...] = (
+    "mujoco/hopper_jump",
+    "mujoco/hopper_forward",
+    "mujoco/walker_forward",
+)
+"""Three more MuJoCo tasks, trained for twice the budget (``run.py --mujoco-learnable-steps``):
+``hopper_jump`` is the one MuJoCo task whose metric a reward here is known to meet at ~100k steps
+(the offline writer's, README "Tasks"); forward locomotion of the hopper and walker are the
+gymnasium tasks PPO makes progress on first. Added so that the MuJoCo part has learners to
+(falsely) reject."""
 
 CORE_KINDS = ("expert", "offline", "t2r_dist", "t2r_staged")
 BAD_KINDS = (
@@ -65,7 +79,7 @@ BAD_KINDS = (
     "inverse",
     "scaled",
 )
-MUJOCO_KINDS = ("expert", "offline", "t2r", "constant")
+MUJOCO_KINDS = ("expert", "offline", "t2r", "constant", "wrong_sign")
 
 
 @dataclass(frozen=True)
@@ -344,21 +358,75 @@ def compute_dense_reward(self, action) -> float:
     reward = forward_reward - control_cost
     return reward
 """,
+    "mujoco/hopper_jump": """import numpy as np
+
+
+def compute_dense_reward(self, action) -> float:
+    # Reward jumping high: height of the torso above its standing height
+    height_reward = self.hopper.top.position_z - 1.25
+    # Reward upward velocity
+    jump_reward = 0.5 * self.hopper.top.velocity_z
+    # Stay in place and upright
+    drift_penalty = -abs(self.hopper.top.position_x)
+    tilt_penalty = -abs(self.hopper.top_joint.angle)
+    # Penalize large actions
+    action_penalty = -0.001 * np.sum(np.square(action))
+    reward = 5.0 * height_reward + jump_reward + drift_penalty + tilt_penalty + action_penalty
+    return reward
+""",
+    "mujoco/hopper_forward": """import numpy as np
+
+
+def compute_dense_reward(self, action) -> float:
+    # Forward velocity of the torso
+    forward_reward = self.hopper.top.velocity_x
+    # Stay healthy: upright and high enough
+    healthy = 1.0 if (self.hopper.top.position_z > 0.7 and abs(self.hopper.top_joint.angle) < 0.2) else 0.0
+    # Control cost on the raw action
+    control_cost = 0.001 * np.sum(np.square(action))
+    reward = forward_reward + healthy - control_cost
+    return reward
+""",
+    "mujoco/walker_forward": """import numpy as np
+
+
+def compute_dense_reward(self, action) -> float:
+    # Forward velocity of the torso
+    forward_reward = self.walker.top.velocity_x
+    # Stay upright and high enough
+    upright_reward = 1.0 if (0.8 < self.walker.top.position_z < 2.0 and abs(self.walker.top_joint.angle) < 1.0) else 0.0
+    # Control cost on the raw action
+    control_cost = 0.001 * np.sum(np.square(action))
+    reward = forward_reward + upright_reward - control_cost
+    return reward
+""",
+}
+
+_MUJOCO_WRONG_SIGN = {
+    # the t2r program with its main term's sign flipped (a forgotten minus sign the other way)
+    "mujoco/hopper_jump": ("5.0 * height_reward", "-5.0 * height_reward"),
+    "mujoco/hopper_forward": ("reward = forward_reward", "reward = -forward_reward"),
+    "mujoco/walker_forward": ("reward = forward_reward", "reward = -forward_reward"),
 }
 
 
 def mujoco_programs(task: str) -> list[Program]:
-    """The four programs of a MuJoCo task."""
+    """The programs of a MuJoCo task (four, five on the learnable ones)."""
     constant = """def compute_dense_reward(self, action) -> float:
     # Alive bonus
     return 1.0
 """
-    return [
+    programs = [
         Program(task, "expert", None),
         Program(task, "offline", offline_program(task)),
         Program(task, "t2r", _MUJOCO_T2R[task]),
         Program(task, "constant", constant),
     ]
+    if task in _MUJOCO_WRONG_SIGN:
+        old, new = _MUJOCO_WRONG_SIGN[task]
+        assert old in _MUJOCO_T2R[task], (task, old)
+        programs.append(Program(task, "wrong_sign", _MUJOCO_T2R[task].replace(old, new, 1)))
+    return programs
 
 
 def calibration_set() -> list[Program]:
@@ -366,7 +434,7 @@ def calibration_set() -> list[Program]:
     out: list[Program] = []
     for i, task in enumerate(METAWORLD_TASKS):
         out.extend(metaworld_programs(task, i))
-    for task in MUJOCO_TASKS:
+    for task in (*MUJOCO_TASKS, *MUJOCO_LEARNABLE_TASKS):
         out.extend(mujoco_programs(task))
     return out
 

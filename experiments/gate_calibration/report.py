@@ -456,6 +456,8 @@ def report(args: argparse.Namespace) -> str:
         "MetaWorld only (the tasks with scripted demonstrations, where every check applies; on "
         "tasks without them the gate checks only finiteness, scale and variation):", "",
         *check_table(demo), "",
+        "MuJoCo only (no demonstrations: the gate checks finiteness, scale and variation):", "",
+        *check_table([r for r in rows if r["task"].startswith("mujoco/")]), "",
         "Before and after, on the programs the old gate could check:", "", *before_after(rows, before), "",
         "Per kind of program:", "", *kind_table(rows, before), "",
         "Preference check, task-wise 2-fold cross-validation (programs on demonstration tasks that the "

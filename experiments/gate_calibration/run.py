@@ -50,7 +50,7 @@ from typing import Any  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from programs import Program, calibration_set  # noqa: E402
+from programs import MUJOCO_LEARNABLE_TASKS, Program, calibration_set  # noqa: E402
 
 OUTCOME_FIELDS = (
     "task", "kind", "digest", "seed", "budget", "timesteps", "reached", "steps_to_success",
@@ -60,7 +60,9 @@ OUTCOME_FIELDS = (
 
 def budget_of(task: str, args: argparse.Namespace) -> int:
     """The env-step budget of a run on ``task``."""
-    return int(args.mw_steps if task.startswith("metaworld/") else args.mujoco_steps)
+    if task.startswith("metaworld/"):
+        return int(args.mw_steps)
+    return int(args.mujoco_learnable_steps if task in MUJOCO_LEARNABLE_TASKS else args.mujoco_steps)
 
 
 def run_dir(program: Program, seed: int, args: argparse.Namespace) -> Path:
@@ -220,6 +222,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--mw-steps", type=int, default=65_536, help="env steps per MetaWorld run")
     parser.add_argument("--mujoco-steps", type=int, default=65_536, help="env steps per MuJoCo run")
+    parser.add_argument(
+        "--mujoco-learnable-steps", type=int, default=131_072,
+        help="env steps per run on the added MuJoCo tasks (programs.MUJOCO_LEARNABLE_TASKS)",
+    )  # fmt: skip
     parser.add_argument("--eval-freq", type=int, default=16_384)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument(
