@@ -23,10 +23,12 @@ from rewardlab.search.launch import Job, launch, run_job
 from rewardlab.tasks import get_task
 
 RL = [sys.executable, "-m", "rewardlab.cli"]
+# search.decision_episodes=3 (20 by default): the promotion decisions' fresh evaluations; what
+# the tests check is the search's bookkeeping, not how sure its decisions are
 TINY = [
     "train.n_envs=2", "algo.kwargs.n_steps=64", "train.eval_freq=256", "train.eval_episodes=1",
     "train.video_episodes=1", "train.video_size=64", "check.steps=20",
-    "search.min_steps=256", "search.max_steps=512", "search.eta=2",
+    "search.min_steps=256", "search.max_steps=512", "search.eta=2", "search.decision_episodes=3",
 ]  # fmt: skip
 
 
