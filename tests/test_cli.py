@@ -230,7 +230,12 @@ def test_resume_after_killed_run(tmp_path: Path) -> None:
 
 
 def test_multirun_sweep_makes_one_run_per_job(tmp_path: Path) -> None:
-    res = run("train", "-m", "task=mujoco/hopper_forward", "train.seed=0,1", *TINY, "train.video_episodes=0",
+    # one PPO update per job: the sweep is what is tested
+    sweep = {"train.total_timesteps": "512", "train.eval_freq": "512", "train.checkpoint_freq": "512",
+             "algo.kwargs.n_steps": "256", "train.video_episodes": "0"}  # fmt: skip
+    tiny = [a for a in TINY if a.split("=")[0] not in sweep]
+    tiny += [f"{k}={v}" for k, v in sweep.items()]
+    res = run("train", "-m", "task=mujoco/hopper_forward", "train.seed=0,1", *tiny,
               f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path)  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summaries = sorted(

@@ -40,7 +40,7 @@ def test_custom_task_is_listed_trained_and_reviewed_from_the_command_line(exampl
 
     res = cli(
         "train", f"task={TASK}", f"task_path={example / 'tasks'}", f"reward_file={example / 'reward.py'}",
-        "train.total_timesteps=2048", "train.n_envs=2", "train.eval_freq=1024", "train.eval_episodes=2",
+        "train.total_timesteps=1024", "train.n_envs=2", "train.eval_freq=512", "train.eval_episodes=2",
         "train.video_episodes=1", "train.video_size=96", "train.progress_bar=false", "algo.kwargs.n_steps=256",
         "check.steps=30", "gate.on_train=off", f"runs_dir={example / 'runs'}", cwd=example,
     )  # fmt: skip
