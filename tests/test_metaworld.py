@@ -347,8 +347,12 @@ def test_corner_camera_frames_are_upright(tmp_path: Path) -> None:
 def test_cli_check_accepts_a_text2reward_program(tmp_path: Path) -> None:
     program = tmp_path / "drawer.py"
     program.write_text(T2R_DRAWER_OPEN)
+    # task.horizon=200 (500 by default; the expert opens the drawer in ~100 steps): the gate's
+    # rollouts are whole episodes, so shorter ones; the gate at the full horizon accepting
+    # Text2Reward-style drawer programs: tests/test_gate.py (test_published_style_program_runs_unchanged)
     out = subprocess.run(
-        [sys.executable, "-m", "rewardlab.cli", "check", "task=metaworld/drawer_open", f"file={program}", "check.steps=20"],
+        [sys.executable, "-m", "rewardlab.cli", "check", "task=metaworld/drawer_open", "task.horizon=200", f"file={program}",
+         "check.steps=20"],
         cwd=tmp_path, capture_output=True, text=True, timeout=HANG_S, env={**os.environ},
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
