@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +177,7 @@ def test_a_program_that_raises_on_some_states_is_found_on_exactly_those_states()
 
 def test_a_constant_component_is_found_where_episodes_cannot_end_early() -> None:
     task = get_task(DRAWER)
-    config = E2CLConfig(episodes=1, demos=1, branch_steps=0)
+    config = E2CLConfig(episodes=1, random_episodes=1, random_steps=50, demos=1, branch_steps=0)
     actor = random_actor(make_env(task).action_space, 0)
     exploration = explore(task, compile_for_task(IGNORES_OBJ, task), actor, config)
     assert (
@@ -363,20 +363,28 @@ def test_memory_retrieves_similar_tasks_and_steers_edit_choice(tmp_path: Path) -
 
 # --------------------------------------------------------------------------- the loop
 
+# Tiny budgets: one PPO update per training (the loop's verdicts rest on the exploration's
+# findings, not on learning) and no random-action episodes in the loop's explorations (each
+# exploration part starts its own confined worker; explore() with random episodes:
+# test_a_constant_component_is_found_where_episodes_cannot_end_early).
 TINY = {
-    "train": {"total_timesteps": 1024, "n_envs": 2, "eval_freq": 1024, "eval_episodes": 1, "video_episodes": 0,
-              "progress_bar": False, "checkpoint_freq": 1024},
+    "train": {"total_timesteps": 512, "n_envs": 2, "eval_freq": 512, "eval_episodes": 1, "video_episodes": 0,
+              "progress_bar": False, "checkpoint_freq": 512},
     "algo": {"kwargs": {"n_steps": 256}},
     "check": {"steps": 30},
-    "e2cl": {"rounds": 1, "episodes": 1, "demos": 1, "branch_fractions": [0.5], "branch_steps": 30, "frames": 2,
-             "clips": False, "media_findings": 2},
+    "e2cl": {"rounds": 1, "episodes": 1, "random_episodes": 0, "demos": 1,
+             "branch_fractions": [0.5], "branch_steps": 30, "frames": 2, "clips": False, "media_findings": 2},
 }  # fmt: skip
+LOOP_HORIZON = 200
+"""The drawer's episodes in the loop's run (``task.horizon``, 500 by default): the scripted expert
+opens the drawer in about 100 steps, so demonstrations are whole; every evaluation, free
+exploration and gate rollout is shorter."""
 
 
-def make_cfg(task_name: str, runs_dir: Path, **more: Any) -> RewardLabConfig:
+def make_cfg(task: TaskSpec, runs_dir: Path, **more: Any) -> RewardLabConfig:
     """The composed config of a run (schema + PPO preset + tiny budgets), without Hydra."""
     cfg = OmegaConf.merge(
-        OmegaConf.structured(RewardLabConfig), {"task": asdict(get_task(task_name)), "runs_dir": str(runs_dir)},
+        OmegaConf.structured(RewardLabConfig), {"task": asdict(task), "runs_dir": str(runs_dir)},
         {"algo": OmegaConf.load(data_dir("conf") / "algo" / "ppo.yaml")}, TINY, more,
     )  # fmt: skip
     return to_schema(cfg)
@@ -392,9 +400,9 @@ def corrected_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = root / "runs" / "metaworld" / "drawer_open" / "run"
     run_dir.mkdir(parents=True)
     (root / "planted.py").write_text(IGNORES_OBJ)
-    cfg = make_cfg(DRAWER, root / "runs", reward_file=str(root / "planted.py"))
+    task = replace(get_task(DRAWER), horizon=LOOP_HORIZON)
+    cfg = make_cfg(task, root / "runs", reward_file=str(root / "planted.py"))
     RunDir(run_dir).save_config(cfg)
-    task = get_task(DRAWER)
     source, failure = initial_reward(cfg, task, run_dir)
     assert source is not None, failure
     train_version(cfg, task, run_dir, 0, source)
