@@ -9,7 +9,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from test_metaworld import TEXT2REWARD
 
 from rewardlab.tasks import get_task, list_tasks, load_card, render_card
 from rewardlab.tasks.cards import TYPE_DOCS
@@ -19,17 +18,6 @@ from rewardlab.wrappers import env_proxy, make_env
 
 # ManiSkill tasks need a Vulkan device and ManiSkill's own checks: tests/test_maniskill.py.
 TASKS = [t.name for t in list_tasks() if t.benchmark != "maniskill"]
-# MetaWorld's 50 tasks share one wrapper stack, success flag and horizon: Text2Reward's ten run
-# the full check in the default suite, as in tests/test_metaworld.py, the other 40 are marked
-# slow (all: `pytest -m 'slow or not slow' -k task_builds tests/test_tasks.py`). In the default
-# suite every MT50 task still builds, resets and reads its proxies
-# (test_card_text_lists_every_proxy_attribute below) and steps with the benchmark's success flag
-# (tests/test_metaworld.py, 10 tasks; its registry test checks every task's horizon and metric).
-CHECKED = [
-    n if not n.startswith("metaworld/") or n.split("/")[1] in TEXT2REWARD
-    else pytest.param(n, marks=pytest.mark.slow)
-    for n in TASKS
-]  # fmt: skip
 
 
 def test_registry_covers_required_behaviours() -> None:
@@ -48,7 +36,7 @@ def test_unknown_task_suggests_close_names() -> None:
         get_task("mujoco/hopper_backflp")
 
 
-@pytest.mark.parametrize("name", CHECKED)
+@pytest.mark.parametrize("name", TASKS)
 def test_task_builds_steps_and_reports_success(name: str) -> None:
     task = get_task(name)
     env = make_env(task)
