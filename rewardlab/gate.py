@@ -25,7 +25,10 @@ d. where demonstrations exist, it **prefers doing the task** (CARD's trajectory 
    kind of failure, the probability that a state after success outscores a failed rollout's
    state, and the *progress order* (mean Spearman correlation of per-step reward with time
    along each demonstration up to its success; a warning when negative, never a rejection,
-   since rewards paying progress *increments* need not rise).
+   since rewards paying progress *increments* need not rise). When the preference passes on
+   neutral actions but falls below ``gate.min_ranking_accuracy`` with the actions as executed,
+   an ``action_cost`` **warning** says the action penalty outweighs the task (calibration:
+   both over-heavy penalties of the set, no reward that learned; too few to reject on).
 
 Every check's verdict is in ``stats["checks"]`` (``pass``, ``warn``, ``reject``, ``skip``).
 The thresholds are measured against training outcomes in ``experiments/gate_calibration``
@@ -396,6 +399,17 @@ def judge(ref: ReferenceRollouts, ev: TrajectoryEvaluation, s: GateConfig) -> Ga
                     f"({per_kind}; states compared with neutral actions); the reward does not prefer doing the task"
                 )  # fmt: skip
                 checks["preference"] = "reject"
+            executed = float(traj["recorded"])
+            if checks["constant"] == "pass" and checks["preference"] == "pass":
+                checks["action_cost"] = "pass"
+            if checks.get("action_cost") == "pass" and executed < s.min_ranking_accuracy:
+                warnings.append(
+                    f"the action cost outweighs the task: with the actions as executed, successful demonstrations "
+                    f"outscore failed rollouts in only {executed:.0%} of {pref['pairs']} pairs ({accuracy:.0%} on the "
+                    "same states with neutral actions), so acting firmly to do the task earns less than doing little; "
+                    "lower the action penalty (e.g. 0.01 * norm(action)) unless the task needs gentle motions"
+                )  # fmt: skip
+                checks["action_cost"] = "warn"
             if order is not None and order < 0:
                 warnings.append(f"the reward falls as the expert progresses (progress order {order:+.2f}): check the "
                                 "signs of distance terms")  # fmt: skip

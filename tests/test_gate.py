@@ -353,6 +353,21 @@ def test_action_norm_penalty_does_not_sink_a_text2reward_style_reward(cfg: Any) 
     assert report.ok, report.findings
     traj = report.stats["preference"]["trajectory"]
     assert traj["neutral"] >= 0.9 and traj["neutral"] >= traj["recorded"]
+    assert report.stats["checks"]["action_cost"] == "pass", report.warnings
+
+
+def test_an_action_cost_that_outweighs_the_task_is_a_warning(cfg: Any) -> None:
+    """The same reward with a penalty that makes acting firmly lose to doing little (the
+    calibration's ``heavy_action`` programs never learned): accepted, states still ranked right,
+    with an ``action_cost`` warning that gives the preference with the actions as executed."""
+    heavy = "import numpy as np\n\n" + T2R_STYLE.replace("- 0.1 * action_reg", "- 5.0 * action_reg")
+    assert heavy != "import numpy as np\n\n" + T2R_STYLE
+    report = gate(DRAWER, heavy, cfg)
+    traj = report.stats["preference"]["trajectory"]
+    assert report.ok, report.findings
+    assert traj["recorded"] < cfg.gate.min_ranking_accuracy <= traj["neutral"]
+    assert report.stats["checks"]["action_cost"] == "warn"
+    assert any("action cost outweighs the task" in w for w in report.warnings), report.warnings
 
 
 def test_published_style_program_runs_unchanged(cfg: Any) -> None:

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 from programs import Program, calibration_set
 
-CHECKS = ("check", "finite", "scale", "constant", "preference", "progress", "sparse")
-"""The gate's checks, in the order the gate applies them (``progress`` and ``sparse`` only warn)."""
+CHECKS = ("check", "finite", "scale", "constant", "preference", "action_cost", "progress", "sparse")
+"""The gate's checks, in the order the gate applies them (``action_cost``, ``progress`` and
+``sparse`` only warn)."""
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
