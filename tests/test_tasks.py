@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 from rewardlab.tasks import get_task, list_tasks, load_card, render_card
 from rewardlab.tasks.cards import TYPE_DOCS
-from rewardlab.tasks.proxies import Proxy
+from rewardlab.tasks.proxies import HingeJoint, Proxy, Slider
 from rewardlab.tasks.success import SuccessInputs, make_metric
 from rewardlab.wrappers import env_proxy, make_env
 
@@ -65,6 +65,27 @@ def test_task_builds_steps_reports_success_and_reads_its_card(name: str) -> None
         assert isinstance(info["success"], bool) and 0.0 <= info["task/progress"] <= 1.0
     assert done and steps <= task.horizon, "the horizon ends every episode"
     assert "is_success" in info
+    env.close()
+
+
+def test_one_joint_proxies_read_their_joint_at_every_access() -> None:
+    """``Slider`` (no shipped card uses it yet; custom cards may) and ``HingeJoint`` read the
+    joint's coordinate and rate live from ``MjData``, not a copy taken when they were built."""
+    env = make_env(get_task("mujoco/hopper_forward"))
+    env.reset(seed=5)
+    model, data = env.unwrapped.model, env.unwrapped.data  # type: ignore[attr-defined]
+    cart, hinge = Slider("x", model, data, "rootx"), HingeJoint("pitch", model, data, "rooty")
+    assert cart.fields() == ("position", "velocity") and hinge.fields() == (
+        "angle",
+        "angular_velocity",
+    )
+    for _ in range(15):
+        env.step(env.action_space.sample())
+        assert (cart.position, cart.velocity) == (data.qpos[0], data.qvel[0])
+        assert (hinge.angle, hinge.angular_velocity) == (data.qpos[2], data.qvel[2])
+    assert cart.position != 0.0 and cart.velocity != 0.0
+    with pytest.raises(KeyError, match="not in model"):
+        Slider("y", model, data, "rooty_typo")
     env.close()
 
 

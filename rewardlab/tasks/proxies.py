@@ -61,11 +61,10 @@ def _joint_id(model: mujoco.MjModel, name: str) -> int:
     return int(jid)
 
 
-class HingeJoint(Proxy):
-    """A hinge: ``angle`` (rad, unwrapped) and ``angular_velocity`` (rad/s)."""
+class _OneDofJoint(Proxy):
+    """One hinge or slide joint: its coordinate and rate, read from ``MjData`` at every access."""
 
     __slots__ = ("_qpos", "_qvel", "_qa", "_va")
-    _fields = ("angle", "angular_velocity")
 
     def __init__(self, path: str, model: mujoco.MjModel, data: mujoco.MjData, joint: str) -> None:
         super().__init__(path)
@@ -75,6 +74,13 @@ class HingeJoint(Proxy):
         object.__setattr__(self, "_qvel", data.qvel)
         object.__setattr__(self, "_qa", int(model.jnt_qposadr[jid]))
         object.__setattr__(self, "_va", int(model.jnt_dofadr[jid]))
+
+
+class HingeJoint(_OneDofJoint):
+    """A hinge: ``angle`` (rad, unwrapped) and ``angular_velocity`` (rad/s)."""
+
+    __slots__ = ()
+    _fields = ("angle", "angular_velocity")
 
     @property
     def angle(self) -> float:
@@ -205,19 +211,11 @@ def up_axis(up: Any) -> tuple[float, float, float]:
     return ux, uy, uz
 
 
-class Slider(Proxy):
+class Slider(_OneDofJoint):
     """A single slide joint (a cart on a rail): ``position`` (m) and ``velocity`` (m/s)."""
 
-    __slots__ = ("_qpos", "_qvel", "_qa", "_va")
+    __slots__ = ()
     _fields = ("position", "velocity")
-
-    def __init__(self, path: str, model: mujoco.MjModel, data: mujoco.MjData, joint: str) -> None:
-        super().__init__(path)
-        jid = _joint_id(model, joint)
-        object.__setattr__(self, "_qpos", data.qpos)
-        object.__setattr__(self, "_qvel", data.qvel)
-        object.__setattr__(self, "_qa", int(model.jnt_qposadr[jid]))
-        object.__setattr__(self, "_va", int(model.jnt_dofadr[jid]))
 
     @property
     def position(self) -> float:
